@@ -1,0 +1,392 @@
+//! Gridded time series: where a file's times go on the store's time axis.
+//!
+//! The store's time axis is strictly increasing and never holds duplicates. A file's
+//! times either match existing slots (overwrite), lie after the end (append), or, with
+//! a regular `time_step`, land on a blank slot inside the axis (fill). Anything else
+//! would break the order and is rejected.
+
+use thiserror::Error;
+
+use crate::region::IndexRange;
+
+/// Read access to the store's time axis, in the store's units.
+///
+/// Implementations may do I/O (a chunk read per call): [`place_times`] calls
+/// [`TimeAxis::value`] O(log n) times per file time, never once per slot.
+pub trait TimeAxis {
+    fn len(&self) -> u64;
+    fn value(&self, index: u64) -> Result<f64, AxisReadError>;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// An I/O failure reported by a [`TimeAxis`] implementation.
+#[derive(Debug, Error)]
+#[error("cannot read the store's time axis at index {index}: {message}")]
+pub struct AxisReadError {
+    pub index: u64,
+    pub message: String,
+}
+
+/// Placement rules from the dataset configuration, in the store's time units.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlacementRules {
+    /// Regular spacing of the axis: every instant has a slot.
+    pub time_step: Option<f64>,
+    /// Two times closer than this are the same instant.
+    pub tolerance: f64,
+}
+
+#[derive(Debug, Error)]
+pub enum PlacementError {
+    #[error("the file has no time values along the append dimension")]
+    NoTimes,
+    #[error("time value #{position} of the file is not finite ({value})")]
+    NotFinite { position: usize, value: f64 },
+    #[error(
+        "the file's times are not strictly increasing (#{position}: {value} after {previous})"
+    )]
+    FileNotIncreasing {
+        position: usize,
+        value: f64,
+        previous: f64,
+    },
+    #[error(
+        "time {value} is before the store's first time {first}: prepending would shift every index and is not supported"
+    )]
+    BeforeStart { value: f64, first: f64 },
+    #[error(
+        "time {value} is not on the store's time step grid (nearest slot {index} holds {slot})"
+    )]
+    OffGrid { value: f64, index: u64, slot: f64 },
+    #[error(
+        "time {value} is not in the store and falls before its last time {last}: inserting it would break the increasing order of the time axis (set time_step to allow filling slots)"
+    )]
+    BreaksOrder { value: f64, last: f64 },
+    #[error(transparent)]
+    Axis(#[from] AxisReadError),
+}
+
+/// Where each of a file's times goes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placement {
+    /// Store index of each file time, in the file's order.
+    pub indices: Vec<u64>,
+    /// Length of the axis before the update.
+    pub old_len: u64,
+    /// Length of the axis after the update.
+    pub new_len: u64,
+    /// Time values of every new slot `old_len..new_len` (file times and, with a time step,
+    /// the computed times of the blank slots between them).
+    pub new_slot_times: Vec<f64>,
+}
+
+impl Placement {
+    /// New slots that no file time covers: blank slots created by a gap.
+    pub fn gap_slots(&self) -> Vec<u64> {
+        (self.old_len..self.new_len)
+            .filter(|i| !self.indices.contains(i))
+            .collect()
+    }
+
+    pub fn appends(&self) -> bool {
+        self.new_len > self.old_len
+    }
+
+    pub fn overwrites(&self) -> bool {
+        self.indices.iter().any(|&i| i < self.old_len)
+    }
+
+    /// Smallest range holding every index the file writes.
+    pub fn region(&self) -> IndexRange {
+        let start = self.indices.iter().copied().min().unwrap_or(self.old_len);
+        let stop = self.indices.iter().copied().max().map_or(start, |m| m + 1);
+        IndexRange::new(start, stop)
+    }
+}
+
+/// Places a file's times (already converted to store units) on the store's axis.
+pub fn place_times(
+    axis: &dyn TimeAxis,
+    file_times: &[f64],
+    rules: PlacementRules,
+) -> Result<Placement, PlacementError> {
+    check_file_times(file_times)?;
+    let old_len = axis.len();
+    let indices = match rules.time_step {
+        Some(step) => place_on_grid(axis, file_times, step, rules.tolerance)?,
+        None => place_by_search(axis, file_times, rules.tolerance)?,
+    };
+    let new_len = indices
+        .iter()
+        .map(|&i| i + 1)
+        .max()
+        .unwrap_or(old_len)
+        .max(old_len);
+    let new_slot_times = new_slot_times(axis, file_times, &indices, old_len, new_len, rules)?;
+    Ok(Placement {
+        indices,
+        old_len,
+        new_len,
+        new_slot_times,
+    })
+}
+
+fn check_file_times(file_times: &[f64]) -> Result<(), PlacementError> {
+    if file_times.is_empty() {
+        return Err(PlacementError::NoTimes);
+    }
+    for (position, &value) in file_times.iter().enumerate() {
+        if !value.is_finite() {
+            return Err(PlacementError::NotFinite { position, value });
+        }
+        if position > 0 && value <= file_times[position - 1] {
+            return Err(PlacementError::FileNotIncreasing {
+                position,
+                value,
+                previous: file_times[position - 1],
+            });
+        }
+    }
+    Ok(())
+}
+
+/// With a regular step the slot is computed from the first time: O(1) per time.
+fn place_on_grid(
+    axis: &dyn TimeAxis,
+    file_times: &[f64],
+    step: f64,
+    tolerance: f64,
+) -> Result<Vec<u64>, PlacementError> {
+    let first = if axis.is_empty() {
+        file_times[0]
+    } else {
+        axis.value(0)?
+    };
+    file_times
+        .iter()
+        .map(|&value| {
+            if value < first - tolerance {
+                return Err(PlacementError::BeforeStart { value, first });
+            }
+            let index = ((value - first) / step).round().max(0.0) as u64;
+            let slot = first + index as f64 * step;
+            if (value - slot).abs() > tolerance {
+                return Err(PlacementError::OffGrid { value, index, slot });
+            }
+            Ok(index)
+        })
+        .collect()
+}
+
+/// Without a step: overwrite matching times (binary search), append after the end.
+fn place_by_search(
+    axis: &dyn TimeAxis,
+    file_times: &[f64],
+    tolerance: f64,
+) -> Result<Vec<u64>, PlacementError> {
+    let len = axis.len();
+    if len == 0 {
+        return Ok((0..file_times.len() as u64).collect());
+    }
+    let last = axis.value(len - 1)?;
+    let first = axis.value(0)?;
+    let mut next_new = len;
+    file_times
+        .iter()
+        .map(|&value| {
+            if value > last + tolerance {
+                next_new += 1;
+                return Ok(next_new - 1);
+            }
+            if value < first - tolerance {
+                return Err(PlacementError::BeforeStart { value, first });
+            }
+            find_slot(axis, value, tolerance)?.ok_or(PlacementError::BreaksOrder { value, last })
+        })
+        .collect()
+}
+
+/// Binary search for a slot whose time equals `value` within `tolerance`.
+fn find_slot(
+    axis: &dyn TimeAxis,
+    value: f64,
+    tolerance: f64,
+) -> Result<Option<u64>, PlacementError> {
+    let (mut low, mut high) = (0u64, axis.len());
+    while low < high {
+        let mid = low + (high - low) / 2;
+        let slot = axis.value(mid)?;
+        if (slot - value).abs() <= tolerance {
+            return Ok(Some(mid));
+        }
+        if slot < value {
+            low = mid + 1;
+        } else {
+            high = mid;
+        }
+    }
+    Ok(None)
+}
+
+fn new_slot_times(
+    axis: &dyn TimeAxis,
+    file_times: &[f64],
+    indices: &[u64],
+    old_len: u64,
+    new_len: u64,
+    rules: PlacementRules,
+) -> Result<Vec<f64>, PlacementError> {
+    if new_len == old_len {
+        return Ok(Vec::new());
+    }
+    let grid = match rules.time_step {
+        Some(step) => {
+            let first = if axis.is_empty() {
+                file_times[0]
+            } else {
+                axis.value(0)?
+            };
+            Some((first, step))
+        }
+        None => None,
+    };
+    Ok((old_len..new_len)
+        .map(|slot| {
+            indices
+                .iter()
+                .position(|&i| i == slot)
+                .map(|p| file_times[p])
+                .or_else(|| grid.map(|(first, step)| first + slot as f64 * step))
+                .unwrap_or(f64::NAN)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Axis(Vec<f64>);
+    impl TimeAxis for Axis {
+        fn len(&self) -> u64 {
+            self.0.len() as u64
+        }
+        fn value(&self, index: u64) -> Result<f64, AxisReadError> {
+            self.0.get(index as usize).copied().ok_or(AxisReadError {
+                index,
+                message: "out of range".into(),
+            })
+        }
+    }
+
+    const DAILY: PlacementRules = PlacementRules {
+        time_step: Some(1.0),
+        tolerance: 1e-3,
+    };
+    const IRREGULAR: PlacementRules = PlacementRules {
+        time_step: None,
+        tolerance: 1e-3,
+    };
+
+    #[test]
+    fn first_file_creates_the_axis() {
+        let p = place_times(&Axis(vec![]), &[10.0], DAILY).unwrap();
+        assert_eq!(p.indices, vec![0]);
+        assert_eq!((p.old_len, p.new_len), (0, 1));
+        assert_eq!(p.new_slot_times, vec![10.0]);
+    }
+
+    #[test]
+    fn existing_time_is_overwritten_and_next_time_appended() {
+        let axis = Axis(vec![10.0, 11.0, 12.0]);
+        let over = place_times(&axis, &[11.0], IRREGULAR).unwrap();
+        assert_eq!(over.indices, vec![1]);
+        assert!(!over.appends() && over.overwrites());
+        let app = place_times(&axis, &[13.5], IRREGULAR).unwrap();
+        assert_eq!(app.indices, vec![3]);
+        assert_eq!(app.new_len, 4);
+        assert!(app.appends() && !app.overwrites());
+    }
+
+    #[test]
+    fn gap_with_time_step_creates_blank_slots_that_a_later_file_fills() {
+        let axis = Axis(vec![10.0, 11.0]);
+        let p = place_times(&axis, &[14.0], DAILY).unwrap();
+        assert_eq!(p.indices, vec![4]);
+        assert_eq!(p.gap_slots(), vec![2, 3]);
+        assert_eq!(p.new_slot_times, vec![12.0, 13.0, 14.0]);
+        let filled = Axis(vec![10.0, 11.0, 12.0, 13.0, 14.0]);
+        let fill = place_times(&filled, &[12.0], DAILY).unwrap();
+        assert_eq!(fill.indices, vec![2]);
+        assert!(!fill.appends());
+    }
+
+    #[test]
+    fn time_inside_the_axis_but_absent_breaks_order_without_a_step() {
+        let axis = Axis(vec![10.0, 11.0, 14.0]);
+        let err = place_times(&axis, &[12.0], IRREGULAR).unwrap_err();
+        assert!(matches!(err, PlacementError::BreaksOrder { .. }), "{err}");
+        let before = place_times(&axis, &[2.0], IRREGULAR).unwrap_err();
+        assert!(
+            matches!(before, PlacementError::BeforeStart { .. }),
+            "{before}"
+        );
+    }
+
+    #[test]
+    fn off_grid_and_before_start_are_rejected_with_a_step() {
+        let axis = Axis(vec![10.0, 11.0]);
+        assert!(matches!(
+            place_times(&axis, &[12.5], DAILY),
+            Err(PlacementError::OffGrid { .. })
+        ));
+        assert!(matches!(
+            place_times(&axis, &[9.0], DAILY),
+            Err(PlacementError::BeforeStart { .. })
+        ));
+    }
+
+    #[test]
+    fn file_times_must_increase() {
+        let err = place_times(&Axis(vec![]), &[3.0, 3.0], IRREGULAR).unwrap_err();
+        assert!(matches!(err, PlacementError::FileNotIncreasing { .. }));
+        assert!(matches!(
+            place_times(&Axis(vec![]), &[], IRREGULAR),
+            Err(PlacementError::NoTimes)
+        ));
+        assert!(matches!(
+            place_times(&Axis(vec![]), &[f64::NAN], IRREGULAR),
+            Err(PlacementError::NotFinite { .. })
+        ));
+    }
+
+    #[test]
+    fn search_reads_logarithmically_many_slots() {
+        use std::cell::Cell;
+        struct Counting(u64, Cell<u64>);
+        impl TimeAxis for Counting {
+            fn len(&self) -> u64 {
+                self.0
+            }
+            fn value(&self, index: u64) -> Result<f64, AxisReadError> {
+                self.1.set(self.1.get() + 1);
+                Ok(index as f64)
+            }
+        }
+        let axis = Counting(100_000, Cell::new(0));
+        let p = place_times(&axis, &[54_321.0], IRREGULAR).unwrap();
+        assert_eq!(p.indices, vec![54_321]);
+        assert!(axis.1.get() <= 2 + 18, "read {} slots", axis.1.get());
+    }
+
+    #[test]
+    fn multi_time_file_can_overwrite_and_append() {
+        let axis = Axis(vec![1.0, 2.0]);
+        let p = place_times(&axis, &[2.0, 3.0, 4.0], IRREGULAR).unwrap();
+        assert_eq!(p.indices, vec![1, 2, 3]);
+        assert_eq!(p.region(), IndexRange::new(1, 4));
+        assert_eq!(p.new_slot_times, vec![3.0, 4.0]);
+    }
+}

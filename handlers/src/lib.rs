@@ -1,0 +1,16 @@
+//! Per-collection logic for zru.
+//!
+//! Handlers decide *what* region of a store a file covers and *which* rows a removal
+//! blanks. They never touch files, stores, queues or locks: the caller (the `zru` crate)
+//! gives them views of the store's axis and the file's coordinates, and performs the
+//! I/O they plan.
+//!
+//! - [`cf_time`]: CF time units (`days since 1985-01-01`), conversion between epochs.
+//! - [`gridded`]: gridded time series (time/lat/lon): placement on the time axis.
+//! - [`region`]: index ranges along the append dimension.
+
+pub mod cf_time;
+pub mod gridded;
+pub mod region;
+
+pub use region::{ranges_from_indices, IndexRange};

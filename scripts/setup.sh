@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what zru needs on a fresh Debian machine: netCDF-C (for the netcdf crate)
+# and a Python venv with the reader side (xarray, zarr-python, netCDF4) used by the
+# interop tests, notebooks and benchmarks. Idempotent: re-running is cheap.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+venv="${ZRU_VENV:-$root/.venv}"
+
+need_apt=()
+command -v nc-config >/dev/null 2>&1 || need_apt+=(libnetcdf-dev)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+command -v sqlite3 >/dev/null 2>&1 || need_apt+=(sqlite3)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+if ! "$venv/bin/python" -c 'import xarray, zarr, netCDF4, dask, pytest' >/dev/null 2>&1; then
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/scripts/requirements.txt"
+fi
+echo "setup: netCDF-C $(nc-config --version 2>/dev/null | awk '{print $2}'), venv at $venv"

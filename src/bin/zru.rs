@@ -1,0 +1,270 @@
+//! The `zru` command line: ingest, remove, inspect, sample, demo, config check.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use zru::config::Catalog;
+use zru::demo::{run_demo, DemoOptions};
+use zru::inspect::inspect;
+use zru::sample::{write_gridded_samples, GriddedSampleOptions};
+use zru::update::{Event, EventKind, Outcome, Updater};
+
+#[derive(Parser)]
+#[command(
+    name = "zru",
+    version,
+    about = "Ordered Zarr region updater: apply NetCDF arrivals, revisions and removals to the region of a Zarr store they cover"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Location {
+    /// Directory of per-dataset JSON configuration files.
+    #[arg(long, default_value = "config")]
+    config: PathBuf,
+    /// Root of the raw bucket: object keys are paths relative to it.
+    #[arg(long, default_value = "data/raw")]
+    raw_root: PathBuf,
+    /// Print one JSON object per event instead of a line of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply "created" events for files under the raw root, in the given order.
+    Ingest {
+        #[command(flatten)]
+        location: Location,
+        /// Files under the raw root.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Apply "removed" events: blank the slots whose source is each key.
+    Remove {
+        #[command(flatten)]
+        location: Location,
+        /// Object keys (paths relative to the raw root).
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+    /// Describe a store: dimensions, arrays, time range, blank slots, provenance.
+    Inspect {
+        store: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write generated sample files.
+    Sample {
+        #[command(subcommand)]
+        kind: SampleKind,
+    },
+    /// Run the whole local pipeline on generated and real files, printing what changed.
+    Demo {
+        #[arg(long, default_value = "config")]
+        config: PathBuf,
+        #[arg(long, default_value = "data/raw")]
+        raw_root: PathBuf,
+        /// Directory holding imos/gsla/*.nc (the real files).
+        #[arg(long, default_value = "../shared/data")]
+        shared_data: PathBuf,
+        #[arg(long, default_value_t = 720)]
+        lat: usize,
+        #[arg(long, default_value_t = 1440)]
+        lon: usize,
+    },
+    /// Validate configuration files.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SampleKind {
+    /// GHRSST L3S-like daily netCDF-4 files (int16 packed SST and friends).
+    Gridded {
+        out_dir: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        days: usize,
+        #[arg(long, default_value_t = 180)]
+        lat: usize,
+        #[arg(long, default_value_t = 360)]
+        lon: usize,
+        /// First day, YYYY-MM-DD.
+        #[arg(long, default_value = "2024-01-01")]
+        start: chrono::NaiveDate,
+        /// 0 for original values, N > 0 for a revised version of the same days.
+        #[arg(long, default_value_t = 0)]
+        revision: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Check every *.json file of a directory; name each broken file and key.
+    Check {
+        #[arg(long, default_value = "config")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ZRU_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("zru: error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Ingest { location, files } => {
+            let updater = updater(&location)?;
+            let events = files.iter().map(|file| match updater.key_for_path(file) {
+                Ok(key) => Ok(Event {
+                    key,
+                    kind: EventKind::Created,
+                }),
+                Err(error) => Err((file.display().to_string(), error.to_string())),
+            });
+            Ok(apply_all(&updater, events.collect(), location.json))
+        }
+        Command::Remove { location, keys } => {
+            let updater = updater(&location)?;
+            let events = keys
+                .into_iter()
+                .map(|key| {
+                    Ok(Event {
+                        key,
+                        kind: EventKind::Removed,
+                    })
+                })
+                .collect();
+            Ok(apply_all(&updater, events, location.json))
+        }
+        Command::Inspect { store, json } => {
+            let summary =
+                inspect(&store).with_context(|| format!("inspecting {}", store.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                print!("{summary}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sample {
+            kind:
+                SampleKind::Gridded {
+                    out_dir,
+                    days,
+                    lat,
+                    lon,
+                    start,
+                    revision,
+                    seed,
+                },
+        } => {
+            let options = GriddedSampleOptions {
+                days,
+                lat,
+                lon,
+                start,
+                revision,
+                seed,
+            };
+            for path in write_gridded_samples(&out_dir, &options)? {
+                println!("{}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo {
+            config,
+            raw_root,
+            shared_data,
+            lat,
+            lon,
+        } => {
+            let options = DemoOptions {
+                config_dir: config,
+                raw_root,
+                shared_data,
+                lat,
+                lon,
+            };
+            run_demo(&options, &mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config {
+            action: ConfigAction::Check { config },
+        } => {
+            let (datasets, errors) = Catalog::check_dir(&config)?;
+            for dataset in &datasets {
+                println!("ok\t{}\t{}", dataset.file.display(), dataset.name());
+            }
+            for error in &errors {
+                println!("error\t{error}");
+            }
+            Ok(if errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+fn updater(location: &Location) -> Result<Updater> {
+    let catalog = Catalog::load_dir(&location.config)?;
+    Ok(Updater::new(catalog, location.raw_root.clone()))
+}
+
+/// Applies events in order; exit code 1 if any was rejected.
+fn apply_all(
+    updater: &Updater,
+    events: Vec<Result<Event, (String, String)>>,
+    json: bool,
+) -> ExitCode {
+    let mut rejected = false;
+    for event in events {
+        let outcome = match event {
+            Ok(event) => updater.apply(&event),
+            Err((key, reason)) => Outcome {
+                key,
+                event: EventKind::Created,
+                dataset: None,
+                action: zru::update::Action::Rejected,
+                region: None,
+                reason: Some(reason),
+                stats: None,
+            },
+        };
+        rejected |= outcome.is_rejected();
+        if json {
+            println!("{}", serde_json::to_string(&outcome).unwrap_or_default());
+        } else {
+            println!("{}", outcome.line());
+        }
+    }
+    if rejected {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,272 @@
+//! `zru demo`: the whole local pipeline on generated GHRSST-like files and the real
+//! IMOS GSLA files — append, gap, fill, revise, remove, reject — printing what changed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use chrono::NaiveDate;
+
+use crate::config::Catalog;
+use crate::inspect::inspect;
+use crate::sample::{write_gridded_sample_file, write_gridded_samples, GriddedSampleOptions};
+use crate::update::{Event, EventKind, Outcome, Updater};
+use crate::values::Values;
+
+/// Where the demo reads its configuration and writes its data.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub config_dir: PathBuf,
+    pub raw_root: PathBuf,
+    /// `shared/data` with the real IMOS files (optional).
+    pub shared_data: PathBuf,
+    pub lat: usize,
+    pub lon: usize,
+}
+
+const SST_DATASET: &str = "sst";
+const GSLA_DATASET: &str = "gsla";
+const SST_PREFIX: &str = "sst";
+const GSLA_PREFIX: &str = "IMOS/OceanCurrent/GSLA";
+
+struct Demo<'a> {
+    updater: Updater,
+    out: &'a mut dyn Write,
+    rejected: usize,
+}
+
+impl Demo<'_> {
+    fn step(&mut self, title: &str) -> Result<()> {
+        writeln!(self.out, "\n== {title}")?;
+        Ok(())
+    }
+
+    fn apply(&mut self, key: &str, kind: EventKind) -> Result<Outcome> {
+        let outcome = self.updater.apply(&Event {
+            key: key.to_string(),
+            kind,
+        });
+        if outcome.is_rejected() {
+            self.rejected += 1;
+        }
+        writeln!(self.out, "  {}", outcome.line())?;
+        Ok(outcome)
+    }
+
+    fn show_store(&mut self, dataset: &str) -> Result<()> {
+        let path = self.store_path(dataset)?;
+        let summary = inspect(&path)?;
+        for line in summary.to_string().lines() {
+            writeln!(self.out, "  | {line}")?;
+        }
+        Ok(())
+    }
+
+    fn store_path(&self, dataset: &str) -> Result<PathBuf> {
+        Ok(self
+            .updater
+            .catalog
+            .dataset(dataset)
+            .with_context(|| format!("the config directory has no dataset named {dataset:?}"))?
+            .store_path
+            .clone())
+    }
+}
+
+/// Runs the demo, writing a narrative to `out`. Returns the number of rejected events
+/// that were not expected (0 on success).
+pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<()> {
+    let catalog = Catalog::load_dir(&options.config_dir)
+        .with_context(|| format!("loading {}", options.config_dir.display()))?;
+    let mut demo = Demo {
+        updater: Updater::new(catalog, options.raw_root.clone()),
+        out,
+        rejected: 0,
+    };
+    reset(&demo, options)?;
+    writeln!(
+        demo.out,
+        "zru demo: config {}, raw bucket {}",
+        options.config_dir.display(),
+        options.raw_root.display()
+    )?;
+    gridded_sst(&mut demo, options)?;
+    real_gsla(&mut demo, options)?;
+    if demo.rejected != 1 {
+        bail!(
+            "expected exactly one rejected event (the truncated file), saw {}",
+            demo.rejected
+        );
+    }
+    writeln!(
+        demo.out,
+        "\ndemo finished: open the stores with xarray.open_zarr(...)"
+    )?;
+    Ok(())
+}
+
+/// Removes what an earlier demo run left: the demo's stores and raw prefixes.
+fn reset(demo: &Demo<'_>, options: &DemoOptions) -> Result<()> {
+    for dataset in [SST_DATASET, GSLA_DATASET] {
+        let store = demo.store_path(dataset)?;
+        if store.exists() {
+            std::fs::remove_dir_all(&store)
+                .with_context(|| format!("removing {}", store.display()))?;
+        }
+    }
+    for prefix in [SST_PREFIX, GSLA_PREFIX] {
+        let dir = options.raw_root.join(prefix);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn sample_key(day: NaiveDate) -> String {
+    format!("{SST_PREFIX}/{}", crate::sample::gridded_sample_name(day))
+}
+
+fn gridded_sst(demo: &mut Demo<'_>, options: &DemoOptions) -> Result<()> {
+    let start = NaiveDate::from_ymd_opt(2024, 1, 1).context("demo start date")?;
+    let sample = GriddedSampleOptions {
+        days: 5,
+        lat: options.lat,
+        lon: options.lon,
+        start,
+        revision: 0,
+        seed: 1,
+    };
+    let raw_dir = options.raw_root.join(SST_PREFIX);
+    write_gridded_samples(&raw_dir, &sample)?;
+    let day = |i: u64| start + chrono::Days::new(i);
+
+    demo.step("GHRSST-like SST (generated): days 1, 2, 3 and 5 arrive; day 5 leaves a blank slot for day 4")?;
+    for i in [0, 1, 2, 4] {
+        demo.apply(&sample_key(day(i)), EventKind::Created)?;
+    }
+    demo.show_store(SST_DATASET)?;
+
+    demo.step("day 4 arrives late and fills its blank slot")?;
+    demo.apply(&sample_key(day(3)), EventKind::Created)?;
+
+    demo.step("day 2 is revised (same key, new values): its slot is overwritten")?;
+    let store = demo.store_path(SST_DATASET)?;
+    let before = read_slot_kelvin(&store, 1)?;
+    let revised = GriddedSampleOptions {
+        revision: 1,
+        ..sample.clone()
+    };
+    write_gridded_sample_file(
+        &raw_dir.join(crate::sample::gridded_sample_name(day(1))),
+        day(1),
+        &revised,
+    )?;
+    demo.apply(&sample_key(day(1)), EventKind::Created)?;
+    let after = read_slot_kelvin(&store, 1)?;
+    let (changed, mean) = mean_change(&before, &after);
+    writeln!(
+        demo.out,
+        "  sea_surface_temperature at slot 1: {changed} pixels changed, mean change {mean:+.3} K"
+    )?;
+
+    demo.step("day 3 is deleted from the raw bucket: its slot is blanked, its time stays")?;
+    std::fs::remove_file(raw_dir.join(crate::sample::gridded_sample_name(day(2))))?;
+    demo.apply(&sample_key(day(2)), EventKind::Removed)?;
+    demo.show_store(SST_DATASET)?;
+    Ok(())
+}
+
+/// Decoded SST (kelvin, NaN where missing) of one slot.
+fn read_slot_kelvin(store: &Path, slot: u64) -> Result<Vec<f64>> {
+    let zarr = crate::store::ZarrStore::open(store)?;
+    let doc = zarr
+        .array("sea_surface_temperature")
+        .context("store has no sea_surface_temperature")?;
+    let enc = doc.cf_encoding();
+    let shape = doc.shape()?;
+    let raw = zarr.read(
+        "sea_surface_temperature",
+        &[slot, 0, 0],
+        &[1, shape[1], shape[2]],
+    )?;
+    let Values::I16(raw) = raw else {
+        bail!("sea_surface_temperature is not int16 in the store");
+    };
+    Ok(raw
+        .into_iter()
+        .map(|r| {
+            if Some(f64::from(r)) == enc.fill_value {
+                f64::NAN
+            } else {
+                f64::from(r) * enc.scale_factor + enc.add_offset
+            }
+        })
+        .collect())
+}
+
+fn mean_change(before: &[f64], after: &[f64]) -> (usize, f64) {
+    let diffs: Vec<f64> = before
+        .iter()
+        .zip(after)
+        .filter(|(a, b)| a.is_finite() && b.is_finite() && a != b)
+        .map(|(a, b)| b - a)
+        .collect();
+    let mean = if diffs.is_empty() {
+        0.0
+    } else {
+        diffs.iter().sum::<f64>() / diffs.len() as f64
+    };
+    (diffs.len(), mean)
+}
+
+fn real_gsla(demo: &mut Demo<'_>, options: &DemoOptions) -> Result<()> {
+    let source_dir = options.shared_data.join("imos/gsla");
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(&source_dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "nc"))
+            .collect(),
+        Err(_) => {
+            demo.step(&format!(
+                "real IMOS GSLA files: {} not found, skipped",
+                source_dir.display()
+            ))?;
+            return Ok(());
+        }
+    };
+    files.sort();
+    let raw_dir = options.raw_root.join(GSLA_PREFIX);
+    std::fs::create_dir_all(&raw_dir)?;
+    demo.step(
+        "real IMOS GSLA files (netCDF3 2011, netCDF-4 2024, 4 then 6 variables, 12-year gap)",
+    )?;
+    let mut keys = Vec::new();
+    for file in &files {
+        let name = file
+            .file_name()
+            .context("file name")?
+            .to_string_lossy()
+            .into_owned();
+        std::fs::copy(file, raw_dir.join(&name))?;
+        keys.push(format!("{GSLA_PREFIX}/{name}"));
+    }
+    for key in &keys {
+        demo.apply(key, EventKind::Created)?;
+    }
+    demo.show_store(GSLA_DATASET)?;
+
+    demo.step("redelivery of the first file changes nothing but rewrites its slot")?;
+    if let Some(first) = keys.first() {
+        demo.apply(first, EventKind::Created)?;
+    }
+
+    demo.step("a truncated upload is rejected with its reason; the store is untouched")?;
+    if let Some(last) = files.last() {
+        let bytes = std::fs::read(last)?;
+        let name = "IMOS_OceanCurrent_HV_20240103T000000Z_GSLA_FV02_NRT.nc";
+        std::fs::write(raw_dir.join(name), &bytes[..bytes.len() / 2])?;
+        demo.apply(&format!("{GSLA_PREFIX}/{name}"), EventKind::Created)?;
+    }
+    Ok(())
+}

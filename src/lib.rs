@@ -1,0 +1,21 @@
+//! zru: the ordered Zarr region updater.
+//!
+//! When a NetCDF file arrives in, is revised in, or is removed from a raw bucket, zru
+//! changes only the region of the dataset's Zarr store that the file covers.
+//!
+//! - [`config`]: per-dataset configuration and routing of object keys.
+//! - [`source`]: reading NetCDF files.
+//! - [`values`]: typed buffers and CF packing.
+//! - [`store`]: Zarr stores (V2/V3), staged all-or-nothing updates.
+//! - [`update`]: applying created and removed events.
+//! - [`inspect`]: describing a store.
+//! - [`sample`]: generated GHRSST-like files for demos, tests and benchmarks.
+
+pub mod config;
+pub mod demo;
+pub mod inspect;
+pub mod sample;
+pub mod source;
+pub mod store;
+pub mod update;
+pub mod values;

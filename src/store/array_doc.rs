@@ -1,0 +1,485 @@
+//! Array metadata documents, edited as JSON so that everything a writer such as
+//! xarray put there (codecs, attributes, key order) is kept as it was.
+//!
+//! V3: one `zarr.json` with `attributes` and `dimension_names` inside.
+//! V2: `.zarray` plus `.zattrs` (dimension names in `_ARRAY_DIMENSIONS`).
+
+use base64::Engine;
+use serde_json::{json, Map, Value};
+use thiserror::Error;
+
+use crate::values::{CfEncoding, ElementType};
+
+/// Zarr format of a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum ZarrFormat {
+    V2,
+    V3,
+}
+
+impl ZarrFormat {
+    pub fn number(self) -> u8 {
+        match self {
+            Self::V2 => 2,
+            Self::V3 => 3,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+#[error("array {array}: {reason}")]
+pub struct ArrayDocError {
+    pub array: String,
+    pub reason: String,
+}
+
+/// Compressor for arrays zru creates.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Compressor {
+    Zstd(i32),
+    Blosc(i32),
+    Gzip(i32),
+    None,
+}
+
+impl Compressor {
+    pub fn from_config(config: Option<&crate::config::CompressorConfig>) -> Self {
+        match config {
+            None => Self::Zstd(3),
+            Some(c) => match c.name.as_str() {
+                "blosc" => Self::Blosc(c.level.unwrap_or(5)),
+                "gzip" => Self::Gzip(c.level.unwrap_or(5)),
+                "none" => Self::None,
+                _ => Self::Zstd(c.level.unwrap_or(3)),
+            },
+        }
+    }
+
+    fn v3_codec(&self, element: ElementType) -> Option<Value> {
+        match self {
+            Self::Zstd(level) => {
+                Some(json!({"name": "zstd", "configuration": {"level": level, "checksum": false}}))
+            }
+            Self::Blosc(level) => Some(json!({"name": "blosc", "configuration": {
+                "cname": "lz4", "clevel": level, "shuffle": "shuffle",
+                "typesize": element.size().max(1), "blocksize": 0}})),
+            Self::Gzip(level) => Some(json!({"name": "gzip", "configuration": {"level": level}})),
+            Self::None => None,
+        }
+    }
+
+    fn v2_compressor(&self) -> Value {
+        match self {
+            Self::Zstd(level) => json!({"id": "zstd", "level": level, "checksum": false}),
+            Self::Blosc(level) => {
+                json!({"id": "blosc", "cname": "lz4", "clevel": level, "shuffle": 1, "blocksize": 0})
+            }
+            Self::Gzip(level) => json!({"id": "zlib", "level": level}),
+            Self::None => Value::Null,
+        }
+    }
+}
+
+/// What zru needs to create a new array.
+#[derive(Debug, Clone)]
+pub struct NewArray {
+    pub name: String,
+    pub dims: Vec<String>,
+    pub shape: Vec<u64>,
+    pub chunks: Vec<u64>,
+    pub element: ElementType,
+    /// CF `_FillValue` in stored units (`None`: the type's default fill is used).
+    pub fill_value: Option<f64>,
+    pub attributes: Map<String, Value>,
+    pub compressor: Compressor,
+}
+
+/// One array's metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArrayDoc {
+    pub name: String,
+    pub format: ZarrFormat,
+    /// `zarr.json` (V3) or `.zarray` (V2).
+    pub meta: Map<String, Value>,
+    /// `.zattrs` (V2 only; V3 attributes live in `meta`).
+    pub v2_attrs: Map<String, Value>,
+}
+
+fn json_number(x: f64, element: ElementType) -> Value {
+    if element.is_integer() {
+        if element == ElementType::U64 {
+            return json!(x as u64);
+        }
+        return json!(x as i64);
+    }
+    if x.is_nan() {
+        return json!("NaN");
+    }
+    if x.is_infinite() {
+        return json!(if x > 0.0 { "Infinity" } else { "-Infinity" });
+    }
+    json!(x)
+}
+
+fn number_from_json(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => match s.as_str() {
+            "NaN" => Some(f64::NAN),
+            "Infinity" => Some(f64::INFINITY),
+            "-Infinity" => Some(f64::NEG_INFINITY),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// xarray writes a V3 float `_FillValue` as base64 of its little-endian bytes.
+fn encode_fill_attribute(fill: f64, element: ElementType) -> Value {
+    let engine = base64::engine::general_purpose::STANDARD;
+    match element {
+        ElementType::F32 => json!(engine.encode((fill as f32).to_le_bytes())),
+        ElementType::F64 => json!(engine.encode(fill.to_le_bytes())),
+        _ => json_number(fill, element),
+    }
+}
+
+fn decode_fill_attribute(value: &Value, element: ElementType) -> Option<f64> {
+    if let Value::String(s) = value {
+        if element.is_float() {
+            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(s) {
+                return match (element, bytes.len()) {
+                    (ElementType::F32, 4) => {
+                        Some(f64::from(f32::from_le_bytes(bytes.try_into().ok()?)))
+                    }
+                    (ElementType::F64, 8) => Some(f64::from_le_bytes(bytes.try_into().ok()?)),
+                    _ => None,
+                };
+            }
+        }
+    }
+    number_from_json(value)
+}
+
+impl ArrayDoc {
+    /// Builds the metadata of a new array the way xarray writes it.
+    pub fn create(format: ZarrFormat, new: NewArray) -> Self {
+        let element = new.element;
+        let fill_json = match (element, new.fill_value) {
+            (ElementType::Text, _) => json!(""),
+            (_, Some(fill)) => json_number(fill, element),
+            (e, None) if e.is_float() => json!("NaN"),
+            (_, None) => json!(0),
+        };
+        let mut attributes = new.attributes;
+        match format {
+            ZarrFormat::V3 => {
+                if let (Some(fill), false) = (new.fill_value, element == ElementType::Text) {
+                    attributes.insert("_FillValue".into(), encode_fill_attribute(fill, element));
+                }
+                let array_to_bytes = if element == ElementType::Text {
+                    json!({"name": "vlen-utf8", "configuration": {}})
+                } else {
+                    json!({"name": "bytes", "configuration": {"endian": "little"}})
+                };
+                let mut codecs = vec![array_to_bytes];
+                codecs.extend(new.compressor.v3_codec(element));
+                let meta = json!({
+                    "shape": new.shape,
+                    "data_type": element.zarr_v3_name(),
+                    "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": new.chunks}},
+                    "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+                    "fill_value": fill_json,
+                    "codecs": codecs,
+                    "attributes": attributes,
+                    "dimension_names": new.dims,
+                    "zarr_format": 3,
+                    "node_type": "array",
+                    "storage_transformers": [],
+                });
+                Self {
+                    name: new.name,
+                    format,
+                    meta: into_map(meta),
+                    v2_attrs: Map::new(),
+                }
+            }
+            ZarrFormat::V2 => {
+                attributes.insert("_ARRAY_DIMENSIONS".into(), json!(new.dims));
+                let filters = if element == ElementType::Text {
+                    json!([{"id": "vlen-utf8"}])
+                } else {
+                    Value::Null
+                };
+                let meta = json!({
+                    "shape": new.shape,
+                    "chunks": new.chunks,
+                    "dtype": element.zarr_v2_dtype(),
+                    "fill_value": fill_json,
+                    "order": "C",
+                    "filters": filters,
+                    "dimension_separator": ".",
+                    "compressor": new.compressor.v2_compressor(),
+                    "zarr_format": 2,
+                });
+                Self {
+                    name: new.name,
+                    format,
+                    meta: into_map(meta),
+                    v2_attrs: attributes,
+                }
+            }
+        }
+    }
+
+    fn error(&self, reason: impl Into<String>) -> ArrayDocError {
+        ArrayDocError {
+            array: self.name.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    fn u64_list(&self, value: Option<&Value>, what: &str) -> Result<Vec<u64>, ArrayDocError> {
+        value
+            .and_then(Value::as_array)
+            .and_then(|items| items.iter().map(Value::as_u64).collect::<Option<Vec<_>>>())
+            .ok_or_else(|| self.error(format!("metadata has no valid {what}")))
+    }
+
+    pub fn shape(&self) -> Result<Vec<u64>, ArrayDocError> {
+        self.u64_list(self.meta.get("shape"), "shape")
+    }
+
+    /// Sets the length of one axis.
+    pub fn set_axis_len(&mut self, axis: usize, len: u64) -> Result<(), ArrayDocError> {
+        let mut shape = self.shape()?;
+        let slot = shape
+            .get_mut(axis)
+            .ok_or_else(|| self.error(format!("has no axis {axis}")))?;
+        *slot = len;
+        self.meta.insert("shape".into(), json!(shape));
+        Ok(())
+    }
+
+    /// Regular chunk shape (for sharded V3 arrays, the shard shape).
+    pub fn chunk_shape(&self) -> Result<Vec<u64>, ArrayDocError> {
+        match self.format {
+            ZarrFormat::V2 => self.u64_list(self.meta.get("chunks"), "chunks"),
+            ZarrFormat::V3 => {
+                let grid = self.meta.get("chunk_grid");
+                if grid.and_then(|g| g.get("name")).and_then(Value::as_str) != Some("regular") {
+                    return Err(self.error("only regular chunk grids are supported"));
+                }
+                self.u64_list(
+                    grid.and_then(|g| g.get("configuration"))
+                        .and_then(|c| c.get("chunk_shape")),
+                    "chunk_grid.configuration.chunk_shape",
+                )
+            }
+        }
+    }
+
+    pub fn attributes(&self) -> &Map<String, Value> {
+        match self.format {
+            ZarrFormat::V2 => &self.v2_attrs,
+            ZarrFormat::V3 => self
+                .meta
+                .get("attributes")
+                .and_then(Value::as_object)
+                .unwrap_or(empty_map()),
+        }
+    }
+
+    pub fn attributes_mut(&mut self) -> &mut Map<String, Value> {
+        match self.format {
+            ZarrFormat::V2 => &mut self.v2_attrs,
+            ZarrFormat::V3 => {
+                let entry = self
+                    .meta
+                    .entry("attributes")
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if !entry.is_object() {
+                    *entry = Value::Object(Map::new());
+                }
+                match entry {
+                    Value::Object(map) => map,
+                    _ => unreachable!("attributes was just made an object"),
+                }
+            }
+        }
+    }
+
+    /// Dimension names (V3 `dimension_names`, V2 `_ARRAY_DIMENSIONS`).
+    pub fn dims(&self) -> Result<Vec<String>, ArrayDocError> {
+        let names = match self.format {
+            ZarrFormat::V3 => self.meta.get("dimension_names"),
+            ZarrFormat::V2 => self.v2_attrs.get("_ARRAY_DIMENSIONS"),
+        };
+        names
+            .and_then(Value::as_array)
+            .and_then(|items| {
+                items
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+            })
+            .ok_or_else(|| self.error("has no dimension names (xarray needs them)"))
+    }
+
+    pub fn element_type(&self) -> Result<ElementType, ArrayDocError> {
+        let found = match self.format {
+            ZarrFormat::V3 => self
+                .meta
+                .get("data_type")
+                .and_then(Value::as_str)
+                .and_then(ElementType::from_zarr_v3_name),
+            ZarrFormat::V2 => self
+                .meta
+                .get("dtype")
+                .and_then(Value::as_str)
+                .and_then(ElementType::from_zarr_v2_dtype),
+        };
+        found.ok_or_else(|| self.error("has a data type zru does not handle"))
+    }
+
+    /// The Zarr-level fill value (what a missing chunk reads as).
+    pub fn zarr_fill(&self) -> Option<f64> {
+        self.meta.get("fill_value").and_then(number_from_json)
+    }
+
+    /// How the stored numbers map to physical values, as xarray reads this array.
+    pub fn cf_encoding(&self) -> CfEncoding {
+        let attrs = self.attributes();
+        let number = |k: &str| attrs.get(k).and_then(number_from_json);
+        let element = self.element_type().unwrap_or(ElementType::F64);
+        let fill_value = match self.format {
+            ZarrFormat::V3 => attrs
+                .get("_FillValue")
+                .and_then(|v| decode_fill_attribute(v, element)),
+            // xarray reads a V2 array's fill_value as its _FillValue.
+            ZarrFormat::V2 => attrs
+                .get("_FillValue")
+                .and_then(number_from_json)
+                .or_else(|| self.zarr_fill()),
+        }
+        .or_else(|| number("missing_value"));
+        CfEncoding {
+            scale_factor: number("scale_factor").unwrap_or(1.0),
+            add_offset: number("add_offset").unwrap_or(0.0),
+            fill_value,
+        }
+    }
+
+    /// The value a blanked element gets: the CF fill if there is one, else the Zarr fill.
+    pub fn blank_value(&self) -> f64 {
+        self.cf_encoding()
+            .fill_value
+            .or_else(|| self.zarr_fill())
+            .unwrap_or(f64::NAN)
+    }
+
+    /// True when a missing chunk already reads as blank, so blank chunks can be erased
+    /// instead of written.
+    pub fn missing_chunk_is_blank(&self) -> bool {
+        if self.element_type() == Ok(ElementType::Text) {
+            return true;
+        }
+        match (self.zarr_fill(), self.blank_value()) {
+            (Some(z), b) => z == b || (z.is_nan() && b.is_nan()),
+            (None, _) => false,
+        }
+    }
+
+    /// Documents to write: `(key, json)`.
+    pub fn documents(&self) -> Vec<(String, Value)> {
+        match self.format {
+            ZarrFormat::V3 => vec![(
+                format!("{}/zarr.json", self.name),
+                Value::Object(self.meta.clone()),
+            )],
+            ZarrFormat::V2 => vec![
+                (
+                    format!("{}/.zarray", self.name),
+                    Value::Object(self.meta.clone()),
+                ),
+                (
+                    format!("{}/.zattrs", self.name),
+                    Value::Object(self.v2_attrs.clone()),
+                ),
+            ],
+        }
+    }
+}
+
+impl PartialEq for ArrayDocError {
+    fn eq(&self, other: &Self) -> bool {
+        self.array == other.array && self.reason == other.reason
+    }
+}
+
+fn empty_map() -> &'static Map<String, Value> {
+    static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(Map::new)
+}
+
+pub(crate) fn into_map(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sst(format: ZarrFormat) -> ArrayDoc {
+        ArrayDoc::create(
+            format,
+            NewArray {
+                name: "sst".into(),
+                dims: vec!["time".into(), "lat".into()],
+                shape: vec![2, 10],
+                chunks: vec![1, 10],
+                element: ElementType::I16,
+                fill_value: Some(-32768.0),
+                attributes: into_map(json!({"scale_factor": 0.01, "add_offset": 273.15})),
+                compressor: Compressor::Zstd(3),
+            },
+        )
+    }
+
+    #[test]
+    fn new_arrays_round_trip_their_properties_in_both_formats() {
+        for format in [ZarrFormat::V2, ZarrFormat::V3] {
+            let mut doc = sst(format);
+            assert_eq!(doc.shape().unwrap(), vec![2, 10]);
+            assert_eq!(doc.chunk_shape().unwrap(), vec![1, 10]);
+            assert_eq!(doc.dims().unwrap(), vec!["time", "lat"]);
+            assert_eq!(doc.element_type().unwrap(), ElementType::I16);
+            let enc = doc.cf_encoding();
+            assert_eq!(enc.fill_value, Some(-32768.0));
+            assert_eq!(enc.scale_factor, 0.01);
+            assert!(doc.missing_chunk_is_blank());
+            doc.set_axis_len(0, 5).unwrap();
+            assert_eq!(doc.shape().unwrap(), vec![5, 10]);
+        }
+    }
+
+    #[test]
+    fn xarray_v3_float_fill_is_base64_and_int_zarr_fill_may_differ() {
+        let mut doc = sst(ZarrFormat::V3);
+        // As xarray writes int arrays: zarr fill_value 0, CF _FillValue in attributes.
+        doc.meta.insert("fill_value".into(), json!(0));
+        assert!(!doc.missing_chunk_is_blank());
+        assert_eq!(doc.blank_value(), -32768.0);
+        assert_eq!(
+            decode_fill_attribute(&json!("AAAAAAAA+H8="), ElementType::F64).map(f64::is_nan),
+            Some(true)
+        );
+        assert_eq!(
+            encode_fill_attribute(f64::NAN, ElementType::F64),
+            json!("AAAAAAAA+H8=")
+        );
+    }
+}

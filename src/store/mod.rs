@@ -1,0 +1,511 @@
+//! Zarr stores on the local filesystem: open, create, update in a transaction.
+//!
+//! - [`array_doc`]: array metadata documents (V2 and V3) edited as JSON.
+//! - [`staged`]: the staging overlay that makes an update all-or-nothing.
+//! - [`atomic_fs`]: atomic writes of single keys.
+//!
+//! zru reads and writes metadata itself (so xarray's own metadata survives untouched)
+//! and lets zarrs encode and decode chunks.
+
+pub mod array_doc;
+pub mod atomic_fs;
+pub mod staged;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+use thiserror::Error;
+use zarrs::array::{Array, ArraySubset};
+use zarrs::storage::{Bytes, StorageError, StoreKey, StorePrefix};
+
+pub use array_doc::{ArrayDoc, ArrayDocError, Compressor, NewArray, ZarrFormat};
+pub use staged::{CommitStats, StagedStore, Storage};
+
+use crate::values::{ElementType, Values};
+use array_doc::into_map;
+use atomic_fs::AtomicFilesystemStore;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("store {store}: {source}")]
+    Storage {
+        store: PathBuf,
+        #[source]
+        source: StorageError,
+    },
+    #[error("store {store}: {key} is not valid JSON: {reason}")]
+    Json {
+        store: PathBuf,
+        key: String,
+        reason: String,
+    },
+    #[error("store {store}: not a Zarr group (no zarr.json or .zgroup at its root)")]
+    NotAGroup { store: PathBuf },
+    #[error("store {store}: {source}")]
+    Doc {
+        store: PathBuf,
+        #[source]
+        source: ArrayDocError,
+    },
+    #[error("store {store}: array {array}: {reason}")]
+    Array {
+        store: PathBuf,
+        array: String,
+        reason: String,
+    },
+}
+
+/// An opened (or about to be created) Zarr group with its arrays' metadata.
+pub struct ZarrStore {
+    pub location: PathBuf,
+    storage: Arc<Storage>,
+    pub format: ZarrFormat,
+    /// Group metadata other than attributes and consolidated metadata.
+    group_meta: Map<String, Value>,
+    pub root_attrs: Map<String, Value>,
+    pub arrays: BTreeMap<String, ArrayDoc>,
+    pub exists: bool,
+}
+
+impl std::fmt::Debug for ZarrStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZarrStore")
+            .field("location", &self.location)
+            .field("format", &self.format)
+            .field("arrays", &self.arrays.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn key(s: &str) -> StoreKey {
+    // Keys are built from array names zru validated or read from the store.
+    StoreKey::new(s).unwrap_or_else(|_| StoreKey::root())
+}
+
+impl ZarrStore {
+    /// True if `location` holds a Zarr group.
+    pub fn exists(location: &Path) -> bool {
+        location.join("zarr.json").is_file() || location.join(".zgroup").is_file()
+    }
+
+    /// Opens an existing store, or prepares a new one (nothing is written until a
+    /// transaction commits).
+    pub fn open_or_new(location: &Path, new_format: ZarrFormat) -> Result<Self, StoreError> {
+        if Self::exists(location) {
+            return Self::open(location);
+        }
+        let storage = Self::storage(location)?;
+        Ok(Self {
+            location: location.to_path_buf(),
+            storage,
+            format: new_format,
+            group_meta: Map::new(),
+            root_attrs: Map::new(),
+            arrays: BTreeMap::new(),
+            exists: false,
+        })
+    }
+
+    fn storage(location: &Path) -> Result<Arc<Storage>, StoreError> {
+        let store = AtomicFilesystemStore::new(location).map_err(|source| StoreError::Storage {
+            store: location.to_path_buf(),
+            source,
+        })?;
+        Ok(Arc::new(store))
+    }
+
+    /// Opens an existing V2 or V3 store and reads every array's metadata.
+    pub fn open(location: &Path) -> Result<Self, StoreError> {
+        if !Self::exists(location) {
+            return Err(StoreError::NotAGroup {
+                store: location.to_path_buf(),
+            });
+        }
+        let storage = Self::storage(location)?;
+        let mut store = Self {
+            location: location.to_path_buf(),
+            storage,
+            format: ZarrFormat::V3,
+            group_meta: Map::new(),
+            root_attrs: Map::new(),
+            arrays: BTreeMap::new(),
+            exists: true,
+        };
+        if let Some(mut root) = store.read_json("zarr.json")? {
+            root.remove("consolidated_metadata");
+            store.root_attrs = root.remove("attributes").map(into_map).unwrap_or_default();
+            store.group_meta = root;
+        } else {
+            store.format = ZarrFormat::V2;
+            store.group_meta = store.read_json(".zgroup")?.unwrap_or_default();
+            store.root_attrs = store.read_json(".zattrs")?.unwrap_or_default();
+        }
+        store.arrays = store.load_arrays()?;
+        Ok(store)
+    }
+
+    fn storage_error(&self, source: StorageError) -> StoreError {
+        StoreError::Storage {
+            store: self.location.clone(),
+            source,
+        }
+    }
+
+    fn read_json(&self, name: &str) -> Result<Option<Map<String, Value>>, StoreError> {
+        let bytes = self
+            .storage
+            .get(&key(name))
+            .map_err(|e| self.storage_error(e))?;
+        bytes
+            .map(|b| {
+                serde_json::from_slice::<Value>(&b)
+                    .map(into_map)
+                    .map_err(|e| StoreError::Json {
+                        store: self.location.clone(),
+                        key: name.to_string(),
+                        reason: e.to_string(),
+                    })
+            })
+            .transpose()
+    }
+
+    fn load_arrays(&self) -> Result<BTreeMap<String, ArrayDoc>, StoreError> {
+        let listing = self
+            .storage
+            .list_dir(&StorePrefix::root())
+            .map_err(|e| self.storage_error(e))?;
+        let mut arrays = BTreeMap::new();
+        for prefix in listing.prefixes() {
+            let name = prefix.as_str().trim_end_matches('/').to_string();
+            let doc = match self.format {
+                ZarrFormat::V3 => match self.read_json(&format!("{name}/zarr.json"))? {
+                    Some(meta) if meta.get("node_type") == Some(&json!("array")) => ArrayDoc {
+                        name: name.clone(),
+                        format: ZarrFormat::V3,
+                        meta,
+                        v2_attrs: Map::new(),
+                    },
+                    _ => continue,
+                },
+                ZarrFormat::V2 => match self.read_json(&format!("{name}/.zarray"))? {
+                    Some(meta) => ArrayDoc {
+                        name: name.clone(),
+                        format: ZarrFormat::V2,
+                        meta,
+                        v2_attrs: self
+                            .read_json(&format!("{name}/.zattrs"))?
+                            .unwrap_or_default(),
+                    },
+                    None => continue,
+                },
+            };
+            arrays.insert(name, doc);
+        }
+        Ok(arrays)
+    }
+
+    pub fn array(&self, name: &str) -> Option<&ArrayDoc> {
+        self.arrays.get(name)
+    }
+
+    /// Starts an all-or-nothing update.
+    pub fn begin(&self) -> Transaction<'_> {
+        Transaction {
+            store: self,
+            staged: Arc::new(StagedStore::new(self.storage.clone())),
+            arrays: self.arrays.clone(),
+            root_attrs: self.root_attrs.clone(),
+            opened: HashMap::new(),
+        }
+    }
+
+    /// Reads a region of an array as committed.
+    pub fn read(&self, name: &str, start: &[u64], shape: &[u64]) -> Result<Values, StoreError> {
+        let doc = self.array(name).ok_or_else(|| StoreError::Array {
+            store: self.location.clone(),
+            array: name.into(),
+            reason: "no such array".into(),
+        })?;
+        let array = open_array(&self.location, self.storage.clone(), doc)?;
+        read_region(&self.location, &array, doc, start, shape)
+    }
+}
+
+/// Opens a zarrs array over `storage` from a metadata document.
+fn open_array<S: ?Sized + zarrs::storage::ReadableStorageTraits + 'static>(
+    location: &Path,
+    storage: Arc<S>,
+    doc: &ArrayDoc,
+) -> Result<Array<S>, StoreError> {
+    let array_error = |reason: String| StoreError::Array {
+        store: location.to_path_buf(),
+        array: doc.name.clone(),
+        reason,
+    };
+    let mut meta = doc.meta.clone();
+    if doc.format == ZarrFormat::V2 {
+        meta.insert("attributes".into(), Value::Object(doc.v2_attrs.clone()));
+    }
+    let metadata: zarrs::array::ArrayMetadata = serde_json::from_value(Value::Object(meta))
+        .map_err(|e| array_error(format!("metadata zarrs cannot read: {e}")))?;
+    Array::new_with_metadata(storage, &format!("/{}", doc.name), metadata)
+        .map_err(|e| array_error(e.to_string()))
+}
+
+fn subset(start: &[u64], shape: &[u64]) -> ArraySubset {
+    let ranges: Vec<std::ops::Range<u64>> =
+        start.iter().zip(shape).map(|(&s, &n)| s..s + n).collect();
+    ArraySubset::new_with_ranges(&ranges)
+}
+
+fn read_region<S: ?Sized + zarrs::storage::ReadableStorageTraits + 'static>(
+    location: &Path,
+    array: &Array<S>,
+    doc: &ArrayDoc,
+    start: &[u64],
+    shape: &[u64],
+) -> Result<Values, StoreError> {
+    let region = subset(start, shape);
+    let element = doc.element_type().map_err(|source| StoreError::Doc {
+        store: location.to_path_buf(),
+        source,
+    })?;
+    let error = |e: zarrs::array::ArrayError| StoreError::Array {
+        store: location.to_path_buf(),
+        array: doc.name.clone(),
+        reason: format!("cannot read region {region}: {e}"),
+    };
+    Ok(match element {
+        ElementType::I8 => Values::I8(array.retrieve_array_subset(&region).map_err(error)?),
+        ElementType::U8 => Values::U8(array.retrieve_array_subset(&region).map_err(error)?),
+        ElementType::I16 => Values::I16(array.retrieve_array_subset(&region).map_err(error)?),
+        ElementType::U16 => Values::U16(array.retrieve_array_subset(&region).map_err(error)?),
+        ElementType::I32 => Values::I32(array.retrieve_array_subset(&region).map_err(error)?),
+        ElementType::U32 => Values::U32(array.retrieve_array_subset(&region).map_err(error)?),
+        ElementType::I64 => Values::I64(array.retrieve_array_subset(&region).map_err(error)?),
+        ElementType::U64 => Values::U64(array.retrieve_array_subset(&region).map_err(error)?),
+        ElementType::F32 => Values::F32(array.retrieve_array_subset(&region).map_err(error)?),
+        ElementType::F64 => Values::F64(array.retrieve_array_subset(&region).map_err(error)?),
+        ElementType::Text => Values::Text(array.retrieve_array_subset(&region).map_err(error)?),
+    })
+}
+
+/// A set of changes to one store, committed all at once.
+pub struct Transaction<'s> {
+    store: &'s ZarrStore,
+    staged: Arc<StagedStore>,
+    /// Array metadata as it will be after the commit.
+    pub arrays: BTreeMap<String, ArrayDoc>,
+    pub root_attrs: Map<String, Value>,
+    opened: HashMap<String, Arc<Array<StagedStore>>>,
+}
+
+impl Transaction<'_> {
+    pub fn location(&self) -> &Path {
+        &self.store.location
+    }
+
+    pub fn format(&self) -> ZarrFormat {
+        self.store.format
+    }
+
+    fn error(&self, array: &str, reason: impl Into<String>) -> StoreError {
+        StoreError::Array {
+            store: self.store.location.clone(),
+            array: array.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Adds or replaces an array's metadata.
+    pub fn put_array(&mut self, doc: ArrayDoc) {
+        self.opened.remove(&doc.name);
+        self.arrays.insert(doc.name.clone(), doc);
+    }
+
+    pub fn array_doc(&self, name: &str) -> Option<&ArrayDoc> {
+        self.arrays.get(name)
+    }
+
+    /// True if the array existed when the transaction began.
+    pub fn committed_array(&self, name: &str) -> bool {
+        self.store.arrays.contains_key(name)
+    }
+
+    fn array(&mut self, name: &str) -> Result<Arc<Array<StagedStore>>, StoreError> {
+        if let Some(array) = self.opened.get(name) {
+            return Ok(array.clone());
+        }
+        let doc = self
+            .arrays
+            .get(name)
+            .ok_or_else(|| self.error(name, "no such array"))?;
+        let array = Arc::new(open_array(&self.store.location, self.staged.clone(), doc)?);
+        self.opened.insert(name.to_string(), array.clone());
+        Ok(array)
+    }
+
+    /// Writes `values` (already in the array's type) into a region.
+    pub fn write(
+        &mut self,
+        name: &str,
+        start: &[u64],
+        shape: &[u64],
+        values: Values,
+    ) -> Result<(), StoreError> {
+        let array = self.array(name)?;
+        let region = subset(start, shape);
+        let result = match values {
+            Values::I8(v) => array.store_array_subset(&region, v),
+            Values::U8(v) => array.store_array_subset(&region, v),
+            Values::I16(v) => array.store_array_subset(&region, v),
+            Values::U16(v) => array.store_array_subset(&region, v),
+            Values::I32(v) => array.store_array_subset(&region, v),
+            Values::U32(v) => array.store_array_subset(&region, v),
+            Values::I64(v) => array.store_array_subset(&region, v),
+            Values::U64(v) => array.store_array_subset(&region, v),
+            Values::F32(v) => array.store_array_subset(&region, v),
+            Values::F64(v) => array.store_array_subset(&region, v),
+            Values::Text(v) => array.store_array_subset(&region, v),
+        };
+        result.map_err(|e| self.error(name, format!("cannot write region {region}: {e}")))
+    }
+
+    /// Reads a region, seeing this transaction's staged writes.
+    pub fn read(&mut self, name: &str, start: &[u64], shape: &[u64]) -> Result<Values, StoreError> {
+        let array = self.array(name)?;
+        let doc = self
+            .arrays
+            .get(name)
+            .ok_or_else(|| self.error(name, "no such array"))?;
+        read_region(&self.store.location, &array, doc, start, shape)
+    }
+
+    /// Sets a region to the array's blank value. Chunks wholly inside the region are
+    /// erased when a missing chunk already reads as blank; others are written.
+    pub fn blank(&mut self, name: &str, start: &[u64], shape: &[u64]) -> Result<(), StoreError> {
+        let array = self.array(name)?;
+        let doc = self
+            .arrays
+            .get(name)
+            .ok_or_else(|| self.error(name, "no such array"))?
+            .clone();
+        let region = subset(start, shape);
+        let element = doc.element_type().map_err(|source| StoreError::Doc {
+            store: self.store.location.clone(),
+            source,
+        })?;
+        if !doc.missing_chunk_is_blank() {
+            let len = shape.iter().product::<u64>() as usize;
+            return self.write(
+                name,
+                start,
+                shape,
+                Values::filled(element, len, doc.blank_value()),
+            );
+        }
+        let chunks = array
+            .chunks_in_array_subset(&region)
+            .map_err(|e| self.error(name, e.to_string()))?
+            .ok_or_else(|| {
+                self.error(name, format!("region {region} is outside the chunk grid"))
+            })?;
+        for chunk in chunks.indices().iter() {
+            let chunk_region = array
+                .chunk_subset_bounded(&chunk)
+                .map_err(|e| self.error(name, e.to_string()))?;
+            let overlap = chunk_region
+                .overlap(&region)
+                .map_err(|e| self.error(name, e.to_string()))?;
+            if overlap == chunk_region {
+                array
+                    .erase_chunk(&chunk)
+                    .map_err(|e| self.error(name, e.to_string()))?;
+            } else {
+                let len = overlap.num_elements_usize();
+                let fill = Values::filled(element, len, doc.blank_value());
+                let (o_start, o_shape) = (overlap.start().to_vec(), overlap.shape().to_vec());
+                self.write(name, &o_start, &o_shape, fill)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stages every metadata document (arrays, then the root with consolidated
+    /// metadata) and writes everything to the store.
+    pub fn commit(self) -> Result<CommitStats, StoreError> {
+        let location = self.store.location.clone();
+        let storage_error = |source| StoreError::Storage {
+            store: location.clone(),
+            source,
+        };
+        for (key_name, value) in self.metadata_documents() {
+            let bytes = serde_json::to_vec_pretty(&value).map_err(|e| StoreError::Json {
+                store: location.clone(),
+                key: key_name.clone(),
+                reason: e.to_string(),
+            })?;
+            zarrs::storage::WritableStorageTraits::set(
+                self.staged.as_ref(),
+                &key(&key_name),
+                Bytes::from(bytes),
+            )
+            .map_err(storage_error)?;
+        }
+        self.staged.commit().map_err(storage_error)
+    }
+
+    /// Every array document plus the root group's, with consolidated metadata.
+    fn metadata_documents(&self) -> Vec<(String, Value)> {
+        let mut documents: Vec<(String, Value)> = Vec::new();
+        for doc in self.arrays.values() {
+            if self.store.arrays.get(&doc.name) != Some(doc) {
+                documents.extend(doc.documents());
+            }
+        }
+        match self.store.format {
+            ZarrFormat::V3 => {
+                let consolidated: Map<String, Value> = self
+                    .arrays
+                    .values()
+                    .map(|doc| (doc.name.clone(), Value::Object(doc.meta.clone())))
+                    .collect();
+                let mut root = Map::new();
+                root.insert("attributes".into(), Value::Object(self.root_attrs.clone()));
+                root.insert("zarr_format".into(), json!(3));
+                root.insert(
+                    "consolidated_metadata".into(),
+                    json!({"kind": "inline", "must_understand": false, "metadata": consolidated}),
+                );
+                root.insert("node_type".into(), json!("group"));
+                for (k, v) in &self.store.group_meta {
+                    root.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+                documents.push(("zarr.json".into(), Value::Object(root)));
+            }
+            ZarrFormat::V2 => {
+                let mut consolidated = Map::new();
+                consolidated.insert(".zgroup".into(), json!({"zarr_format": 2}));
+                consolidated.insert(".zattrs".into(), Value::Object(self.root_attrs.clone()));
+                for doc in self.arrays.values() {
+                    for (k, v) in doc.documents() {
+                        consolidated.insert(k, v);
+                    }
+                }
+                if !self.store.exists {
+                    documents.push((".zgroup".into(), json!({"zarr_format": 2})));
+                }
+                if !self.store.exists || self.root_attrs != self.store.root_attrs {
+                    documents.push((".zattrs".into(), Value::Object(self.root_attrs.clone())));
+                }
+                documents.push((
+                    ".zmetadata".into(),
+                    json!({"metadata": consolidated, "zarr_consolidated_format": 1}),
+                ));
+            }
+        }
+        documents
+    }
+}

@@ -1,0 +1,258 @@
+//! A staging overlay over a store.
+//!
+//! Every write of one update (chunks and metadata) first lands in memory as encoded
+//! bytes. Reads see the staged values over the real store, so read-modify-write of a
+//! partial chunk works. Only when the whole file has been read and encoded does
+//! [`StagedStore::commit`] write to the real store, in the order chunks -> array
+//! metadata -> group (consolidated) metadata. A file that fails half-way leaves the
+//! store untouched.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rayon::prelude::*;
+use zarrs::storage::byte_range::ByteRangeIterator;
+use zarrs::storage::{
+    Bytes, MaybeBytesIterator, OffsetBytesIterator, ReadableStorageTraits,
+    ReadableWritableListableStorageTraits, StorageError, StoreKey, StorePrefix,
+    WritableStorageTraits,
+};
+
+/// The storage zru writes through.
+pub type Storage = dyn ReadableWritableListableStorageTraits;
+
+/// Counts of what a commit wrote.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CommitStats {
+    pub chunks_written: u64,
+    pub chunks_erased: u64,
+    pub bytes_written: u64,
+    pub metadata_written: u64,
+}
+
+/// In-memory overlay of pending writes (`None` = pending erase).
+pub struct StagedStore {
+    inner: Arc<Storage>,
+    pending: Mutex<HashMap<StoreKey, Option<Bytes>>>,
+}
+
+impl std::fmt::Debug for StagedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StagedStore").finish_non_exhaustive()
+    }
+}
+
+/// Metadata keys are committed after chunks; the root group's last.
+fn metadata_rank(key: &StoreKey) -> Option<u8> {
+    let s = key.as_str();
+    let name = s.rsplit('/').next().unwrap_or(s);
+    let is_root = !s.contains('/');
+    match name {
+        "zarr.json" | ".zarray" | ".zattrs" | ".zgroup" | ".zmetadata" => {
+            Some(if is_root { 2 } else { 1 })
+        }
+        _ => None,
+    }
+}
+
+impl StagedStore {
+    pub fn new(inner: Arc<Storage>) -> Self {
+        Self {
+            inner,
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn pending(&self) -> Result<MutexGuard<'_, HashMap<StoreKey, Option<Bytes>>>, StorageError> {
+        self.pending
+            .lock()
+            .map_err(|_| StorageError::Other("staging overlay lock poisoned".into()))
+    }
+
+    fn staged(&self, key: &StoreKey) -> Result<Option<Option<Bytes>>, StorageError> {
+        Ok(self.pending()?.get(key).cloned())
+    }
+
+    /// Writes everything staged to the real store: chunks in parallel, then array
+    /// metadata, then the root group's metadata (which holds consolidated metadata).
+    pub fn commit(&self) -> Result<CommitStats, StorageError> {
+        let pending: Vec<(StoreKey, Option<Bytes>)> = self.pending()?.drain().collect();
+        let (mut metadata, chunks): (Vec<_>, Vec<_>) = pending
+            .into_iter()
+            .partition(|(key, _)| metadata_rank(key).is_some());
+        let stats = Mutex::new(CommitStats::default());
+        chunks
+            .into_par_iter()
+            .try_for_each(|(key, value)| -> Result<(), StorageError> {
+                let written = match value {
+                    Some(bytes) => {
+                        let len = bytes.len() as u64;
+                        self.inner.set(&key, bytes)?;
+                        Some(len)
+                    }
+                    None => {
+                        self.inner.erase(&key)?;
+                        None
+                    }
+                };
+                if let Ok(mut s) = stats.lock() {
+                    match written {
+                        Some(len) => {
+                            s.chunks_written += 1;
+                            s.bytes_written += len;
+                        }
+                        None => s.chunks_erased += 1,
+                    }
+                }
+                Ok(())
+            })?;
+        let mut stats = stats
+            .into_inner()
+            .map_err(|_| StorageError::Other("commit statistics lock poisoned".into()))?;
+        // .zattrs before .zarray does not matter to readers; zarr.json of arrays before
+        // the root's (consolidated) one does.
+        metadata.sort_by_key(|(key, _)| (metadata_rank(key), key.as_str().to_string()));
+        for (key, value) in metadata {
+            match value {
+                Some(bytes) => {
+                    stats.bytes_written += bytes.len() as u64;
+                    self.inner.set(&key, bytes)?;
+                }
+                None => self.inner.erase(&key)?,
+            }
+            stats.metadata_written += 1;
+        }
+        Ok(stats)
+    }
+}
+
+impl ReadableStorageTraits for StagedStore {
+    fn get_partial_many<'a>(
+        &'a self,
+        key: &StoreKey,
+        byte_ranges: ByteRangeIterator<'a>,
+    ) -> Result<MaybeBytesIterator<'a>, StorageError> {
+        match self.staged(key)? {
+            None => self.inner.get_partial_many(key, byte_ranges),
+            Some(None) => Ok(None),
+            Some(Some(bytes)) => {
+                let size = bytes.len() as u64;
+                let parts: Vec<Result<Bytes, StorageError>> = byte_ranges
+                    .map(|range| {
+                        if range.end(size) > size {
+                            return Err(StorageError::Other(format!(
+                                "byte range beyond the end of staged key {key}"
+                            )));
+                        }
+                        Ok(bytes.slice(range.to_range_usize(size)))
+                    })
+                    .collect();
+                Ok(Some(Box::new(parts.into_iter())))
+            }
+        }
+    }
+
+    fn size_key(&self, key: &StoreKey) -> Result<Option<u64>, StorageError> {
+        match self.staged(key)? {
+            None => self.inner.size_key(key),
+            Some(value) => Ok(value.map(|b| b.len() as u64)),
+        }
+    }
+
+    fn supports_get_partial(&self) -> bool {
+        self.inner.supports_get_partial()
+    }
+}
+
+impl WritableStorageTraits for StagedStore {
+    fn set(&self, key: &StoreKey, value: Bytes) -> Result<(), StorageError> {
+        self.pending()?.insert(key.clone(), Some(value));
+        Ok(())
+    }
+
+    fn set_partial_many(
+        &self,
+        _key: &StoreKey,
+        _offset_values: OffsetBytesIterator,
+    ) -> Result<(), StorageError> {
+        Err(StorageError::Other("partial writes are not staged".into()))
+    }
+
+    fn erase(&self, key: &StoreKey) -> Result<(), StorageError> {
+        self.pending()?.insert(key.clone(), None);
+        Ok(())
+    }
+
+    fn erase_prefix(&self, _prefix: &StorePrefix) -> Result<(), StorageError> {
+        Err(StorageError::Other("prefix erase is not staged".into()))
+    }
+
+    fn supports_set_partial(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zarrs::storage::store::MemoryStore;
+
+    fn key(s: &str) -> StoreKey {
+        StoreKey::new(s).unwrap()
+    }
+
+    #[test]
+    fn reads_see_staged_values_and_nothing_reaches_the_store_before_commit() {
+        let inner: Arc<Storage> = Arc::new(MemoryStore::new());
+        inner
+            .set(&key("a/c/0"), Bytes::from_static(b"old"))
+            .unwrap();
+        inner
+            .set(&key("a/c/1"), Bytes::from_static(b"gone"))
+            .unwrap();
+        let staged = StagedStore::new(inner.clone());
+        staged
+            .set(&key("a/c/0"), Bytes::from_static(b"new"))
+            .unwrap();
+        staged.erase(&key("a/c/1")).unwrap();
+        staged
+            .set(&key("a/zarr.json"), Bytes::from_static(b"{}"))
+            .unwrap();
+
+        assert_eq!(
+            staged.get(&key("a/c/0")).unwrap().unwrap(),
+            Bytes::from_static(b"new")
+        );
+        assert!(staged.get(&key("a/c/1")).unwrap().is_none());
+        assert_eq!(
+            inner.get(&key("a/c/0")).unwrap().unwrap(),
+            Bytes::from_static(b"old")
+        );
+        assert!(inner.get(&key("a/zarr.json")).unwrap().is_none());
+
+        let stats = staged.commit().unwrap();
+        assert_eq!(
+            (
+                stats.chunks_written,
+                stats.chunks_erased,
+                stats.metadata_written
+            ),
+            (1, 1, 1)
+        );
+        assert_eq!(
+            inner.get(&key("a/c/0")).unwrap().unwrap(),
+            Bytes::from_static(b"new")
+        );
+        assert!(inner.get(&key("a/c/1")).unwrap().is_none());
+        assert!(inner.get(&key("a/zarr.json")).unwrap().is_some());
+    }
+
+    #[test]
+    fn metadata_is_ranked_after_chunks_and_root_last() {
+        assert_eq!(metadata_rank(&key("sst/c/0/0/0")), None);
+        assert_eq!(metadata_rank(&key("sst/zarr.json")), Some(1));
+        assert_eq!(metadata_rank(&key("sst/.zarray")), Some(1));
+        assert_eq!(metadata_rank(&key("zarr.json")), Some(2));
+        assert_eq!(metadata_rank(&key(".zmetadata")), Some(2));
+    }
+}

@@ -1,0 +1,70 @@
+//! Why an event was rejected. Every message names the object key.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+use zru_handlers::cf_time::TimeUnitsError;
+use zru_handlers::gridded::PlacementError;
+
+use crate::config::RouteError;
+use crate::source::SourceError;
+use crate::store::StoreError;
+use crate::values::ValuesError;
+
+#[derive(Debug, Error)]
+pub enum UpdateError {
+    #[error("{key}: bad object key: {reason}")]
+    BadKey { key: String, reason: String },
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    #[error("{key}: object not found at {path}")]
+    MissingObject { key: String, path: PathBuf },
+    #[error("{path} is not under the raw root {raw_root}")]
+    OutsideRawRoot { path: PathBuf, raw_root: PathBuf },
+    #[error("{key}: {source}")]
+    Source {
+        key: String,
+        #[source]
+        source: Box<SourceError>,
+    },
+    #[error("{key}: {source}")]
+    Store {
+        key: String,
+        #[source]
+        source: Box<StoreError>,
+    },
+    #[error("{key}: no coordinate variable for the append dimension {dim}")]
+    MissingAppendDim { key: String, dim: String },
+    #[error("{key}: time variable {variable}: {source}")]
+    TimeUnits {
+        key: String,
+        variable: String,
+        #[source]
+        source: TimeUnitsError,
+    },
+    #[error("{key}: {variable} has no units attribute; cannot place it in time")]
+    NoTimeUnits { key: String, variable: String },
+    #[error("{key}: cannot place the file on the store's time axis: {source}")]
+    Placement {
+        key: String,
+        #[source]
+        source: PlacementError,
+    },
+    #[error("{key}: wrong grid: {reason}")]
+    WrongGrid { key: String, reason: String },
+    #[error("{key}: variable {variable}: {reason}")]
+    Schema {
+        key: String,
+        variable: String,
+        reason: String,
+    },
+    #[error("{key}: variable {variable}: {source}")]
+    Values {
+        key: String,
+        variable: String,
+        #[source]
+        source: ValuesError,
+    },
+    #[error("{key}: the store {store} does not exist; nothing to remove")]
+    NoStore { key: String, store: PathBuf },
+}

@@ -1,0 +1,726 @@
+//! Gridded time series: a file's variables go to the slots of the append dimension its
+//! times occupy; a removal blanks the slots whose provenance is the removed key.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::{json, Value};
+use zru_handlers::cf_time::TimeUnits;
+use zru_handlers::gridded::{place_times, Placement, PlacementRules};
+use zru_handlers::{ranges_from_indices, IndexRange};
+
+use super::time_axis::StoreTimeAxis;
+use super::{Action, Applied, UpdateError};
+use crate::config::Dataset;
+use crate::source::{SourceFile, SourceVariable};
+use crate::store::{ArrayDoc, Compressor, NewArray, Transaction, ZarrFormat, ZarrStore};
+use crate::values::{convert, from_f64_values, CfEncoding, ElementType, Values};
+
+/// Length of provenance chunks along the append dimension.
+const PROVENANCE_CHUNK: u64 = 1024;
+
+/// Relative tolerance when comparing a file's coordinate values with the store's.
+const COORDINATE_TOLERANCE: f64 = 1e-6;
+
+struct Context<'a> {
+    dataset: &'a Dataset,
+    key: &'a str,
+}
+
+impl Context<'_> {
+    fn store_error(&self, source: crate::store::StoreError) -> UpdateError {
+        UpdateError::Store {
+            key: self.key.to_string(),
+            source: Box::new(source),
+        }
+    }
+
+    fn source_error(&self, source: crate::source::SourceError) -> UpdateError {
+        UpdateError::Source {
+            key: self.key.to_string(),
+            source: Box::new(source),
+        }
+    }
+
+    fn append_dim(&self) -> &str {
+        &self.dataset.config.append_dim
+    }
+
+    fn wrong_grid(&self, reason: String) -> UpdateError {
+        UpdateError::WrongGrid {
+            key: self.key.to_string(),
+            reason,
+        }
+    }
+
+    fn schema(&self, variable: &str, reason: String) -> UpdateError {
+        UpdateError::Schema {
+            key: self.key.to_string(),
+            variable: variable.to_string(),
+            reason,
+        }
+    }
+}
+
+/// Writes a created (or revised) file into its region of the dataset's store.
+pub fn apply_created(dataset: &Dataset, key: &str, path: &Path) -> Result<Applied, UpdateError> {
+    let cx = Context { dataset, key };
+    let source = SourceFile::open(path).map_err(|e| cx.source_error(e))?;
+    let time_var = time_variable(&cx, &source)?;
+    let file_units = time_units(&cx, &time_var)?;
+
+    let format = if dataset.zarr_format() == 2 {
+        ZarrFormat::V2
+    } else {
+        ZarrFormat::V3
+    };
+    let store =
+        ZarrStore::open_or_new(&dataset.store_path, format).map_err(|e| cx.store_error(e))?;
+    let store_units = match store.array(cx.append_dim()) {
+        Some(doc) => store_time_units(&cx, doc)?,
+        None => file_units,
+    };
+    let raw_times = source
+        .read(cx.append_dim())
+        .map_err(|e| cx.source_error(e))?;
+    let file_times = decode_times(
+        &cx,
+        &raw_times,
+        &time_var.encoding,
+        &file_units,
+        &store_units,
+    )?;
+
+    let variables = kept_variables(&cx, &source);
+    check_grid(&cx, &store, &source, &variables)?;
+
+    let rules = PlacementRules {
+        time_step: dataset
+            .time_step_seconds
+            .map(|s| s / store_units.unit_seconds),
+        tolerance: dataset.time_tolerance_seconds / store_units.unit_seconds,
+    };
+    let axis = StoreTimeAxis::new(&store, cx.append_dim());
+    let placement =
+        place_times(&axis, &file_times, rules).map_err(|source| UpdateError::Placement {
+            key: key.to_string(),
+            source,
+        })?;
+
+    let mut tx = store.begin();
+    if !store.exists {
+        tx.root_attrs = source.global_attributes().map_err(|e| cx.source_error(e))?;
+    }
+    prepare_arrays(&cx, &mut tx, &source, &variables, &placement)?;
+    write_time_slots(&cx, &mut tx, &placement)?;
+    write_variables(&cx, &mut tx, &source, &variables, &placement)?;
+    blank_uncovered(&cx, &mut tx, &variables, &placement)?;
+    write_provenance(&cx, &mut tx, &placement)?;
+    let stats = tx.commit().map_err(|e| cx.store_error(e))?;
+
+    let action = if placement.overwrites() {
+        Action::Overwrote
+    } else {
+        Action::Appended
+    };
+    let region = placement.region();
+    Ok(Applied {
+        action,
+        region: Some(BTreeMap::from([(
+            cx.append_dim().to_string(),
+            [region.start, region.stop],
+        )])),
+        note: None,
+        stats,
+    })
+}
+
+/// Blanks every slot whose provenance is `key`; the time values stay.
+pub fn apply_removed(dataset: &Dataset, key: &str) -> Result<Applied, UpdateError> {
+    let cx = Context { dataset, key };
+    if !ZarrStore::exists(&dataset.store_path) {
+        return Err(UpdateError::NoStore {
+            key: key.to_string(),
+            store: dataset.store_path.clone(),
+        });
+    }
+    let store = ZarrStore::open(&dataset.store_path).map_err(|e| cx.store_error(e))?;
+    let slots = slots_with_provenance(&cx, &store)?;
+    if slots.is_empty() {
+        return Ok(Applied {
+            action: Action::Unchanged,
+            region: None,
+            note: Some(format!("no slot of {} holds this key", dataset.name())),
+            stats: Default::default(),
+        });
+    }
+    let ranges = ranges_from_indices(&slots);
+    let mut tx = store.begin();
+    let names: Vec<String> = append_arrays(&tx, cx.append_dim())
+        .into_iter()
+        .filter(|n| n != cx.append_dim())
+        .collect();
+    for name in names {
+        for range in &ranges {
+            blank_slots(&cx, &mut tx, &name, *range)?;
+        }
+    }
+    let stats = tx.commit().map_err(|e| cx.store_error(e))?;
+    let first = ranges.first().map_or(0, |r| r.start);
+    let last = ranges.last().map_or(0, |r| r.stop);
+    Ok(Applied {
+        action: Action::Blanked,
+        region: Some(BTreeMap::from([(
+            cx.append_dim().to_string(),
+            [first, last],
+        )])),
+        note: (ranges.len() > 1).then(|| {
+            format!(
+                "blanked {}",
+                ranges
+                    .iter()
+                    .map(|r| r.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
+        }),
+        stats,
+    })
+}
+
+fn time_variable(cx: &Context<'_>, source: &SourceFile) -> Result<SourceVariable, UpdateError> {
+    let dim = cx.append_dim();
+    let missing = || UpdateError::MissingAppendDim {
+        key: cx.key.to_string(),
+        dim: dim.to_string(),
+    };
+    let var = source.variable(dim).ok_or_else(missing)?;
+    if var.dims != [dim.to_string()] {
+        return Err(missing());
+    }
+    Ok(var.clone())
+}
+
+fn time_units(cx: &Context<'_>, var: &SourceVariable) -> Result<TimeUnits, UpdateError> {
+    let (units, calendar) = var.time_units();
+    let units = units.ok_or_else(|| UpdateError::NoTimeUnits {
+        key: cx.key.to_string(),
+        variable: var.name.clone(),
+    })?;
+    TimeUnits::parse(units, calendar).map_err(|source| UpdateError::TimeUnits {
+        key: cx.key.to_string(),
+        variable: var.name.clone(),
+        source,
+    })
+}
+
+fn store_time_units(cx: &Context<'_>, doc: &ArrayDoc) -> Result<TimeUnits, UpdateError> {
+    let attrs = doc.attributes();
+    let units =
+        attrs
+            .get("units")
+            .and_then(Value::as_str)
+            .ok_or_else(|| UpdateError::NoTimeUnits {
+                key: cx.key.to_string(),
+                variable: format!("{} (in the store)", doc.name),
+            })?;
+    let calendar = attrs.get("calendar").and_then(Value::as_str);
+    TimeUnits::parse(units, calendar).map_err(|source| UpdateError::TimeUnits {
+        key: cx.key.to_string(),
+        variable: format!("{} (in the store)", doc.name),
+        source,
+    })
+}
+
+fn decode_times(
+    cx: &Context<'_>,
+    raw: &Values,
+    encoding: &CfEncoding,
+    file_units: &TimeUnits,
+    store_units: &TimeUnits,
+) -> Result<Vec<f64>, UpdateError> {
+    let values = raw.to_f64_vec().map_err(|source| UpdateError::Values {
+        key: cx.key.to_string(),
+        variable: cx.append_dim().to_string(),
+        source,
+    })?;
+    Ok(values
+        .into_iter()
+        .map(|v| {
+            if encoding.fill_value == Some(v) {
+                f64::NAN
+            } else {
+                store_units
+                    .convert_from(file_units, v * encoding.scale_factor + encoding.add_offset)
+            }
+        })
+        .collect())
+}
+
+/// The file's variables that go into the store: dimension coordinates always, others
+/// per keep/drop configuration. The append coordinate is handled separately.
+fn kept_variables<'f>(cx: &Context<'_>, source: &'f SourceFile) -> Vec<&'f SourceVariable> {
+    source
+        .variables()
+        .iter()
+        .filter(|v| v.name != cx.append_dim())
+        .filter(|v| {
+            let is_coordinate = v.dims.len() == 1 && v.dims[0] == v.name;
+            cx.dataset.keeps_variable(&v.name, is_coordinate)
+        })
+        .collect()
+}
+
+/// Dimension lengths of the store, from its arrays' shapes.
+fn store_dim_lengths(arrays: &BTreeMap<String, ArrayDoc>) -> BTreeMap<String, u64> {
+    let mut lengths = BTreeMap::new();
+    for doc in arrays.values() {
+        if let (Ok(dims), Ok(shape)) = (doc.dims(), doc.shape()) {
+            for (dim, len) in dims.into_iter().zip(shape) {
+                lengths.entry(dim).or_insert(len);
+            }
+        }
+    }
+    lengths
+}
+
+/// Rejects a file whose grid (dimension lengths, coordinate values, variable layout)
+/// differs from the store's.
+fn check_grid(
+    cx: &Context<'_>,
+    store: &ZarrStore,
+    source: &SourceFile,
+    variables: &[&SourceVariable],
+) -> Result<(), UpdateError> {
+    let append_dim = cx.append_dim();
+    for var in variables {
+        if var.has_dim(append_dim) && var.dims[0] != append_dim {
+            return Err(cx.schema(
+                &var.name,
+                format!(
+                    "the append dimension {append_dim} must be its first dimension, found {:?}",
+                    var.dims
+                ),
+            ));
+        }
+    }
+    if !store.exists {
+        return Ok(());
+    }
+    let lengths = store_dim_lengths(&store.arrays);
+    for var in variables {
+        for (dim, &len) in var.dims.iter().zip(&var.shape) {
+            if dim == append_dim {
+                continue;
+            }
+            if let Some(&store_len) = lengths.get(dim) {
+                if store_len != len {
+                    return Err(cx.wrong_grid(format!(
+                        "dimension {dim} has length {len} in the file but {store_len} in the store"
+                    )));
+                }
+            }
+        }
+        if let Some(doc) = store.array(&var.name) {
+            let store_dims = doc
+                .dims()
+                .map_err(|e| cx.schema(&var.name, e.to_string()))?;
+            if store_dims != var.dims {
+                return Err(cx.schema(
+                    &var.name,
+                    format!(
+                        "dimensions {:?} in the file but {store_dims:?} in the store",
+                        var.dims
+                    ),
+                ));
+            }
+            let store_type = doc
+                .element_type()
+                .map_err(|e| cx.schema(&var.name, e.to_string()))?;
+            if (store_type == ElementType::Text) != (var.element == ElementType::Text) {
+                return Err(cx.schema(
+                    &var.name,
+                    format!(
+                        "type {:?} in the file but {store_type:?} in the store",
+                        var.element
+                    ),
+                ));
+            }
+        }
+    }
+    for var in variables {
+        let is_coordinate =
+            var.dims.len() == 1 && var.dims[0] == var.name && var.name != append_dim;
+        if is_coordinate && store.array(&var.name).is_some() {
+            check_coordinate(cx, store, source, var)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_coordinate(
+    cx: &Context<'_>,
+    store: &ZarrStore,
+    source: &SourceFile,
+    var: &SourceVariable,
+) -> Result<(), UpdateError> {
+    let file_values = source
+        .read(&var.name)
+        .map_err(|e| cx.source_error(e))?
+        .to_f64_vec()
+        .map_err(|source| UpdateError::Values {
+            key: cx.key.to_string(),
+            variable: var.name.clone(),
+            source,
+        })?;
+    let store_values = store
+        .read(&var.name, &[0], &[file_values.len() as u64])
+        .map_err(|e| cx.store_error(e))?
+        .to_f64_vec()
+        .map_err(|source| UpdateError::Values {
+            key: cx.key.to_string(),
+            variable: var.name.clone(),
+            source,
+        })?;
+    for (i, (a, b)) in file_values.iter().zip(&store_values).enumerate() {
+        let scale = a.abs().max(b.abs()).max(1.0);
+        if (a - b).abs() > COORDINATE_TOLERANCE * scale {
+            return Err(cx.wrong_grid(format!(
+                "coordinate {}[{i}] is {a} in the file but {b} in the store",
+                var.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Names of the transaction's arrays that have the append dimension first.
+fn append_arrays(tx: &Transaction<'_>, append_dim: &str) -> Vec<String> {
+    tx.arrays
+        .values()
+        .filter(|doc| {
+            doc.dims()
+                .is_ok_and(|d| d.first().map(String::as_str) == Some(append_dim))
+        })
+        .map(|doc| doc.name.clone())
+        .collect()
+}
+
+fn compressor_for_new_arrays(cx: &Context<'_>) -> Compressor {
+    Compressor::from_config(cx.dataset.config.compressor.as_ref())
+}
+
+/// Creates the arrays a file brings (a new store, new variables, provenance) and grows
+/// every append-dimension array to the new length.
+fn prepare_arrays(
+    cx: &Context<'_>,
+    tx: &mut Transaction<'_>,
+    source: &SourceFile,
+    variables: &[&SourceVariable],
+    placement: &Placement,
+) -> Result<(), UpdateError> {
+    let append_dim = cx.append_dim().to_string();
+    let format = tx.format();
+    let new_len = placement.new_len;
+    let time_var = time_variable(cx, source)?;
+    let mut to_create: Vec<&SourceVariable> = vec![&time_var];
+    to_create.extend(variables.iter().copied());
+    for var in to_create {
+        if tx.array_doc(&var.name).is_some() {
+            continue;
+        }
+        let shape: Vec<u64> = var
+            .dims
+            .iter()
+            .zip(&var.shape)
+            .map(|(d, &n)| if *d == append_dim { new_len } else { n })
+            .collect();
+        let chunks = var
+            .dims
+            .iter()
+            .zip(&shape)
+            .map(|(d, &n)| cx.dataset.chunk_len(d, n))
+            .collect();
+        let mut attributes = var.attributes.clone();
+        if var.element == ElementType::Text {
+            attributes.remove("_FillValue");
+        }
+        let doc = ArrayDoc::create(
+            format,
+            NewArray {
+                name: var.name.clone(),
+                dims: var.dims.clone(),
+                shape,
+                chunks,
+                element: var.element,
+                fill_value: var.encoding.fill_value,
+                attributes,
+                compressor: compressor_for_new_arrays(cx),
+            },
+        );
+        tx.put_array(doc);
+    }
+    let provenance = cx.dataset.provenance_variable().to_string();
+    if tx.array_doc(&provenance).is_none() {
+        let mut attributes = serde_json::Map::new();
+        attributes.insert(
+            "long_name".into(),
+            json!("object key of the source file of each slot (empty when blank)"),
+        );
+        attributes.insert("zru_dataset".into(), json!(cx.dataset.name()));
+        tx.put_array(ArrayDoc::create(
+            format,
+            NewArray {
+                name: provenance,
+                dims: vec![append_dim.clone()],
+                shape: vec![new_len],
+                chunks: vec![PROVENANCE_CHUNK],
+                element: ElementType::Text,
+                fill_value: None,
+                attributes,
+                compressor: compressor_for_new_arrays(cx),
+            },
+        ));
+    }
+    for name in append_arrays(tx, &append_dim) {
+        let Some(doc) = tx.array_doc(&name) else {
+            continue;
+        };
+        let shape = doc.shape().map_err(|e| cx.schema(&name, e.to_string()))?;
+        if shape.first().copied().unwrap_or(0) < new_len {
+            let mut grown = doc.clone();
+            grown
+                .set_axis_len(0, new_len)
+                .map_err(|e| cx.schema(&name, e.to_string()))?;
+            tx.put_array(grown);
+        }
+    }
+    Ok(())
+}
+
+/// Writes the time coordinate of every new slot (file times and gap slots).
+fn write_time_slots(
+    cx: &Context<'_>,
+    tx: &mut Transaction<'_>,
+    placement: &Placement,
+) -> Result<(), UpdateError> {
+    let name = cx.append_dim().to_string();
+    let doc = tx
+        .array_doc(&name)
+        .ok_or_else(|| cx.schema(&name, "time coordinate missing from the store".into()))?;
+    let element = doc
+        .element_type()
+        .map_err(|e| cx.schema(&name, e.to_string()))?;
+    if placement.appends() {
+        let values = time_values(cx, element, &placement.new_slot_times)?;
+        let count = placement.new_slot_times.len() as u64;
+        tx.write(&name, &[placement.old_len], &[count], values)
+            .map_err(|e| cx.store_error(e))?;
+    }
+    Ok(())
+}
+
+fn time_values(
+    cx: &Context<'_>,
+    element: ElementType,
+    times: &[f64],
+) -> Result<Values, UpdateError> {
+    if element.is_integer() {
+        let tolerance = cx.dataset.time_tolerance_seconds;
+        if let Some(t) = times
+            .iter()
+            .find(|t| (t.round() - **t).abs() > tolerance.min(0.5))
+        {
+            return Err(cx.schema(
+                cx.append_dim(),
+                format!("time {t} is not a whole number of the store's integer time units"),
+            ));
+        }
+        let rounded: Vec<f64> = times.iter().map(|t| t.round()).collect();
+        return Ok(from_f64_values(element, &rounded));
+    }
+    Ok(from_f64_values(element, times))
+}
+
+/// Writes every variable with the append dimension into its slots (and creates static
+/// variables the store does not have yet). Values are read one variable at a time.
+fn write_variables(
+    cx: &Context<'_>,
+    tx: &mut Transaction<'_>,
+    source: &SourceFile,
+    variables: &[&SourceVariable],
+    placement: &Placement,
+) -> Result<(), UpdateError> {
+    let append_dim = cx.append_dim();
+    for var in variables {
+        let is_new_static = !var.has_dim(append_dim) && !tx_has_committed(tx, &var.name);
+        if !var.has_dim(append_dim) && !is_new_static {
+            continue;
+        }
+        let doc = tx
+            .array_doc(&var.name)
+            .ok_or_else(|| cx.schema(&var.name, "array missing after preparation".into()))?
+            .clone();
+        let store_type = doc
+            .element_type()
+            .map_err(|e| cx.schema(&var.name, e.to_string()))?;
+        let raw = source.read(&var.name).map_err(|e| cx.source_error(e))?;
+        let values =
+            convert(raw, &var.encoding, store_type, &doc.cf_encoding()).map_err(|source| {
+                UpdateError::Values {
+                    key: cx.key.to_string(),
+                    variable: var.name.clone(),
+                    source,
+                }
+            })?;
+        if is_new_static {
+            let start = vec![0; var.shape.len()];
+            tx.write(&var.name, &start, &var.shape, values)
+                .map_err(|e| cx.store_error(e))?;
+            continue;
+        }
+        let slab: u64 = var.shape[1..].iter().product();
+        for (position, range) in file_runs(&placement.indices) {
+            let mut start = vec![0; var.shape.len()];
+            let mut shape = var.shape.clone();
+            start[0] = range.start;
+            shape[0] = range.len();
+            let part = values.slice(
+                (position as u64 * slab) as usize,
+                (range.len() * slab) as usize,
+            );
+            tx.write(&var.name, &start, &shape, part)
+                .map_err(|e| cx.store_error(e))?;
+        }
+    }
+    Ok(())
+}
+
+/// True if the array existed in the store before this update (static arrays are
+/// written once, when they are created).
+fn tx_has_committed(tx: &Transaction<'_>, name: &str) -> bool {
+    tx.committed_array(name)
+}
+
+/// Runs of consecutive store indices: `(first file position, store range)`.
+fn file_runs(indices: &[u64]) -> Vec<(usize, IndexRange)> {
+    let mut runs: Vec<(usize, IndexRange)> = Vec::new();
+    for (position, &index) in indices.iter().enumerate() {
+        match runs.last_mut() {
+            Some((_, range)) if range.stop == index => range.stop += 1,
+            _ => runs.push((position, IndexRange::new(index, index + 1))),
+        }
+    }
+    runs
+}
+
+/// Blanks, in the slots the file writes, the store's variables the file lacks, and, in
+/// gap slots, the variables whose missing chunks would not read as blank.
+fn blank_uncovered(
+    cx: &Context<'_>,
+    tx: &mut Transaction<'_>,
+    variables: &[&SourceVariable],
+    placement: &Placement,
+) -> Result<(), UpdateError> {
+    let append_dim = cx.append_dim();
+    let provenance = cx.dataset.provenance_variable();
+    let covered: Vec<&str> = variables.iter().map(|v| v.name.as_str()).collect();
+    let gap = ranges_from_indices(&placement.gap_slots());
+    for name in append_arrays(tx, append_dim) {
+        if name == append_dim || name == provenance {
+            continue;
+        }
+        let blank_is_free = tx
+            .array_doc(&name)
+            .is_some_and(ArrayDoc::missing_chunk_is_blank);
+        if !covered.contains(&name.as_str()) {
+            for (_, range) in file_runs(&placement.indices) {
+                if range.start < placement.old_len || !blank_is_free {
+                    blank_slots(cx, tx, &name, range)?;
+                }
+            }
+        }
+        if !blank_is_free {
+            for range in &gap {
+                blank_slots(cx, tx, &name, *range)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn blank_slots(
+    cx: &Context<'_>,
+    tx: &mut Transaction<'_>,
+    name: &str,
+    range: IndexRange,
+) -> Result<(), UpdateError> {
+    let doc = tx
+        .array_doc(name)
+        .ok_or_else(|| cx.schema(name, "no such array".into()))?;
+    let mut shape = doc.shape().map_err(|e| cx.schema(name, e.to_string()))?;
+    let mut start = vec![0; shape.len()];
+    start[0] = range.start;
+    shape[0] = range.len();
+    tx.blank(name, &start, &shape)
+        .map_err(|e| cx.store_error(e))
+}
+
+fn write_provenance(
+    cx: &Context<'_>,
+    tx: &mut Transaction<'_>,
+    placement: &Placement,
+) -> Result<(), UpdateError> {
+    let name = cx.dataset.provenance_variable().to_string();
+    for (_, range) in file_runs(&placement.indices) {
+        let keys = Values::Text(vec![cx.key.to_string(); range.len() as usize]);
+        tx.write(&name, &[range.start], &[range.len()], keys)
+            .map_err(|e| cx.store_error(e))?;
+    }
+    Ok(())
+}
+
+/// Indices whose provenance is the key, scanning the provenance array chunk by chunk.
+fn slots_with_provenance(cx: &Context<'_>, store: &ZarrStore) -> Result<Vec<u64>, UpdateError> {
+    let name = cx.dataset.provenance_variable();
+    let Some(doc) = store.array(name) else {
+        return Ok(Vec::new());
+    };
+    let len = doc.shape().map_err(|e| cx.schema(name, e.to_string()))?[0];
+    let chunk = doc
+        .chunk_shape()
+        .map_err(|e| cx.schema(name, e.to_string()))?[0]
+        .max(1);
+    let mut slots = Vec::new();
+    let mut start = 0;
+    while start < len {
+        let count = chunk.min(len - start);
+        if let Values::Text(keys) = store
+            .read(name, &[start], &[count])
+            .map_err(|e| cx.store_error(e))?
+        {
+            slots.extend(
+                keys.iter()
+                    .enumerate()
+                    .filter(|(_, k)| k.as_str() == cx.key)
+                    .map(|(i, _)| start + i as u64),
+            );
+        }
+        start += count;
+    }
+    Ok(slots)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_follow_consecutive_store_indices() {
+        let runs = file_runs(&[3, 4, 7, 8, 9]);
+        assert_eq!(
+            runs,
+            vec![(0, IndexRange::new(3, 5)), (2, IndexRange::new(7, 10))]
+        );
+    }
+}

@@ -1,0 +1,481 @@
+//! Typed element buffers and CF packing (`scale_factor`, `add_offset`, `_FillValue`).
+//!
+//! Values travel from a NetCDF variable to a Zarr array as one of the [`Values`]
+//! variants. When the file and the store pack a variable the same way, the raw
+//! integers are copied untouched, so xarray decodes exactly what it would decode from
+//! the file. When they differ, values are decoded to physical units and packed again
+//! with the store's encoding.
+
+use thiserror::Error;
+
+/// Element types zru reads from NetCDF and writes to Zarr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ElementType {
+    I8,
+    U8,
+    I16,
+    U16,
+    I32,
+    U32,
+    I64,
+    U64,
+    F32,
+    F64,
+    /// Variable-length UTF-8 text (NetCDF `char` arrays and strings).
+    Text,
+}
+
+impl ElementType {
+    /// Zarr V3 `data_type` name.
+    pub fn zarr_v3_name(self) -> &'static str {
+        match self {
+            Self::I8 => "int8",
+            Self::U8 => "uint8",
+            Self::I16 => "int16",
+            Self::U16 => "uint16",
+            Self::I32 => "int32",
+            Self::U32 => "uint32",
+            Self::I64 => "int64",
+            Self::U64 => "uint64",
+            Self::F32 => "float32",
+            Self::F64 => "float64",
+            Self::Text => "string",
+        }
+    }
+
+    /// Zarr V2 `dtype` (little endian, as numpy writes it).
+    pub fn zarr_v2_dtype(self) -> &'static str {
+        match self {
+            Self::I8 => "|i1",
+            Self::U8 => "|u1",
+            Self::I16 => "<i2",
+            Self::U16 => "<u2",
+            Self::I32 => "<i4",
+            Self::U32 => "<u4",
+            Self::I64 => "<i8",
+            Self::U64 => "<u8",
+            Self::F32 => "<f4",
+            Self::F64 => "<f8",
+            Self::Text => "|O",
+        }
+    }
+
+    pub fn from_zarr_v3_name(name: &str) -> Option<Self> {
+        ALL.iter().copied().find(|t| t.zarr_v3_name() == name)
+    }
+
+    /// Parses a numpy dtype string such as `<i2`, `|i1` or `>f8` (byte order aside).
+    pub fn from_zarr_v2_dtype(dtype: &str) -> Option<Self> {
+        let body = dtype.trim_start_matches(['<', '>', '|', '=']);
+        match body {
+            "O" => Some(Self::Text),
+            _ => ALL
+                .iter()
+                .copied()
+                .find(|t| t != &Self::Text && &t.zarr_v2_dtype()[1..] == body),
+        }
+    }
+
+    pub fn is_float(self) -> bool {
+        matches!(self, Self::F32 | Self::F64)
+    }
+
+    pub fn is_integer(self) -> bool {
+        !self.is_float() && self != Self::Text
+    }
+
+    /// Bytes per element (0 for variable-length text).
+    pub fn size(self) -> usize {
+        match self {
+            Self::I8 | Self::U8 => 1,
+            Self::I16 | Self::U16 => 2,
+            Self::I32 | Self::U32 | Self::F32 => 4,
+            Self::I64 | Self::U64 | Self::F64 => 8,
+            Self::Text => 0,
+        }
+    }
+
+    /// Range of values the type holds, for packing checks.
+    fn range(self) -> (f64, f64) {
+        match self {
+            Self::I8 => (i8::MIN as f64, i8::MAX as f64),
+            Self::U8 => (0.0, u8::MAX as f64),
+            Self::I16 => (i16::MIN as f64, i16::MAX as f64),
+            Self::U16 => (0.0, u16::MAX as f64),
+            Self::I32 => (i32::MIN as f64, i32::MAX as f64),
+            Self::U32 => (0.0, u32::MAX as f64),
+            Self::I64 => (i64::MIN as f64, i64::MAX as f64),
+            Self::U64 => (0.0, u64::MAX as f64),
+            Self::F32 => (f32::MIN as f64, f32::MAX as f64),
+            Self::F64 | Self::Text => (f64::MIN, f64::MAX),
+        }
+    }
+}
+
+const ALL: [ElementType; 11] = [
+    ElementType::I8,
+    ElementType::U8,
+    ElementType::I16,
+    ElementType::U16,
+    ElementType::I32,
+    ElementType::U32,
+    ElementType::I64,
+    ElementType::U64,
+    ElementType::F32,
+    ElementType::F64,
+    ElementType::Text,
+];
+
+/// A flat, C-ordered buffer of one element type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Values {
+    I8(Vec<i8>),
+    U8(Vec<u8>),
+    I16(Vec<i16>),
+    U16(Vec<u16>),
+    I32(Vec<i32>),
+    U32(Vec<u32>),
+    I64(Vec<i64>),
+    U64(Vec<u64>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    Text(Vec<String>),
+}
+
+/// Applies `$body` to the inner vector of every numeric variant; `$text` for text.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! dispatch_values {
+    ($values:expr, $v:ident => $body:expr, text $t:ident => $text:expr) => {
+        match $values {
+            $crate::values::Values::I8($v) => $body,
+            $crate::values::Values::U8($v) => $body,
+            $crate::values::Values::I16($v) => $body,
+            $crate::values::Values::U16($v) => $body,
+            $crate::values::Values::I32($v) => $body,
+            $crate::values::Values::U32($v) => $body,
+            $crate::values::Values::I64($v) => $body,
+            $crate::values::Values::U64($v) => $body,
+            $crate::values::Values::F32($v) => $body,
+            $crate::values::Values::F64($v) => $body,
+            $crate::values::Values::Text($t) => $text,
+        }
+    };
+}
+
+/// Builds a [`Values`] of `element` type by calling a generic constructor.
+macro_rules! build_values {
+    ($element:expr, $make:ident $(, $arg:expr)*) => {
+        match $element {
+            ElementType::I8 => Values::I8($make::<i8>($($arg),*)),
+            ElementType::U8 => Values::U8($make::<u8>($($arg),*)),
+            ElementType::I16 => Values::I16($make::<i16>($($arg),*)),
+            ElementType::U16 => Values::U16($make::<u16>($($arg),*)),
+            ElementType::I32 => Values::I32($make::<i32>($($arg),*)),
+            ElementType::U32 => Values::U32($make::<u32>($($arg),*)),
+            ElementType::I64 => Values::I64($make::<i64>($($arg),*)),
+            ElementType::U64 => Values::U64($make::<u64>($($arg),*)),
+            ElementType::F32 => Values::F32($make::<f32>($($arg),*)),
+            ElementType::F64 => Values::F64($make::<f64>($($arg),*)),
+            ElementType::Text => Values::Text(Vec::new()),
+        }
+    };
+}
+
+/// Numeric element conversion through `f64`.
+pub trait Number: Copy + Send + Sync + 'static {
+    fn to_f64(self) -> f64;
+    fn from_f64(value: f64) -> Self;
+}
+
+macro_rules! impl_number {
+    ($($t:ty),*) => {$(
+        impl Number for $t {
+            fn to_f64(self) -> f64 { self as f64 }
+            fn from_f64(value: f64) -> Self { value as $t }
+        }
+    )*};
+}
+impl_number!(i8, u8, i16, u16, i32, u32, i64, u64, f32, f64);
+
+impl Values {
+    pub fn element_type(&self) -> ElementType {
+        match self {
+            Self::I8(_) => ElementType::I8,
+            Self::U8(_) => ElementType::U8,
+            Self::I16(_) => ElementType::I16,
+            Self::U16(_) => ElementType::U16,
+            Self::I32(_) => ElementType::I32,
+            Self::U32(_) => ElementType::U32,
+            Self::I64(_) => ElementType::I64,
+            Self::U64(_) => ElementType::U64,
+            Self::F32(_) => ElementType::F32,
+            Self::F64(_) => ElementType::F64,
+            Self::Text(_) => ElementType::Text,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        dispatch_values!(self, v => v.len(), text t => t.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A buffer of `len` copies of `fill` (a number; text fills with "").
+    pub fn filled(element: ElementType, len: usize, fill: f64) -> Self {
+        fn make<T: Number>(len: usize, fill: f64) -> Vec<T> {
+            vec![T::from_f64(fill); len]
+        }
+        match element {
+            ElementType::Text => Values::Text(vec![String::new(); len]),
+            _ => build_values!(element, make, len, fill),
+        }
+    }
+
+    /// Values as `f64` (text gives an error).
+    pub fn to_f64_vec(&self) -> Result<Vec<f64>, ValuesError> {
+        dispatch_values!(self, v => Ok(v.iter().map(|x| x.to_f64()).collect()),
+            text _t => Err(ValuesError::NotNumeric))
+    }
+
+    /// Copies of elements `[start, start + len)`.
+    pub fn slice(&self, start: usize, len: usize) -> Self {
+        match self {
+            Values::I8(v) => Values::I8(v[start..start + len].to_vec()),
+            Values::U8(v) => Values::U8(v[start..start + len].to_vec()),
+            Values::I16(v) => Values::I16(v[start..start + len].to_vec()),
+            Values::U16(v) => Values::U16(v[start..start + len].to_vec()),
+            Values::I32(v) => Values::I32(v[start..start + len].to_vec()),
+            Values::U32(v) => Values::U32(v[start..start + len].to_vec()),
+            Values::I64(v) => Values::I64(v[start..start + len].to_vec()),
+            Values::U64(v) => Values::U64(v[start..start + len].to_vec()),
+            Values::F32(v) => Values::F32(v[start..start + len].to_vec()),
+            Values::F64(v) => Values::F64(v[start..start + len].to_vec()),
+            Values::Text(v) => Values::Text(v[start..start + len].to_vec()),
+        }
+    }
+}
+
+#[derive(Debug, Error, PartialEq)]
+pub enum ValuesError {
+    #[error("text values cannot be converted to numbers")]
+    NotNumeric,
+    #[error("cannot convert {from:?} values to {to:?}")]
+    Incompatible { from: ElementType, to: ElementType },
+    #[error(
+        "value {value} does not fit the store's {to:?} packing (scale {scale}, offset {offset})"
+    )]
+    OutOfRange {
+        value: f64,
+        to: ElementType,
+        scale: f64,
+        offset: f64,
+    },
+}
+
+/// How a variable's stored numbers map to physical values (CF conventions).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CfEncoding {
+    pub scale_factor: f64,
+    pub add_offset: f64,
+    /// `_FillValue` (or `missing_value`) in stored units.
+    pub fill_value: Option<f64>,
+}
+
+impl Default for CfEncoding {
+    fn default() -> Self {
+        Self {
+            scale_factor: 1.0,
+            add_offset: 0.0,
+            fill_value: None,
+        }
+    }
+}
+
+impl CfEncoding {
+    fn same_as(&self, other: &CfEncoding) -> bool {
+        self.scale_factor == other.scale_factor
+            && self.add_offset == other.add_offset
+            && same_fill(self.fill_value, other.fill_value)
+    }
+
+    fn is_missing(&self, raw: f64) -> bool {
+        raw.is_nan() || self.fill_value.is_some_and(|f| f == raw)
+    }
+}
+
+fn same_fill(a: Option<f64>, b: Option<f64>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(x), Some(y)) => x == y || (x.is_nan() && y.is_nan()),
+        _ => false,
+    }
+}
+
+/// Converts values stored with `from` encoding into `to_type` stored with `to` encoding.
+///
+/// Same type and same packing: the raw numbers are kept (no rounding can occur).
+/// Otherwise values are decoded to physical units (missing values become NaN) and
+/// packed again; integers are rounded to nearest; a value outside the target type is
+/// an error, never a silent wrap.
+pub fn convert(
+    values: Values,
+    from: &CfEncoding,
+    to_type: ElementType,
+    to: &CfEncoding,
+) -> Result<Values, ValuesError> {
+    let from_type = values.element_type();
+    if from_type == ElementType::Text || to_type == ElementType::Text {
+        return if from_type == to_type {
+            Ok(values)
+        } else {
+            Err(ValuesError::Incompatible {
+                from: from_type,
+                to: to_type,
+            })
+        };
+    }
+    if from_type == to_type && from.same_as(to) {
+        return Ok(values);
+    }
+    let raw = values.to_f64_vec()?;
+    let target_missing = to.fill_value.unwrap_or(f64::NAN);
+    if to_type.is_integer() && to.fill_value.is_none() && raw.iter().any(|&r| from.is_missing(r)) {
+        return Err(ValuesError::OutOfRange {
+            value: f64::NAN,
+            to: to_type,
+            scale: to.scale_factor,
+            offset: to.add_offset,
+        });
+    }
+    let (low, high) = to_type.range();
+    let mut out = Vec::with_capacity(raw.len());
+    for r in raw {
+        if from.is_missing(r) {
+            out.push(target_missing);
+            continue;
+        }
+        let physical = r * from.scale_factor + from.add_offset;
+        let mut packed = (physical - to.add_offset) / to.scale_factor;
+        if to_type.is_integer() {
+            packed = packed.round();
+        }
+        if !(low..=high).contains(&packed) {
+            return Err(ValuesError::OutOfRange {
+                value: physical,
+                to: to_type,
+                scale: to.scale_factor,
+                offset: to.add_offset,
+            });
+        }
+        out.push(packed);
+    }
+    Ok(from_f64_values(to_type, &out))
+}
+
+/// Builds typed values from `f64` (casting; the caller checked the range).
+pub fn from_f64_values(element: ElementType, values: &[f64]) -> Values {
+    fn make<T: Number>(values: &[f64]) -> Vec<T> {
+        values.iter().map(|&v| T::from_f64(v)).collect()
+    }
+    build_values!(element, make, values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packed(scale: f64, offset: f64, fill: f64) -> CfEncoding {
+        CfEncoding {
+            scale_factor: scale,
+            add_offset: offset,
+            fill_value: Some(fill),
+        }
+    }
+
+    #[test]
+    fn same_packing_keeps_raw_integers() {
+        let enc = packed(0.01, 273.15, -32768.0);
+        let values = Values::I16(vec![-32768, 0, 1234]);
+        let out = convert(values.clone(), &enc, ElementType::I16, &enc).unwrap();
+        assert_eq!(out, values);
+    }
+
+    #[test]
+    fn repacks_between_encodings_and_maps_fill() {
+        let from = packed(0.01, 273.15, -32768.0);
+        let to = packed(0.02, 273.15, -999.0);
+        let out = convert(
+            Values::I16(vec![-32768, 100, 102]),
+            &from,
+            ElementType::I16,
+            &to,
+        )
+        .unwrap();
+        assert_eq!(out, Values::I16(vec![-999, 50, 51]));
+    }
+
+    #[test]
+    fn unpacks_to_float_store_with_nan_missing() {
+        let from = packed(0.5, 10.0, -1.0);
+        let to = CfEncoding {
+            fill_value: Some(f64::NAN),
+            ..CfEncoding::default()
+        };
+        let out = convert(Values::I8(vec![-1, 4]), &from, ElementType::F32, &to).unwrap();
+        match out {
+            Values::F32(v) => {
+                assert!(v[0].is_nan());
+                assert_eq!(v[1], 12.0);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn out_of_range_is_an_error_not_a_wrap() {
+        let from = CfEncoding::default();
+        let to = packed(1.0, 0.0, -128.0);
+        let err = convert(Values::F64(vec![300.0]), &from, ElementType::I8, &to).unwrap_err();
+        assert!(matches!(err, ValuesError::OutOfRange { .. }));
+    }
+
+    #[test]
+    fn parses_zarr_type_names() {
+        assert_eq!(
+            ElementType::from_zarr_v2_dtype("<i2"),
+            Some(ElementType::I16)
+        );
+        assert_eq!(
+            ElementType::from_zarr_v2_dtype("|i1"),
+            Some(ElementType::I8)
+        );
+        assert_eq!(
+            ElementType::from_zarr_v2_dtype(">f8"),
+            Some(ElementType::F64)
+        );
+        assert_eq!(
+            ElementType::from_zarr_v2_dtype("|O"),
+            Some(ElementType::Text)
+        );
+        assert_eq!(
+            ElementType::from_zarr_v3_name("float32"),
+            Some(ElementType::F32)
+        );
+        assert_eq!(ElementType::from_zarr_v3_name("complex64"), None);
+    }
+
+    #[test]
+    fn text_does_not_convert_to_numbers() {
+        let err = convert(
+            Values::Text(vec!["a".into()]),
+            &CfEncoding::default(),
+            ElementType::F32,
+            &CfEncoding::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ValuesError::Incompatible { .. }));
+    }
+}
