@@ -165,11 +165,15 @@ impl ArrayDoc {
     /// Builds the metadata of a new array the way xarray writes it.
     pub fn create(format: ZarrFormat, new: NewArray) -> Self {
         let element = new.element;
-        let fill_json = match (element, new.fill_value) {
-            (ElementType::Text, _) => json!(""),
-            (_, Some(fill)) => json_number(fill, element),
-            (e, None) if e.is_float() => json!("NaN"),
-            (_, None) => json!(0),
+        // xarray reads a V2 array's fill_value as its _FillValue, so an integer or text
+        // array without a CF fill gets `null` there (V3 keeps CF fills in attributes).
+        let fill_json = match (format, element, new.fill_value) {
+            (ZarrFormat::V2, ElementType::Text, _) => Value::Null,
+            (ZarrFormat::V3, ElementType::Text, _) => json!(""),
+            (_, _, Some(fill)) => json_number(fill, element),
+            (_, e, None) if e.is_float() => json!("NaN"),
+            (ZarrFormat::V2, _, None) => Value::Null,
+            (ZarrFormat::V3, _, None) => json!(0),
         };
         let mut attributes = new.attributes;
         match format {
