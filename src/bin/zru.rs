@@ -235,16 +235,24 @@ fn updater(location: &Location) -> Result<Updater> {
     Ok(Updater::new(catalog, location.raw_root.clone()))
 }
 
-/// Applies events in order; exit code 1 if any was rejected.
+/// Applies events in order as one batch; exit code 1 if any was rejected.
 fn apply_all(
     updater: &Updater,
     events: Vec<Result<Event, (String, String)>>,
     json: bool,
 ) -> ExitCode {
+    let valid: Vec<Event> = events
+        .iter()
+        .filter_map(|e| e.as_ref().ok().cloned())
+        .collect();
+    let mut applied = updater.apply_batch(&valid).into_iter();
     let mut rejected = false;
     for event in events {
         let outcome = match event {
-            Ok(event) => updater.apply(&event),
+            Ok(_) => match applied.next() {
+                Some(outcome) => outcome,
+                None => break,
+            },
             Err((key, reason)) => Outcome {
                 key,
                 event: EventKind::Created,

@@ -13,7 +13,7 @@ pub mod staged;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Map, Value};
 use thiserror::Error;
@@ -217,7 +217,8 @@ impl ZarrStore {
             staged: Arc::new(StagedStore::new(self.storage.clone())),
             arrays: self.arrays.clone(),
             root_attrs: self.root_attrs.clone(),
-            opened: HashMap::new(),
+            opened: Mutex::new(HashMap::new()),
+            stats: CommitStats::default(),
         }
     }
 
@@ -292,14 +293,28 @@ fn read_region<S: ?Sized + zarrs::storage::ReadableStorageTraits + 'static>(
     })
 }
 
-/// A set of changes to one store, committed all at once.
+/// A set of changes to one store.
+///
+/// Writes are staged in memory. [`Transaction::savepoint`] and
+/// [`Transaction::rollback`] undo one file's staged writes; [`Transaction::flush_chunks`]
+/// writes the staged chunks of the files applied so far (keeping metadata staged), and
+/// [`Transaction::commit`] writes what is left, array metadata and consolidated
+/// metadata last — once per batch, however many files it held.
 pub struct Transaction<'s> {
     store: &'s ZarrStore,
     staged: Arc<StagedStore>,
     /// Array metadata as it will be after the commit.
-    pub arrays: BTreeMap<String, ArrayDoc>,
+    arrays: BTreeMap<String, ArrayDoc>,
     pub root_attrs: Map<String, Value>,
-    opened: HashMap<String, Arc<Array<StagedStore>>>,
+    opened: Mutex<HashMap<String, Arc<Array<StagedStore>>>>,
+    stats: CommitStats,
+}
+
+/// The state of a transaction before one file was applied.
+pub struct Savepoint {
+    pending: HashMap<StoreKey, Option<Bytes>>,
+    arrays: BTreeMap<String, ArrayDoc>,
+    root_attrs: Map<String, Value>,
 }
 
 impl Transaction<'_> {
@@ -311,6 +326,11 @@ impl Transaction<'_> {
         self.store.format
     }
 
+    /// True if the store existed before this transaction.
+    pub fn store_exists(&self) -> bool {
+        self.store.exists
+    }
+
     fn error(&self, array: &str, reason: impl Into<String>) -> StoreError {
         StoreError::Array {
             store: self.store.location.clone(),
@@ -319,9 +339,21 @@ impl Transaction<'_> {
         }
     }
 
+    fn storage_error(&self, source: StorageError) -> StoreError {
+        StoreError::Storage {
+            store: self.store.location.clone(),
+            source,
+        }
+    }
+
+    fn opened(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Array<StagedStore>>>> {
+        // A poisoned cache only means a panic elsewhere; its contents are still valid.
+        self.opened.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Adds or replaces an array's metadata.
     pub fn put_array(&mut self, doc: ArrayDoc) {
-        self.opened.remove(&doc.name);
+        self.opened().remove(&doc.name);
         self.arrays.insert(doc.name.clone(), doc);
     }
 
@@ -329,13 +361,43 @@ impl Transaction<'_> {
         self.arrays.get(name)
     }
 
-    /// True if the array existed when the transaction began.
-    pub fn committed_array(&self, name: &str) -> bool {
-        self.store.arrays.contains_key(name)
+    /// Every array's metadata as it stands in this transaction.
+    pub fn arrays(&self) -> &BTreeMap<String, ArrayDoc> {
+        &self.arrays
     }
 
-    fn array(&mut self, name: &str) -> Result<Arc<Array<StagedStore>>, StoreError> {
-        if let Some(array) = self.opened.get(name) {
+    /// Marks the state to return to if the next file fails.
+    pub fn savepoint(&self) -> Result<Savepoint, StoreError> {
+        Ok(Savepoint {
+            pending: self.staged.snapshot().map_err(|e| self.storage_error(e))?,
+            arrays: self.arrays.clone(),
+            root_attrs: self.root_attrs.clone(),
+        })
+    }
+
+    /// Forgets everything staged since `savepoint`.
+    pub fn rollback(&mut self, savepoint: Savepoint) -> Result<(), StoreError> {
+        self.staged
+            .restore(savepoint.pending)
+            .map_err(|e| self.storage_error(e))?;
+        self.arrays = savepoint.arrays;
+        self.root_attrs = savepoint.root_attrs;
+        self.opened().clear();
+        Ok(())
+    }
+
+    /// Writes the chunks staged so far; metadata stays staged until [`Self::commit`].
+    pub fn flush_chunks(&mut self) -> Result<CommitStats, StoreError> {
+        let stats = self
+            .staged
+            .commit_chunks()
+            .map_err(|e| self.storage_error(e))?;
+        self.stats += stats;
+        Ok(stats)
+    }
+
+    fn array(&self, name: &str) -> Result<Arc<Array<StagedStore>>, StoreError> {
+        if let Some(array) = self.opened().get(name) {
             return Ok(array.clone());
         }
         let doc = self
@@ -343,13 +405,13 @@ impl Transaction<'_> {
             .get(name)
             .ok_or_else(|| self.error(name, "no such array"))?;
         let array = Arc::new(open_array(&self.store.location, self.staged.clone(), doc)?);
-        self.opened.insert(name.to_string(), array.clone());
+        self.opened().insert(name.to_string(), array.clone());
         Ok(array)
     }
 
     /// Writes `values` (already in the array's type) into a region.
     pub fn write(
-        &mut self,
+        &self,
         name: &str,
         start: &[u64],
         shape: &[u64],
@@ -374,7 +436,7 @@ impl Transaction<'_> {
     }
 
     /// Reads a region, seeing this transaction's staged writes.
-    pub fn read(&mut self, name: &str, start: &[u64], shape: &[u64]) -> Result<Values, StoreError> {
+    pub fn read(&self, name: &str, start: &[u64], shape: &[u64]) -> Result<Values, StoreError> {
         let array = self.array(name)?;
         let doc = self
             .arrays
@@ -385,25 +447,25 @@ impl Transaction<'_> {
 
     /// Sets a region to the array's blank value. Chunks wholly inside the region are
     /// erased when a missing chunk already reads as blank; others are written.
-    pub fn blank(&mut self, name: &str, start: &[u64], shape: &[u64]) -> Result<(), StoreError> {
+    pub fn blank(&self, name: &str, start: &[u64], shape: &[u64]) -> Result<(), StoreError> {
         let array = self.array(name)?;
         let doc = self
             .arrays
             .get(name)
-            .ok_or_else(|| self.error(name, "no such array"))?
-            .clone();
+            .ok_or_else(|| self.error(name, "no such array"))?;
         let region = subset(start, shape);
         let element = doc.element_type().map_err(|source| StoreError::Doc {
             store: self.store.location.clone(),
             source,
         })?;
+        let blank_value = doc.blank_value();
         if !doc.missing_chunk_is_blank() {
             let len = shape.iter().product::<u64>() as usize;
             return self.write(
                 name,
                 start,
                 shape,
-                Values::filled(element, len, doc.blank_value()),
+                Values::filled(element, len, blank_value),
             );
         }
         let chunks = array
@@ -425,7 +487,7 @@ impl Transaction<'_> {
                     .map_err(|e| self.error(name, e.to_string()))?;
             } else {
                 let len = overlap.num_elements_usize();
-                let fill = Values::filled(element, len, doc.blank_value());
+                let fill = Values::filled(element, len, blank_value);
                 let (o_start, o_shape) = (overlap.start().to_vec(), overlap.shape().to_vec());
                 self.write(name, &o_start, &o_shape, fill)?;
             }
@@ -433,28 +495,31 @@ impl Transaction<'_> {
         Ok(())
     }
 
-    /// Stages every metadata document (arrays, then the root with consolidated
-    /// metadata) and writes everything to the store.
-    pub fn commit(self) -> Result<CommitStats, StoreError> {
+    /// Writes everything still staged. Metadata documents (and the consolidated
+    /// metadata) are written only if some array's metadata or the root attributes
+    /// changed, so a batch of overwrites, or of rejected files, leaves them untouched.
+    pub fn commit(mut self) -> Result<CommitStats, StoreError> {
         let location = self.store.location.clone();
-        let storage_error = |source| StoreError::Storage {
-            store: location.clone(),
-            source,
-        };
-        for (key_name, value) in self.metadata_documents() {
-            let bytes = serde_json::to_vec_pretty(&value).map_err(|e| StoreError::Json {
-                store: location.clone(),
-                key: key_name.clone(),
-                reason: e.to_string(),
-            })?;
-            zarrs::storage::WritableStorageTraits::set(
-                self.staged.as_ref(),
-                &key(&key_name),
-                Bytes::from(bytes),
-            )
-            .map_err(storage_error)?;
+        let metadata_changed =
+            self.arrays != self.store.arrays || self.root_attrs != self.store.root_attrs;
+        if metadata_changed {
+            for (key_name, value) in self.metadata_documents() {
+                let bytes = serde_json::to_vec_pretty(&value).map_err(|e| StoreError::Json {
+                    store: location.clone(),
+                    key: key_name.clone(),
+                    reason: e.to_string(),
+                })?;
+                zarrs::storage::WritableStorageTraits::set(
+                    self.staged.as_ref(),
+                    &key(&key_name),
+                    Bytes::from(bytes),
+                )
+                .map_err(|e| self.storage_error(e))?;
+            }
         }
-        self.staged.commit().map_err(storage_error)
+        let stats = self.staged.commit().map_err(|e| self.storage_error(e))?;
+        self.stats += stats;
+        Ok(self.stats)
     }
 
     /// Every array document plus the root group's, with consolidated metadata.

@@ -30,6 +30,15 @@ pub struct CommitStats {
     pub metadata_written: u64,
 }
 
+impl std::ops::AddAssign for CommitStats {
+    fn add_assign(&mut self, other: Self) {
+        self.chunks_written += other.chunks_written;
+        self.chunks_erased += other.chunks_erased;
+        self.bytes_written += other.bytes_written;
+        self.metadata_written += other.metadata_written;
+    }
+}
+
 /// In-memory overlay of pending writes (`None` = pending erase).
 pub struct StagedStore {
     inner: Arc<Storage>,
@@ -73,6 +82,33 @@ impl StagedStore {
         Ok(self.pending()?.get(key).cloned())
     }
 
+    /// A copy of everything staged (cheap: values are reference counted).
+    pub fn snapshot(&self) -> Result<HashMap<StoreKey, Option<Bytes>>, StorageError> {
+        Ok(self.pending()?.clone())
+    }
+
+    /// Replaces everything staged with a snapshot taken earlier.
+    pub fn restore(&self, snapshot: HashMap<StoreKey, Option<Bytes>>) -> Result<(), StorageError> {
+        *self.pending()? = snapshot;
+        Ok(())
+    }
+
+    /// Writes the staged chunks (not metadata) to the real store, in parallel.
+    pub fn commit_chunks(&self) -> Result<CommitStats, StorageError> {
+        let chunks: Vec<(StoreKey, Option<Bytes>)> = {
+            let mut pending = self.pending()?;
+            let keys: Vec<StoreKey> = pending
+                .keys()
+                .filter(|k| metadata_rank(k).is_none())
+                .cloned()
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| pending.remove(&k).map(|v| (k, v)))
+                .collect()
+        };
+        self.write_chunks(chunks)
+    }
+
     /// Writes everything staged to the real store: chunks in parallel, then array
     /// metadata, then the root group's metadata (which holds consolidated metadata).
     pub fn commit(&self) -> Result<CommitStats, StorageError> {
@@ -80,6 +116,27 @@ impl StagedStore {
         let (mut metadata, chunks): (Vec<_>, Vec<_>) = pending
             .into_iter()
             .partition(|(key, _)| metadata_rank(key).is_some());
+        let mut stats = self.write_chunks(chunks)?;
+        // .zattrs before .zarray does not matter to readers; zarr.json of arrays before
+        // the root's (consolidated) one does.
+        metadata.sort_by_key(|(key, _)| (metadata_rank(key), key.as_str().to_string()));
+        for (key, value) in metadata {
+            match value {
+                Some(bytes) => {
+                    stats.bytes_written += bytes.len() as u64;
+                    self.inner.set(&key, bytes)?;
+                }
+                None => self.inner.erase(&key)?,
+            }
+            stats.metadata_written += 1;
+        }
+        Ok(stats)
+    }
+
+    fn write_chunks(
+        &self,
+        chunks: Vec<(StoreKey, Option<Bytes>)>,
+    ) -> Result<CommitStats, StorageError> {
         let stats = Mutex::new(CommitStats::default());
         chunks
             .into_par_iter()
@@ -106,23 +163,9 @@ impl StagedStore {
                 }
                 Ok(())
             })?;
-        let mut stats = stats
+        stats
             .into_inner()
-            .map_err(|_| StorageError::Other("commit statistics lock poisoned".into()))?;
-        // .zattrs before .zarray does not matter to readers; zarr.json of arrays before
-        // the root's (consolidated) one does.
-        metadata.sort_by_key(|(key, _)| (metadata_rank(key), key.as_str().to_string()));
-        for (key, value) in metadata {
-            match value {
-                Some(bytes) => {
-                    stats.bytes_written += bytes.len() as u64;
-                    self.inner.set(&key, bytes)?;
-                }
-                None => self.inner.erase(&key)?,
-            }
-            stats.metadata_written += 1;
-        }
-        Ok(stats)
+            .map_err(|_| StorageError::Other("commit statistics lock poisoned".into()))
     }
 }
 

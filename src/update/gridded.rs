@@ -13,7 +13,7 @@ use super::time_axis::StoreTimeAxis;
 use super::{Action, Applied, UpdateError};
 use crate::config::Dataset;
 use crate::source::{SourceFile, SourceVariable};
-use crate::store::{ArrayDoc, Compressor, NewArray, Transaction, ZarrFormat, ZarrStore};
+use crate::store::{ArrayDoc, Compressor, NewArray, Transaction};
 use crate::values::{convert, from_f64_values, CfEncoding, ElementType, Values};
 
 /// Length of provenance chunks along the append dimension.
@@ -62,21 +62,18 @@ impl Context<'_> {
     }
 }
 
-/// Writes a created (or revised) file into its region of the dataset's store.
-pub fn apply_created(dataset: &Dataset, key: &str, path: &Path) -> Result<Applied, UpdateError> {
+/// Stages a created (or revised) file into its region of the dataset's store.
+pub fn apply_created(
+    tx: &mut Transaction<'_>,
+    dataset: &Dataset,
+    key: &str,
+    path: &Path,
+) -> Result<Applied, UpdateError> {
     let cx = Context { dataset, key };
     let source = SourceFile::open(path).map_err(|e| cx.source_error(e))?;
     let time_var = time_variable(&cx, &source)?;
     let file_units = time_units(&cx, &time_var)?;
-
-    let format = if dataset.zarr_format() == 2 {
-        ZarrFormat::V2
-    } else {
-        ZarrFormat::V3
-    };
-    let store =
-        ZarrStore::open_or_new(&dataset.store_path, format).map_err(|e| cx.store_error(e))?;
-    let store_units = match store.array(cx.append_dim()) {
+    let store_units = match tx.array_doc(cx.append_dim()) {
         Some(doc) => store_time_units(&cx, doc)?,
         None => file_units,
     };
@@ -92,7 +89,7 @@ pub fn apply_created(dataset: &Dataset, key: &str, path: &Path) -> Result<Applie
     )?;
 
     let variables = kept_variables(&cx, &source);
-    check_grid(&cx, &store, &source, &variables)?;
+    check_grid(&cx, tx, &source, &variables)?;
 
     let rules = PlacementRules {
         time_step: dataset
@@ -100,23 +97,22 @@ pub fn apply_created(dataset: &Dataset, key: &str, path: &Path) -> Result<Applie
             .map(|s| s / store_units.unit_seconds),
         tolerance: dataset.time_tolerance_seconds / store_units.unit_seconds,
     };
-    let axis = StoreTimeAxis::new(&store, cx.append_dim());
-    let placement =
+    let placement = {
+        let axis = StoreTimeAxis::new(tx, cx.append_dim());
         place_times(&axis, &file_times, rules).map_err(|source| UpdateError::Placement {
             key: key.to_string(),
             source,
-        })?;
+        })?
+    };
 
-    let mut tx = store.begin();
-    if !store.exists {
+    if tx.arrays().is_empty() {
         tx.root_attrs = source.global_attributes().map_err(|e| cx.source_error(e))?;
     }
-    prepare_arrays(&cx, &mut tx, &source, &variables, &placement)?;
-    write_time_slots(&cx, &mut tx, &placement)?;
-    write_variables(&cx, &mut tx, &source, &variables, &placement)?;
-    blank_uncovered(&cx, &mut tx, &variables, &placement)?;
-    write_provenance(&cx, &mut tx, &placement)?;
-    let stats = tx.commit().map_err(|e| cx.store_error(e))?;
+    let created = prepare_arrays(&cx, tx, &source, &variables, &placement)?;
+    write_time_slots(&cx, tx, &placement)?;
+    write_variables(&cx, tx, &source, &variables, &placement, &created)?;
+    blank_uncovered(&cx, tx, &variables, &placement)?;
+    write_provenance(&cx, tx, &placement)?;
 
     let action = if placement.overwrites() {
         Action::Overwrote
@@ -131,21 +127,24 @@ pub fn apply_created(dataset: &Dataset, key: &str, path: &Path) -> Result<Applie
             [region.start, region.stop],
         )])),
         note: None,
-        stats,
+        stats: Default::default(),
     })
 }
 
-/// Blanks every slot whose provenance is `key`; the time values stay.
-pub fn apply_removed(dataset: &Dataset, key: &str) -> Result<Applied, UpdateError> {
+/// Stages the blanking of every slot whose provenance is `key`; the time values stay.
+pub fn apply_removed(
+    tx: &mut Transaction<'_>,
+    dataset: &Dataset,
+    key: &str,
+) -> Result<Applied, UpdateError> {
     let cx = Context { dataset, key };
-    if !ZarrStore::exists(&dataset.store_path) {
+    if tx.arrays().is_empty() {
         return Err(UpdateError::NoStore {
             key: key.to_string(),
             store: dataset.store_path.clone(),
         });
     }
-    let store = ZarrStore::open(&dataset.store_path).map_err(|e| cx.store_error(e))?;
-    let slots = slots_with_provenance(&cx, &store)?;
+    let slots = slots_with_provenance(&cx, tx)?;
     if slots.is_empty() {
         return Ok(Applied {
             action: Action::Unchanged,
@@ -155,17 +154,15 @@ pub fn apply_removed(dataset: &Dataset, key: &str) -> Result<Applied, UpdateErro
         });
     }
     let ranges = ranges_from_indices(&slots);
-    let mut tx = store.begin();
-    let names: Vec<String> = append_arrays(&tx, cx.append_dim())
+    let names: Vec<String> = append_arrays(tx, cx.append_dim())
         .into_iter()
         .filter(|n| n != cx.append_dim())
         .collect();
     for name in names {
         for range in &ranges {
-            blank_slots(&cx, &mut tx, &name, *range)?;
+            blank_slots(&cx, tx, &name, *range)?;
         }
     }
-    let stats = tx.commit().map_err(|e| cx.store_error(e))?;
     let first = ranges.first().map_or(0, |r| r.start);
     let last = ranges.last().map_or(0, |r| r.stop);
     Ok(Applied {
@@ -184,7 +181,7 @@ pub fn apply_removed(dataset: &Dataset, key: &str) -> Result<Applied, UpdateErro
                     .join(" ")
             )
         }),
-        stats,
+        stats: Default::default(),
     })
 }
 
@@ -288,7 +285,7 @@ fn store_dim_lengths(arrays: &BTreeMap<String, ArrayDoc>) -> BTreeMap<String, u6
 /// differs from the store's.
 fn check_grid(
     cx: &Context<'_>,
-    store: &ZarrStore,
+    tx: &Transaction<'_>,
     source: &SourceFile,
     variables: &[&SourceVariable],
 ) -> Result<(), UpdateError> {
@@ -304,10 +301,10 @@ fn check_grid(
             ));
         }
     }
-    if !store.exists {
+    if tx.arrays().is_empty() {
         return Ok(());
     }
-    let lengths = store_dim_lengths(&store.arrays);
+    let lengths = store_dim_lengths(tx.arrays());
     for var in variables {
         for (dim, &len) in var.dims.iter().zip(&var.shape) {
             if dim == append_dim {
@@ -321,7 +318,7 @@ fn check_grid(
                 }
             }
         }
-        if let Some(doc) = store.array(&var.name) {
+        if let Some(doc) = tx.array_doc(&var.name) {
             let store_dims = doc
                 .dims()
                 .map_err(|e| cx.schema(&var.name, e.to_string()))?;
@@ -351,8 +348,8 @@ fn check_grid(
     for var in variables {
         let is_coordinate =
             var.dims.len() == 1 && var.dims[0] == var.name && var.name != append_dim;
-        if is_coordinate && store.array(&var.name).is_some() {
-            check_coordinate(cx, store, source, var)?;
+        if is_coordinate && tx.array_doc(&var.name).is_some() {
+            check_coordinate(cx, tx, source, var)?;
         }
     }
     Ok(())
@@ -360,7 +357,7 @@ fn check_grid(
 
 fn check_coordinate(
     cx: &Context<'_>,
-    store: &ZarrStore,
+    tx: &Transaction<'_>,
     source: &SourceFile,
     var: &SourceVariable,
 ) -> Result<(), UpdateError> {
@@ -373,7 +370,7 @@ fn check_coordinate(
             variable: var.name.clone(),
             source,
         })?;
-    let store_values = store
+    let store_values = tx
         .read(&var.name, &[0], &[file_values.len() as u64])
         .map_err(|e| cx.store_error(e))?
         .to_f64_vec()
@@ -396,7 +393,7 @@ fn check_coordinate(
 
 /// Names of the transaction's arrays that have the append dimension first.
 fn append_arrays(tx: &Transaction<'_>, append_dim: &str) -> Vec<String> {
-    tx.arrays
+    tx.arrays()
         .values()
         .filter(|doc| {
             doc.dims()
@@ -418,9 +415,10 @@ fn prepare_arrays(
     source: &SourceFile,
     variables: &[&SourceVariable],
     placement: &Placement,
-) -> Result<(), UpdateError> {
+) -> Result<Vec<String>, UpdateError> {
     let append_dim = cx.append_dim().to_string();
     let format = tx.format();
+    let mut created = Vec::new();
     let new_len = placement.new_len;
     let time_var = time_variable(cx, source)?;
     let mut to_create: Vec<&SourceVariable> = vec![&time_var];
@@ -458,6 +456,7 @@ fn prepare_arrays(
                 compressor: compressor_for_new_arrays(cx),
             },
         );
+        created.push(var.name.clone());
         tx.put_array(doc);
     }
     let provenance = cx.dataset.provenance_variable().to_string();
@@ -495,13 +494,13 @@ fn prepare_arrays(
             tx.put_array(grown);
         }
     }
-    Ok(())
+    Ok(created)
 }
 
 /// Writes the time coordinate of every new slot (file times and gap slots).
 fn write_time_slots(
     cx: &Context<'_>,
-    tx: &mut Transaction<'_>,
+    tx: &Transaction<'_>,
     placement: &Placement,
 ) -> Result<(), UpdateError> {
     let name = cx.append_dim().to_string();
@@ -550,10 +549,11 @@ fn write_variables(
     source: &SourceFile,
     variables: &[&SourceVariable],
     placement: &Placement,
+    created: &[String],
 ) -> Result<(), UpdateError> {
     let append_dim = cx.append_dim();
     for var in variables {
-        let is_new_static = !var.has_dim(append_dim) && !tx_has_committed(tx, &var.name);
+        let is_new_static = !var.has_dim(append_dim) && created.contains(&var.name);
         if !var.has_dim(append_dim) && !is_new_static {
             continue;
         }
@@ -594,12 +594,6 @@ fn write_variables(
         }
     }
     Ok(())
-}
-
-/// True if the array existed in the store before this update (static arrays are
-/// written once, when they are created).
-fn tx_has_committed(tx: &Transaction<'_>, name: &str) -> bool {
-    tx.committed_array(name)
 }
 
 /// Runs of consecutive store indices: `(first file position, store range)`.
@@ -681,9 +675,9 @@ fn write_provenance(
 }
 
 /// Indices whose provenance is the key, scanning the provenance array chunk by chunk.
-fn slots_with_provenance(cx: &Context<'_>, store: &ZarrStore) -> Result<Vec<u64>, UpdateError> {
+fn slots_with_provenance(cx: &Context<'_>, tx: &Transaction<'_>) -> Result<Vec<u64>, UpdateError> {
     let name = cx.dataset.provenance_variable();
-    let Some(doc) = store.array(name) else {
+    let Some(doc) = tx.array_doc(name) else {
         return Ok(Vec::new());
     };
     let len = doc.shape().map_err(|e| cx.schema(name, e.to_string()))?[0];
@@ -695,7 +689,7 @@ fn slots_with_provenance(cx: &Context<'_>, store: &ZarrStore) -> Result<Vec<u64>
     let mut start = 0;
     while start < len {
         let count = chunk.min(len - start);
-        if let Values::Text(keys) = store
+        if let Values::Text(keys) = tx
             .read(name, &[start], &[count])
             .map_err(|e| cx.store_error(e))?
         {

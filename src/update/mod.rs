@@ -16,8 +16,20 @@ use serde::Serialize;
 
 pub use error::UpdateError;
 
-use crate::config::{Catalog, Dataset};
-use crate::store::CommitStats;
+use crate::config::{Catalog, Dataset, HandlerKind};
+use crate::store::{CommitStats, Transaction, ZarrFormat, ZarrStore};
+
+fn rejected(event: &Event, dataset: Option<String>, reason: String) -> Outcome {
+    Outcome {
+        key: event.key.clone(),
+        event: event.kind,
+        dataset,
+        action: Action::Rejected,
+        region: None,
+        reason: Some(reason),
+        stats: None,
+    }
+}
 
 /// What happened to an object in the raw bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -116,62 +128,126 @@ impl Updater {
 
     /// Applies one event; failures are reported in the outcome, never panicked.
     pub fn apply(&self, event: &Event) -> Outcome {
-        let dataset = self
-            .catalog
-            .route(&event.key)
-            .ok()
-            .map(|d| d.name().to_string());
-        let result = self.try_apply(event);
-        match result {
-            Ok(applied) => Outcome {
-                key: event.key.clone(),
-                event: event.kind,
-                dataset,
-                action: applied.action,
-                region: applied.region,
-                reason: applied.note,
-                stats: Some(applied.stats),
-            },
-            Err(error) => Outcome {
-                key: event.key.clone(),
-                event: event.kind,
-                dataset,
-                action: Action::Rejected,
-                region: None,
-                reason: Some(error.to_string()),
-                stats: None,
-            },
-        }
+        self.apply_batch(std::slice::from_ref(event))
+            .pop()
+            .unwrap_or_else(|| rejected(event, None, "no outcome".into()))
     }
 
-    /// Applies one event, returning the error instead of an outcome.
-    pub fn try_apply(&self, event: &Event) -> Result<Applied, UpdateError> {
-        check_key(&event.key)?;
-        let dataset = self.catalog.route(&event.key)?;
-        match event.kind {
-            EventKind::Created => {
+    /// Applies events in order and returns one outcome per event, in the same order.
+    ///
+    /// Events of one dataset share one store transaction: each file is staged behind a
+    /// savepoint (a failing file is rolled back alone), its chunks are written as soon
+    /// as it succeeded, and array and consolidated metadata are written once at the end.
+    /// Stores are independent, so events of different datasets keep their own order.
+    pub fn apply_batch(&self, events: &[Event]) -> Vec<Outcome> {
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
+        let mut groups: Vec<(&Dataset, Vec<usize>)> = Vec::new();
+        for (i, event) in events.iter().enumerate() {
+            match check_key(&event.key).and_then(|_| Ok(self.catalog.route(&event.key)?)) {
+                Ok(dataset) => match groups.iter_mut().find(|(d, _)| d.name() == dataset.name()) {
+                    Some((_, indices)) => indices.push(i),
+                    None => groups.push((dataset, vec![i])),
+                },
+                Err(error) => outcomes[i] = Some(rejected(event, None, error.to_string())),
+            }
+        }
+        for (dataset, indices) in groups {
+            let batch: Vec<&Event> = indices.iter().map(|&i| &events[i]).collect();
+            for (i, outcome) in indices
+                .into_iter()
+                .zip(self.apply_to_store(dataset, &batch))
+            {
+                outcomes[i] = Some(outcome);
+            }
+        }
+        outcomes
+            .into_iter()
+            .zip(events)
+            .map(|(o, e)| o.unwrap_or_else(|| rejected(e, None, "not applied".into())))
+            .collect()
+    }
+
+    /// Applies a dataset's events in one transaction on its store.
+    fn apply_to_store(&self, dataset: &Dataset, events: &[&Event]) -> Vec<Outcome> {
+        let name = Some(dataset.name().to_string());
+        let format = if dataset.zarr_format() == 2 {
+            ZarrFormat::V2
+        } else {
+            ZarrFormat::V3
+        };
+        let store = match ZarrStore::open_or_new(&dataset.store_path, format) {
+            Ok(store) => store,
+            Err(error) => {
+                let reason = |e: &Event| format!("{}: {error}", e.key);
+                return events
+                    .iter()
+                    .map(|e| rejected(e, name.clone(), reason(e)))
+                    .collect();
+            }
+        };
+        let mut tx = store.begin();
+        let mut outcomes = Vec::with_capacity(events.len());
+        for event in events {
+            let outcome = match self.apply_staged(&mut tx, dataset, event) {
+                Ok(applied) => Outcome {
+                    key: event.key.clone(),
+                    event: event.kind,
+                    dataset: name.clone(),
+                    action: applied.action,
+                    region: applied.region,
+                    reason: applied.note,
+                    stats: Some(applied.stats),
+                },
+                Err(error) => rejected(event, name.clone(), error.to_string()),
+            };
+            outcomes.push(outcome);
+        }
+        if let Err(error) = tx.commit() {
+            for outcome in outcomes.iter_mut().filter(|o| !o.is_rejected()) {
+                outcome.action = Action::Rejected;
+                outcome.reason = Some(format!("{}: metadata commit failed: {error}", outcome.key));
+            }
+        }
+        outcomes
+    }
+
+    /// Stages one event behind a savepoint, then writes its chunks.
+    fn apply_staged(
+        &self,
+        tx: &mut Transaction<'_>,
+        dataset: &Dataset,
+        event: &Event,
+    ) -> Result<Applied, UpdateError> {
+        let store_error = |source| UpdateError::Store {
+            key: event.key.clone(),
+            source: Box::new(source),
+        };
+        let savepoint = tx.savepoint().map_err(store_error)?;
+        let result = match (event.kind, dataset.config.handler) {
+            (EventKind::Created, HandlerKind::Gridded) => {
                 let path = self.raw_root.join(&event.key);
-                if !path.is_file() {
-                    return Err(UpdateError::MissingObject {
+                if path.is_file() {
+                    gridded::apply_created(tx, dataset, &event.key, &path)
+                } else {
+                    Err(UpdateError::MissingObject {
                         key: event.key.clone(),
                         path,
-                    });
+                    })
                 }
-                self.created(dataset, &event.key, &path)
             }
-            EventKind::Removed => self.removed(dataset, &event.key),
-        }
-    }
-
-    fn created(&self, dataset: &Dataset, key: &str, path: &Path) -> Result<Applied, UpdateError> {
-        match dataset.config.handler {
-            crate::config::HandlerKind::Gridded => gridded::apply_created(dataset, key, path),
-        }
-    }
-
-    fn removed(&self, dataset: &Dataset, key: &str) -> Result<Applied, UpdateError> {
-        match dataset.config.handler {
-            crate::config::HandlerKind::Gridded => gridded::apply_removed(dataset, key),
+            (EventKind::Removed, HandlerKind::Gridded) => {
+                gridded::apply_removed(tx, dataset, &event.key)
+            }
+        };
+        match result {
+            Ok(mut applied) => {
+                applied.stats = tx.flush_chunks().map_err(store_error)?;
+                Ok(applied)
+            }
+            Err(error) => {
+                tx.rollback(savepoint).map_err(store_error)?;
+                Err(error)
+            }
         }
     }
 

@@ -5,11 +5,12 @@ use std::collections::HashMap;
 
 use zru_handlers::gridded::{AxisReadError, TimeAxis};
 
-use crate::store::ZarrStore;
+use crate::store::Transaction;
 
-/// Reads the committed time coordinate one chunk at a time, caching what it read.
+/// Reads the time coordinate (as staged in the transaction) one chunk at a time,
+/// caching what it read.
 pub struct StoreTimeAxis<'s> {
-    store: &'s ZarrStore,
+    tx: &'s Transaction<'s>,
     name: String,
     len: u64,
     chunk_len: u64,
@@ -18,8 +19,8 @@ pub struct StoreTimeAxis<'s> {
 
 impl<'s> StoreTimeAxis<'s> {
     /// The axis of array `name`, or an empty axis if the store has no such array.
-    pub fn new(store: &'s ZarrStore, name: &str) -> Self {
-        let doc = store.array(name);
+    pub fn new(tx: &'s Transaction<'s>, name: &str) -> Self {
+        let doc = tx.array_doc(name);
         let len = doc
             .and_then(|d| d.shape().ok())
             .and_then(|s| s.first().copied())
@@ -30,7 +31,7 @@ impl<'s> StoreTimeAxis<'s> {
             .unwrap_or(1)
             .max(1);
         Self {
-            store,
+            tx,
             name: name.to_string(),
             len,
             chunk_len,
@@ -56,7 +57,7 @@ impl TimeAxis for StoreTimeAxis<'_> {
         let count = self.chunk_len.min(self.len.saturating_sub(start));
         let error = |message: String| AxisReadError { index, message };
         let values = self
-            .store
+            .tx
             .read(&self.name, &[start], &[count])
             .map_err(|e| error(e.to_string()))?
             .to_f64_vec()
