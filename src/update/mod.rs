@@ -207,6 +207,8 @@ impl Updater {
             }
         };
         let mut tx = store.begin();
+        // Provenance decides what a removal blanks: it is written after the data.
+        tx.write_last(vec![dataset.provenance_variable().to_string()]);
         let mut outcomes = Vec::with_capacity(events.len());
         for event in events {
             let outcome = match self.apply_staged(&mut tx, dataset, event) {
