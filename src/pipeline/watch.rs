@@ -79,10 +79,12 @@ fn object_event(updater: &Updater, change: Change) -> Option<ObjectEvent> {
     }
 }
 
-/// Watches `updater.raw_root` until an error; reports each enqueued event.
+/// Watches `updater.raw_root` until an error; calls `on_ready` once the watch is in
+/// place (changes before it are not seen), then reports each enqueued event.
 pub fn watch(
     updater: &Updater,
     queue: &dyn Queue,
+    on_ready: &mut dyn FnMut(),
     on_report: &mut dyn FnMut(&Report),
 ) -> Result<(), WatchError> {
     let root: &Path = &updater.raw_root;
@@ -95,6 +97,7 @@ pub fn watch(
     watcher
         .watch(root, RecursiveMode::Recursive)
         .map_err(notify_error)?;
+    on_ready();
     for event in rx {
         let event = event.map_err(notify_error)?;
         let events: Vec<ObjectEvent> = changes(event)

@@ -248,12 +248,14 @@ pub fn s3_events(sources: &[PathBuf]) -> Result<Vec<ObjectEvent>> {
 /// `zru watch`: runs until interrupted.
 pub fn run_watch(updater: &Updater, pipeline: &PipelineArgs, json: bool) -> Result<ExitCode> {
     let queue = pipeline.queue()?;
-    eprintln!(
-        "zru watch: watching {} (queue {})",
-        updater.raw_root.display(),
-        queue.path().display()
-    );
-    watch(updater, &queue, &mut |report| {
+    let ready = || {
+        eprintln!(
+            "zru watch: watching {} (queue {})",
+            updater.raw_root.display(),
+            queue.path().display()
+        )
+    };
+    watch(updater, &queue, &mut { ready }, &mut |report| {
         print_reports(std::slice::from_ref(report), json);
     })?;
     Ok(ExitCode::SUCCESS)
