@@ -21,9 +21,14 @@ fn a_corrupt_file_is_dead_lettered_with_its_reason_and_replays_once_fixed() {
     std::fs::write(work.raw(1), b"CDF\x01 truncated").expect("corrupt file");
     let out = work.zru(&["ingest", "--max-receives", "2", &raw_arg(&work, 1)]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-    let dead = lines_with_action(&out, "dead-lettered");
+    let dead = lines_with_action(&out, "rejected");
     assert_eq!(dead.len(), 1, "{}", stdout(&out));
     assert!(dead[0].contains("cannot open as netCDF"), "{}", dead[0]);
+    assert!(
+        dead[0].contains("dead letter after 2 receives"),
+        "{}",
+        dead[0]
+    );
 
     let queue = work.zru(&["queue", "--json"]);
     let doc: serde_json::Value = serde_json::from_slice(&queue.stdout).expect("json");

@@ -20,7 +20,8 @@ use super::queue::{Failed, Message, Queue, Receipt};
 use super::report::{Report, ReportAction, SkipReason};
 use super::PipelineError;
 use crate::config::Dataset;
-use crate::update::{EventKind, Updater};
+use crate::store::ZarrStore;
+use crate::update::{Action, EventKind, Updater};
 
 /// How `zru flush` receives and locks.
 #[derive(Debug, Clone)]
@@ -122,11 +123,15 @@ impl Flusher<'_> {
             .receive(group, options.batch_size, options.visibility)?)
     }
 
-    /// Records a failed receive; the report becomes dead-lettered if it was the last.
+    /// Records a failed receive; the report says so if it moved to the dead letters.
     fn fail(&self, receipt: Receipt, mut report: Report) -> Result<Report, PipelineError> {
         let reason = report.reason.clone().unwrap_or_default();
         if self.queue.fail(receipt, &reason)? == Failed::DeadLettered {
-            report.action = ReportAction::DeadLettered;
+            report.dead_lettered = true;
+            report.reason = Some(format!(
+                "{reason} [dead letter after {} receives: `zru queue replay` retries it]",
+                report.receive_count
+            ));
         }
         Ok(report)
     }
@@ -161,11 +166,24 @@ impl Flusher<'_> {
             );
             acks.push(message.receipt);
         }
+        let (nothing_to_remove, present) = self.removals_without_store(dataset, present);
+        for message in nothing_to_remove {
+            let report = message_report(&message, name, ReportAction::Applied(Action::Unchanged))
+                .with_reason(format!(
+                    "{}: the store does not exist yet: nothing to remove",
+                    message.event.key
+                ));
+            ledger.record(&message.event.key, ledger_entry(&message, &report));
+            acks.push(message.receipt);
+            reports.push(report);
+        }
         let ordered = order_for_store(dataset, &self.updater.raw_root, present);
         let events: Vec<_> = ordered.iter().map(|m| m.event.update_event()).collect();
         let outcomes = self.updater.apply_batch(&events);
         let mut failures = Vec::new();
-        let mut recorded = false;
+        let mut recorded = reports
+            .iter()
+            .any(|r| matches!(r.action, ReportAction::Applied(_)));
         for (message, outcome) in ordered.into_iter().zip(outcomes) {
             let report = Report {
                 message_id: Some(message.id),
@@ -194,6 +212,21 @@ impl Flusher<'_> {
             reports.push(self.fail(receipt, report)?);
         }
         Ok(reports)
+    }
+
+    /// Splits off removals for a store that does not exist yet (delivered before any
+    /// creation): they change nothing, and are not errors.
+    fn removals_without_store(
+        &self,
+        dataset: &Dataset,
+        messages: Vec<Message>,
+    ) -> (Vec<Message>, Vec<Message>) {
+        if ZarrStore::exists(&dataset.store_path) {
+            return (Vec::new(), messages);
+        }
+        messages
+            .into_iter()
+            .partition(|m| m.event.kind == EventKind::Removed)
     }
 
     /// A created event whose object is no longer in the raw bucket.

@@ -29,10 +29,8 @@ pub enum ReportAction {
     Enqueued,
     Applied(Action),
     Skipped(SkipReason),
-    /// Rejected; it will be received again.
+    /// Rejected (see [`Report::dead_lettered`]).
     Rejected,
-    /// Rejected on its last allowed receive: now in the dead letters.
-    DeadLettered,
 }
 
 impl std::fmt::Display for ReportAction {
@@ -50,7 +48,6 @@ impl std::fmt::Display for ReportAction {
                 write!(f, "skipped({reason})")
             }
             ReportAction::Rejected => f.write_str("rejected"),
-            ReportAction::DeadLettered => f.write_str("dead-lettered"),
         }
     }
 }
@@ -73,6 +70,8 @@ pub struct Report {
     pub region: Option<BTreeMap<String, [u64; 2]>>,
     pub reason: Option<String>,
     pub receive_count: u32,
+    /// Rejected on its last allowed receive: now in the dead letters.
+    pub dead_lettered: bool,
     pub sequencer: Option<String>,
     pub stats: Option<CommitStats>,
 }
@@ -89,6 +88,7 @@ impl Report {
             region: None,
             reason: None,
             receive_count: 0,
+            dead_lettered: false,
             sequencer: None,
             stats: None,
         }
@@ -119,12 +119,9 @@ impl Report {
         self
     }
 
-    /// True for events that failed: rejected or dead-lettered.
+    /// True for events that were rejected.
     pub fn failed(&self) -> bool {
-        matches!(
-            self.action,
-            ReportAction::Rejected | ReportAction::DeadLettered
-        )
+        self.action == ReportAction::Rejected
     }
 
     /// One line: key, dataset, action, region or reason.
@@ -174,13 +171,13 @@ mod tests {
         let json = serde_json::to_value(&stale).unwrap();
         assert_eq!(json["action"], "skipped(stale)");
         assert!(!stale.failed());
-        let dead = Report::new("k", EventKind::Removed, None, ReportAction::DeadLettered)
+        let dead = Report::new("k", EventKind::Removed, None, ReportAction::Rejected)
             .with_reason("k: corrupt");
         assert!(dead.failed());
-        assert_eq!(dead.line(), "k\t-\tdead-lettered\tk: corrupt");
+        assert_eq!(dead.line(), "k\t-\trejected\tk: corrupt");
         assert_eq!(
             summary(&[stale, dead]),
-            "2 events: 1 dead-lettered, 1 skipped(stale)"
+            "2 events: 1 rejected, 1 skipped(stale)"
         );
     }
 }
