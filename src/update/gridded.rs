@@ -542,56 +542,95 @@ fn time_values(
 }
 
 /// Writes every variable with the append dimension into its slots (and creates static
-/// variables the store does not have yet). Values are read one variable at a time.
+/// variables the store does not have yet).
+///
+/// Reading and encoding overlap: a reader thread reads the next variable from the
+/// NetCDF file (netCDF-C is single-threaded) while this thread converts the current
+/// one and zarrs encodes its chunks on the rayon pool. At most two variables' values
+/// are in memory at once; encoded chunks are staged, not written.
 fn write_variables(
     cx: &Context<'_>,
-    tx: &mut Transaction<'_>,
+    tx: &Transaction<'_>,
     source: &SourceFile,
     variables: &[&SourceVariable],
     placement: &Placement,
     created: &[String],
 ) -> Result<(), UpdateError> {
     let append_dim = cx.append_dim();
-    for var in variables {
-        let is_new_static = !var.has_dim(append_dim) && created.contains(&var.name);
-        if !var.has_dim(append_dim) && !is_new_static {
-            continue;
-        }
-        let doc = tx
-            .array_doc(&var.name)
-            .ok_or_else(|| cx.schema(&var.name, "array missing after preparation".into()))?
-            .clone();
-        let store_type = doc
-            .element_type()
-            .map_err(|e| cx.schema(&var.name, e.to_string()))?;
-        let raw = source.read(&var.name).map_err(|e| cx.source_error(e))?;
-        let values =
-            convert(raw, &var.encoding, store_type, &doc.cf_encoding()).map_err(|source| {
-                UpdateError::Values {
-                    key: cx.key.to_string(),
-                    variable: var.name.clone(),
-                    source,
+    let to_write: Vec<&SourceVariable> = variables
+        .iter()
+        .copied()
+        .filter(|v| v.has_dim(append_dim) || created.contains(&v.name))
+        .collect();
+    std::thread::scope(|scope| {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        let reader_vars = to_write.clone();
+        scope.spawn(move || {
+            for var in reader_vars {
+                // A closed channel means the writer stopped on an error.
+                if sender.send((var, source.read(&var.name))).is_err() {
+                    break;
                 }
-            })?;
-        if is_new_static {
-            let start = vec![0; var.shape.len()];
-            tx.write(&var.name, &start, &var.shape, values)
-                .map_err(|e| cx.store_error(e))?;
-            continue;
+            }
+        });
+        for (var, raw) in receiver {
+            let raw = raw.map_err(|e| cx.source_error(e))?;
+            write_variable(cx, tx, var, raw, placement)?;
         }
-        let slab: u64 = var.shape[1..].iter().product();
-        for (position, range) in file_runs(&placement.indices) {
-            let mut start = vec![0; var.shape.len()];
-            let mut shape = var.shape.clone();
-            start[0] = range.start;
-            shape[0] = range.len();
-            let part = values.slice(
-                (position as u64 * slab) as usize,
-                (range.len() * slab) as usize,
-            );
-            tx.write(&var.name, &start, &shape, part)
-                .map_err(|e| cx.store_error(e))?;
+        Ok(())
+    })
+}
+
+/// Converts one variable to the store's encoding and writes it into its slots.
+fn write_variable(
+    cx: &Context<'_>,
+    tx: &Transaction<'_>,
+    var: &SourceVariable,
+    raw: Values,
+    placement: &Placement,
+) -> Result<(), UpdateError> {
+    let doc = tx
+        .array_doc(&var.name)
+        .ok_or_else(|| cx.schema(&var.name, "array missing after preparation".into()))?;
+    let store_type = doc
+        .element_type()
+        .map_err(|e| cx.schema(&var.name, e.to_string()))?;
+    let values = convert(raw, &var.encoding, store_type, &doc.cf_encoding()).map_err(|source| {
+        UpdateError::Values {
+            key: cx.key.to_string(),
+            variable: var.name.clone(),
+            source,
         }
+    })?;
+    if !var.has_dim(cx.append_dim()) {
+        let start = vec![0; var.shape.len()];
+        return tx
+            .write(&var.name, &start, &var.shape, values)
+            .map_err(|e| cx.store_error(e));
+    }
+    let slab: u64 = var.shape[1..].iter().product();
+    let runs = file_runs(&placement.indices);
+    if let [(0, range)] = runs.as_slice() {
+        // The common case: the whole file is one run; no copy of the values.
+        let mut shape = var.shape.clone();
+        shape[0] = range.len();
+        let mut start = vec![0; var.shape.len()];
+        start[0] = range.start;
+        return tx
+            .write(&var.name, &start, &shape, values)
+            .map_err(|e| cx.store_error(e));
+    }
+    for (position, range) in runs {
+        let mut start = vec![0; var.shape.len()];
+        let mut shape = var.shape.clone();
+        start[0] = range.start;
+        shape[0] = range.len();
+        let part = values.slice(
+            (position as u64 * slab) as usize,
+            (range.len() * slab) as usize,
+        );
+        tx.write(&var.name, &start, &shape, part)
+            .map_err(|e| cx.store_error(e))?;
     }
     Ok(())
 }
