@@ -76,6 +76,22 @@ impl ElementType {
         }
     }
 
+    /// netCDF-C's default fill for the type (`NC_FILL_SHORT`, ...): what an unwritten
+    /// element of a variable without `_FillValue` holds. Floats use NaN instead.
+    pub fn netcdf_default_fill(self) -> f64 {
+        match self {
+            Self::I8 => -127.0,
+            Self::U8 => 255.0,
+            Self::I16 => -32767.0,
+            Self::U16 => 65535.0,
+            Self::I32 => -2147483647.0,
+            Self::U32 => 4294967295.0,
+            Self::I64 => -9223372036854775806.0,
+            Self::U64 => 18446744073709551614.0,
+            Self::F32 | Self::F64 | Self::Text => f64::NAN,
+        }
+    }
+
     pub fn is_float(self) -> bool {
         matches!(self, Self::F32 | Self::F64)
     }
