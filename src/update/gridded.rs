@@ -16,8 +16,10 @@ use crate::source::{SourceFile, SourceVariable};
 use crate::store::{ArrayDoc, Compressor, NewArray, Transaction};
 use crate::values::{convert, from_f64_values, CfEncoding, ElementType, Values};
 
-/// Length of provenance chunks along the append dimension.
-const PROVENANCE_CHUNK: u64 = 1024;
+/// Chunk length of the 1-D arrays zru creates along the append dimension (the time
+/// coordinate, time-like variables, provenance). Readers load these whole to index the
+/// store, so they are not chunked like the data: one file per 1024 slots, not per slot.
+const AXIS_CHUNK: u64 = 1024;
 
 /// Relative tolerance when comparing a file's coordinate values with the store's.
 const COORDINATE_TOLERANCE: f64 = 1e-6;
@@ -433,12 +435,15 @@ fn prepare_arrays(
             .zip(&var.shape)
             .map(|(d, &n)| if *d == append_dim { new_len } else { n })
             .collect();
-        let chunks = var
-            .dims
-            .iter()
-            .zip(&shape)
-            .map(|(d, &n)| cx.dataset.chunk_len(d, n))
-            .collect();
+        let chunks = if var.dims == [append_dim.clone()] {
+            vec![AXIS_CHUNK.max(cx.dataset.chunk_len(&append_dim, 1))]
+        } else {
+            var.dims
+                .iter()
+                .zip(&shape)
+                .map(|(d, &n)| cx.dataset.chunk_len(d, n))
+                .collect()
+        };
         let mut attributes = var.attributes.clone();
         if var.element == ElementType::Text {
             attributes.remove("_FillValue");
@@ -473,7 +478,7 @@ fn prepare_arrays(
                 name: provenance,
                 dims: vec![append_dim.clone()],
                 shape: vec![new_len],
-                chunks: vec![PROVENANCE_CHUNK],
+                chunks: vec![AXIS_CHUNK],
                 element: ElementType::Text,
                 fill_value: None,
                 attributes,
