@@ -10,6 +10,7 @@ need_apt=()
 command -v nc-config >/dev/null 2>&1 || need_apt+=(libnetcdf-dev)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v sqlite3 >/dev/null 2>&1 || need_apt+=(sqlite3)
+[ -x /usr/bin/time ] || need_apt+=(time)  # GNU time: peak memory in the benchmarks
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq

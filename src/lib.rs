@@ -14,6 +14,7 @@
 pub mod config;
 pub mod demo;
 pub mod inspect;
+pub mod netcdf3;
 pub mod sample;
 pub mod source;
 pub mod store;

@@ -34,6 +34,12 @@ pub enum SourceError {
         variable: String,
         kind: String,
     },
+    #[error("{path}: {source}")]
+    Classic {
+        path: PathBuf,
+        #[source]
+        source: crate::netcdf3::ClassicError,
+    },
     #[error("{path}: no variable {variable}")]
     NoVariable { path: PathBuf, variable: String },
     #[error("{path}: attribute {attribute} of {variable}: {source}")]
@@ -95,6 +101,10 @@ impl std::fmt::Debug for SourceFile {
 impl SourceFile {
     /// Opens a file and describes its variables (no values are read).
     pub fn open(path: &Path) -> Result<Self, SourceError> {
+        crate::netcdf3::check_size(path).map_err(|source| SourceError::Classic {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let file = netcdf::open(path).map_err(|source| SourceError::Open {
             path: path.to_path_buf(),
             source,

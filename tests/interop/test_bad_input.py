@@ -50,6 +50,37 @@ def write_truncated(b) -> str:
     return key
 
 
+def write_truncated_classic(b) -> str:
+    """The day-2 file rewritten as netCDF3 classic, then cut to 3/4 of its size.
+
+    netCDF-C opens such a file and reads past its end without an error, so only a
+    check of the sizes its header declares can tell it was truncated."""
+    key = f"sst/{b['day2'].name}"
+    dst = b["raw"] / key
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    whole = b["tmp"] / "classic.nc"
+    with netCDF4.Dataset(b["day2"]) as src, \
+            netCDF4.Dataset(whole, "w", format="NETCDF3_CLASSIC") as out:
+        src.set_auto_maskandscale(False)
+        out.setncatts({k: src.getncattr(k) for k in src.ncattrs()})
+        for name, dim in src.dimensions.items():
+            out.createDimension(name, None if dim.isunlimited() else len(dim))
+        for name, var in src.variables.items():
+            attrs = {k: var.getncattr(k) for k in var.ncattrs()}
+            fill = attrs.pop("_FillValue", None)
+            new = out.createVariable(name, var.dtype, var.dimensions, fill_value=fill)
+            new.set_auto_maskandscale(False)
+            new.setncatts(attrs)
+            new[...] = var[...]
+    data = whole.read_bytes()
+    with netCDF4.Dataset(whole) as check:
+        assert check.data_model == "NETCDF3_CLASSIC"
+    dst.write_bytes(data[: len(data) * 3 // 4])
+    with netCDF4.Dataset(dst) as reopened:  # netCDF-C itself does not notice
+        assert "sea_surface_temperature" in reopened.variables
+    return key
+
+
 def write_random_bytes(b) -> str:
     key = f"sst/{b['day2'].name}"
     dst = b["raw"] / key
@@ -107,6 +138,7 @@ def write_without_time(b) -> str:
 # case -> (how to make the bad file, what the reason must talk about)
 CASES = {
     "truncated": (write_truncated, r"netcdf|hdf|open|read"),
+    "truncated_classic": (write_truncated_classic, r"truncated"),
     "not_netcdf": (write_random_bytes, r"netcdf|format|open|read"),
     "other_grid": (write_other_grid, r"grid|shape|\blat\b|\blon\b"),
     "unmatched_key": (write_unmatched_key, r"match|no dataset|pattern"),
