@@ -134,11 +134,12 @@ fn number_from_json(value: &Value) -> Option<f64> {
     }
 }
 
-/// xarray writes a V3 float `_FillValue` as base64 of its little-endian bytes.
+/// xarray writes a V3 float `_FillValue` as base64 of the little-endian bytes of a
+/// float64, for float32 arrays too (and reads only that).
 fn encode_fill_attribute(fill: f64, element: ElementType) -> Value {
     let engine = base64::engine::general_purpose::STANDARD;
     match element {
-        ElementType::F32 => json!(engine.encode((fill as f32).to_le_bytes())),
+        ElementType::F32 => json!(engine.encode(f64::from(fill as f32).to_le_bytes())),
         ElementType::F64 => json!(engine.encode(fill.to_le_bytes())),
         _ => json_number(fill, element),
     }
@@ -152,7 +153,9 @@ fn decode_fill_attribute(value: &Value, element: ElementType) -> Option<f64> {
                     (ElementType::F32, 4) => {
                         Some(f64::from(f32::from_le_bytes(bytes.try_into().ok()?)))
                     }
-                    (ElementType::F64, 8) => Some(f64::from_le_bytes(bytes.try_into().ok()?)),
+                    (ElementType::F32 | ElementType::F64, 8) => {
+                        Some(f64::from_le_bytes(bytes.try_into().ok()?))
+                    }
                     _ => None,
                 };
             }
@@ -515,6 +518,13 @@ mod tests {
         assert_eq!(
             encode_fill_attribute(f64::NAN, ElementType::F64),
             json!("AAAAAAAA+H8=")
+        );
+        // float32 fills are written as float64 bytes, as xarray writes and reads them.
+        let f32_fill = encode_fill_attribute(99999.0, ElementType::F32);
+        assert_eq!(f32_fill, json!("AAAAAPBp+EA="));
+        assert_eq!(
+            decode_fill_attribute(&f32_fill, ElementType::F32),
+            Some(99999.0)
         );
     }
 }

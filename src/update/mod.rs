@@ -7,6 +7,7 @@
 
 mod error;
 mod gridded;
+mod profiles;
 mod time_axis;
 
 use std::collections::BTreeMap;
@@ -186,9 +187,14 @@ impl Updater {
             }
         };
         let mut tx = store.begin();
+        let mut index = profiles::IndexCache::default();
         let mut outcomes = Vec::with_capacity(events.len());
         for event in events {
-            let outcome = match self.apply_staged(&mut tx, dataset, event) {
+            let result = self.apply_staged(&mut tx, dataset, event, &mut index);
+            if result.is_err() {
+                index.invalidate();
+            }
+            let outcome = match result {
                 Ok(applied) => Outcome {
                     key: event.key.clone(),
                     event: event.kind,
@@ -217,6 +223,7 @@ impl Updater {
         tx: &mut Transaction<'_>,
         dataset: &Dataset,
         event: &Event,
+        index: &mut profiles::IndexCache,
     ) -> Result<Applied, UpdateError> {
         let store_error = |source| UpdateError::Store {
             key: event.key.clone(),
@@ -224,19 +231,24 @@ impl Updater {
         };
         let savepoint = tx.savepoint().map_err(store_error)?;
         let result = match (event.kind, dataset.config.handler) {
-            (EventKind::Created, HandlerKind::Gridded) => {
+            (EventKind::Created, handler) => {
                 let path = self.raw_root.join(&event.key);
-                if path.is_file() {
-                    gridded::apply_created(tx, dataset, &event.key, &path)
-                } else {
+                if !path.is_file() {
                     Err(UpdateError::MissingObject {
                         key: event.key.clone(),
                         path,
                     })
+                } else if handler == HandlerKind::Profiles {
+                    profiles::apply_created(tx, dataset, &event.key, &path, index)
+                } else {
+                    gridded::apply_created(tx, dataset, &event.key, &path)
                 }
             }
             (EventKind::Removed, HandlerKind::Gridded) => {
                 gridded::apply_removed(tx, dataset, &event.key)
+            }
+            (EventKind::Removed, HandlerKind::Profiles) => {
+                profiles::apply_removed(tx, dataset, &event.key, index)
             }
         };
         match result {
