@@ -235,6 +235,32 @@ fn mean_change(before: &[f64], after: &[f64]) -> (usize, f64) {
     (diffs.len(), mean)
 }
 
+/// Copies files into the raw bucket under `prefix` and applies their created events in
+/// order; returns their keys.
+fn upload_and_ingest(
+    demo: &mut Demo<'_>,
+    files: &[PathBuf],
+    options: &DemoOptions,
+    prefix: &str,
+) -> Result<Vec<String>> {
+    let raw_dir = options.raw_root.join(prefix);
+    std::fs::create_dir_all(&raw_dir)?;
+    let mut keys = Vec::new();
+    for file in files {
+        let name = file
+            .file_name()
+            .context("file name")?
+            .to_string_lossy()
+            .into_owned();
+        std::fs::copy(file, raw_dir.join(&name))?;
+        keys.push(format!("{prefix}/{name}"));
+    }
+    for key in &keys {
+        demo.apply(key, EventKind::Created)?;
+    }
+    Ok(keys)
+}
+
 /// The `*.nc` files of a directory of real data, sorted; `None` (and a note) if absent.
 fn real_files(demo: &mut Demo<'_>, dir: &Path, what: &str) -> Result<Option<Vec<PathBuf>>> {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
@@ -261,19 +287,7 @@ fn real_gsla(demo: &mut Demo<'_>, options: &DemoOptions) -> Result<()> {
     demo.step(
         "real IMOS GSLA files (netCDF3 2011, netCDF-4 2024, 4 then 6 variables, 12-year gap)",
     )?;
-    let mut keys = Vec::new();
-    for file in &files {
-        let name = file
-            .file_name()
-            .context("file name")?
-            .to_string_lossy()
-            .into_owned();
-        std::fs::copy(file, raw_dir.join(&name))?;
-        keys.push(format!("{GSLA_PREFIX}/{name}"));
-    }
-    for key in &keys {
-        demo.apply(key, EventKind::Created)?;
-    }
+    let keys = upload_and_ingest(demo, &files, options, GSLA_PREFIX)?;
     demo.show_store(GSLA_DATASET)?;
 
     demo.step("redelivery of the first file changes nothing but rewrites its slot")?;
@@ -296,22 +310,8 @@ fn real_argo(demo: &mut Demo<'_>, options: &DemoOptions) -> Result<()> {
     let Some(files) = real_files(demo, &source_dir, "real Argo files")? else {
         return Ok(());
     };
-    let raw_dir = options.raw_root.join(ARGO_PREFIX);
-    std::fs::create_dir_all(&raw_dir)?;
     demo.step("real Argo files: a float (234 profiles x 144 levels) and a CTD tag (865 x 17) into one store")?;
-    let mut keys = Vec::new();
-    for file in &files {
-        let name = file
-            .file_name()
-            .context("file name")?
-            .to_string_lossy()
-            .into_owned();
-        std::fs::copy(file, raw_dir.join(&name))?;
-        keys.push(format!("{ARGO_PREFIX}/{name}"));
-    }
-    for key in &keys {
-        demo.apply(key, EventKind::Created)?;
-    }
+    let keys = upload_and_ingest(demo, &files, options, ARGO_PREFIX)?;
 
     let Some(float_key) = keys.iter().find(|k| k.contains("2902093")).cloned() else {
         return Ok(());
