@@ -10,6 +10,7 @@ need_apt=()
 command -v nc-config >/dev/null 2>&1 || need_apt+=(libnetcdf-dev)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v sqlite3 >/dev/null 2>&1 || need_apt+=(sqlite3)
+[ -x /usr/bin/time ] || need_apt+=(time)  # GNU time: peak memory in the benchmarks
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
@@ -19,7 +20,11 @@ fi
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c 'import xarray, zarr, netCDF4, dask, pytest' >/dev/null 2>&1; then
+if ! "$venv/bin/python" -c 'import xarray, zarr, netCDF4, dask, pytest, matplotlib, nbclient, nbformat, ipykernel' >/dev/null 2>&1; then
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/scripts/requirements.txt"
+fi
+# The notebooks run in a kernel named python3 (the venv's python; ipykernel ships it).
+if ! "$venv/bin/python" -c 'from jupyter_client.kernelspec import KernelSpecManager as K; K().get_kernel_spec("python3")' >/dev/null 2>&1; then
+  "$venv/bin/python" -m ipykernel install --sys-prefix --name python3 >/dev/null
 fi
 echo "setup: netCDF-C $(nc-config --version 2>/dev/null | awk '{print $2}'), venv at $venv"

@@ -18,7 +18,30 @@ use zru_handlers::cf_time::parse_duration_seconds;
 pub enum HandlerKind {
     /// Gridded time series (time/lat/lon): region found on the time axis.
     Gridded,
+    /// Profile collections (Argo): rows of the append dimension found by identity.
+    Profiles,
 }
+
+/// What the profiles handler does with variables on dimensions other than the append
+/// and level dimensions (`N_CALIB`, `N_PARAM`, ...).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OtherDims {
+    /// Copied with their own dimensions (default).
+    #[default]
+    Keep,
+    /// Not copied.
+    Drop,
+}
+
+/// Default identity variables of a profile.
+pub const DEFAULT_IDENTITY: [&str; 3] = ["PLATFORM_NUMBER", "CYCLE_NUMBER", "DIRECTION"];
+
+/// Default level dimension of profile collections.
+pub const DEFAULT_LEVEL_DIM: &str = "N_LEVELS";
+
+/// Default chunk length along the append dimension of profile collections.
+pub const DEFAULT_PROFILE_CHUNK: u64 = 1000;
 
 /// Compressor for arrays zru creates.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -64,6 +87,15 @@ pub struct DatasetConfig {
     /// Name of the string variable holding each slot's source object key.
     #[serde(default)]
     pub provenance_variable: Option<String>,
+    /// Profiles: variables identifying a profile (default [`DEFAULT_IDENTITY`]).
+    #[serde(default)]
+    pub identity: Option<Vec<String>>,
+    /// Profiles: the level dimension (default [`DEFAULT_LEVEL_DIM`]).
+    #[serde(default)]
+    pub level_dim: Option<String>,
+    /// Profiles: keep or drop variables on other dimensions (default keep).
+    #[serde(default)]
+    pub other_dims: Option<OtherDims>,
 }
 
 /// A validated dataset: configuration plus compiled patterns and parsed durations.
@@ -115,13 +147,40 @@ impl Dataset {
     }
 
     /// Chunk length for a dimension of length `len` in arrays zru creates: the
-    /// configured one, else 1 along the append dimension and the whole length elsewhere.
+    /// configured one, else along the append dimension 1 (gridded) or
+    /// [`DEFAULT_PROFILE_CHUNK`] (profiles), and the whole length elsewhere.
     pub fn chunk_len(&self, dim: &str, len: u64) -> u64 {
         match self.config.chunks.get(dim) {
             Some(&configured) => configured,
-            None if dim == self.config.append_dim => 1,
+            None if dim == self.config.append_dim => match self.config.handler {
+                HandlerKind::Gridded => 1,
+                HandlerKind::Profiles => DEFAULT_PROFILE_CHUNK,
+            },
             None => len.max(1),
         }
+    }
+
+    /// Profiles: the identity variables.
+    pub fn identity(&self) -> Vec<String> {
+        self.config.identity.clone().unwrap_or_else(|| {
+            DEFAULT_IDENTITY
+                .iter()
+                .map(|name| name.to_string())
+                .collect()
+        })
+    }
+
+    /// Profiles: the level dimension.
+    pub fn level_dim(&self) -> &str {
+        self.config
+            .level_dim
+            .as_deref()
+            .unwrap_or(DEFAULT_LEVEL_DIM)
+    }
+
+    /// Profiles: what happens to variables on other dimensions.
+    pub fn other_dims(&self) -> OtherDims {
+        self.config.other_dims.unwrap_or_default()
     }
 }
 
@@ -320,6 +379,7 @@ fn validate(config: DatasetConfig, file: &Path) -> Result<Dataset, ConfigError> 
             "use keep_variables or drop_variables, not both".into(),
         ));
     }
+    check_handler_keys(&config).map_err(|(key, reason)| invalid(key, reason))?;
     let store_path = store_path(&config.store).map_err(|reason| invalid("store", reason))?;
     Ok(Dataset {
         config,
@@ -329,6 +389,40 @@ fn validate(config: DatasetConfig, file: &Path) -> Result<Dataset, ConfigError> 
         time_tolerance_seconds,
         store_path,
     })
+}
+
+/// Keys that belong to one handler family are errors in the other's files.
+fn check_handler_keys(config: &DatasetConfig) -> Result<(), (&'static str, String)> {
+    let only = |family: &str| format!("only applies to \"handler\": \"{family}\"");
+    match config.handler {
+        HandlerKind::Gridded => {
+            let profile_keys = [
+                ("identity", config.identity.is_some()),
+                ("level_dim", config.level_dim.is_some()),
+                ("other_dims", config.other_dims.is_some()),
+            ];
+            if let Some((key, _)) = profile_keys.iter().find(|(_, set)| *set) {
+                return Err((key, only("profiles")));
+            }
+        }
+        HandlerKind::Profiles => {
+            if config.time_step.is_some() {
+                return Err(("time_step", only("gridded")));
+            }
+            if config.time_tolerance.is_some() {
+                return Err(("time_tolerance", only("gridded")));
+            }
+            if let Some(identity) = &config.identity {
+                if identity.is_empty() || identity.iter().any(|n| n.trim().is_empty()) {
+                    return Err(("identity", "needs at least one variable name".into()));
+                }
+            }
+            if config.level_dim.as_deref() == Some(config.append_dim.as_str()) {
+                return Err(("level_dim", "must differ from append_dim".into()));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Local path of a store location (`path` or `file://path`).
@@ -436,6 +530,73 @@ mod tests {
         assert!(text
             .iter()
             .any(|t| t.contains("fmt.json") && t.contains("zarr_format")));
+    }
+
+    const ARGO: &str = r#"{
+      "name": "argo", "handler": "profiles",
+      "key_patterns": ["^argo/.*\\.nc$"],
+      "store": "data/zarr/argo.zarr", "append_dim": "N_PROF",
+      "chunks": {"N_PROF": 500, "N_LEVELS": 1000}
+    }"#;
+
+    #[test]
+    fn profile_datasets_get_argo_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "argo.json", ARGO);
+        let catalog = Catalog::load_dir(dir.path()).unwrap();
+        let ds = catalog.route("argo/2902093_prof.nc").unwrap();
+        assert_eq!(ds.config.handler, HandlerKind::Profiles);
+        assert_eq!(
+            ds.identity(),
+            vec!["PLATFORM_NUMBER", "CYCLE_NUMBER", "DIRECTION"]
+        );
+        assert_eq!(ds.level_dim(), "N_LEVELS");
+        assert_eq!(ds.other_dims(), OtherDims::Keep);
+        assert_eq!(ds.chunk_len("N_PROF", 3), 500);
+        let unchunked = ARGO.replace(r#""N_PROF": 500, "#, "");
+        write(dir.path(), "argo.json", &unchunked);
+        let catalog = Catalog::load_dir(dir.path()).unwrap();
+        assert_eq!(
+            catalog.datasets[0].chunk_len("N_PROF", 3),
+            DEFAULT_PROFILE_CHUNK
+        );
+    }
+
+    #[test]
+    fn keys_of_the_other_handler_family_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "argo.json",
+            &ARGO.replace("\"chunks\"", "\"time_step\": \"1 day\", \"chunks\""),
+        );
+        write(
+            dir.path(),
+            "gsla.json",
+            &GSLA.replace("\"chunks\"", "\"identity\": [\"X\"], \"chunks\""),
+        );
+        write(
+            dir.path(),
+            "empty.json",
+            &ARGO
+                .replace("\"chunks\"", "\"identity\": [], \"chunks\"")
+                .replace("\"argo\"", "\"argo2\""),
+        );
+        write(
+            dir.path(),
+            "other.json",
+            &ARGO
+                .replace("\"chunks\"", "\"other_dims\": \"maybe\", \"chunks\"")
+                .replace("\"argo\"", "\"argo3\""),
+        );
+        let (ok, errors) = Catalog::check_dir(dir.path()).unwrap();
+        assert!(ok.is_empty());
+        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        let has = |file: &str, key: &str| text.iter().any(|t| t.contains(file) && t.contains(key));
+        assert!(has("argo.json", "time_step"), "{text:?}");
+        assert!(has("gsla.json", "identity"), "{text:?}");
+        assert!(has("empty.json", "identity"), "{text:?}");
+        assert!(has("other.json", "maybe"), "{text:?}");
     }
 
     #[test]

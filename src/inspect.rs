@@ -30,7 +30,8 @@ pub struct StoreSummary {
     pub arrays: Vec<ArraySummary>,
     pub append_dim: Option<String>,
     pub time_range: Option<[String; 2]>,
-    /// Slots with no source (never written, or blanked by a removal).
+    /// Slots with no source key: blanked by a removal, gap slots, or slots written
+    /// before zru managed the store (a store made by `xarray.to_zarr`).
     pub blank_slots: Vec<[u64; 2]>,
     /// Slot ranges per source object key, in slot order.
     pub provenance: ProvenanceRanges,
@@ -191,11 +192,14 @@ impl std::fmt::Display for StoreSummary {
         if self.append_dim.is_some() {
             writeln!(
                 f,
-                "blank slots  {}",
+                "no source    {}",
                 if self.blank_slots.is_empty() {
                     "none".into()
                 } else {
-                    fmt_ranges(&self.blank_slots)
+                    format!(
+                        "{} (blank: removed, gap, or written before zru managed the store)",
+                        fmt_ranges(&self.blank_slots)
+                    )
                 }
             )?;
         }

@@ -17,6 +17,7 @@ pub mod config;
 pub mod demo;
 pub mod fault;
 pub mod inspect;
+pub mod netcdf3;
 pub mod pipeline;
 pub mod sample;
 pub mod source;

@@ -2,7 +2,8 @@
 //!
 //! A [`SourceFile`] lists its variables with their dimensions, element type, CF
 //! encoding and attributes (as JSON, ready for Zarr), and reads a variable's values.
-//! Packed integers stay packed; `char` arrays become text along their last dimension.
+//! Packed integers stay packed; `char` arrays become text along their last dimension
+//! when xarray would join it (see [`string_dims`]), else one-character strings.
 
 use std::path::{Path, PathBuf};
 
@@ -34,6 +35,12 @@ pub enum SourceError {
         variable: String,
         kind: String,
     },
+    #[error("{path}: {source}")]
+    Classic {
+        path: PathBuf,
+        #[source]
+        source: crate::netcdf3::ClassicError,
+    },
     #[error("{path}: no variable {variable}")]
     NoVariable { path: PathBuf, variable: String },
     #[error("{path}: attribute {attribute} of {variable}: {source}")]
@@ -59,6 +66,8 @@ pub struct SourceVariable {
     pub attributes: Map<String, Value>,
     /// Length of the trailing string dimension of a `char` variable.
     char_len: Option<usize>,
+    /// `_FillValue` of a `char` variable (`" "` in Argo files), which xarray masks.
+    pub text_fill: Option<String>,
 }
 
 impl SourceVariable {
@@ -95,13 +104,18 @@ impl std::fmt::Debug for SourceFile {
 impl SourceFile {
     /// Opens a file and describes its variables (no values are read).
     pub fn open(path: &Path) -> Result<Self, SourceError> {
+        crate::netcdf3::check_size(path).map_err(|source| SourceError::Classic {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let file = netcdf::open(path).map_err(|source| SourceError::Open {
             path: path.to_path_buf(),
             source,
         })?;
+        let joined = string_dims(&file);
         let variables = file
             .variables()
-            .map(|v| describe(path, &v))
+            .map(|v| describe(path, &v, &joined))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             path: path.to_path_buf(),
@@ -193,7 +207,35 @@ fn chars_to_strings(bytes: &[u8], len: usize) -> Vec<String> {
         .collect()
 }
 
-fn describe(path: &Path, variable: &netcdf::Variable<'_>) -> Result<SourceVariable, SourceError> {
+/// Dimensions that are string lengths, by xarray's rule: a `char` array's last dimension
+/// is joined into strings only if no variable is named after it and every variable
+/// using it is a `char` array with it last. So `PLATFORM_NUMBER(N_PROF, STRING8)` reads
+/// as one string per profile, while `DIRECTION(N_PROF)` and `PRES_QC(N_PROF, N_LEVELS)`
+/// (N_LEVELS is also used by `PRES`) read as one-character strings per element.
+fn string_dims(file: &netcdf::File) -> std::collections::HashSet<String> {
+    let mut candidates = std::collections::HashSet::new();
+    let mut excluded = std::collections::HashSet::new();
+    for variable in file.variables() {
+        let dims: Vec<String> = variable.dimensions().iter().map(|d| d.name()).collect();
+        let is_char = matches!(variable.vartype(), NcVariableType::Char);
+        excluded.insert(variable.name());
+        for (i, dim) in dims.iter().enumerate() {
+            if is_char && i + 1 == dims.len() {
+                candidates.insert(dim.clone());
+            } else {
+                excluded.insert(dim.clone());
+            }
+        }
+    }
+    candidates.retain(|d| !excluded.contains(d));
+    candidates
+}
+
+fn describe(
+    path: &Path,
+    variable: &netcdf::Variable<'_>,
+    string_dims: &std::collections::HashSet<String>,
+) -> Result<SourceVariable, SourceError> {
     let name = variable.name();
     let mut dims: Vec<String> = variable.dimensions().iter().map(|d| d.name()).collect();
     let mut shape: Vec<u64> = variable
@@ -203,12 +245,15 @@ fn describe(path: &Path, variable: &netcdf::Variable<'_>) -> Result<SourceVariab
         .collect();
     let vartype = variable.vartype();
     let (element, char_len) = match element_type(&vartype) {
-        Some(ElementType::Text) => {
-            // The last dimension of a char array is its string length.
+        Some(ElementType::Text) if dims.last().is_some_and(|d| string_dims.contains(d)) => {
+            // The last dimension of this char array is its string length.
             let len = shape.pop().unwrap_or(1) as usize;
             dims.pop();
             (ElementType::Text, Some(len))
         }
+        // A char array whose last dimension is shared with other data: one character
+        // per element, as xarray reads it.
+        Some(ElementType::Text) => (ElementType::Text, Some(1)),
         Some(t) => (t, None),
         None => {
             return Err(SourceError::UnsupportedType {
@@ -220,6 +265,7 @@ fn describe(path: &Path, variable: &netcdf::Variable<'_>) -> Result<SourceVariab
     };
     let mut attributes = Map::new();
     let mut encoding = CfEncoding::default();
+    let mut text_fill = None;
     for attribute in variable.attributes() {
         let attr_name = attribute.name().to_string();
         let value = attribute.value().map_err(|source| SourceError::Attribute {
@@ -230,6 +276,9 @@ fn describe(path: &Path, variable: &netcdf::Variable<'_>) -> Result<SourceVariab
         })?;
         match attr_name.as_str() {
             "_FillValue" => {
+                if let AttributeValue::Str(text) = &value {
+                    text_fill = Some(text.clone());
+                }
                 encoding.fill_value = attribute_number(&value);
                 continue;
             }
@@ -256,6 +305,7 @@ fn describe(path: &Path, variable: &netcdf::Variable<'_>) -> Result<SourceVariab
         encoding,
         attributes,
         char_len,
+        text_fill,
     })
 }
 
@@ -357,6 +407,37 @@ mod tests {
             attribute_number(&AttributeValue::Shorts(vec![-32766, 1])),
             Some(-32766.0)
         );
+    }
+
+    #[test]
+    fn char_dims_are_joined_only_where_xarray_joins_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prof.nc");
+        {
+            let mut file = netcdf::create(&path).unwrap();
+            for (name, len) in [("N_PROF", 2), ("N_LEVELS", 3), ("STRING8", 8)] {
+                file.add_dimension(name, len).unwrap();
+            }
+            let char_type = NcVariableType::Char;
+            for (name, dims) in [
+                ("PLATFORM_NUMBER", &["N_PROF", "STRING8"][..]),
+                ("DIRECTION", &["N_PROF"][..]),
+                ("PRES_QC", &["N_PROF", "N_LEVELS"][..]),
+            ] {
+                file.add_variable_with_type(name, dims, &char_type).unwrap();
+            }
+            file.add_variable::<f32>("PRES", &["N_PROF", "N_LEVELS"])
+                .unwrap();
+        }
+        let source = SourceFile::open(&path).unwrap();
+        let dims = |name: &str| source.variable(name).unwrap().dims.clone();
+        assert_eq!(dims("PLATFORM_NUMBER"), vec!["N_PROF"]);
+        assert_eq!(dims("DIRECTION"), vec!["N_PROF"]);
+        assert_eq!(dims("PRES_QC"), vec!["N_PROF", "N_LEVELS"]);
+        match source.read("PRES_QC").unwrap() {
+            Values::Text(v) => assert_eq!(v.len(), 6),
+            other => panic!("PRES_QC read as {other:?}"),
+        }
     }
 
     #[test]

@@ -76,6 +76,22 @@ impl ElementType {
         }
     }
 
+    /// netCDF-C's default fill for the type (`NC_FILL_SHORT`, ...): what an unwritten
+    /// element of a variable without `_FillValue` holds. Floats use NaN instead.
+    pub fn netcdf_default_fill(self) -> f64 {
+        match self {
+            Self::I8 => -127.0,
+            Self::U8 => 255.0,
+            Self::I16 => -32767.0,
+            Self::U16 => 65535.0,
+            Self::I32 => -2147483647.0,
+            Self::U32 => 4294967295.0,
+            Self::I64 => -9223372036854775806.0,
+            Self::U64 => 18446744073709551614.0,
+            Self::F32 | Self::F64 | Self::Text => f64::NAN,
+        }
+    }
+
     pub fn is_float(self) -> bool {
         matches!(self, Self::F32 | Self::F64)
     }
@@ -258,8 +274,72 @@ impl Values {
     }
 }
 
+/// Copies a C-ordered block of shape `from` into a block of shape `to` (each axis at
+/// least as long), starting at the origin; the rest is `fill`.
+fn pad_block<T: Clone>(src: &[T], from: &[u64], to: &[u64], fill: T) -> Vec<T> {
+    let Some((&row_len, outer_from)) = from.split_last() else {
+        return src.to_vec();
+    };
+    let mut out = vec![fill; to.iter().product::<u64>() as usize];
+    // Strides of `to`, in elements.
+    let mut strides = vec![1u64; to.len()];
+    for axis in (0..to.len().saturating_sub(1)).rev() {
+        strides[axis] = strides[axis + 1] * to[axis + 1];
+    }
+    let row_len = row_len as usize;
+    let outer_count: u64 = outer_from.iter().product();
+    for outer in 0..outer_count {
+        let (mut rest, mut dst) = (outer, 0u64);
+        for axis in (0..outer_from.len()).rev() {
+            dst += (rest % outer_from[axis]) * strides[axis];
+            rest /= outer_from[axis];
+        }
+        let src_start = outer as usize * row_len;
+        out[dst as usize..dst as usize + row_len]
+            .clone_from_slice(&src[src_start..src_start + row_len]);
+    }
+    out
+}
+
+impl Values {
+    /// The values, a C-ordered block of shape `from`, placed at the origin of a block of
+    /// shape `to` (same rank, no axis shorter); the rest is `fill` ("" for text).
+    pub fn padded(&self, from: &[u64], to: &[u64], fill: f64) -> Result<Values, ValuesError> {
+        let fits = from.len() == to.len()
+            && from.iter().zip(to).all(|(f, t)| f <= t)
+            && from.iter().product::<u64>() == self.len() as u64;
+        if !fits {
+            return Err(ValuesError::Shape {
+                from: from.to_vec(),
+                to: to.to_vec(),
+            });
+        }
+        if from == to {
+            return Ok(self.clone());
+        }
+        fn pad<T: Number>(v: &[T], from: &[u64], to: &[u64], fill: f64) -> Vec<T> {
+            pad_block(v, from, to, T::from_f64(fill))
+        }
+        Ok(match self {
+            Values::I8(v) => Values::I8(pad(v, from, to, fill)),
+            Values::U8(v) => Values::U8(pad(v, from, to, fill)),
+            Values::I16(v) => Values::I16(pad(v, from, to, fill)),
+            Values::U16(v) => Values::U16(pad(v, from, to, fill)),
+            Values::I32(v) => Values::I32(pad(v, from, to, fill)),
+            Values::U32(v) => Values::U32(pad(v, from, to, fill)),
+            Values::I64(v) => Values::I64(pad(v, from, to, fill)),
+            Values::U64(v) => Values::U64(pad(v, from, to, fill)),
+            Values::F32(v) => Values::F32(pad(v, from, to, fill)),
+            Values::F64(v) => Values::F64(pad(v, from, to, fill)),
+            Values::Text(v) => Values::Text(pad_block(v, from, to, String::new())),
+        })
+    }
+}
+
 #[derive(Debug, Error, PartialEq)]
 pub enum ValuesError {
+    #[error("a block of shape {from:?} cannot be padded to shape {to:?}")]
+    Shape { from: Vec<u64>, to: Vec<u64> },
     #[error("text values cannot be converted to numbers")]
     NotNumeric,
     #[error("cannot convert {from:?} values to {to:?}")]
@@ -465,6 +545,30 @@ mod tests {
             Some(ElementType::F32)
         );
         assert_eq!(ElementType::from_zarr_v3_name("complex64"), None);
+    }
+
+    #[test]
+    fn padding_places_the_block_at_the_origin() {
+        let block = Values::I16(vec![1, 2, 3, 4, 5, 6]);
+        let out = block.padded(&[2, 3], &[3, 4], -1.0).unwrap();
+        assert_eq!(
+            out,
+            Values::I16(vec![1, 2, 3, -1, 4, 5, 6, -1, -1, -1, -1, -1])
+        );
+        let text = Values::Text(vec!["a".into(), "b".into()]);
+        assert_eq!(
+            text.padded(&[1, 1, 2], &[1, 2, 3], 0.0).unwrap(),
+            Values::Text(
+                ["a", "b", "", "", "", ""]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            )
+        );
+        assert!(matches!(
+            block.padded(&[2, 3], &[2, 2], 0.0),
+            Err(ValuesError::Shape { .. })
+        ));
     }
 
     #[test]

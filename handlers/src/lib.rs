@@ -7,10 +7,12 @@
 //!
 //! - [`cf_time`]: CF time units (`days since 1985-01-01`), conversion between epochs.
 //! - [`gridded`]: gridded time series (time/lat/lon): placement on the time axis.
+//! - [`profiles`]: profile collections (Argo): rows found by profile identity.
 //! - [`region`]: index ranges along the append dimension.
 
 pub mod cf_time;
 pub mod gridded;
+pub mod profiles;
 pub mod region;
 
-pub use region::{ranges_from_indices, IndexRange};
+pub use region::{ranges_from_indices, runs_by_position, IndexRange};

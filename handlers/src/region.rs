@@ -45,6 +45,19 @@ pub fn ranges_from_indices(indices: &[u64]) -> Vec<IndexRange> {
     ranges
 }
 
+/// Runs of consecutive store indices in file order: `(first file position, store range)`.
+/// `[3, 4, 7, 8, 9]` gives `(0, [3, 5))` and `(2, [7, 10))`.
+pub fn runs_by_position(indices: &[u64]) -> Vec<(usize, IndexRange)> {
+    let mut runs: Vec<(usize, IndexRange)> = Vec::new();
+    for (position, &index) in indices.iter().enumerate() {
+        match runs.last_mut() {
+            Some((_, range)) if range.stop == index => range.stop += 1,
+            _ => runs.push((position, IndexRange::new(index, index + 1))),
+        }
+    }
+    runs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,6 +71,18 @@ mod tests {
                 IndexRange::new(0, 1),
                 IndexRange::new(3, 6),
                 IndexRange::new(7, 10)
+            ]
+        );
+    }
+
+    #[test]
+    fn runs_follow_consecutive_store_indices_in_file_order() {
+        assert_eq!(
+            runs_by_position(&[3, 4, 7, 8, 9, 1]),
+            vec![
+                (0, IndexRange::new(3, 5)),
+                (2, IndexRange::new(7, 10)),
+                (5, IndexRange::new(1, 2))
             ]
         );
     }

@@ -134,11 +134,12 @@ fn number_from_json(value: &Value) -> Option<f64> {
     }
 }
 
-/// xarray writes a V3 float `_FillValue` as base64 of its little-endian bytes.
+/// xarray writes a V3 float `_FillValue` as base64 of the little-endian bytes of a
+/// float64, for float32 arrays too (and reads only that).
 fn encode_fill_attribute(fill: f64, element: ElementType) -> Value {
     let engine = base64::engine::general_purpose::STANDARD;
     match element {
-        ElementType::F32 => json!(engine.encode((fill as f32).to_le_bytes())),
+        ElementType::F32 => json!(engine.encode(f64::from(fill as f32).to_le_bytes())),
         ElementType::F64 => json!(engine.encode(fill.to_le_bytes())),
         _ => json_number(fill, element),
     }
@@ -152,7 +153,9 @@ fn decode_fill_attribute(value: &Value, element: ElementType) -> Option<f64> {
                     (ElementType::F32, 4) => {
                         Some(f64::from(f32::from_le_bytes(bytes.try_into().ok()?)))
                     }
-                    (ElementType::F64, 8) => Some(f64::from_le_bytes(bytes.try_into().ok()?)),
+                    (ElementType::F32 | ElementType::F64, 8) => {
+                        Some(f64::from_le_bytes(bytes.try_into().ok()?))
+                    }
                     _ => None,
                 };
             }
@@ -167,13 +170,15 @@ impl ArrayDoc {
         let element = new.element;
         // xarray reads a V2 array's fill_value as its _FillValue, so an integer or text
         // array without a CF fill gets `null` there (V3 keeps CF fills in attributes).
+        // A V3 integer array without one gets netCDF's default fill, which xarray does
+        // not mask (as from the NetCDF file), so missing chunks read as blank.
         let fill_json = match (format, element, new.fill_value) {
             (ZarrFormat::V2, ElementType::Text, _) => Value::Null,
             (ZarrFormat::V3, ElementType::Text, _) => json!(""),
             (_, _, Some(fill)) => json_number(fill, element),
             (_, e, None) if e.is_float() => json!("NaN"),
             (ZarrFormat::V2, _, None) => Value::Null,
-            (ZarrFormat::V3, _, None) => json!(0),
+            (ZarrFormat::V3, e, None) => json_number(e.netcdf_default_fill(), e),
         };
         let mut attributes = new.attributes;
         match format {
@@ -374,12 +379,14 @@ impl ArrayDoc {
         }
     }
 
-    /// The value a blanked element gets: the CF fill if there is one, else the Zarr fill.
+    /// The value a blanked element gets: the CF fill if there is one; else NaN for
+    /// floats and netCDF's default fill for integers (what an unwritten element of a
+    /// NetCDF variable without `_FillValue` holds, and what xarray reads unmasked there).
     pub fn blank_value(&self) -> f64 {
+        let element = self.element_type().unwrap_or(ElementType::F64);
         self.cf_encoding()
             .fill_value
-            .or_else(|| self.zarr_fill())
-            .unwrap_or(f64::NAN)
+            .unwrap_or_else(|| element.netcdf_default_fill())
     }
 
     /// True when a missing chunk already reads as blank, so blank chunks can be erased
@@ -471,6 +478,33 @@ mod tests {
     }
 
     #[test]
+    fn integers_without_cf_fill_blank_to_the_netcdf_default_fill() {
+        for format in [ZarrFormat::V2, ZarrFormat::V3] {
+            let mut new = NewArray {
+                name: "flags".into(),
+                dims: vec!["time".into()],
+                shape: vec![3],
+                chunks: vec![1],
+                element: ElementType::I16,
+                fill_value: None,
+                attributes: Map::new(),
+                compressor: Compressor::None,
+            };
+            let doc = ArrayDoc::create(format, new.clone());
+            assert_eq!(doc.blank_value(), -32767.0);
+            assert_eq!(
+                doc.cf_encoding().fill_value,
+                None,
+                "{format:?}: no mask in xarray"
+            );
+            // V3 missing chunks read as the default fill; V2 (fill_value null) must write it.
+            assert_eq!(doc.missing_chunk_is_blank(), format == ZarrFormat::V3);
+            new.element = ElementType::F32;
+            assert!(ArrayDoc::create(format, new).blank_value().is_nan());
+        }
+    }
+
+    #[test]
     fn xarray_v3_float_fill_is_base64_and_int_zarr_fill_may_differ() {
         let mut doc = sst(ZarrFormat::V3);
         // As xarray writes int arrays: zarr fill_value 0, CF _FillValue in attributes.
@@ -484,6 +518,13 @@ mod tests {
         assert_eq!(
             encode_fill_attribute(f64::NAN, ElementType::F64),
             json!("AAAAAAAA+H8=")
+        );
+        // float32 fills are written as float64 bytes, as xarray writes and reads them.
+        let f32_fill = encode_fill_attribute(99999.0, ElementType::F32);
+        assert_eq!(f32_fill, json!("AAAAAPBp+EA="));
+        assert_eq!(
+            decode_fill_attribute(&f32_fill, ElementType::F32),
+            Some(99999.0)
         );
     }
 }

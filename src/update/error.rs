@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 use zru_handlers::cf_time::TimeUnitsError;
 use zru_handlers::gridded::PlacementError;
+use zru_handlers::profiles::ProfileError;
 
 use crate::config::RouteError;
 use crate::source::SourceError;
@@ -49,6 +50,12 @@ pub enum UpdateError {
         key: String,
         #[source]
         source: PlacementError,
+    },
+    #[error("{key}: cannot place the file's profiles: {source}")]
+    Profiles {
+        key: String,
+        #[source]
+        source: ProfileError,
     },
     #[error("{key}: wrong grid: {reason}")]
     WrongGrid { key: String, reason: String },

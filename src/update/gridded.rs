@@ -7,42 +7,45 @@ use std::path::Path;
 use serde_json::{json, Value};
 use zru_handlers::cf_time::TimeUnits;
 use zru_handlers::gridded::{place_times, Placement, PlacementRules};
-use zru_handlers::{ranges_from_indices, IndexRange};
+use zru_handlers::{ranges_from_indices, runs_by_position, IndexRange};
 
 use super::time_axis::StoreTimeAxis;
 use super::{Action, Applied, UpdateError};
 use crate::config::Dataset;
 use crate::source::{SourceFile, SourceVariable};
-use crate::store::{ArrayDoc, Compressor, NewArray, Transaction};
-use crate::values::{convert, from_f64_values, CfEncoding, ElementType, Values};
+use crate::store::{ArrayDoc, Compressor, NewArray, Transaction, ZarrFormat};
+use crate::values::{convert, from_f64_values, CfEncoding, ElementType, Values, ValuesError};
 
-/// Length of provenance chunks along the append dimension.
-const PROVENANCE_CHUNK: u64 = 1024;
+/// Chunk length of the 1-D arrays zru creates along the append dimension (the time
+/// coordinate, time-like variables, provenance). Readers load these whole to index the
+/// store, so they are not chunked like the data: one file per 1024 slots, not per slot.
+pub(super) const AXIS_CHUNK: u64 = 1024;
 
 /// Relative tolerance when comparing a file's coordinate values with the store's.
 const COORDINATE_TOLERANCE: f64 = 1e-6;
 
-struct Context<'a> {
-    dataset: &'a Dataset,
-    key: &'a str,
+/// The event being applied: its dataset and object key (named in every error).
+pub(super) struct Context<'a> {
+    pub(super) dataset: &'a Dataset,
+    pub(super) key: &'a str,
 }
 
 impl Context<'_> {
-    fn store_error(&self, source: crate::store::StoreError) -> UpdateError {
+    pub(super) fn store_error(&self, source: crate::store::StoreError) -> UpdateError {
         UpdateError::Store {
             key: self.key.to_string(),
             source: Box::new(source),
         }
     }
 
-    fn source_error(&self, source: crate::source::SourceError) -> UpdateError {
+    pub(super) fn source_error(&self, source: crate::source::SourceError) -> UpdateError {
         UpdateError::Source {
             key: self.key.to_string(),
             source: Box::new(source),
         }
     }
 
-    fn append_dim(&self) -> &str {
+    pub(super) fn append_dim(&self) -> &str {
         &self.dataset.config.append_dim
     }
 
@@ -53,7 +56,15 @@ impl Context<'_> {
         }
     }
 
-    fn schema(&self, variable: &str, reason: String) -> UpdateError {
+    pub(super) fn values_error(&self, variable: &str, source: ValuesError) -> UpdateError {
+        UpdateError::Values {
+            key: self.key.to_string(),
+            variable: variable.to_string(),
+            source,
+        }
+    }
+
+    pub(super) fn schema(&self, variable: &str, reason: String) -> UpdateError {
         UpdateError::Schema {
             key: self.key.to_string(),
             variable: variable.to_string(),
@@ -112,7 +123,7 @@ pub fn apply_created(
     write_time_slots(&cx, tx, &placement)?;
     write_variables(&cx, tx, &source, &variables, &placement, &created)?;
     blank_uncovered(&cx, tx, &variables, &placement)?;
-    write_provenance(&cx, tx, &placement)?;
+    write_provenance(&cx, tx, &placement.indices)?;
 
     let action = if placement.overwrites() {
         Action::Overwrote
@@ -138,12 +149,6 @@ pub fn apply_removed(
     key: &str,
 ) -> Result<Applied, UpdateError> {
     let cx = Context { dataset, key };
-    if tx.arrays().is_empty() {
-        return Err(UpdateError::NoStore {
-            key: key.to_string(),
-            store: dataset.store_path.clone(),
-        });
-    }
     let slots = slots_with_provenance(&cx, tx)?;
     if slots.is_empty() {
         return Ok(Applied {
@@ -236,11 +241,9 @@ fn decode_times(
     file_units: &TimeUnits,
     store_units: &TimeUnits,
 ) -> Result<Vec<f64>, UpdateError> {
-    let values = raw.to_f64_vec().map_err(|source| UpdateError::Values {
-        key: cx.key.to_string(),
-        variable: cx.append_dim().to_string(),
-        source,
-    })?;
+    let values = raw
+        .to_f64_vec()
+        .map_err(|e| cx.values_error(cx.append_dim(), e))?;
     Ok(values
         .into_iter()
         .map(|v| {
@@ -269,7 +272,7 @@ fn kept_variables<'f>(cx: &Context<'_>, source: &'f SourceFile) -> Vec<&'f Sourc
 }
 
 /// Dimension lengths of the store, from its arrays' shapes.
-fn store_dim_lengths(arrays: &BTreeMap<String, ArrayDoc>) -> BTreeMap<String, u64> {
+pub(super) fn store_dim_lengths(arrays: &BTreeMap<String, ArrayDoc>) -> BTreeMap<String, u64> {
     let mut lengths = BTreeMap::new();
     for doc in arrays.values() {
         if let (Ok(dims), Ok(shape)) = (doc.dims(), doc.shape()) {
@@ -319,30 +322,7 @@ fn check_grid(
             }
         }
         if let Some(doc) = tx.array_doc(&var.name) {
-            let store_dims = doc
-                .dims()
-                .map_err(|e| cx.schema(&var.name, e.to_string()))?;
-            if store_dims != var.dims {
-                return Err(cx.schema(
-                    &var.name,
-                    format!(
-                        "dimensions {:?} in the file but {store_dims:?} in the store",
-                        var.dims
-                    ),
-                ));
-            }
-            let store_type = doc
-                .element_type()
-                .map_err(|e| cx.schema(&var.name, e.to_string()))?;
-            if (store_type == ElementType::Text) != (var.element == ElementType::Text) {
-                return Err(cx.schema(
-                    &var.name,
-                    format!(
-                        "type {:?} in the file but {store_type:?} in the store",
-                        var.element
-                    ),
-                ));
-            }
+            check_same_layout(cx, doc, var)?;
         }
     }
     for var in variables {
@@ -351,6 +331,40 @@ fn check_grid(
         if is_coordinate && tx.array_doc(&var.name).is_some() {
             check_coordinate(cx, tx, source, var)?;
         }
+    }
+    Ok(())
+}
+
+/// Rejects a file variable whose dimension names, or text-ness, differ from the
+/// store array of the same name.
+pub(super) fn check_same_layout(
+    cx: &Context<'_>,
+    doc: &ArrayDoc,
+    var: &SourceVariable,
+) -> Result<(), UpdateError> {
+    let store_dims = doc
+        .dims()
+        .map_err(|e| cx.schema(&var.name, e.to_string()))?;
+    if store_dims != var.dims {
+        return Err(cx.schema(
+            &var.name,
+            format!(
+                "dimensions {:?} in the file but {store_dims:?} in the store",
+                var.dims
+            ),
+        ));
+    }
+    let store_type = doc
+        .element_type()
+        .map_err(|e| cx.schema(&var.name, e.to_string()))?;
+    if (store_type == ElementType::Text) != (var.element == ElementType::Text) {
+        return Err(cx.schema(
+            &var.name,
+            format!(
+                "mismatched types: {:?} in the file but {store_type:?} in the store",
+                var.element
+            ),
+        ));
     }
     Ok(())
 }
@@ -365,20 +379,12 @@ fn check_coordinate(
         .read(&var.name)
         .map_err(|e| cx.source_error(e))?
         .to_f64_vec()
-        .map_err(|source| UpdateError::Values {
-            key: cx.key.to_string(),
-            variable: var.name.clone(),
-            source,
-        })?;
+        .map_err(|e| cx.values_error(&var.name, e))?;
     let store_values = tx
         .read(&var.name, &[0], &[file_values.len() as u64])
         .map_err(|e| cx.store_error(e))?
         .to_f64_vec()
-        .map_err(|source| UpdateError::Values {
-            key: cx.key.to_string(),
-            variable: var.name.clone(),
-            source,
-        })?;
+        .map_err(|e| cx.values_error(&var.name, e))?;
     for (i, (a, b)) in file_values.iter().zip(&store_values).enumerate() {
         let scale = a.abs().max(b.abs()).max(1.0);
         if (a - b).abs() > COORDINATE_TOLERANCE * scale {
@@ -392,7 +398,7 @@ fn check_coordinate(
 }
 
 /// Names of the transaction's arrays that have the append dimension first.
-fn append_arrays(tx: &Transaction<'_>, append_dim: &str) -> Vec<String> {
+pub(super) fn append_arrays(tx: &Transaction<'_>, append_dim: &str) -> Vec<String> {
     tx.arrays()
         .values()
         .filter(|doc| {
@@ -433,55 +439,85 @@ fn prepare_arrays(
             .zip(&var.shape)
             .map(|(d, &n)| if *d == append_dim { new_len } else { n })
             .collect();
-        let chunks = var
-            .dims
+        created.push(var.name.clone());
+        tx.put_array(new_array_doc(cx, format, var, shape));
+    }
+    ensure_provenance(cx, tx, new_len);
+    grow_append_arrays(cx, tx, new_len)?;
+    Ok(created)
+}
+
+/// Metadata of a new array for a file variable, with the given shape.
+pub(super) fn new_array_doc(
+    cx: &Context<'_>,
+    format: ZarrFormat,
+    var: &SourceVariable,
+    shape: Vec<u64>,
+) -> ArrayDoc {
+    let append_dim = cx.append_dim();
+    let chunks = if var.dims.len() == 1 && var.dims[0] == append_dim {
+        vec![AXIS_CHUNK.max(cx.dataset.chunk_len(append_dim, 1))]
+    } else {
+        var.dims
             .iter()
             .zip(&shape)
             .map(|(d, &n)| cx.dataset.chunk_len(d, n))
-            .collect();
-        let mut attributes = var.attributes.clone();
-        if var.element == ElementType::Text {
-            attributes.remove("_FillValue");
-        }
-        let doc = ArrayDoc::create(
-            format,
-            NewArray {
-                name: var.name.clone(),
-                dims: var.dims.clone(),
-                shape,
-                chunks,
-                element: var.element,
-                fill_value: var.encoding.fill_value,
-                attributes,
-                compressor: compressor_for_new_arrays(cx),
-            },
-        );
-        created.push(var.name.clone());
-        tx.put_array(doc);
+            .collect()
+    };
+    let mut attributes = var.attributes.clone();
+    if var.element == ElementType::Text {
+        attributes.remove("_FillValue");
     }
+    ArrayDoc::create(
+        format,
+        NewArray {
+            name: var.name.clone(),
+            dims: var.dims.clone(),
+            shape,
+            chunks,
+            element: var.element,
+            fill_value: var.encoding.fill_value,
+            attributes,
+            compressor: compressor_for_new_arrays(cx),
+        },
+    )
+}
+
+/// Creates the provenance array of a new store.
+pub(super) fn ensure_provenance(cx: &Context<'_>, tx: &mut Transaction<'_>, len: u64) {
     let provenance = cx.dataset.provenance_variable().to_string();
-    if tx.array_doc(&provenance).is_none() {
-        let mut attributes = serde_json::Map::new();
-        attributes.insert(
-            "long_name".into(),
-            json!("object key of the source file of each slot (empty when blank)"),
-        );
-        attributes.insert("zru_dataset".into(), json!(cx.dataset.name()));
-        tx.put_array(ArrayDoc::create(
-            format,
-            NewArray {
-                name: provenance,
-                dims: vec![append_dim.clone()],
-                shape: vec![new_len],
-                chunks: vec![PROVENANCE_CHUNK],
-                element: ElementType::Text,
-                fill_value: None,
-                attributes,
-                compressor: compressor_for_new_arrays(cx),
-            },
-        ));
+    if tx.array_doc(&provenance).is_some() {
+        return;
     }
-    for name in append_arrays(tx, &append_dim) {
+    let mut attributes = serde_json::Map::new();
+    attributes.insert(
+        "long_name".into(),
+        json!("object key of the source file of each slot (empty when blank)"),
+    );
+    attributes.insert("zru_dataset".into(), json!(cx.dataset.name()));
+    let format = tx.format();
+    tx.put_array(ArrayDoc::create(
+        format,
+        NewArray {
+            name: provenance,
+            dims: vec![cx.append_dim().to_string()],
+            shape: vec![len],
+            chunks: vec![AXIS_CHUNK],
+            element: ElementType::Text,
+            fill_value: None,
+            attributes,
+            compressor: compressor_for_new_arrays(cx),
+        },
+    ));
+}
+
+/// Grows every array that has the append dimension first to `new_len` rows.
+pub(super) fn grow_append_arrays(
+    cx: &Context<'_>,
+    tx: &mut Transaction<'_>,
+    new_len: u64,
+) -> Result<(), UpdateError> {
+    for name in append_arrays(tx, cx.append_dim()) {
         let Some(doc) = tx.array_doc(&name) else {
             continue;
         };
@@ -494,7 +530,7 @@ fn prepare_arrays(
             tx.put_array(grown);
         }
     }
-    Ok(created)
+    Ok(())
 }
 
 /// Writes the time coordinate of every new slot (file times and gap slots).
@@ -542,70 +578,92 @@ fn time_values(
 }
 
 /// Writes every variable with the append dimension into its slots (and creates static
-/// variables the store does not have yet). Values are read one variable at a time.
+/// variables the store does not have yet).
+///
+/// Reading and encoding overlap: a reader thread reads the next variable from the
+/// NetCDF file (netCDF-C is single-threaded) while this thread converts the current
+/// one and zarrs encodes its chunks on the rayon pool. At most two variables' values
+/// are in memory at once; encoded chunks are staged, not written.
 fn write_variables(
     cx: &Context<'_>,
-    tx: &mut Transaction<'_>,
+    tx: &Transaction<'_>,
     source: &SourceFile,
     variables: &[&SourceVariable],
     placement: &Placement,
     created: &[String],
 ) -> Result<(), UpdateError> {
     let append_dim = cx.append_dim();
-    for var in variables {
-        let is_new_static = !var.has_dim(append_dim) && created.contains(&var.name);
-        if !var.has_dim(append_dim) && !is_new_static {
-            continue;
-        }
-        let doc = tx
-            .array_doc(&var.name)
-            .ok_or_else(|| cx.schema(&var.name, "array missing after preparation".into()))?
-            .clone();
-        let store_type = doc
-            .element_type()
-            .map_err(|e| cx.schema(&var.name, e.to_string()))?;
-        let raw = source.read(&var.name).map_err(|e| cx.source_error(e))?;
-        let values =
-            convert(raw, &var.encoding, store_type, &doc.cf_encoding()).map_err(|source| {
-                UpdateError::Values {
-                    key: cx.key.to_string(),
-                    variable: var.name.clone(),
-                    source,
+    let to_write: Vec<&SourceVariable> = variables
+        .iter()
+        .copied()
+        .filter(|v| v.has_dim(append_dim) || created.contains(&v.name))
+        .collect();
+    std::thread::scope(|scope| {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        let reader_vars = to_write.clone();
+        scope.spawn(move || {
+            for var in reader_vars {
+                // A closed channel means the writer stopped on an error.
+                if sender.send((var, source.read(&var.name))).is_err() {
+                    break;
                 }
-            })?;
-        if is_new_static {
-            let start = vec![0; var.shape.len()];
-            tx.write(&var.name, &start, &var.shape, values)
-                .map_err(|e| cx.store_error(e))?;
-            continue;
+            }
+        });
+        for (var, raw) in receiver {
+            let raw = raw.map_err(|e| cx.source_error(e))?;
+            write_variable(cx, tx, var, raw, placement)?;
         }
-        let slab: u64 = var.shape[1..].iter().product();
-        for (position, range) in file_runs(&placement.indices) {
-            let mut start = vec![0; var.shape.len()];
-            let mut shape = var.shape.clone();
-            start[0] = range.start;
-            shape[0] = range.len();
-            let part = values.slice(
-                (position as u64 * slab) as usize,
-                (range.len() * slab) as usize,
-            );
-            tx.write(&var.name, &start, &shape, part)
-                .map_err(|e| cx.store_error(e))?;
-        }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
-/// Runs of consecutive store indices: `(first file position, store range)`.
-fn file_runs(indices: &[u64]) -> Vec<(usize, IndexRange)> {
-    let mut runs: Vec<(usize, IndexRange)> = Vec::new();
-    for (position, &index) in indices.iter().enumerate() {
-        match runs.last_mut() {
-            Some((_, range)) if range.stop == index => range.stop += 1,
-            _ => runs.push((position, IndexRange::new(index, index + 1))),
-        }
+/// Converts one variable to the store's encoding and writes it into its slots.
+fn write_variable(
+    cx: &Context<'_>,
+    tx: &Transaction<'_>,
+    var: &SourceVariable,
+    raw: Values,
+    placement: &Placement,
+) -> Result<(), UpdateError> {
+    let doc = tx
+        .array_doc(&var.name)
+        .ok_or_else(|| cx.schema(&var.name, "array missing after preparation".into()))?;
+    let store_type = doc
+        .element_type()
+        .map_err(|e| cx.schema(&var.name, e.to_string()))?;
+    let values = convert(raw, &var.encoding, store_type, &doc.cf_encoding())
+        .map_err(|e| cx.values_error(&var.name, e))?;
+    if !var.has_dim(cx.append_dim()) {
+        let start = vec![0; var.shape.len()];
+        return tx
+            .write(&var.name, &start, &var.shape, values)
+            .map_err(|e| cx.store_error(e));
     }
-    runs
+    let runs = runs_by_position(&placement.indices);
+    if let [(0, range)] = runs.as_slice() {
+        // The common case: the whole file is one run; no copy of the values.
+        let mut shape = var.shape.clone();
+        shape[0] = range.len();
+        let mut start = vec![0; var.shape.len()];
+        start[0] = range.start;
+        return tx
+            .write(&var.name, &start, &shape, values)
+            .map_err(|e| cx.store_error(e));
+    }
+    let slab: u64 = var.shape[1..].iter().product();
+    for (position, range) in runs {
+        let mut start = vec![0; var.shape.len()];
+        let mut shape = var.shape.clone();
+        start[0] = range.start;
+        shape[0] = range.len();
+        let part = values.slice(
+            (position as u64 * slab) as usize,
+            (range.len() * slab) as usize,
+        );
+        tx.write(&var.name, &start, &shape, part)
+            .map_err(|e| cx.store_error(e))?;
+    }
+    Ok(())
 }
 
 /// Blanks, in the slots the file writes, the store's variables the file lacks, and, in
@@ -628,7 +686,7 @@ fn blank_uncovered(
             .array_doc(&name)
             .is_some_and(ArrayDoc::missing_chunk_is_blank);
         if !covered.contains(&name.as_str()) {
-            for (_, range) in file_runs(&placement.indices) {
+            for (_, range) in runs_by_position(&placement.indices) {
                 if range.start < placement.old_len || !blank_is_free {
                     blank_slots(cx, tx, &name, range)?;
                 }
@@ -643,7 +701,7 @@ fn blank_uncovered(
     Ok(())
 }
 
-fn blank_slots(
+pub(super) fn blank_slots(
     cx: &Context<'_>,
     tx: &mut Transaction<'_>,
     name: &str,
@@ -660,13 +718,13 @@ fn blank_slots(
         .map_err(|e| cx.store_error(e))
 }
 
-fn write_provenance(
+pub(super) fn write_provenance(
     cx: &Context<'_>,
     tx: &mut Transaction<'_>,
-    placement: &Placement,
+    indices: &[u64],
 ) -> Result<(), UpdateError> {
     let name = cx.dataset.provenance_variable().to_string();
-    for (_, range) in file_runs(&placement.indices) {
+    for (_, range) in runs_by_position(indices) {
         let keys = Values::Text(vec![cx.key.to_string(); range.len() as usize]);
         tx.write(&name, &[range.start], &[range.len()], keys)
             .map_err(|e| cx.store_error(e))?;
@@ -703,18 +761,4 @@ fn slots_with_provenance(cx: &Context<'_>, tx: &Transaction<'_>) -> Result<Vec<u
         start += count;
     }
     Ok(slots)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn runs_follow_consecutive_store_indices() {
-        let runs = file_runs(&[3, 4, 7, 8, 9]);
-        assert_eq!(
-            runs,
-            vec![(0, IndexRange::new(3, 5)), (2, IndexRange::new(7, 10))]
-        );
-    }
 }

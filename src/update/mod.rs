@@ -7,6 +7,7 @@
 
 mod error;
 mod gridded;
+mod profiles;
 mod time_axis;
 
 use std::collections::BTreeMap;
@@ -209,9 +210,14 @@ impl Updater {
         let mut tx = store.begin();
         // Provenance decides what a removal blanks: it is written after the data.
         tx.write_last(vec![dataset.provenance_variable().to_string()]);
+        let mut index = profiles::IndexCache::default();
         let mut outcomes = Vec::with_capacity(events.len());
         for event in events {
-            let outcome = match self.apply_staged(&mut tx, dataset, event) {
+            let result = self.apply_staged(&mut tx, dataset, event, &mut index);
+            if result.is_err() {
+                index.invalidate();
+            }
+            let outcome = match result {
                 Ok(applied) => Outcome {
                     key: event.key.clone(),
                     event: event.kind,
@@ -240,6 +246,7 @@ impl Updater {
         tx: &mut Transaction<'_>,
         dataset: &Dataset,
         event: &Event,
+        index: &mut profiles::IndexCache,
     ) -> Result<Applied, UpdateError> {
         let store_error = |source| UpdateError::Store {
             key: event.key.clone(),
@@ -247,19 +254,29 @@ impl Updater {
         };
         let savepoint = tx.savepoint().map_err(store_error)?;
         let result = match (event.kind, dataset.config.handler) {
-            (EventKind::Created, HandlerKind::Gridded) => {
+            (EventKind::Created, handler) => {
                 let path = self.raw_root.join(&event.key);
-                if path.is_file() {
-                    gridded::apply_created(tx, dataset, &event.key, &path)
-                } else {
+                if !path.is_file() {
                     Err(UpdateError::MissingObject {
                         key: event.key.clone(),
                         path,
                     })
+                } else if handler == HandlerKind::Profiles {
+                    profiles::apply_created(tx, dataset, &event.key, &path, index)
+                } else {
+                    gridded::apply_created(tx, dataset, &event.key, &path)
                 }
             }
+            // A removal needs a store to remove from (the file itself is not read).
+            (EventKind::Removed, _) if tx.arrays().is_empty() => Err(UpdateError::NoStore {
+                key: event.key.clone(),
+                store: dataset.store_path.clone(),
+            }),
             (EventKind::Removed, HandlerKind::Gridded) => {
                 gridded::apply_removed(tx, dataset, &event.key)
+            }
+            (EventKind::Removed, HandlerKind::Profiles) => {
+                profiles::apply_removed(tx, dataset, &event.key, index)
             }
         };
         match result {

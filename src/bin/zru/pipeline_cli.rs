@@ -96,9 +96,9 @@ enum QueueAction {
 pub fn print_reports(reports: &[Report], json: bool) -> bool {
     for report in reports {
         if json {
-            println!("{}", serde_json::to_string(report).unwrap_or_default());
+            super::say(serde_json::to_string(report).unwrap_or_default());
         } else {
-            println!("{}", report.line());
+            super::say(report.line());
         }
     }
     reports.iter().any(Report::failed)
@@ -266,39 +266,42 @@ pub fn run_queue(command: QueueCommand) -> Result<ExitCode> {
     let queue = SqliteQueue::open(&queue_path(&command.state_dir), QueueOptions::default())?;
     if let Some(QueueAction::Replay { ids }) = command.action {
         let moved = queue.replay(&ids)?;
-        println!(
+        super::say(format!(
             "replayed {moved} dead letter{}",
             if moved == 1 { "" } else { "s" }
-        );
+        ));
         return Ok(ExitCode::SUCCESS);
     }
     let groups = queue.stats()?;
     let dead = queue.dead_letters()?;
     if command.json {
         let doc = serde_json::json!({"groups": groups, "dead_letters": dead});
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        super::say(serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("group\tready\tin_flight\tdead");
+    super::say("group\tready\tin_flight\tdead");
     for g in &groups {
-        println!("{}\t{}\t{}\t{}", g.group, g.ready, g.in_flight, g.dead);
+        super::say(format!(
+            "{}\t{}\t{}\t{}",
+            g.group, g.ready, g.in_flight, g.dead
+        ));
     }
     if !dead.is_empty() {
-        println!("\ndead letters (zru queue replay [ID...] moves them back):");
-        println!("id\tgroup\tkey\tevent\treceives\tlast error");
+        super::say("\ndead letters (zru queue replay [ID...] moves them back):");
+        super::say("id\tgroup\tkey\tevent\treceives\tlast error");
         for d in &dead {
             let kind = match d.event.kind {
                 EventKind::Created => "created",
                 EventKind::Removed => "removed",
             };
-            println!(
+            super::say(format!(
                 "{}\t{}\t{}\t{kind}\t{}\t{}",
                 d.id,
                 d.group,
                 d.event.key,
                 d.receive_count,
                 d.last_error.as_deref().unwrap_or("")
-            );
+            ));
         }
     }
     Ok(ExitCode::SUCCESS)

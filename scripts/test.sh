@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The test command: environment setup, release build, Rust tests, then the
+# Python interop tests (real zru binary against xarray / zarr-python readers).
+# Extra arguments are passed to pytest, e.g. `scripts/test.sh -k gsla -x`.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+venv="${ZRU_VENV:-$root/.venv}"
+cd "$root"
+
+steps=()
+current=""
+started=$SECONDS
+
+summary() {
+  local rc=$?
+  echo
+  echo "==================== test summary ===================="
+  local s
+  for s in "${steps[@]}"; do echo "  ok    $s"; done
+  if [ "$rc" -ne 0 ] && [ -n "$current" ]; then
+    echo "  FAIL  $current (exit $rc)"
+  fi
+  echo "  total $((SECONDS - started))s"
+  if [ "$rc" -eq 0 ]; then echo "ALL PASSED"; else echo "FAILED"; fi
+}
+trap summary EXIT
+
+step() {
+  local name="$1"; shift
+  current="$name"
+  local t0=$SECONDS
+  echo
+  echo "==> $name"
+  "$@"
+  steps+=("$name ($((SECONDS - t0))s)")
+  current=""
+}
+
+step "setup (scripts/setup.sh)" bash scripts/setup.sh
+step "cargo build --release --bins" cargo build --release --bins
+step "cargo test --release --workspace" cargo test --release --workspace
+step "python interop tests (tests/interop)" \
+  env ZRU_BIN="$root/target/release/zru" \
+  "$venv/bin/python" -m pytest -q -rfE -p no:cacheprovider tests/interop "$@"

@@ -1,0 +1,534 @@
+//! Profile collections (Argo): a file's profiles go to the rows of the append dimension
+//! (`N_PROF`) that hold the same identity, or are appended; a removal blanks the rows
+//! whose provenance is the removed key.
+//!
+//! Row location is planned by [`zru_handlers::profiles`] against an [`IdentityIndex`]
+//! built once per batch from the store's identity and provenance columns ([`IndexCache`])
+//! and kept current as files are applied.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use zru_handlers::profiles::{number_text, plan_rows, Identity, IdentityIndex, RowPlan};
+use zru_handlers::{ranges_from_indices, runs_by_position, IndexRange};
+
+use super::gridded::{
+    append_arrays, blank_slots, check_same_layout, ensure_provenance, grow_append_arrays,
+    new_array_doc, store_dim_lengths, write_provenance, Context,
+};
+use super::{Action, Applied, UpdateError};
+use crate::config::{Dataset, OtherDims};
+use crate::source::{SourceFile, SourceVariable};
+use crate::store::Transaction;
+use crate::values::{convert, Values};
+
+/// The identity index of one store, built on first use in a batch.
+#[derive(Debug, Default)]
+pub struct IndexCache {
+    index: Option<IdentityIndex>,
+}
+
+impl IndexCache {
+    /// Forgets the index (after a failed event), so the next event rebuilds it.
+    pub fn invalidate(&mut self) {
+        self.index = None;
+    }
+
+    fn get(
+        &mut self,
+        cx: &Context<'_>,
+        tx: &Transaction<'_>,
+    ) -> Result<&mut IdentityIndex, UpdateError> {
+        if self.index.is_none() {
+            self.index = Some(build_index(cx, tx)?);
+        }
+        Ok(self.index.get_or_insert_with(IdentityIndex::default))
+    }
+}
+
+/// Stages a created (or revised) file: its profiles overwrite their rows or are
+/// appended; rows the key wrote before that the file no longer holds are blanked.
+pub fn apply_created(
+    tx: &mut Transaction<'_>,
+    dataset: &Dataset,
+    key: &str,
+    path: &Path,
+    cache: &mut IndexCache,
+) -> Result<Applied, UpdateError> {
+    let cx = Context { dataset, key };
+    let source = SourceFile::open(path).map_err(|e| cx.source_error(e))?;
+    let layout = Layout::of(&cx, &source)?;
+    check_schema(&cx, tx, &layout.kept)?;
+    let identities = read_identities(&cx, &source, &layout.identity)?;
+    let index = cache.get(&cx, tx)?;
+    let plan = plan_rows(index, &identities, key).map_err(|source| UpdateError::Profiles {
+        key: key.to_string(),
+        source,
+    })?;
+
+    if tx.arrays().is_empty() {
+        tx.root_attrs = source.global_attributes().map_err(|e| cx.source_error(e))?;
+    }
+    prepare_arrays(&cx, tx, &layout.kept, &plan)?;
+    write_variables(&cx, tx, &source, &layout.kept, &plan)?;
+    blank_uncovered(&cx, tx, &layout.kept, &plan)?;
+    blank_rows(&cx, tx, &plan.stale)?;
+    write_provenance(&cx, tx, &plan.rows)?;
+    index
+        .apply(&plan, identities, key)
+        .map_err(|source| UpdateError::Profiles {
+            key: key.to_string(),
+            source,
+        })?;
+    Ok(created_outcome(&cx, &plan))
+}
+
+/// Stages the blanking of every row whose provenance is `key` (identity included).
+pub fn apply_removed(
+    tx: &mut Transaction<'_>,
+    dataset: &Dataset,
+    key: &str,
+    cache: &mut IndexCache,
+) -> Result<Applied, UpdateError> {
+    let cx = Context { dataset, key };
+    let index = cache.get(&cx, tx)?;
+    let rows = index.rows_of(key);
+    if rows.is_empty() {
+        return Ok(Applied {
+            action: Action::Unchanged,
+            region: None,
+            note: Some(format!("no row of {} holds this key", dataset.name())),
+            stats: Default::default(),
+        });
+    }
+    blank_rows(&cx, tx, &rows)?;
+    index.blank(&rows);
+    let span = span(&rows);
+    Ok(Applied {
+        action: Action::Blanked,
+        region: Some(region(&cx, span)),
+        note: Some(format!(
+            "{} {} rows blanked",
+            span_text(&cx, span),
+            rows.len()
+        )),
+        stats: Default::default(),
+    })
+}
+
+/// Which of a file's variables are identity and which are copied.
+struct Layout<'f> {
+    identity: Vec<&'f SourceVariable>,
+    /// Variables copied into the store (identity variables included).
+    kept: Vec<&'f SourceVariable>,
+}
+
+impl<'f> Layout<'f> {
+    /// Identity variables must be 1-D on the append dimension. Copied: variables with the
+    /// append dimension first (per keep/drop and `other_dims`); variables without it
+    /// (per-file metadata such as `DATA_TYPE`) or with it later (`HISTORY_*`) are not.
+    fn of(cx: &Context<'_>, source: &'f SourceFile) -> Result<Self, UpdateError> {
+        let append_dim = cx.append_dim();
+        if source.dim_len(append_dim).is_none() {
+            return Err(cx.schema(
+                append_dim,
+                format!("the file has no {append_dim} dimension"),
+            ));
+        }
+        let identity_names = cx.dataset.identity();
+        let mut identity = Vec::new();
+        for name in &identity_names {
+            let var = source.variable(name).ok_or_else(|| {
+                cx.schema(
+                    name,
+                    format!(
+                        "identity variable missing from the file (identity is {identity_names:?})"
+                    ),
+                )
+            })?;
+            if var.dims != [append_dim] {
+                return Err(cx.schema(
+                    name,
+                    format!(
+                        "an identity variable must have the dimension ({append_dim},), found {:?}",
+                        var.dims
+                    ),
+                ));
+            }
+            identity.push(var);
+        }
+        let kept = source
+            .variables()
+            .iter()
+            .filter(|v| identity_names.contains(&v.name) || is_copied(cx, v))
+            .collect();
+        Ok(Self { identity, kept })
+    }
+}
+
+fn is_copied(cx: &Context<'_>, var: &SourceVariable) -> bool {
+    let dataset = cx.dataset;
+    let level_dim = dataset.level_dim();
+    var.dims.first().map(String::as_str) == Some(cx.append_dim())
+        && var.name != dataset.provenance_variable()
+        && dataset.keeps_variable(&var.name, false)
+        && (dataset.other_dims() == OtherDims::Keep || var.dims[1..].iter().all(|d| d == level_dim))
+}
+
+/// Rejects a file whose variables have other dimensions, or text where the store has
+/// numbers (or the reverse), than the store's arrays of the same name.
+fn check_schema(
+    cx: &Context<'_>,
+    tx: &Transaction<'_>,
+    kept: &[&SourceVariable],
+) -> Result<(), UpdateError> {
+    for var in kept {
+        if let Some(doc) = tx.array_doc(&var.name) {
+            check_same_layout(cx, doc, var)?;
+        }
+    }
+    Ok(())
+}
+
+/// Identity parts as text: strings as they are, numbers without decimals.
+fn identity_texts(values: &Values) -> Vec<String> {
+    match values {
+        Values::Text(texts) => texts.clone(),
+        numbers => numbers
+            .to_f64_vec()
+            .unwrap_or_default()
+            .into_iter()
+            .map(number_text)
+            .collect(),
+    }
+}
+
+/// Zips identity columns (one per identity variable) into identities.
+fn zip_identities(columns: &[Vec<String>], count: usize) -> Vec<Identity> {
+    (0..count)
+        .map(|i| {
+            let parts: Vec<&str> = columns
+                .iter()
+                .map(|c| c.get(i).map_or("", String::as_str))
+                .collect();
+            Identity::new(&parts)
+        })
+        .collect()
+}
+
+fn read_identities(
+    cx: &Context<'_>,
+    source: &SourceFile,
+    identity: &[&SourceVariable],
+) -> Result<Vec<Identity>, UpdateError> {
+    let count = source.dim_len(cx.append_dim()).unwrap_or(0) as usize;
+    let columns = identity
+        .iter()
+        .map(|var| {
+            source
+                .read(&var.name)
+                .map(|values| identity_texts(&values))
+                .map_err(|e| cx.source_error(e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(zip_identities(&columns, count))
+}
+
+/// Builds the identity index of the store as this transaction sees it, reading the
+/// provenance and identity columns chunk by chunk. Rows with no provenance are blank.
+fn build_index(cx: &Context<'_>, tx: &Transaction<'_>) -> Result<IdentityIndex, UpdateError> {
+    let provenance = cx.dataset.provenance_variable();
+    let Some(doc) = tx.array_doc(provenance) else {
+        let len = store_dim_lengths(tx.arrays())
+            .get(cx.append_dim())
+            .copied()
+            .unwrap_or(0);
+        return Ok(IdentityIndex::with_len(len));
+    };
+    let len = doc
+        .shape()
+        .map_err(|e| cx.schema(provenance, e.to_string()))?[0];
+    let chunk = doc
+        .chunk_shape()
+        .map_err(|e| cx.schema(provenance, e.to_string()))?[0]
+        .max(1);
+    let names = cx.dataset.identity();
+    if len > 0 {
+        if let Some(missing) = names.iter().find(|n| tx.array_doc(n).is_none()) {
+            return Err(cx.schema(missing, "identity variable missing from the store".into()));
+        }
+    }
+    let mut index = IdentityIndex::with_len(len);
+    let mut start = 0;
+    while start < len {
+        let count = chunk.min(len - start);
+        let read = |name: &str| {
+            tx.read(name, &[start], &[count])
+                .map_err(|e| cx.store_error(e))
+        };
+        let keys = identity_texts(&read(provenance)?);
+        let columns = names
+            .iter()
+            .map(|n| read(n).map(|v| identity_texts(&v)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let identities = zip_identities(&columns, count as usize);
+        for (offset, (key, identity)) in keys.iter().zip(identities).enumerate() {
+            if !key.is_empty() {
+                index
+                    .record(start + offset as u64, identity, key)
+                    .map_err(|source| UpdateError::Profiles {
+                        key: cx.key.to_string(),
+                        source,
+                    })?;
+            }
+        }
+        start += count;
+    }
+    Ok(index)
+}
+
+/// Creates the arrays the file brings, grows every append-dimension array to the new
+/// row count, and grows other dimensions (levels) to the file's length where longer.
+fn prepare_arrays(
+    cx: &Context<'_>,
+    tx: &mut Transaction<'_>,
+    kept: &[&SourceVariable],
+    plan: &RowPlan,
+) -> Result<(), UpdateError> {
+    let mut lengths = store_dim_lengths(tx.arrays());
+    for var in kept {
+        for (dim, &len) in var.dims.iter().zip(&var.shape).skip(1) {
+            let entry = lengths.entry(dim.clone()).or_insert(len);
+            *entry = (*entry).max(len);
+        }
+    }
+    let format = tx.format();
+    for var in kept {
+        if tx.array_doc(&var.name).is_some() {
+            continue;
+        }
+        let mut shape = vec![plan.new_len];
+        shape.extend(
+            var.dims[1..]
+                .iter()
+                .map(|d| lengths.get(d).copied().unwrap_or(0)),
+        );
+        tx.put_array(new_array_doc(cx, format, var, shape));
+    }
+    ensure_provenance(cx, tx, plan.new_len);
+    grow_append_arrays(cx, tx, plan.new_len)?;
+    for (dim, &len) in &lengths {
+        if dim != cx.append_dim() {
+            grow_dim(cx, tx, dim, len, plan.old_len)?;
+        }
+    }
+    Ok(())
+}
+
+/// Grows dimension `dim` of every array that has it to `len`. Where a missing chunk
+/// does not read as blank, the new part of the first `old_rows` rows is blanked.
+fn grow_dim(
+    cx: &Context<'_>,
+    tx: &mut Transaction<'_>,
+    dim: &str,
+    len: u64,
+    old_rows: u64,
+) -> Result<(), UpdateError> {
+    let names: Vec<String> = tx.arrays().keys().cloned().collect();
+    for name in names {
+        let Some(doc) = tx.array_doc(&name) else {
+            continue;
+        };
+        let dims = doc.dims().map_err(|e| cx.schema(&name, e.to_string()))?;
+        let Some(axis) = dims.iter().position(|d| d == dim) else {
+            continue;
+        };
+        let shape = doc.shape().map_err(|e| cx.schema(&name, e.to_string()))?;
+        let old_len = shape[axis];
+        if old_len >= len {
+            continue;
+        }
+        let mut grown = doc.clone();
+        grown
+            .set_axis_len(axis, len)
+            .map_err(|e| cx.schema(&name, e.to_string()))?;
+        let blank_is_free = grown.missing_chunk_is_blank();
+        tx.put_array(grown);
+        if !blank_is_free && old_rows > 0 {
+            let mut start = vec![0; shape.len()];
+            let mut region = shape.clone();
+            start[axis] = old_len;
+            region[axis] = len - old_len;
+            region[0] = old_rows.min(shape[0]);
+            tx.blank(&name, &start, &region)
+                .map_err(|e| cx.store_error(e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes every copied variable into the file's rows, padded with the store's blank
+/// value to the store's level (and other) lengths.
+fn write_variables(
+    cx: &Context<'_>,
+    tx: &mut Transaction<'_>,
+    source: &SourceFile,
+    kept: &[&SourceVariable],
+    plan: &RowPlan,
+) -> Result<(), UpdateError> {
+    let runs = runs_by_position(&plan.rows);
+    for var in kept {
+        let values_error = |e| cx.values_error(&var.name, e);
+        let doc = tx
+            .array_doc(&var.name)
+            .ok_or_else(|| cx.schema(&var.name, "array missing after preparation".into()))?;
+        let store_type = doc
+            .element_type()
+            .map_err(|e| cx.schema(&var.name, e.to_string()))?;
+        let mut row_shape = doc
+            .shape()
+            .map_err(|e| cx.schema(&var.name, e.to_string()))?;
+        row_shape[0] = var.shape[0];
+        let (encoding, blank) = (doc.cf_encoding(), doc.blank_value());
+        let raw = mask_text_fill(var, source.read(&var.name).map_err(|e| cx.source_error(e))?);
+        let values = convert(raw, &var.encoding, store_type, &encoding)
+            .and_then(|v| v.padded(&var.shape, &row_shape, blank))
+            .map_err(values_error)?;
+        let slab: u64 = row_shape[1..].iter().product();
+        for (position, range) in &runs {
+            let mut start = vec![0; row_shape.len()];
+            let mut shape = row_shape.clone();
+            start[0] = range.start;
+            shape[0] = range.len();
+            let part = values.slice(
+                (*position as u64 * slab) as usize,
+                (range.len() * slab) as usize,
+            );
+            tx.write(&var.name, &start, &shape, part)
+                .map_err(|e| cx.store_error(e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Text equal to a `char` variable's `_FillValue` (`" "` in Argo files) becomes the
+/// store's missing text, `""`: xarray masks it when it reads the file, and `""` is what
+/// levels and rows a file does not have read as.
+fn mask_text_fill(var: &SourceVariable, values: Values) -> Values {
+    match (values, &var.text_fill) {
+        (Values::Text(texts), Some(fill)) => Values::Text(
+            texts
+                .into_iter()
+                .map(|t| if t == *fill { String::new() } else { t })
+                .collect(),
+        ),
+        (values, _) => values,
+    }
+}
+
+/// Blanks, in the file's rows, the store's variables the file lacks.
+fn blank_uncovered(
+    cx: &Context<'_>,
+    tx: &mut Transaction<'_>,
+    kept: &[&SourceVariable],
+    plan: &RowPlan,
+) -> Result<(), UpdateError> {
+    let provenance = cx.dataset.provenance_variable();
+    let runs = runs_by_position(&plan.rows);
+    for name in append_arrays(tx, cx.append_dim()) {
+        if name == provenance || kept.iter().any(|v| v.name == name) {
+            continue;
+        }
+        let blank_is_free = tx
+            .array_doc(&name)
+            .is_some_and(crate::store::ArrayDoc::missing_chunk_is_blank);
+        for (_, range) in &runs {
+            if range.start < plan.old_len || !blank_is_free {
+                blank_slots(cx, tx, &name, *range)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Blanks rows in every append-dimension array, identity and provenance included.
+fn blank_rows(cx: &Context<'_>, tx: &mut Transaction<'_>, rows: &[u64]) -> Result<(), UpdateError> {
+    let ranges = ranges_from_indices(rows);
+    for name in append_arrays(tx, cx.append_dim()) {
+        for range in &ranges {
+            blank_slots(cx, tx, &name, *range)?;
+        }
+    }
+    Ok(())
+}
+
+/// `[first, last + 1)` of some rows.
+fn span(rows: &[u64]) -> IndexRange {
+    let first = rows.iter().min().copied().unwrap_or(0);
+    let last = rows.iter().max().map_or(0, |r| r + 1);
+    IndexRange::new(first, last)
+}
+
+fn region(cx: &Context<'_>, span: IndexRange) -> BTreeMap<String, [u64; 2]> {
+    BTreeMap::from([(cx.append_dim().to_string(), [span.start, span.stop])])
+}
+
+fn span_text(cx: &Context<'_>, span: IndexRange) -> String {
+    format!("{}[{}:{}]", cx.append_dim(), span.start, span.stop)
+}
+
+fn created_outcome(cx: &Context<'_>, plan: &RowPlan) -> Applied {
+    let touched: Vec<u64> = plan.rows.iter().chain(&plan.stale).copied().collect();
+    if touched.is_empty() {
+        return Applied {
+            action: Action::Unchanged,
+            region: None,
+            note: Some("the file holds no profiles".into()),
+            stats: Default::default(),
+        };
+    }
+    let action = if plan.overwritten() > 0 || !plan.stale.is_empty() {
+        Action::Overwrote
+    } else {
+        Action::Appended
+    };
+    let span = span(&touched);
+    let mut note = format!(
+        "{} {} overwritten, {} appended",
+        span_text(cx, span),
+        plan.overwritten(),
+        plan.appended()
+    );
+    if !plan.stale.is_empty() {
+        note.push_str(&format!(
+            ", {} no longer in the file blanked",
+            plan.stale.len()
+        ));
+    }
+    Applied {
+        action,
+        region: Some(region(cx, span)),
+        note: Some(note),
+        stats: Default::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_columns_zip_into_trimmed_identities() {
+        let platforms = identity_texts(&Values::Text(vec!["2902093 ".into(), "2902093 ".into()]));
+        let cycles = identity_texts(&Values::I32(vec![1, 2]));
+        let directions = identity_texts(&Values::Text(vec!["A".into(), "D".into()]));
+        let ids = zip_identities(&[platforms, cycles, directions], 2);
+        assert_eq!(ids[0].to_string(), "2902093/1/A");
+        assert_eq!(ids[1].to_string(), "2902093/2/D");
+    }
+
+    #[test]
+    fn the_span_covers_scattered_rows() {
+        assert_eq!(span(&[7, 2, 9]), IndexRange::new(2, 10));
+    }
+}
