@@ -7,6 +7,7 @@
 
 mod error;
 mod gridded;
+mod profile_index;
 mod profiles;
 mod time_axis;
 
@@ -187,7 +188,7 @@ impl Updater {
             }
         };
         let mut tx = store.begin();
-        let mut index = profiles::IndexCache::default();
+        let mut index = profile_index::IndexCache::default();
         let mut outcomes = Vec::with_capacity(events.len());
         for event in events {
             let result = self.apply_staged(&mut tx, dataset, event, &mut index);
@@ -223,7 +224,7 @@ impl Updater {
         tx: &mut Transaction<'_>,
         dataset: &Dataset,
         event: &Event,
-        index: &mut profiles::IndexCache,
+        index: &mut profile_index::IndexCache,
     ) -> Result<Applied, UpdateError> {
         let store_error = |source| UpdateError::Store {
             key: event.key.clone(),
