@@ -153,15 +153,20 @@ pub struct Holder {
     pub key: String,
 }
 
-/// The rows one key wrote, each with the identity it holds, ascending by row.
-pub type KeyRows = Vec<(u64, Identity)>;
+/// The rows one key wrote, ascending.
+pub type KeyRows = Vec<u64>;
+
+/// Rows, each with the identity the store holds there (rows to blank).
+pub type RowIdentities = Vec<(u64, Identity)>;
 
 /// Profiles of a store by identity, and rows by source key, held as shards.
 ///
-/// Every row holding a profile is listed under its key with its identity. A profile's
-/// row is the first row recorded with its identity (a store written by another tool may
-/// repeat one); rows repeating it are listed under their key only. Blank rows are in
-/// neither.
+/// Every row holding a profile is listed under its key. A profile's row is the first
+/// row recorded with its identity (a store written by another tool may repeat one);
+/// rows repeating it are listed under their key only. Blank rows are in neither. Key
+/// shards hold rows only (a key of 100,000 contiguous rows is one range in its file), so
+/// blanking a key's rows needs their identities from the caller: the store's identity
+/// columns at those rows ([`stale_rows`] says which).
 #[derive(Debug, Clone, Default)]
 pub struct IdentityIndex {
     len: u64,
@@ -235,7 +240,7 @@ impl IdentityIndex {
         Ok(())
     }
 
-    /// Fills a key shard (key, its rows with their identities). Keys must hash to it.
+    /// Fills a key shard (key, its rows). Keys must hash to it.
     pub fn insert_key_shard(
         &mut self,
         number: u16,
@@ -250,7 +255,8 @@ impl IdentityIndex {
                     what: format!("key {key}"),
                 });
             }
-            rows.sort_by_key(|(row, _)| *row);
+            rows.sort_unstable();
+            rows.dedup();
             map.insert(key, rows);
         }
         self.keys.insert(number, map);
@@ -279,11 +285,12 @@ impl IdentityIndex {
         std::mem::take(&mut self.dirty).into_iter().collect()
     }
 
-    /// Shards not yet loaded that a file with these identities and key needs: the
-    /// shards of its identities and of its key, then (once those are loaded) the key
-    /// shards of the keys that wrote its known profiles and the identity shards of the
-    /// profiles its key wrote. Ask again after filling them until nothing is missing
-    /// (two rounds at most). A removal passes no identities.
+    /// Shards not yet loaded that a file with these identities and key needs to be
+    /// planned and applied: the shards of its identities and of its key, then (once
+    /// those are loaded) the key shards of the keys that wrote its known profiles. Ask
+    /// again after filling them until nothing is missing (two rounds at most). A removal
+    /// passes no identities. Blanking rows also needs [`Self::missing_identities`] of
+    /// the profiles they hold.
     pub fn missing(&self, identities: &[Identity], key: &str) -> Vec<Shard> {
         let mut needed: BTreeSet<Shard> = identities.iter().map(Shard::of_identity).collect();
         needed.insert(Shard::of_key(key));
@@ -292,11 +299,20 @@ impl IdentityIndex {
                 needed.insert(Shard::of_key(&holder.key));
             }
         }
-        if let Some(rows) = self.key_rows_if_loaded(key) {
-            needed.extend(rows.iter().map(|(_, id)| Shard::of_identity(id)));
-        }
         needed.retain(|&shard| !self.is_loaded(shard));
         needed.into_iter().collect()
+    }
+
+    /// Identity shards not yet loaded of these profiles.
+    pub fn missing_identities<'a>(
+        &self,
+        identities: impl IntoIterator<Item = &'a Identity>,
+    ) -> Vec<Shard> {
+        let needed: BTreeSet<Shard> = identities.into_iter().map(Shard::of_identity).collect();
+        needed
+            .into_iter()
+            .filter(|&shard| !self.is_loaded(shard))
+            .collect()
     }
 
     fn holder_if_loaded(&self, identity: &Identity) -> Option<&Holder> {
@@ -357,10 +373,7 @@ impl IdentityIndex {
         if !self.is_loaded(shard) {
             return Err(ProfileError::ShardNotLoaded { shard });
         }
-        Ok(self
-            .key_rows_if_loaded(key)
-            .map(|rows| rows.iter().map(|(row, _)| *row).collect())
-            .unwrap_or_default())
+        Ok(self.key_rows_if_loaded(key).cloned().unwrap_or_default())
     }
 
     /// Records that `row` holds `identity`, written from `key`. `row` is either new to
@@ -392,55 +405,60 @@ impl IdentityIndex {
         }
         let listed = self
             .key_rows_if_loaded(key)
-            .is_some_and(|rows| rows.binary_search_by_key(&row, |(r, _)| *r).is_ok());
+            .is_some_and(|rows| rows.binary_search(&row).is_ok());
         if !listed {
             let rows = self.key_shard(key)?.entry(key.to_string()).or_default();
-            let at = rows.partition_point(|(r, _)| *r < row);
-            rows.insert(at, (row, identity));
+            let at = rows.partition_point(|&r| r < row);
+            rows.insert(at, row);
         }
         Ok(())
     }
 
     /// Removes `row` from the rows listed under `key`.
-    fn unlist(&mut self, key: &str, row: u64) -> Result<Option<Identity>, ProfileError> {
+    fn unlist(&mut self, key: &str, row: u64) -> Result<bool, ProfileError> {
         let shard = self.key_shard(key)?;
         let Some(rows) = shard.get_mut(key) else {
-            return Ok(None);
+            return Ok(false);
         };
-        let removed = rows
-            .iter()
-            .position(|(r, _)| *r == row)
-            .map(|at| rows.remove(at).1);
+        let removed = rows.binary_search(&row).map(|at| rows.remove(at)).is_ok();
         if rows.is_empty() {
             shard.remove(key);
         }
         Ok(removed)
     }
 
-    /// Marks rows of `key` blank: their profiles and provenance are forgotten. Rows not
-    /// listed under `key` are ignored.
-    pub fn blank(&mut self, key: &str, rows: &[u64]) -> Result<(), ProfileError> {
-        for &row in rows {
-            let Some(identity) = self.unlist(key, row)? else {
+    /// Marks rows of `key` blank, each given with the identity it holds in the store:
+    /// their profiles and provenance are forgotten. Rows not listed under `key` are
+    /// ignored; an identity whose profile is in another row keeps it.
+    pub fn blank(&mut self, key: &str, rows: &[(u64, Identity)]) -> Result<(), ProfileError> {
+        for (row, identity) in rows {
+            if !self.unlist(key, *row)? {
                 continue;
-            };
-            let shard = self.identity_shard(&identity)?;
-            if shard.get(&identity).is_some_and(|h| h.row == row) {
-                shard.remove(&identity);
+            }
+            if self
+                .holder_if_loaded(identity)
+                .is_some_and(|h| h.row == *row)
+            {
+                self.identity_shard(identity)?.remove(identity);
+            } else if !self.is_loaded(Shard::of_identity(identity)) {
+                return Err(ProfileError::ShardNotLoaded {
+                    shard: Shard::of_identity(identity),
+                });
             }
         }
         Ok(())
     }
 
-    /// Applies a plan made by [`plan_rows`] for `key`: stale rows become blank, the
-    /// file's profiles take their rows.
+    /// Applies a plan made by [`plan_rows`] for `key`: stale rows (`plan.stale`, given
+    /// with the identities they hold) become blank, the file's profiles take their rows.
     pub fn apply(
         &mut self,
         plan: &RowPlan,
         identities: Vec<Identity>,
         key: &str,
+        stale: &[(u64, Identity)],
     ) -> Result<(), ProfileError> {
-        self.blank(key, &plan.stale)?;
+        self.blank(key, stale)?;
         self.len = self.len.max(plan.new_len);
         for (&row, identity) in plan.rows.iter().zip(identities) {
             self.record(row, identity, key)?;
@@ -474,6 +492,26 @@ impl RowPlan {
     }
 }
 
+/// Rows `key` wrote that a file of it holding `identities` no longer holds (all of them
+/// for a removal, which passes none): the rows to blank, ascending.
+pub fn stale_rows(
+    index: &IdentityIndex,
+    identities: &[Identity],
+    key: &str,
+) -> Result<Vec<u64>, ProfileError> {
+    let mut kept = HashSet::with_capacity(identities.len());
+    for identity in identities {
+        if let Some(row) = index.row(identity)? {
+            kept.insert(row);
+        }
+    }
+    Ok(index
+        .rows_of(key)?
+        .into_iter()
+        .filter(|r| !kept.contains(r))
+        .collect())
+}
+
 /// Plans the rows of a file's profiles (`key` is the file's object key): O(1) per
 /// profile. A file that repeats an identity is an error. The shards the file needs
 /// ([`IdentityIndex::missing`]) must be loaded.
@@ -504,12 +542,7 @@ pub fn plan_rows(
         };
         rows.push(row);
     }
-    let kept: HashSet<u64> = rows.iter().copied().collect();
-    let stale = index
-        .rows_of(key)?
-        .into_iter()
-        .filter(|r| !kept.contains(r))
-        .collect();
+    let stale = stale_rows(index, identities, key)?;
     Ok(RowPlan {
         rows,
         old_len,
@@ -536,10 +569,26 @@ mod tests {
     }
 
     /// A copy of `index` with only the shards a file needs, loaded as a store would.
-    fn partial_copy(index: &IdentityIndex, identities: &[Identity], key: &str) -> IdentityIndex {
+    /// `column` is the store's identity column: what the rows to blank hold.
+    fn partial_copy(
+        index: &IdentityIndex,
+        identities: &[Identity],
+        key: &str,
+        column: &[Identity],
+    ) -> (IdentityIndex, Vec<(u64, Identity)>) {
         let mut partial = IdentityIndex::with_len(index.len());
-        for _ in 0..3 {
-            for shard in partial.missing(identities, key) {
+        let mut stale = Vec::new();
+        for round in 0..4 {
+            let mut missing = partial.missing(identities, key);
+            if round == 2 {
+                stale = stale_rows(&partial, identities, key)
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| (r, column[r as usize].clone()))
+                    .collect();
+            }
+            missing.extend(partial.missing_identities(stale.iter().map(|(_, id)| id)));
+            for shard in missing {
                 match shard {
                     Shard::Identity(n) => partial
                         .insert_identity_shard(n, index.identity_entries(n).unwrap())
@@ -551,7 +600,7 @@ mod tests {
             }
         }
         assert!(partial.missing(identities, key).is_empty());
-        partial
+        (partial, stale)
     }
 
     #[test]
@@ -592,15 +641,16 @@ mod tests {
         let mut index = index_of(&[("1", 1, "p.nc")]);
         let file = vec![id("1", 1), id("1", 2)];
         let plan = plan_rows(&index, &file, "q.nc").unwrap();
-        index.apply(&plan, file, "q.nc").unwrap();
+        index.apply(&plan, file, "q.nc", &[]).unwrap();
         assert_eq!(index.len(), 2);
         assert!(
             index.rows_of("p.nc").unwrap().is_empty(),
             "q.nc took row 0 over"
         );
         assert_eq!(index.rows_of("q.nc").unwrap(), vec![0, 1]);
-        let rows = index.rows_of("q.nc").unwrap();
-        index.blank("q.nc", &rows).unwrap();
+        index
+            .blank("q.nc", &[(0, id("1", 1)), (1, id("1", 2))])
+            .unwrap();
         assert_eq!(index.row(&id("1", 1)).unwrap(), None);
         assert_eq!(index.row(&id("1", 2)).unwrap(), None);
         assert!(index.rows_of("q.nc").unwrap().is_empty());
@@ -615,7 +665,7 @@ mod tests {
         assert_eq!(index.row(&id("1", 1)).unwrap(), Some(0));
         assert_eq!(index.rows_of("q.nc").unwrap(), vec![1]);
         let mut index = index;
-        index.blank("p.nc", &[0]).unwrap();
+        index.blank("p.nc", &[(0, id("1", 1))]).unwrap();
         assert_eq!(index.row(&id("1", 1)).unwrap(), None, "as before sharding");
         assert_eq!(index.rows_of("q.nc").unwrap(), vec![1]);
     }
@@ -694,6 +744,7 @@ mod tests {
             .collect();
         let mut whole = index_of(&borrowed);
         whole.take_dirty();
+        let mut column: Vec<Identity> = rows.iter().map(|(p, c, _)| id(p, *c)).collect();
         // A delayed-mode file taking over one profile, and a revised _prof.nc.
         let cases: Vec<(Vec<Identity>, &str)> = vec![
             (vec![id("5900003", 7)], "argo/D5900003_007.nc"),
@@ -702,16 +753,26 @@ mod tests {
                 vec![id("5900004", 1), id("5900004", 2), id("5999999", 1)],
                 "argo/R5900004_001.nc",
             ),
+            (vec![id("5900004", 2)], "argo/R5900004_001.nc"),
             (vec![], "argo/R5900005_003.nc"),
         ];
         for (file, key) in cases {
-            let mut partial = partial_copy(&whole, &file, key);
+            let (mut partial, stale) = partial_copy(&whole, &file, key, &column);
             let loaded = Shard::all().filter(|&s| partial.is_loaded(s)).count();
-            assert!(loaded <= 2 * file.len() + 2, "{key}: {loaded} shards");
+            assert!(loaded <= 3 * file.len() + 2, "{key}: {loaded} shards");
             let plan = plan_rows(&partial, &file, key).unwrap();
             assert_eq!(plan, plan_rows(&whole, &file, key).unwrap(), "{key}");
-            partial.apply(&plan, file.clone(), key).unwrap();
-            whole.apply(&plan, file, key).unwrap();
+            assert_eq!(
+                plan.stale,
+                stale.iter().map(|(r, _)| *r).collect::<Vec<_>>()
+            );
+            for (&row, identity) in plan.rows.iter().zip(&file) {
+                if row as usize == column.len() {
+                    column.push(identity.clone());
+                }
+            }
+            partial.apply(&plan, file.clone(), key, &stale).unwrap();
+            whole.apply(&plan, file, key, &stale).unwrap();
             for shard in partial.take_dirty() {
                 let (a, b) = match shard {
                     Shard::Identity(n) => (
@@ -731,6 +792,10 @@ mod tests {
             Vec::<u64>::new()
         );
         assert_eq!(whole.rows_of("argo/D5900003_007.nc").unwrap(), vec![66]);
+        assert_eq!(whole.rows_of("argo/R5900004_001.nc").unwrap(), vec![81]);
+        assert_eq!(whole.row(&id("5999999", 1)).unwrap(), None, "blanked");
+        assert_eq!(whole.row(&id("5900004", 1)).unwrap(), None, "blanked");
+        assert!(whole.rows_of("argo/R5900005_003.nc").unwrap().is_empty());
     }
 
     #[test]

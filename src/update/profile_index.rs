@@ -5,13 +5,15 @@
 //! - `identity/<xx>.json`: profiles whose identity hashes to shard `xx` (two hex
 //!   digits, [`Shard::of_identity`]), each with its row and the key that wrote it;
 //! - `key/<xx>.json`: source keys hashing to `xx` ([`Shard::of_key`]), each with its
-//!   rows and their identities;
+//!   rows as `[start, stop)` ranges (a `_prof.nc` of 300 profiles is one range);
 //! - `meta.json`: format version, the dataset's append dimension, identity and
 //!   provenance variables, the store's row count, the shard count, and the generation
 //!   each shard was last written in (0: empty, its file is not read).
 //!
 //! A file loads only the shards its identities and key fall in (a few, however large
-//! the store), so a single-cycle update reads and writes O(1) small files.
+//! the store), so a single-cycle update reads and writes O(1) small files. Rows a file
+//! blanks (its key's rows it no longer holds, or every row of a removed key) are looked
+//! up in the store's identity columns, to forget their profiles.
 //!
 //! **Rebuild.** The index is rebuilt from the store's identity and provenance columns
 //! (the full scan, chunk by chunk) and every shard rewritten when `meta.json` is
@@ -43,7 +45,10 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use zru_handlers::profiles::{Identity, IdentityIndex, KeyRows, Shard, SHARDS};
+use zru_handlers::profiles::{
+    stale_rows, Identity, IdentityIndex, KeyRows, RowIdentities, Shard, SHARDS,
+};
+use zru_handlers::ranges_from_indices;
 
 use super::gridded::{store_dim_lengths, Context};
 use super::profiles::{identity_texts, profile_error, zip_identities};
@@ -119,11 +124,11 @@ struct IdentityShardFile {
     profiles: Vec<(Vec<String>, u64, String)>,
 }
 
-/// `key/<xx>.json`: key → (row, identity parts), rows ascending.
+/// `key/<xx>.json`: key → its rows as ascending `[start, stop)` ranges.
 #[derive(Debug, Serialize, Deserialize)]
 struct KeyShardFile {
     generation: u64,
-    keys: BTreeMap<String, Vec<(u64, Vec<String>)>>,
+    keys: BTreeMap<String, Vec<[u64; 2]>>,
 }
 
 /// The index as loaded in this batch.
@@ -148,22 +153,34 @@ impl IndexCache {
     }
 
     /// The index with every shard a file with these identities (none for a removal)
-    /// and key needs loaded; rebuilt from the store if it does not match it.
+    /// and key needs loaded, rebuilt from the store if it does not match it; and the
+    /// rows the file blanks ([`stale_rows`]) with the identities the store holds there.
     pub(super) fn prepare(
         &mut self,
         cx: &Context<'_>,
         tx: &Transaction<'_>,
         identities: &[Identity],
         key: &str,
-    ) -> Result<&mut IdentityIndex, UpdateError> {
+    ) -> Result<(&mut IdentityIndex, RowIdentities), UpdateError> {
         let loaded = match self.loaded.take() {
             Some(loaded) => loaded,
             None => open(cx, tx)?,
         };
-        let loaded = self
-            .loaded
-            .insert(load_shards(cx, tx, loaded, identities, key)?);
-        Ok(&mut loaded.index)
+        let loaded = load_shards(cx, tx, loaded, |index| index.missing(identities, key))?;
+        let rows = stale_rows(&loaded.index, identities, key).map_err(|e| profile_error(cx, e))?;
+        let stale = identities_at(cx, tx, &rows)?;
+        let stale_ids =
+            |index: &IdentityIndex| index.missing_identities(stale.iter().map(|s| &s.1));
+        let loaded = self.loaded.insert(load_shards(cx, tx, loaded, stale_ids)?);
+        // Loading may have rebuilt the index from the store, which may not blank the
+        // same rows.
+        let again = stale_rows(&loaded.index, identities, key).map_err(|e| profile_error(cx, e))?;
+        let stale = if again == rows {
+            stale
+        } else {
+            identities_at(cx, tx, &again)?
+        };
+        Ok((&mut loaded.index, stale))
     }
 
     /// Stages the shards changed since the last call, and `meta.json`, in `tx`.
@@ -293,17 +310,17 @@ fn load_shards(
     cx: &Context<'_>,
     tx: &Transaction<'_>,
     mut loaded: Loaded,
-    identities: &[Identity],
-    key: &str,
+    missing: impl Fn(&IdentityIndex) -> Vec<Shard>,
 ) -> Result<Loaded, UpdateError> {
     loop {
-        let missing = loaded.index.missing(identities, key);
+        let missing = missing(&loaded.index);
         if missing.is_empty() {
             return Ok(loaded);
         }
         for shard in missing {
             let expected = loaded.meta.written[shard.position()];
-            if let Err(reason) = load_shard(cx, tx, &mut loaded.index, shard, expected)? {
+            let rows = loaded.meta.rows;
+            if let Err(reason) = load_shard(cx, tx, &mut loaded.index, shard, expected, rows)? {
                 let reason = format!("shard {shard}: {reason}");
                 loaded = rebuild(cx, tx, loaded.meta.generation, &reason)?;
                 break;
@@ -319,6 +336,7 @@ fn load_shard(
     index: &mut IdentityIndex,
     shard: Shard,
     expected: u64,
+    rows: u64,
 ) -> Result<Result<(), String>, UpdateError> {
     let bytes = if expected == 0 {
         None
@@ -331,7 +349,7 @@ fn load_shard(
     let filled = match shard {
         Shard::Identity(n) => parse_identity_shard(bytes.as_deref(), expected)
             .map(|entries| index.insert_identity_shard(n, entries)),
-        Shard::Key(n) => parse_key_shard(bytes.as_deref(), expected)
+        Shard::Key(n) => parse_key_shard(bytes.as_deref(), expected, rows)
             .map(|entries| index.insert_key_shard(n, entries)),
     };
     match filled {
@@ -366,23 +384,27 @@ fn parse_identity_shard(
         .collect())
 }
 
-fn parse_key_shard(bytes: Option<&[u8]>, expected: u64) -> Result<Vec<(String, KeyRows)>, String> {
+fn parse_key_shard(
+    bytes: Option<&[u8]>,
+    expected: u64,
+    rows: u64,
+) -> Result<Vec<(String, KeyRows)>, String> {
     let Some(bytes) = bytes else {
         return Ok(Vec::new());
     };
     let file: KeyShardFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     check_generation(file.generation, expected)?;
-    Ok(file
-        .keys
+    file.keys
         .into_iter()
-        .map(|(key, rows)| {
-            let rows = rows
-                .into_iter()
-                .map(|(row, parts)| (row, Identity::new(&parts)))
-                .collect();
-            (key, rows)
+        .map(|(key, ranges)| {
+            if let Some([start, stop]) = ranges.iter().find(|[a, b]| a > b || *b > rows) {
+                return Err(format!(
+                    "{key}: rows [{start}, {stop}) outside the {rows} rows"
+                ));
+            }
+            Ok((key, ranges.iter().flat_map(|&[a, b]| a..b).collect()))
         })
-        .collect())
+        .collect()
 }
 
 /// A shard's file (`None` if the shard is empty).
@@ -415,17 +437,60 @@ fn shard_bytes(
             let keys = entries
                 .into_iter()
                 .map(|(key, rows)| {
-                    let rows = rows
+                    let ranges = ranges_from_indices(&rows)
                         .into_iter()
-                        .map(|(row, id)| (row, id.parts().to_vec()))
+                        .map(|r| [r.start, r.stop])
                         .collect();
-                    (key, rows)
+                    (key, ranges)
                 })
                 .collect();
             serde_json::to_vec(&KeyShardFile { generation, keys })
         }
     };
     json.map(Some).map_err(|e| format!("shard {shard}: {e}"))
+}
+
+/// A text (or numeric, as text) column of the store at rows `[start, start + count)`.
+fn read_texts(
+    cx: &Context<'_>,
+    tx: &Transaction<'_>,
+    name: &str,
+    start: u64,
+    count: u64,
+) -> Result<Vec<String>, UpdateError> {
+    tx.read(name, &[start], &[count])
+        .map(|values| identity_texts(&values))
+        .map_err(|e| cx.store_error(e))
+}
+
+/// The identities the store holds at rows `[start, start + count)`.
+fn read_identities(
+    cx: &Context<'_>,
+    tx: &Transaction<'_>,
+    start: u64,
+    count: u64,
+) -> Result<Vec<Identity>, UpdateError> {
+    let columns = cx
+        .dataset
+        .identity()
+        .iter()
+        .map(|name| read_texts(cx, tx, name, start, count))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(zip_identities(&columns, count as usize))
+}
+
+/// The identities the store holds at some rows, read range by range.
+fn identities_at(
+    cx: &Context<'_>,
+    tx: &Transaction<'_>,
+    rows: &[u64],
+) -> Result<RowIdentities, UpdateError> {
+    let mut found = Vec::with_capacity(rows.len());
+    for range in ranges_from_indices(rows) {
+        let identities = read_identities(cx, tx, range.start, range.len())?;
+        found.extend((range.start..range.stop).zip(identities));
+    }
+    Ok(found)
 }
 
 /// Builds the identity index of the store as this transaction sees it, reading the
@@ -450,16 +515,8 @@ fn build_index(cx: &Context<'_>, tx: &Transaction<'_>) -> Result<IdentityIndex, 
     let mut start = 0;
     while start < len {
         let count = chunk.min(len - start);
-        let read = |name: &str| {
-            tx.read(name, &[start], &[count])
-                .map_err(|e| cx.store_error(e))
-        };
-        let keys = identity_texts(&read(provenance)?);
-        let columns = names
-            .iter()
-            .map(|n| read(n).map(|v| identity_texts(&v)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let identities = zip_identities(&columns, count as usize);
+        let keys = read_texts(cx, tx, provenance, start, count)?;
+        let identities = read_identities(cx, tx, start, count)?;
         for (offset, (key, identity)) in keys.iter().zip(identities).enumerate() {
             if !key.is_empty() {
                 index
@@ -565,7 +622,12 @@ mod tests {
         let key = key_of(row);
         let cx = cx(dataset, &key);
         let mut cache = IndexCache::default();
-        let index = cache.prepare(&cx, &tx, &[identity_of(row)], &key).unwrap();
+        let (index, stale) = cache.prepare(&cx, &tx, &[identity_of(row)], &key).unwrap();
+        let expected: Vec<_> = (row - row % 10..row - row % 10 + 10)
+            .filter(|&r| r != row)
+            .map(|r| (r, identity_of(r)))
+            .collect();
+        assert_eq!(stale, expected, "read from the store");
         assert_eq!(index.row(&identity_of(row)).unwrap(), Some(row));
         let first = row - row % 10;
         assert_eq!(
@@ -665,16 +727,16 @@ mod tests {
         let cx = cx(&dataset, key);
         let mut cache = IndexCache::default();
         let savepoint = tx.savepoint().unwrap();
-        let index = cache
+        let (index, _) = cache
             .prepare(&cx, &tx, std::slice::from_ref(&new), key)
             .unwrap();
         let plan = plan_rows(index, std::slice::from_ref(&new), key).unwrap();
         assert_eq!(plan.rows, vec![20]);
-        index.apply(&plan, vec![new.clone()], key).unwrap();
+        index.apply(&plan, vec![new.clone()], key, &[]).unwrap();
         cache.stage(&cx, &tx).unwrap();
         tx.rollback(savepoint).unwrap();
         cache.invalidate();
-        let index = cache
+        let (index, _) = cache
             .prepare(&cx, &tx, std::slice::from_ref(&new), key)
             .unwrap();
         assert_eq!(index.row(&new).unwrap(), None);
@@ -703,10 +765,11 @@ mod tests {
                     assert!(parse_identity_shard(Some(&bytes), 8).is_err());
                 }
                 Shard::Key(n) => {
-                    let entries = parse_key_shard(Some(&bytes), 7).unwrap();
+                    let entries = parse_key_shard(Some(&bytes), 7, 3).unwrap();
                     copy.insert_key_shard(n, entries).unwrap();
                     assert_eq!(copy.key_entries(n), index.key_entries(n));
-                    assert!(parse_key_shard(Some(&bytes), 8).is_err());
+                    assert!(parse_key_shard(Some(&bytes), 8, 3).is_err());
+                    assert!(parse_key_shard(Some(&bytes), 7, 2).is_err(), "row 2 of 2");
                 }
             }
         }

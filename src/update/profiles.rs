@@ -37,7 +37,7 @@ pub fn apply_created(
     let layout = Layout::of(&cx, &source)?;
     check_schema(&cx, tx, &layout.kept)?;
     let identities = read_identities(&cx, &source, &layout.identity)?;
-    let index = cache.prepare(&cx, tx, &identities, key)?;
+    let (index, stale) = cache.prepare(&cx, tx, &identities, key)?;
     let plan = plan_rows(index, &identities, key).map_err(|e| profile_error(&cx, e))?;
 
     if tx.arrays().is_empty() {
@@ -49,7 +49,7 @@ pub fn apply_created(
     blank_rows(&cx, tx, &plan.stale)?;
     write_provenance(&cx, tx, &plan.rows)?;
     index
-        .apply(&plan, identities, key)
+        .apply(&plan, identities, key, &stale)
         .map_err(|e| profile_error(&cx, e))?;
     cache.stage(&cx, tx)?;
     Ok(created_outcome(&cx, &plan))
@@ -69,8 +69,8 @@ pub fn apply_removed(
             store: dataset.store_path.clone(),
         });
     }
-    let index = cache.prepare(&cx, tx, &[], key)?;
-    let rows = index.rows_of(key).map_err(|e| profile_error(&cx, e))?;
+    let (index, stale) = cache.prepare(&cx, tx, &[], key)?;
+    let rows: Vec<u64> = stale.iter().map(|(row, _)| *row).collect();
     if rows.is_empty() {
         cache.stage(&cx, tx)?;
         return Ok(Applied {
@@ -81,7 +81,9 @@ pub fn apply_removed(
         });
     }
     blank_rows(&cx, tx, &rows)?;
-    index.blank(key, &rows).map_err(|e| profile_error(&cx, e))?;
+    index
+        .blank(key, &stale)
+        .map_err(|e| profile_error(&cx, e))?;
     cache.stage(&cx, tx)?;
     let span = span(&rows);
     Ok(Applied {
