@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ZRU = Path(os.environ.get("ZRU_BIN", ROOT / "target/release/zru"))
 PYTHON = sys.executable
 OPS = Path(__file__).resolve().parent / "xarray_ops.py"
-D0 = date(2024, 1, 1)
+D0 = date(1990, 1, 1)  # day 10,000 must fit int32 seconds since 1981
 CHUNKS = {"time": 1, "lat": 1000, "lon": 1000}
 
 

@@ -5,7 +5,10 @@ of a single-cycle update into stores of 1,000 and 100,000 (generated) profiles.
 Usage: .venv/bin/python bench/profiles.py [--sizes 1000 100000] [--runs 3] [--levels 20]
 
 Every measured `zru ingest` is a separate process (a batch of one event) on a fresh copy
-of a prepared store, so it includes building the identity index from the store. The
+of a prepared store, so it includes reading the identity index (the few shards of
+`.zru/profiles/` the file needs). The last column is the same append into a copy whose
+`.zru/` was deleted (a store written by a zru without the index): the index is rebuilt
+from the store's columns, what every run cost before the index was kept. The
 generated stores hold Argo-like profiles (PLATFORM_NUMBER, CYCLE_NUMBER, DIRECTION,
 JULD, LATITUDE, LONGITUDE, PRES/TEMP/PSAL and their per-level QC) of 100 cycles per
 float. The single-cycle update is measured twice: a new cycle (appended) and a revised
@@ -83,12 +86,14 @@ def write_profiles(path: Path, first: int, count: int, levels: int, shift: float
             qc[:] = np.full((count, levels), b"1", dtype="S1")
 
 
-def median_runs(prepared: Path, work: Path, path: Path, runs: int) -> float:
+def median_runs(prepared: Path, work: Path, path: Path, runs: int, keep_index: bool = True) -> float:
     times = []
     for _ in range(runs):
         store = work / "measured.zarr"
         shutil.rmtree(store, ignore_errors=True)
         shutil.copytree(prepared, store)
+        if not keep_index:
+            shutil.rmtree(store / ".zru", ignore_errors=True)
         times.append(ingest(work, store, path))
     return statistics.median(times)
 
@@ -115,7 +120,8 @@ def main() -> None:
                 times.append(ingest(work, store, path))
             print(f"  {name:<24} {statistics.median(times):7.3f} s")
         print(f"single-cycle update (one zru process, {args.levels} levels)")
-        print(f"  {'store profiles':>14} {'prepare s':>10} {'append s':>9} {'overwrite s':>12}")
+        print(f"  {'store profiles':>14} {'prepare s':>10} {'append s':>9} {'overwrite s':>12}"
+              f" {'append, no index s':>19}")
         for size in args.sizes:
             prepared = work / f"store{size}.zarr"
             big = work / "raw" / "argo" / f"all{size}.nc"
@@ -128,7 +134,8 @@ def main() -> None:
             write_profiles(revised, size // 2, 1, args.levels, shift=0.5)
             append = median_runs(prepared, work, new, args.runs)
             overwrite = median_runs(prepared, work, revised, args.runs)
-            print(f"  {size:>14,} {prepare:>10.2f} {append:>9.3f} {overwrite:>12.3f}")
+            rebuild = median_runs(prepared, work, new, args.runs, keep_index=False)
+            print(f"  {size:>14,} {prepare:>10.2f} {append:>9.3f} {overwrite:>12.3f} {rebuild:>19.3f}")
             shutil.rmtree(prepared)
 
 

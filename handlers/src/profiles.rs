@@ -1,21 +1,30 @@
 //! Profile collections (Argo floats): rows of the append dimension are profiles, found
 //! by identity (`PLATFORM_NUMBER`, `CYCLE_NUMBER`, `DIRECTION` by default), not by time.
 //!
-//! An [`IdentityIndex`] maps every profile of a store to its row (O(1) per look-up) and
-//! every source key to the rows it wrote. It is built once from the store's identity and
-//! provenance columns and kept current as files are applied. [`plan_rows`] turns a file's
-//! identities into rows: known profiles are overwritten in place, new ones are appended
-//! in the file's order, and rows the key wrote before but the file no longer holds are
-//! to be blanked.
+//! An [`IdentityIndex`] maps profiles to their rows (O(1) per look-up) and source keys
+//! to the rows they wrote. It is split into [`SHARDS`] identity shards and as many key
+//! shards, by a stable hash ([`Shard::of_identity`], [`Shard::of_key`]), so that a file
+//! needs only the few shards its identities and key fall in: the caller asks
+//! [`IdentityIndex::missing`] which shards to fill ([`IdentityIndex::insert_identity_shard`],
+//! [`IdentityIndex::insert_key_shard`]), then plans with [`plan_rows`] and applies the
+//! plan. [`IdentityIndex::complete`] starts an index of every shard (built from the
+//! store's columns). Nothing here reads or writes: persisting the shards is the caller's.
+//!
+//! [`plan_rows`] turns a file's identities into rows: known profiles are overwritten in
+//! place, new ones are appended in the file's order, and rows the key wrote before but
+//! the file no longer holds are to be blanked.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use thiserror::Error;
 
+/// Number of identity shards (and of key shards).
+pub const SHARDS: u16 = 256;
+
 /// The identity of one profile: its identity variables' values as text, whitespace
 /// trimmed (`"2902093 "` and `"2902093"` are the same platform).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Identity(Vec<String>);
 
 impl Identity {
@@ -27,6 +36,11 @@ impl Identity {
                 .map(|p| p.as_ref().trim().to_string())
                 .collect(),
         )
+    }
+
+    /// The parts, trimmed.
+    pub fn parts(&self) -> &[String] {
+        &self.0
     }
 }
 
@@ -45,6 +59,77 @@ pub fn number_text(value: f64) -> String {
     }
 }
 
+/// 64-bit FNV-1a: a fixed, documented hash (the same in every build and process, unlike
+/// std's randomized hasher), so shard names stay valid across runs and versions.
+pub fn fnv1a64(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes
+        .into_iter()
+        .fold(OFFSET, |hash, b| (hash ^ u64::from(b)).wrapping_mul(PRIME))
+}
+
+/// One shard of an index: which part of it, and its number below [`SHARDS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Shard {
+    /// Profiles whose identity hashes to this number: identity → row and key.
+    Identity(u16),
+    /// Keys that hash to this number: key → rows (and their identities).
+    Key(u16),
+}
+
+impl Shard {
+    /// The shard of an identity: its parts hashed, each followed by `0xff` (a byte no
+    /// UTF-8 text holds, so `["ab", "c"]` and `["a", "bc"]` differ).
+    pub fn of_identity(identity: &Identity) -> Self {
+        let bytes = identity
+            .0
+            .iter()
+            .flat_map(|part| part.bytes().chain(std::iter::once(0xff)));
+        Self::Identity(Self::number(fnv1a64(bytes)))
+    }
+
+    /// The shard of a source key.
+    pub fn of_key(key: &str) -> Self {
+        Self::Key(Self::number(fnv1a64(key.bytes())))
+    }
+
+    /// The hash's eight bytes folded by XOR, so every bit of it counts.
+    fn number(hash: u64) -> u16 {
+        let folded = hash.to_le_bytes().iter().fold(0u8, |acc, b| acc ^ b);
+        u16::from(folded) % SHARDS
+    }
+
+    /// Every shard of an index, identity shards first.
+    pub fn all() -> impl Iterator<Item = Shard> {
+        (0..SHARDS)
+            .map(Shard::Identity)
+            .chain((0..SHARDS).map(Shard::Key))
+    }
+
+    /// The shard's path relative to the index's directory: `identity/3f.json`.
+    pub fn path(&self) -> String {
+        match self {
+            Shard::Identity(n) => format!("identity/{n:02x}.json"),
+            Shard::Key(n) => format!("key/{n:02x}.json"),
+        }
+    }
+
+    /// Position of the shard in [`Shard::all`].
+    pub fn position(&self) -> usize {
+        match self {
+            Shard::Identity(n) => usize::from(*n),
+            Shard::Key(n) => usize::from(SHARDS) + usize::from(*n),
+        }
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.path())
+    }
+}
+
 #[derive(Debug, Error, PartialEq)]
 pub enum ProfileError {
     #[error("profile {identity} appears twice in the file (positions {first} and {second})")]
@@ -55,126 +140,326 @@ pub enum ProfileError {
     },
     #[error("row {row} is outside the store's {len} rows")]
     RowOutOfRange { row: u64, len: u64 },
+    #[error("identity index shard {shard} is needed but was not loaded")]
+    ShardNotLoaded { shard: Shard },
+    #[error("identity index shard {shard} holds {what}, which does not hash to it")]
+    WrongShard { shard: Shard, what: String },
 }
 
-/// One row of the store as the index knows it: blank rows have neither.
-#[derive(Debug, Clone, Default, PartialEq)]
-struct Row {
-    identity: Option<Identity>,
-    key: Option<String>,
+/// Where a profile is: its row and the key that wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub row: u64,
+    pub key: String,
 }
 
-/// Profiles of a store by identity, and rows by source key.
+/// The rows one key wrote, ascending.
+pub type KeyRows = Vec<u64>;
+
+/// Rows, each with the identity the store holds there (rows to blank).
+pub type RowIdentities = Vec<(u64, Identity)>;
+
+/// Profiles of a store by identity, and rows by source key, held as shards.
+///
+/// Every row holding a profile is listed under its key. A profile's row is the first
+/// row recorded with its identity (a store written by another tool may repeat one);
+/// rows repeating it are listed under their key only. Blank rows are in neither. Key
+/// shards hold rows only (a key of 100,000 contiguous rows is one range in its file), so
+/// blanking a key's rows needs their identities from the caller: the store's identity
+/// columns at those rows ([`stale_rows`] says which).
 #[derive(Debug, Clone, Default)]
 pub struct IdentityIndex {
-    rows: Vec<Row>,
-    by_identity: HashMap<Identity, u64>,
-    /// Rows each key wrote; may hold rows since taken over by another key (checked
-    /// against `rows` when read).
-    by_key: HashMap<String, Vec<u64>>,
+    len: u64,
+    identities: HashMap<u16, HashMap<Identity, Holder>>,
+    keys: HashMap<u16, BTreeMap<String, KeyRows>>,
+    dirty: BTreeSet<Shard>,
 }
 
 impl IdentityIndex {
-    /// An index of a store with `len` rows, all blank until [`Self::record`]ed.
+    /// An index of a store with `len` rows, no shard loaded yet.
     pub fn with_len(len: u64) -> Self {
         Self {
-            rows: vec![Row::default(); len as usize],
+            len,
             ..Self::default()
         }
     }
 
+    /// An index of a store with `len` rows and every shard loaded, empty: to be filled
+    /// by [`Self::record`]ing every row of the store. Every shard is to be written.
+    pub fn complete(len: u64) -> Self {
+        let mut index = Self::with_len(len);
+        for shard in Shard::all() {
+            match shard {
+                Shard::Identity(n) => index.identities.insert(n, HashMap::new()).is_none(),
+                Shard::Key(n) => index.keys.insert(n, BTreeMap::new()).is_none(),
+            };
+            index.dirty.insert(shard);
+        }
+        index
+    }
+
     /// Number of rows of the store (blank ones included).
     pub fn len(&self) -> u64 {
-        self.rows.len() as u64
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.len == 0
     }
 
-    /// Number of rows holding a profile.
-    pub fn profiles(&self) -> usize {
-        self.by_identity.len()
+    pub fn is_loaded(&self, shard: Shard) -> bool {
+        match shard {
+            Shard::Identity(n) => self.identities.contains_key(&n),
+            Shard::Key(n) => self.keys.contains_key(&n),
+        }
+    }
+
+    /// Number of shards loaded.
+    pub fn loaded_shards(&self) -> usize {
+        self.identities.len() + self.keys.len()
+    }
+
+    /// Fills an identity shard (profile, row, key). Entries must hash to the shard.
+    pub fn insert_identity_shard(
+        &mut self,
+        number: u16,
+        entries: Vec<(Identity, u64, String)>,
+    ) -> Result<(), ProfileError> {
+        let shard = Shard::Identity(number);
+        let mut map = HashMap::with_capacity(entries.len());
+        for (identity, row, key) in entries {
+            if Shard::of_identity(&identity) != shard {
+                return Err(ProfileError::WrongShard {
+                    shard,
+                    what: format!("profile {identity}"),
+                });
+            }
+            map.insert(identity, Holder { row, key });
+        }
+        self.identities.insert(number, map);
+        Ok(())
+    }
+
+    /// Fills a key shard (key, its rows). Keys must hash to it.
+    pub fn insert_key_shard(
+        &mut self,
+        number: u16,
+        entries: Vec<(String, KeyRows)>,
+    ) -> Result<(), ProfileError> {
+        let shard = Shard::Key(number);
+        let mut map = BTreeMap::new();
+        for (key, mut rows) in entries {
+            if Shard::of_key(&key) != shard {
+                return Err(ProfileError::WrongShard {
+                    shard,
+                    what: format!("key {key}"),
+                });
+            }
+            rows.sort_unstable();
+            rows.dedup();
+            map.insert(key, rows);
+        }
+        self.keys.insert(number, map);
+        Ok(())
+    }
+
+    /// An identity shard's entries, ordered by row (`None` if not loaded).
+    pub fn identity_entries(&self, number: u16) -> Option<Vec<(Identity, u64, String)>> {
+        let map = self.identities.get(&number)?;
+        let mut entries: Vec<_> = map
+            .iter()
+            .map(|(id, h)| (id.clone(), h.row, h.key.clone()))
+            .collect();
+        entries.sort_by_key(|(_, row, _)| *row);
+        Some(entries)
+    }
+
+    /// A key shard's entries, ordered by key (`None` if not loaded).
+    pub fn key_entries(&self, number: u16) -> Option<Vec<(String, KeyRows)>> {
+        let map = self.keys.get(&number)?;
+        Some(map.iter().map(|(k, r)| (k.clone(), r.clone())).collect())
+    }
+
+    /// Shards changed since the last call (to be persisted), and forgets them.
+    pub fn take_dirty(&mut self) -> Vec<Shard> {
+        std::mem::take(&mut self.dirty).into_iter().collect()
+    }
+
+    /// Shards not yet loaded that a file with these identities and key needs to be
+    /// planned and applied: the shards of its identities and of its key, then (once
+    /// those are loaded) the key shards of the keys that wrote its known profiles. Ask
+    /// again after filling them until nothing is missing (two rounds at most). A removal
+    /// passes no identities. Blanking rows also needs [`Self::missing_identities`] of
+    /// the profiles they hold.
+    pub fn missing(&self, identities: &[Identity], key: &str) -> Vec<Shard> {
+        let mut needed: BTreeSet<Shard> = identities.iter().map(Shard::of_identity).collect();
+        needed.insert(Shard::of_key(key));
+        for identity in identities {
+            if let Some(holder) = self.holder_if_loaded(identity) {
+                needed.insert(Shard::of_key(&holder.key));
+            }
+        }
+        needed.retain(|&shard| !self.is_loaded(shard));
+        needed.into_iter().collect()
+    }
+
+    /// Identity shards not yet loaded of these profiles.
+    pub fn missing_identities<'a>(
+        &self,
+        identities: impl IntoIterator<Item = &'a Identity>,
+    ) -> Vec<Shard> {
+        let needed: BTreeSet<Shard> = identities.into_iter().map(Shard::of_identity).collect();
+        needed
+            .into_iter()
+            .filter(|&shard| !self.is_loaded(shard))
+            .collect()
+    }
+
+    fn holder_if_loaded(&self, identity: &Identity) -> Option<&Holder> {
+        let Shard::Identity(n) = Shard::of_identity(identity) else {
+            return None;
+        };
+        self.identities.get(&n)?.get(identity)
+    }
+
+    fn key_rows_if_loaded(&self, key: &str) -> Option<&KeyRows> {
+        let Shard::Key(n) = Shard::of_key(key) else {
+            return None;
+        };
+        self.keys.get(&n)?.get(key)
+    }
+
+    fn identity_shard(
+        &mut self,
+        identity: &Identity,
+    ) -> Result<&mut HashMap<Identity, Holder>, ProfileError> {
+        let shard = Shard::of_identity(identity);
+        let Shard::Identity(n) = shard else {
+            return Err(ProfileError::ShardNotLoaded { shard });
+        };
+        self.dirty.insert(shard);
+        self.identities
+            .get_mut(&n)
+            .ok_or(ProfileError::ShardNotLoaded { shard })
+    }
+
+    fn key_shard(&mut self, key: &str) -> Result<&mut BTreeMap<String, KeyRows>, ProfileError> {
+        let shard = Shard::of_key(key);
+        let Shard::Key(n) = shard else {
+            return Err(ProfileError::ShardNotLoaded { shard });
+        };
+        self.dirty.insert(shard);
+        self.keys
+            .get_mut(&n)
+            .ok_or(ProfileError::ShardNotLoaded { shard })
     }
 
     /// The row of a profile.
-    pub fn row(&self, identity: &Identity) -> Option<u64> {
-        self.by_identity.get(identity).copied()
+    pub fn row(&self, identity: &Identity) -> Result<Option<u64>, ProfileError> {
+        let shard = Shard::of_identity(identity);
+        let Shard::Identity(n) = shard else {
+            return Err(ProfileError::ShardNotLoaded { shard });
+        };
+        let map = self
+            .identities
+            .get(&n)
+            .ok_or(ProfileError::ShardNotLoaded { shard })?;
+        Ok(map.get(identity).map(|h| h.row))
     }
 
-    /// Records that `row` holds `identity`, written from `key`. When a store holds one
-    /// identity in two rows (a store written by another tool), the first row wins.
+    /// Rows whose provenance is `key`, ascending.
+    pub fn rows_of(&self, key: &str) -> Result<Vec<u64>, ProfileError> {
+        let shard = Shard::of_key(key);
+        if !self.is_loaded(shard) {
+            return Err(ProfileError::ShardNotLoaded { shard });
+        }
+        Ok(self.key_rows_if_loaded(key).cloned().unwrap_or_default())
+    }
+
+    /// Records that `row` holds `identity`, written from `key`. `row` is either new to
+    /// the index (appended, or read from the store) or the row of `identity`. When a
+    /// store holds one identity in two rows (a store written by another tool), the first
+    /// row recorded is the profile's row.
     pub fn record(&mut self, row: u64, identity: Identity, key: &str) -> Result<(), ProfileError> {
-        let len = self.len();
-        let slot = self
-            .rows
-            .get_mut(row as usize)
-            .ok_or(ProfileError::RowOutOfRange { row, len })?;
-        if let Some(old) = slot.identity.take() {
-            if self.by_identity.get(&old) == Some(&row) {
-                self.by_identity.remove(&old);
+        if row >= self.len {
+            return Err(ProfileError::RowOutOfRange { row, len: self.len });
+        }
+        for shard in [Shard::of_identity(&identity), Shard::of_key(key)] {
+            if !self.is_loaded(shard) {
+                return Err(ProfileError::ShardNotLoaded { shard });
             }
         }
-        self.by_identity.entry(identity.clone()).or_insert(row);
-        slot.identity = Some(identity);
-        if slot.key.as_deref() != Some(key) {
-            slot.key = Some(key.to_string());
-            self.by_key.entry(key.to_string()).or_default().push(row);
+        match self.holder_if_loaded(&identity).cloned() {
+            Some(holder) if holder.row != row || holder.key == key => {}
+            previous => {
+                if let Some(holder) = previous {
+                    self.unlist(&holder.key, row)?;
+                }
+                let holder = Holder {
+                    row,
+                    key: key.to_string(),
+                };
+                self.identity_shard(&identity)?
+                    .insert(identity.clone(), holder);
+            }
+        }
+        let listed = self
+            .key_rows_if_loaded(key)
+            .is_some_and(|rows| rows.binary_search(&row).is_ok());
+        if !listed {
+            let rows = self.key_shard(key)?.entry(key.to_string()).or_default();
+            let at = rows.partition_point(|&r| r < row);
+            rows.insert(at, row);
         }
         Ok(())
     }
 
-    /// Rows whose provenance is `key`, ascending.
-    pub fn rows_of(&self, key: &str) -> Vec<u64> {
-        let mut rows: Vec<u64> = self
-            .by_key
-            .get(key)
-            .map(|rows| {
-                rows.iter()
-                    .copied()
-                    .filter(|&r| self.rows[r as usize].key.as_deref() == Some(key))
-                    .collect()
-            })
-            .unwrap_or_default();
-        rows.sort_unstable();
-        rows.dedup();
-        rows
+    /// Removes `row` from the rows listed under `key`.
+    fn unlist(&mut self, key: &str, row: u64) -> Result<bool, ProfileError> {
+        let shard = self.key_shard(key)?;
+        let Some(rows) = shard.get_mut(key) else {
+            return Ok(false);
+        };
+        let removed = rows.binary_search(&row).map(|at| rows.remove(at)).is_ok();
+        if rows.is_empty() {
+            shard.remove(key);
+        }
+        Ok(removed)
     }
 
-    /// Marks rows blank: their profiles and provenance are forgotten.
-    pub fn blank(&mut self, rows: &[u64]) {
-        for &row in rows {
-            let Some(slot) = self.rows.get_mut(row as usize) else {
+    /// Marks rows of `key` blank, each given with the identity it holds in the store:
+    /// their profiles and provenance are forgotten. Rows not listed under `key` are
+    /// ignored; an identity whose profile is in another row keeps it.
+    pub fn blank(&mut self, key: &str, rows: &[(u64, Identity)]) -> Result<(), ProfileError> {
+        for (row, identity) in rows {
+            if !self.unlist(key, *row)? {
                 continue;
-            };
-            if let Some(identity) = slot.identity.take() {
-                if self.by_identity.get(&identity) == Some(&row) {
-                    self.by_identity.remove(&identity);
-                }
             }
-            if let Some(key) = slot.key.take() {
-                if let Some(list) = self.by_key.get_mut(&key) {
-                    list.retain(|&r| r != row);
-                    if list.is_empty() {
-                        self.by_key.remove(&key);
-                    }
-                }
+            if self
+                .holder_if_loaded(identity)
+                .is_some_and(|h| h.row == *row)
+            {
+                self.identity_shard(identity)?.remove(identity);
+            } else if !self.is_loaded(Shard::of_identity(identity)) {
+                return Err(ProfileError::ShardNotLoaded {
+                    shard: Shard::of_identity(identity),
+                });
             }
         }
+        Ok(())
     }
 
-    /// Applies a plan made by [`plan_rows`] for `key`: stale rows become blank, the
-    /// file's profiles take their rows.
+    /// Applies a plan made by [`plan_rows`] for `key`: stale rows (`plan.stale`, given
+    /// with the identities they hold) become blank, the file's profiles take their rows.
     pub fn apply(
         &mut self,
         plan: &RowPlan,
         identities: Vec<Identity>,
         key: &str,
+        stale: &[(u64, Identity)],
     ) -> Result<(), ProfileError> {
-        self.blank(&plan.stale);
-        if plan.new_len > self.len() {
-            self.rows.resize(plan.new_len as usize, Row::default());
-        }
+        self.blank(key, stale)?;
+        self.len = self.len.max(plan.new_len);
         for (&row, identity) in plan.rows.iter().zip(identities) {
             self.record(row, identity, key)?;
         }
@@ -207,8 +492,29 @@ impl RowPlan {
     }
 }
 
+/// Rows `key` wrote that a file of it holding `identities` no longer holds (all of them
+/// for a removal, which passes none): the rows to blank, ascending.
+pub fn stale_rows(
+    index: &IdentityIndex,
+    identities: &[Identity],
+    key: &str,
+) -> Result<Vec<u64>, ProfileError> {
+    let mut kept = HashSet::with_capacity(identities.len());
+    for identity in identities {
+        if let Some(row) = index.row(identity)? {
+            kept.insert(row);
+        }
+    }
+    Ok(index
+        .rows_of(key)?
+        .into_iter()
+        .filter(|r| !kept.contains(r))
+        .collect())
+}
+
 /// Plans the rows of a file's profiles (`key` is the file's object key): O(1) per
-/// profile. A file that repeats an identity is an error.
+/// profile. A file that repeats an identity is an error. The shards the file needs
+/// ([`IdentityIndex::missing`]) must be loaded.
 pub fn plan_rows(
     index: &IdentityIndex,
     identities: &[Identity],
@@ -227,18 +533,16 @@ pub fn plan_rows(
             });
         }
         seen.insert(identity, position);
-        let row = index.row(identity).unwrap_or_else(|| {
-            next += 1;
-            next - 1
-        });
+        let row = match index.row(identity)? {
+            Some(row) => row,
+            None => {
+                next += 1;
+                next - 1
+            }
+        };
         rows.push(row);
     }
-    let kept: HashSet<u64> = rows.iter().copied().collect();
-    let stale = index
-        .rows_of(key)
-        .into_iter()
-        .filter(|r| !kept.contains(r))
-        .collect();
+    let stale = stale_rows(index, identities, key)?;
     Ok(RowPlan {
         rows,
         old_len,
@@ -255,12 +559,48 @@ mod tests {
         Identity::new(&[platform.to_string(), cycle.to_string(), "A".to_string()])
     }
 
+    /// A complete index (every shard loaded) of rows written in order.
     fn index_of(profiles: &[(&str, u32, &str)]) -> IdentityIndex {
-        let mut index = IdentityIndex::with_len(profiles.len() as u64);
+        let mut index = IdentityIndex::complete(profiles.len() as u64);
         for (row, (platform, cycle, key)) in profiles.iter().enumerate() {
             index.record(row as u64, id(platform, *cycle), key).unwrap();
         }
         index
+    }
+
+    /// A copy of `index` with only the shards a file needs, loaded as a store would.
+    /// `column` is the store's identity column: what the rows to blank hold.
+    fn partial_copy(
+        index: &IdentityIndex,
+        identities: &[Identity],
+        key: &str,
+        column: &[Identity],
+    ) -> (IdentityIndex, Vec<(u64, Identity)>) {
+        let mut partial = IdentityIndex::with_len(index.len());
+        let mut stale = Vec::new();
+        for round in 0..4 {
+            let mut missing = partial.missing(identities, key);
+            if round == 2 {
+                stale = stale_rows(&partial, identities, key)
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| (r, column[r as usize].clone()))
+                    .collect();
+            }
+            missing.extend(partial.missing_identities(stale.iter().map(|(_, id)| id)));
+            for shard in missing {
+                match shard {
+                    Shard::Identity(n) => partial
+                        .insert_identity_shard(n, index.identity_entries(n).unwrap())
+                        .unwrap(),
+                    Shard::Key(n) => partial
+                        .insert_key_shard(n, index.key_entries(n).unwrap())
+                        .unwrap(),
+                }
+            }
+        }
+        assert!(partial.missing(identities, key).is_empty());
+        (partial, stale)
     }
 
     #[test]
@@ -277,7 +617,7 @@ mod tests {
     #[test]
     fn a_repeated_identity_is_rejected_with_both_positions() {
         let file = [id("1", 1), id("1", 2), id("1", 1)];
-        let err = plan_rows(&IdentityIndex::default(), &file, "k").unwrap_err();
+        let err = plan_rows(&IdentityIndex::complete(0), &file, "k").unwrap_err();
         assert_eq!(
             err,
             ProfileError::DuplicateIdentity {
@@ -301,16 +641,33 @@ mod tests {
         let mut index = index_of(&[("1", 1, "p.nc")]);
         let file = vec![id("1", 1), id("1", 2)];
         let plan = plan_rows(&index, &file, "q.nc").unwrap();
-        index.apply(&plan, file, "q.nc").unwrap();
+        index.apply(&plan, file, "q.nc", &[]).unwrap();
         assert_eq!(index.len(), 2);
-        assert!(index.rows_of("p.nc").is_empty(), "q.nc took row 0 over");
-        assert_eq!(index.rows_of("q.nc"), vec![0, 1]);
-        index.blank(&index.rows_of("q.nc"));
-        assert_eq!(index.profiles(), 0);
-        assert_eq!(index.row(&id("1", 2)), None);
+        assert!(
+            index.rows_of("p.nc").unwrap().is_empty(),
+            "q.nc took row 0 over"
+        );
+        assert_eq!(index.rows_of("q.nc").unwrap(), vec![0, 1]);
+        index
+            .blank("q.nc", &[(0, id("1", 1)), (1, id("1", 2))])
+            .unwrap();
+        assert_eq!(index.row(&id("1", 1)).unwrap(), None);
+        assert_eq!(index.row(&id("1", 2)).unwrap(), None);
+        assert!(index.rows_of("q.nc").unwrap().is_empty());
         // A blanked profile that comes back is appended: blank rows are not reused.
         let plan = plan_rows(&index, &[id("1", 2)], "r.nc").unwrap();
         assert_eq!(plan.rows, vec![2]);
+    }
+
+    #[test]
+    fn a_store_repeating_an_identity_keeps_the_first_row_and_lists_both() {
+        let index = index_of(&[("1", 1, "p.nc"), ("1", 1, "q.nc")]);
+        assert_eq!(index.row(&id("1", 1)).unwrap(), Some(0));
+        assert_eq!(index.rows_of("q.nc").unwrap(), vec![1]);
+        let mut index = index;
+        index.blank("p.nc", &[(0, id("1", 1))]).unwrap();
+        assert_eq!(index.row(&id("1", 1)).unwrap(), None, "as before sharding");
+        assert_eq!(index.rows_of("q.nc").unwrap(), vec![1]);
     }
 
     #[test]
@@ -325,10 +682,140 @@ mod tests {
 
     #[test]
     fn recording_outside_the_rows_is_an_error() {
-        let mut index = IdentityIndex::with_len(1);
+        let mut index = IdentityIndex::complete(1);
         assert_eq!(
             index.record(5, id("1", 1), "k"),
             Err(ProfileError::RowOutOfRange { row: 5, len: 1 })
         );
+    }
+
+    #[test]
+    fn the_hash_and_shards_are_stable() {
+        // FNV-1a 64 test vectors.
+        assert_eq!(fnv1a64(*b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(*b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(*b"foobar"), 0x8594_4171_f739_67e8);
+        // Shard numbers are part of the stored format: they must never change (values
+        // computed independently: FNV-1a 64, its eight bytes folded by XOR).
+        assert_eq!(Shard::of_key("argo/2902093_prof.nc"), Shard::Key(0x40));
+        assert_eq!(
+            Shard::of_identity(&Identity::new(&["2902093 ", "1", "A"])),
+            Shard::Identity(0xf3)
+        );
+        assert_eq!(Shard::Identity(0xf3).path(), "identity/f3.json");
+        assert_eq!(Shard::Key(10).path(), "key/0a.json");
+        assert_ne!(
+            Shard::of_identity(&Identity::new(&["ab", "c"])),
+            Shard::of_identity(&Identity::new(&["a", "bc"])),
+        );
+    }
+
+    #[test]
+    fn shards_are_evenly_filled() {
+        let mut counts = vec![0usize; usize::from(SHARDS)];
+        for i in 0..100_000u32 {
+            let identity = id(&(5_900_000 + i / 100).to_string(), i % 100 + 1);
+            counts[Shard::of_identity(&identity).position()] += 1;
+        }
+        let mean = 100_000 / usize::from(SHARDS);
+        let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+        assert!(
+            *max < mean * 3 / 2 && *min > mean / 2,
+            "{min}..{max} around {mean}"
+        );
+    }
+
+    #[test]
+    fn a_file_needs_few_shards_and_plans_as_with_the_whole_index() {
+        let mut rows: Vec<(String, u32, String)> = Vec::new();
+        for float in 0..50u32 {
+            for cycle in 1..=20 {
+                let platform = (5_900_000 + float).to_string();
+                rows.push((
+                    platform.clone(),
+                    cycle,
+                    format!("argo/R{platform}_{cycle:03}.nc"),
+                ));
+            }
+        }
+        let borrowed: Vec<(&str, u32, &str)> = rows
+            .iter()
+            .map(|(p, c, k)| (p.as_str(), *c, k.as_str()))
+            .collect();
+        let mut whole = index_of(&borrowed);
+        whole.take_dirty();
+        let mut column: Vec<Identity> = rows.iter().map(|(p, c, _)| id(p, *c)).collect();
+        // A delayed-mode file taking over one profile, and a revised _prof.nc.
+        let cases: Vec<(Vec<Identity>, &str)> = vec![
+            (vec![id("5900003", 7)], "argo/D5900003_007.nc"),
+            (vec![id("5900003", 8)], "argo/R5900003_008.nc"),
+            (
+                vec![id("5900004", 1), id("5900004", 2), id("5999999", 1)],
+                "argo/R5900004_001.nc",
+            ),
+            (vec![id("5900004", 2)], "argo/R5900004_001.nc"),
+            (vec![], "argo/R5900005_003.nc"),
+        ];
+        for (file, key) in cases {
+            let (mut partial, stale) = partial_copy(&whole, &file, key, &column);
+            let loaded = Shard::all().filter(|&s| partial.is_loaded(s)).count();
+            assert!(loaded <= 3 * file.len() + 2, "{key}: {loaded} shards");
+            let plan = plan_rows(&partial, &file, key).unwrap();
+            assert_eq!(plan, plan_rows(&whole, &file, key).unwrap(), "{key}");
+            assert_eq!(
+                plan.stale,
+                stale.iter().map(|(r, _)| *r).collect::<Vec<_>>()
+            );
+            for (&row, identity) in plan.rows.iter().zip(&file) {
+                if row as usize == column.len() {
+                    column.push(identity.clone());
+                }
+            }
+            partial.apply(&plan, file.clone(), key, &stale).unwrap();
+            whole.apply(&plan, file, key, &stale).unwrap();
+            for shard in partial.take_dirty() {
+                let (a, b) = match shard {
+                    Shard::Identity(n) => (
+                        format!("{:?}", partial.identity_entries(n)),
+                        format!("{:?}", whole.identity_entries(n)),
+                    ),
+                    Shard::Key(n) => (
+                        format!("{:?}", partial.key_entries(n)),
+                        format!("{:?}", whole.key_entries(n)),
+                    ),
+                };
+                assert_eq!(a, b, "{key}: {shard}");
+            }
+        }
+        assert_eq!(
+            whole.rows_of("argo/R5900003_007.nc").unwrap(),
+            Vec::<u64>::new()
+        );
+        assert_eq!(whole.rows_of("argo/D5900003_007.nc").unwrap(), vec![66]);
+        assert_eq!(whole.rows_of("argo/R5900004_001.nc").unwrap(), vec![81]);
+        assert_eq!(whole.row(&id("5999999", 1)).unwrap(), None, "blanked");
+        assert_eq!(whole.row(&id("5900004", 1)).unwrap(), None, "blanked");
+        assert!(whole.rows_of("argo/R5900005_003.nc").unwrap().is_empty());
+    }
+
+    #[test]
+    fn planning_without_the_needed_shards_is_an_error() {
+        let index = IdentityIndex::with_len(3);
+        let err = plan_rows(&index, &[id("1", 1)], "k").unwrap_err();
+        assert!(matches!(err, ProfileError::ShardNotLoaded { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_shard_holding_foreign_entries_is_rejected() {
+        let mut index = IdentityIndex::with_len(1);
+        let identity = id("1", 1);
+        let Shard::Identity(right) = Shard::of_identity(&identity) else {
+            unreachable!()
+        };
+        let wrong = (right + 1) % SHARDS;
+        let err = index
+            .insert_identity_shard(wrong, vec![(identity, 0, "k".into())])
+            .unwrap_err();
+        assert!(matches!(err, ProfileError::WrongShard { .. }), "{err}");
     }
 }

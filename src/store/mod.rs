@@ -21,7 +21,7 @@ use zarrs::array::{Array, ArraySubset};
 use zarrs::storage::{Bytes, StorageError, StoreKey, StorePrefix};
 
 pub use array_doc::{ArrayDoc, ArrayDocError, Compressor, NewArray, ZarrFormat};
-pub use staged::{CommitStats, StagedStore, Storage};
+pub use staged::{CommitStats, StagedStore, Storage, SIDECAR_DIR};
 
 use crate::values::{ElementType, Values};
 use array_doc::into_map;
@@ -394,6 +394,31 @@ impl Transaction<'_> {
     /// mid-flush never leaves them ahead of the data they describe.
     pub fn write_last(&mut self, arrays: Vec<String>) {
         self.written_last = arrays;
+    }
+
+    fn sidecar_key(&self, path: &str) -> Result<StoreKey, StoreError> {
+        StoreKey::new(format!("{SIDECAR_DIR}/{path}")).map_err(|e| StoreError::Storage {
+            store: self.store.location.clone(),
+            source: StorageError::Other(format!("bad sidecar path {path}: {e}")),
+        })
+    }
+
+    /// Reads a sidecar key (`path` under the store's `.zru/` directory), seeing this
+    /// transaction's staged writes.
+    pub fn read_sidecar(&self, path: &str) -> Result<Option<Bytes>, StoreError> {
+        let key = self.sidecar_key(path)?;
+        zarrs::storage::ReadableStorageTraits::get(self.staged.as_ref(), &key)
+            .map_err(|e| self.storage_error(e))
+    }
+
+    /// Stages a sidecar key (`path` under the store's `.zru/` directory). It is kept
+    /// staged by [`Self::flush_chunks`], dropped by [`Self::rollback`] and written by
+    /// [`Self::commit`] with array metadata, after every chunk and before the root
+    /// group's metadata.
+    pub fn write_sidecar(&self, path: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        let key = self.sidecar_key(path)?;
+        zarrs::storage::WritableStorageTraits::set(self.staged.as_ref(), &key, Bytes::from(value))
+            .map_err(|e| self.storage_error(e))
     }
 
     /// Writes the chunks staged so far; metadata stays staged until [`Self::commit`].

@@ -18,6 +18,9 @@ use zarrs::storage::{
     WritableStorageTraits,
 };
 
+/// Directory of zru's sidecar keys at the root of a store (ignored by Zarr readers).
+pub const SIDECAR_DIR: &str = ".zru";
+
 /// The storage zru writes through.
 pub type Storage = dyn ReadableWritableListableStorageTraits;
 
@@ -52,8 +55,19 @@ impl std::fmt::Debug for StagedStore {
 }
 
 /// Metadata keys are committed after chunks; the root group's last.
+///
+/// zru's own sidecar keys, under [`SIDECAR_DIR`] (the profile identity index, ...),
+/// rank with array metadata: they describe what the chunks hold and must reach the
+/// store after them, in the same step as the array metadata they go with and before
+/// the root group's (consolidated) metadata. Within a rank keys are committed in byte
+/// order, so `.zru/` keys come before the arrays' (whose names start with a letter,
+/// digit or `_`), and a sidecar can make its last key its commit point (the identity
+/// index writes `.zru/profiles/meta.json` after its `identity/` and `key/` shards).
 fn metadata_rank(key: &StoreKey) -> Option<u8> {
     let s = key.as_str();
+    if s.starts_with(SIDECAR_DIR) && s[SIDECAR_DIR.len()..].starts_with('/') {
+        return Some(1);
+    }
     let name = s.rsplit('/').next().unwrap_or(s);
     let is_root = !s.contains('/');
     match name {
@@ -318,5 +332,117 @@ mod tests {
         assert_eq!(metadata_rank(&key("sst/.zarray")), Some(1));
         assert_eq!(metadata_rank(&key("zarr.json")), Some(2));
         assert_eq!(metadata_rank(&key(".zmetadata")), Some(2));
+        assert_eq!(metadata_rank(&key(".zru/profiles/key/0a.json")), Some(1));
+        assert_eq!(metadata_rank(&key(".zru/profiles/meta.json")), Some(1));
+        assert_eq!(metadata_rank(&key(".zrux/c/0")), None);
+    }
+
+    #[test]
+    fn sidecar_keys_commit_after_chunks_shards_before_their_meta_and_root_last() {
+        let order = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let inner: Arc<Storage> = Arc::new(Recording {
+            inner: zarrs::storage::store::MemoryStore::new(),
+            order: order.clone(),
+        });
+        let staged = StagedStore::new(inner);
+        for k in [
+            "zarr.json",
+            "TEMP/zarr.json",
+            ".zru/profiles/meta.json",
+            "TEMP/c/0/0",
+            ".zru/profiles/key/ff.json",
+            "_x/zarr.json",
+            ".zru/profiles/identity/00.json",
+        ] {
+            staged.set(&key(k), Bytes::from_static(b"{}")).unwrap();
+        }
+        staged.commit(&[]).unwrap();
+        assert_eq!(
+            *order.lock().unwrap(),
+            [
+                "TEMP/c/0/0",
+                ".zru/profiles/identity/00.json",
+                ".zru/profiles/key/ff.json",
+                ".zru/profiles/meta.json",
+                "TEMP/zarr.json",
+                "_x/zarr.json",
+                "zarr.json",
+            ]
+        );
+    }
+
+    /// A store that records the order keys are set in.
+    struct Recording {
+        inner: zarrs::storage::store::MemoryStore,
+        order: std::sync::Arc<Mutex<Vec<String>>>,
+    }
+
+    impl ReadableStorageTraits for Recording {
+        fn get_partial_many<'a>(
+            &'a self,
+            key: &StoreKey,
+            byte_ranges: ByteRangeIterator<'a>,
+        ) -> Result<MaybeBytesIterator<'a>, StorageError> {
+            self.inner.get_partial_many(key, byte_ranges)
+        }
+
+        fn size_key(&self, key: &StoreKey) -> Result<Option<u64>, StorageError> {
+            self.inner.size_key(key)
+        }
+
+        fn supports_get_partial(&self) -> bool {
+            true
+        }
+    }
+
+    impl WritableStorageTraits for Recording {
+        fn set(&self, key: &StoreKey, value: Bytes) -> Result<(), StorageError> {
+            self.order.lock().unwrap().push(key.as_str().to_string());
+            self.inner.set(key, value)
+        }
+
+        fn set_partial_many(
+            &self,
+            key: &StoreKey,
+            offset_values: OffsetBytesIterator,
+        ) -> Result<(), StorageError> {
+            self.inner.set_partial_many(key, offset_values)
+        }
+
+        fn erase(&self, key: &StoreKey) -> Result<(), StorageError> {
+            self.inner.erase(key)
+        }
+
+        fn erase_prefix(&self, prefix: &StorePrefix) -> Result<(), StorageError> {
+            self.inner.erase_prefix(prefix)
+        }
+
+        fn supports_set_partial(&self) -> bool {
+            false
+        }
+    }
+
+    impl zarrs::storage::ListableStorageTraits for Recording {
+        fn list(&self) -> Result<zarrs::storage::StoreKeys, StorageError> {
+            self.inner.list()
+        }
+
+        fn list_prefix(
+            &self,
+            prefix: &StorePrefix,
+        ) -> Result<zarrs::storage::StoreKeys, StorageError> {
+            self.inner.list_prefix(prefix)
+        }
+
+        fn list_dir(
+            &self,
+            prefix: &StorePrefix,
+        ) -> Result<zarrs::storage::StoreKeysPrefixes, StorageError> {
+            self.inner.list_dir(prefix)
+        }
+
+        fn size_prefix(&self, prefix: &StorePrefix) -> Result<u64, StorageError> {
+            self.inner.size_prefix(prefix)
+        }
     }
 }

@@ -57,6 +57,12 @@ pub enum UpdateError {
         #[source]
         source: ProfileError,
     },
+    #[error("{key}: identity index of {store}: {reason}")]
+    Index {
+        key: String,
+        store: PathBuf,
+        reason: String,
+    },
     #[error("{key}: wrong grid: {reason}")]
     WrongGrid { key: String, reason: String },
     #[error("{key}: variable {variable}: {reason}")]

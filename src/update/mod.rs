@@ -7,6 +7,7 @@
 
 mod error;
 mod gridded;
+mod profile_index;
 mod profiles;
 mod time_axis;
 
@@ -210,7 +211,7 @@ impl Updater {
         let mut tx = store.begin();
         // Provenance decides what a removal blanks: it is written after the data.
         tx.write_last(vec![dataset.provenance_variable().to_string()]);
-        let mut index = profiles::IndexCache::default();
+        let mut index = profile_index::IndexCache::default();
         let mut outcomes = Vec::with_capacity(events.len());
         for event in events {
             let result = self.apply_staged(&mut tx, dataset, event, &mut index);
@@ -246,7 +247,7 @@ impl Updater {
         tx: &mut Transaction<'_>,
         dataset: &Dataset,
         event: &Event,
-        index: &mut profiles::IndexCache,
+        index: &mut profile_index::IndexCache,
     ) -> Result<Applied, UpdateError> {
         let store_error = |source| UpdateError::Store {
             key: event.key.clone(),

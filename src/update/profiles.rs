@@ -2,49 +2,26 @@
 //! (`N_PROF`) that hold the same identity, or are appended; a removal blanks the rows
 //! whose provenance is the removed key.
 //!
-//! Row location is planned by [`zru_handlers::profiles`] against an [`IdentityIndex`]
-//! built once per batch from the store's identity and provenance columns ([`IndexCache`])
-//! and kept current as files are applied.
+//! Row location is planned by [`zru_handlers::profiles`] against the store's persistent
+//! identity index ([`IndexCache`], [`super::profile_index`]): the few shards a file needs
+//! are read, updated and staged with the file's other writes.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use zru_handlers::profiles::{number_text, plan_rows, Identity, IdentityIndex, RowPlan};
+use zru_handlers::profiles::{number_text, plan_rows, Identity, ProfileError, RowPlan};
 use zru_handlers::{ranges_from_indices, runs_by_position, IndexRange};
 
 use super::gridded::{
     append_arrays, blank_slots, check_same_layout, ensure_provenance, grow_append_arrays,
     new_array_doc, store_dim_lengths, write_provenance, Context,
 };
+use super::profile_index::IndexCache;
 use super::{Action, Applied, UpdateError};
 use crate::config::{Dataset, OtherDims};
 use crate::source::{SourceFile, SourceVariable};
 use crate::store::Transaction;
 use crate::values::{convert, Values};
-
-/// The identity index of one store, built on first use in a batch.
-#[derive(Debug, Default)]
-pub struct IndexCache {
-    index: Option<IdentityIndex>,
-}
-
-impl IndexCache {
-    /// Forgets the index (after a failed event), so the next event rebuilds it.
-    pub fn invalidate(&mut self) {
-        self.index = None;
-    }
-
-    fn get(
-        &mut self,
-        cx: &Context<'_>,
-        tx: &Transaction<'_>,
-    ) -> Result<&mut IdentityIndex, UpdateError> {
-        if self.index.is_none() {
-            self.index = Some(build_index(cx, tx)?);
-        }
-        Ok(self.index.get_or_insert_with(IdentityIndex::default))
-    }
-}
 
 /// Stages a created (or revised) file: its profiles overwrite their rows or are
 /// appended; rows the key wrote before that the file no longer holds are blanked.
@@ -60,11 +37,8 @@ pub fn apply_created(
     let layout = Layout::of(&cx, &source)?;
     check_schema(&cx, tx, &layout.kept)?;
     let identities = read_identities(&cx, &source, &layout.identity)?;
-    let index = cache.get(&cx, tx)?;
-    let plan = plan_rows(index, &identities, key).map_err(|source| UpdateError::Profiles {
-        key: key.to_string(),
-        source,
-    })?;
+    let (index, stale) = cache.prepare(&cx, tx, &identities, key)?;
+    let plan = plan_rows(index, &identities, key).map_err(|e| profile_error(&cx, e))?;
 
     if tx.arrays().is_empty() {
         tx.root_attrs = source.global_attributes().map_err(|e| cx.source_error(e))?;
@@ -75,11 +49,9 @@ pub fn apply_created(
     blank_rows(&cx, tx, &plan.stale)?;
     write_provenance(&cx, tx, &plan.rows)?;
     index
-        .apply(&plan, identities, key)
-        .map_err(|source| UpdateError::Profiles {
-            key: key.to_string(),
-            source,
-        })?;
+        .apply(&plan, identities, key, &stale)
+        .map_err(|e| profile_error(&cx, e))?;
+    cache.stage(&cx, tx)?;
     Ok(created_outcome(&cx, &plan))
 }
 
@@ -91,9 +63,10 @@ pub fn apply_removed(
     cache: &mut IndexCache,
 ) -> Result<Applied, UpdateError> {
     let cx = Context { dataset, key };
-    let index = cache.get(&cx, tx)?;
-    let rows = index.rows_of(key);
+    let (index, stale) = cache.prepare(&cx, tx, &[], key)?;
+    let rows: Vec<u64> = stale.iter().map(|(row, _)| *row).collect();
     if rows.is_empty() {
+        cache.stage(&cx, tx)?;
         return Ok(Applied {
             action: Action::Unchanged,
             region: None,
@@ -102,7 +75,10 @@ pub fn apply_removed(
         });
     }
     blank_rows(&cx, tx, &rows)?;
-    index.blank(&rows);
+    index
+        .blank(key, &stale)
+        .map_err(|e| profile_error(&cx, e))?;
+    cache.stage(&cx, tx)?;
     let span = span(&rows);
     Ok(Applied {
         action: Action::Blanked,
@@ -114,6 +90,13 @@ pub fn apply_removed(
         )),
         stats: Default::default(),
     })
+}
+
+pub(super) fn profile_error(cx: &Context<'_>, source: ProfileError) -> UpdateError {
+    UpdateError::Profiles {
+        key: cx.key.to_string(),
+        source,
+    }
 }
 
 /// Which of a file's variables are identity and which are copied.
@@ -191,7 +174,7 @@ fn check_schema(
 }
 
 /// Identity parts as text: strings as they are, numbers without decimals.
-fn identity_texts(values: &Values) -> Vec<String> {
+pub(super) fn identity_texts(values: &Values) -> Vec<String> {
     match values {
         Values::Text(texts) => texts.clone(),
         numbers => numbers
@@ -204,7 +187,7 @@ fn identity_texts(values: &Values) -> Vec<String> {
 }
 
 /// Zips identity columns (one per identity variable) into identities.
-fn zip_identities(columns: &[Vec<String>], count: usize) -> Vec<Identity> {
+pub(super) fn zip_identities(columns: &[Vec<String>], count: usize) -> Vec<Identity> {
     (0..count)
         .map(|i| {
             let parts: Vec<&str> = columns
@@ -232,59 +215,6 @@ fn read_identities(
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(zip_identities(&columns, count))
-}
-
-/// Builds the identity index of the store as this transaction sees it, reading the
-/// provenance and identity columns chunk by chunk. Rows with no provenance are blank.
-fn build_index(cx: &Context<'_>, tx: &Transaction<'_>) -> Result<IdentityIndex, UpdateError> {
-    let provenance = cx.dataset.provenance_variable();
-    let Some(doc) = tx.array_doc(provenance) else {
-        let len = store_dim_lengths(tx.arrays())
-            .get(cx.append_dim())
-            .copied()
-            .unwrap_or(0);
-        return Ok(IdentityIndex::with_len(len));
-    };
-    let len = doc
-        .shape()
-        .map_err(|e| cx.schema(provenance, e.to_string()))?[0];
-    let chunk = doc
-        .chunk_shape()
-        .map_err(|e| cx.schema(provenance, e.to_string()))?[0]
-        .max(1);
-    let names = cx.dataset.identity();
-    if len > 0 {
-        if let Some(missing) = names.iter().find(|n| tx.array_doc(n).is_none()) {
-            return Err(cx.schema(missing, "identity variable missing from the store".into()));
-        }
-    }
-    let mut index = IdentityIndex::with_len(len);
-    let mut start = 0;
-    while start < len {
-        let count = chunk.min(len - start);
-        let read = |name: &str| {
-            tx.read(name, &[start], &[count])
-                .map_err(|e| cx.store_error(e))
-        };
-        let keys = identity_texts(&read(provenance)?);
-        let columns = names
-            .iter()
-            .map(|n| read(n).map(|v| identity_texts(&v)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let identities = zip_identities(&columns, count as usize);
-        for (offset, (key, identity)) in keys.iter().zip(identities).enumerate() {
-            if !key.is_empty() {
-                index
-                    .record(start + offset as u64, identity, key)
-                    .map_err(|source| UpdateError::Profiles {
-                        key: cx.key.to_string(),
-                        source,
-                    })?;
-            }
-        }
-        start += count;
-    }
-    Ok(index)
 }
 
 /// Creates the arrays the file brings, grows every append-dimension array to the new

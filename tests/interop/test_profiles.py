@@ -385,3 +385,114 @@ def test_bad_inputs_are_rejected_and_leave_the_store_unchanged(tmp_path):
         assert reason in outcomes[0]["reason"] and path.name in outcomes[0]["reason"], outcomes
         assert tree_digest(ws.store) == before, path.name
     assert_rows_match(ws.store, real_file(FLOAT), range(234))
+
+
+# ---------------------------------------------------------------- identity index
+
+
+def store_digest(path: Path) -> str:
+    """Digest of a store without its sidecar directory (.zru/)."""
+    digest = hashlib.sha256()
+    for item in sorted(path.rglob("*")):
+        relative = item.relative_to(path)
+        if relative.parts[0] == ".zru":
+            continue
+        digest.update(str(relative).encode())
+        if item.is_file():
+            digest.update(item.read_bytes())
+    return digest.hexdigest()
+
+
+def index_content(store: Path) -> dict:
+    """The identity index as data: meta.json without generations, and every shard
+    meta.json lists (written != 0) without its generation."""
+    index = store / ".zru" / "profiles"
+    meta = json.loads((index / "meta.json").read_text())
+    written = meta.pop("written")
+    meta.pop("generation")
+    shards = {}
+    for position, generation in enumerate(written):
+        if generation == 0:
+            continue
+        kind, number = ("identity", position) if position < meta["shards"] else ("key", position - meta["shards"])
+        shard = json.loads((index / kind / f"{number:02x}.json").read_text())
+        assert shard.pop("generation") == generation
+        shards[f"{kind}/{number:02x}"] = shard
+    return {"meta": meta, "shards": shards}
+
+
+def index_files(store: Path) -> dict:
+    return {str(p.relative_to(store)): p.read_bytes()
+            for p in sorted((store / ".zru").rglob("*")) if p.is_file()}
+
+
+def history_files(tmp_path: Path) -> list[tuple[str, Path]]:
+    """A history of events: a partial _prof.nc, the seal, single cycles, a revision."""
+    first, revised = tmp_path / "v1.nc", tmp_path / "v2.nc"
+    copy_profiles(real_file(FLOAT), first, range(100))
+    copy_profiles(real_file(FLOAT), revised, list(range(0, 90)) + list(range(120, 150)))
+    singles = []
+    for p in (100, 101, 5):
+        path = tmp_path / f"R2902093_{p:03d}.nc"
+        copy_profiles(real_file(FLOAT), path, [p], levels=30)
+        singles.append((path.name, path))
+    return [(FLOAT, first), (SEAL, real_file(SEAL)), *singles, (FLOAT, revised)]
+
+
+def test_a_single_cycle_update_rewrites_a_few_index_files(tmp_path):
+    ws = Workspace(tmp_path, 3, {"N_PROF": 100})
+    ws.ingest(ws.put(real_file(FLOAT)), ws.put(real_file(SEAL)))
+    before = index_files(ws.store)
+    assert ".zru/profiles/meta.json" in before and len(before) > 100, sorted(before)
+    single = tmp_path / "R.nc"
+    copy_profiles(real_file(FLOAT), single, [17], levels=50)
+    out = ws.ingest(ws.put(single, "R2902093_018.nc"))[0]
+    assert "1 overwritten, 0 appended" in out["reason"], out
+    after = index_files(ws.store)
+    changed = sorted(k for k in after if before.get(k) != after[k])
+    # meta.json, the profile's identity shard, the new key's shard and the shard of the
+    # key that wrote the profile before (the _prof.nc), which no longer lists its row.
+    assert len(changed) <= 4 and ".zru/profiles/meta.json" in changed, changed
+    assert set(after) >= set(before)
+
+
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_deleting_the_index_then_ingesting_again_gives_the_same_store(tmp_path, zarr_format):
+    events = history_files(tmp_path)
+    kept = Workspace(tmp_path / "kept", zarr_format, {"N_PROF": 64, "N_LEVELS": 200})
+    deleted = Workspace(tmp_path / "deleted", zarr_format, {"N_PROF": 64, "N_LEVELS": 200})
+    for step, (name, path) in enumerate(events):
+        for ws in (kept, deleted):
+            if ws is deleted and step > 0:
+                shutil.rmtree(ws.store / ".zru")  # a store last written without an index
+            ws.ingest(ws.put(path, name))
+        assert store_digest(kept.store) == store_digest(deleted.store), name
+        assert index_content(kept.store) == index_content(deleted.store), name
+    kept.remove(f"argo/{SEAL}")
+    shutil.rmtree(deleted.store / ".zru")
+    deleted.remove(f"argo/{SEAL}")
+    assert store_digest(kept.store) == store_digest(deleted.store)
+    assert index_content(kept.store) == index_content(deleted.store)
+    ds = kept.open()
+    assert ".zru" not in ds.variables and ds.sizes["N_PROF"] == 100 + 865 + 2 + 30
+    assert_rows_match(kept.store, events[-1][1], list(range(90)) + list(range(967, 997)))
+
+
+def test_an_index_left_behind_by_an_update_without_it_is_rebuilt(tmp_path):
+    """A store appended to by a zru that does not know the index (or another tool): the
+    index's row count no longer matches the store, so it is rebuilt, not trusted."""
+    events = history_files(tmp_path)
+    reference = Workspace(tmp_path / "reference")
+    stale = Workspace(tmp_path / "stale")
+    for ws in (reference, stale):
+        ws.ingest(ws.put(events[0][1], events[0][0]))
+    old_index = tmp_path / "old-index"
+    shutil.copytree(stale.store / ".zru", old_index)
+    for name, path in events[1:]:
+        for ws in (reference, stale):
+            ws.ingest(ws.put(path, name))
+            if ws is stale and name != events[-1][0]:
+                shutil.rmtree(ws.store / ".zru")
+                shutil.copytree(old_index, ws.store / ".zru")
+    assert store_digest(reference.store) == store_digest(stale.store)
+    assert index_content(reference.store) == index_content(stale.store)
