@@ -26,8 +26,12 @@ pub struct DemoOptions {
 
 const SST_DATASET: &str = "sst";
 const GSLA_DATASET: &str = "gsla";
+const ARGO_DATASET: &str = "argo";
 const SST_PREFIX: &str = "sst";
 const GSLA_PREFIX: &str = "IMOS/OceanCurrent/GSLA";
+const ARGO_PREFIX: &str = "argo";
+/// Profiles of the revised Argo file whose temperatures the demo changes.
+const REVISED_PROFILES: usize = 5;
 
 struct Demo<'a> {
     updater: Updater,
@@ -54,9 +58,19 @@ impl Demo<'_> {
     }
 
     fn show_store(&mut self, dataset: &str) -> Result<()> {
+        self.show_store_lines(dataset, usize::MAX)
+    }
+
+    /// The first lines of `zru inspect` (store, dimensions, time range, blank slots).
+    fn show_store_brief(&mut self, dataset: &str) -> Result<()> {
+        self.show_store_lines(dataset, 4)
+    }
+
+    fn show_store_lines(&mut self, dataset: &str, max: usize) -> Result<()> {
         let path = self.store_path(dataset)?;
         let summary = inspect(&path)?;
-        for line in summary.to_string().lines() {
+        let text = summary.to_string();
+        for line in text.lines().take_while(|l| *l != "arrays").take(max) {
             writeln!(self.out, "  | {line}")?;
         }
         Ok(())
@@ -92,6 +106,7 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<()> {
     )?;
     gridded_sst(&mut demo, options)?;
     real_gsla(&mut demo, options)?;
+    real_argo(&mut demo, options)?;
     if demo.rejected != 1 {
         bail!(
             "expected exactly one rejected event (the truncated file), saw {}",
@@ -107,14 +122,14 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<()> {
 
 /// Removes what an earlier demo run left: the demo's stores and raw prefixes.
 fn reset(demo: &Demo<'_>, options: &DemoOptions) -> Result<()> {
-    for dataset in [SST_DATASET, GSLA_DATASET] {
+    for dataset in [SST_DATASET, GSLA_DATASET, ARGO_DATASET] {
         let store = demo.store_path(dataset)?;
         if store.exists() {
             std::fs::remove_dir_all(&store)
                 .with_context(|| format!("removing {}", store.display()))?;
         }
     }
-    for prefix in [SST_PREFIX, GSLA_PREFIX] {
+    for prefix in [SST_PREFIX, GSLA_PREFIX, ARGO_PREFIX] {
         let dir = options.raw_root.join(prefix);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
@@ -220,40 +235,59 @@ fn mean_change(before: &[f64], after: &[f64]) -> (usize, f64) {
     (diffs.len(), mean)
 }
 
-fn real_gsla(demo: &mut Demo<'_>, options: &DemoOptions) -> Result<()> {
-    let source_dir = options.shared_data.join("imos/gsla");
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(&source_dir) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "nc"))
-            .collect(),
-        Err(_) => {
-            demo.step(&format!(
-                "real IMOS GSLA files: {} not found, skipped",
-                source_dir.display()
-            ))?;
-            return Ok(());
-        }
-    };
-    files.sort();
-    let raw_dir = options.raw_root.join(GSLA_PREFIX);
+/// Copies files into the raw bucket under `prefix` and applies their created events in
+/// order; returns their keys.
+fn upload_and_ingest(
+    demo: &mut Demo<'_>,
+    files: &[PathBuf],
+    options: &DemoOptions,
+    prefix: &str,
+) -> Result<Vec<String>> {
+    let raw_dir = options.raw_root.join(prefix);
     std::fs::create_dir_all(&raw_dir)?;
-    demo.step(
-        "real IMOS GSLA files (netCDF3 2011, netCDF-4 2024, 4 then 6 variables, 12-year gap)",
-    )?;
     let mut keys = Vec::new();
-    for file in &files {
+    for file in files {
         let name = file
             .file_name()
             .context("file name")?
             .to_string_lossy()
             .into_owned();
         std::fs::copy(file, raw_dir.join(&name))?;
-        keys.push(format!("{GSLA_PREFIX}/{name}"));
+        keys.push(format!("{prefix}/{name}"));
     }
     for key in &keys {
         demo.apply(key, EventKind::Created)?;
     }
+    Ok(keys)
+}
+
+/// The `*.nc` files of a directory of real data, sorted; `None` (and a note) if absent.
+fn real_files(demo: &mut Demo<'_>, dir: &Path, what: &str) -> Result<Option<Vec<PathBuf>>> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "nc"))
+            .collect(),
+        Err(_) => {
+            demo.step(&format!("{what}: {} not found, skipped", dir.display()))?;
+            return Ok(None);
+        }
+    };
+    files.sort();
+    Ok(Some(files))
+}
+
+fn real_gsla(demo: &mut Demo<'_>, options: &DemoOptions) -> Result<()> {
+    let source_dir = options.shared_data.join("imos/gsla");
+    let Some(files) = real_files(demo, &source_dir, "real IMOS GSLA files")? else {
+        return Ok(());
+    };
+    let raw_dir = options.raw_root.join(GSLA_PREFIX);
+    std::fs::create_dir_all(&raw_dir)?;
+    demo.step(
+        "real IMOS GSLA files (netCDF3 2011, netCDF-4 2024, 4 then 6 variables, 12-year gap)",
+    )?;
+    let keys = upload_and_ingest(demo, &files, options, GSLA_PREFIX)?;
     demo.show_store(GSLA_DATASET)?;
 
     demo.step("redelivery of the first file changes nothing but rewrites its slot")?;
@@ -269,4 +303,51 @@ fn real_gsla(demo: &mut Demo<'_>, options: &DemoOptions) -> Result<()> {
         demo.apply(&format!("{GSLA_PREFIX}/{name}"), EventKind::Created)?;
     }
     Ok(())
+}
+
+fn real_argo(demo: &mut Demo<'_>, options: &DemoOptions) -> Result<()> {
+    let source_dir = options.shared_data.join("imos/argo");
+    let Some(files) = real_files(demo, &source_dir, "real Argo files")? else {
+        return Ok(());
+    };
+    demo.step("real Argo files: a float (234 profiles x 144 levels) and a CTD tag (865 x 17) into one store")?;
+    let keys = upload_and_ingest(demo, &files, options, ARGO_PREFIX)?;
+
+    let Some(float_key) = keys.iter().find(|k| k.contains("2902093")).cloned() else {
+        return Ok(());
+    };
+    demo.step(&format!(
+        "the float's file is revised (TEMP +0.5 in its first {REVISED_PROFILES} profiles): its rows are overwritten in place"
+    ))?;
+    let path = options.raw_root.join(&float_key);
+    let changed = revise_temperatures(&path, REVISED_PROFILES, 0.5)?;
+    demo.apply(&float_key, EventKind::Created)?;
+    writeln!(demo.out, "  {changed} TEMP values changed in the file")?;
+
+    if let Some(other) = keys.iter().find(|k| **k != float_key) {
+        demo.step("the CTD tag's file is deleted: its rows are blanked")?;
+        std::fs::remove_file(options.raw_root.join(other))?;
+        demo.apply(other, EventKind::Removed)?;
+    }
+    demo.show_store_brief(ARGO_DATASET)?;
+    Ok(())
+}
+
+/// Adds `delta` to the valid TEMP values of the first `profiles` profiles of a file
+/// (in place); returns how many values changed.
+fn revise_temperatures(path: &Path, profiles: usize, delta: f32) -> Result<usize> {
+    let mut file = netcdf::append(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut temp = file
+        .variable_mut("TEMP")
+        .with_context(|| format!("{} has no TEMP", path.display()))?;
+    let fill: f32 = temp.fill_value()?.unwrap_or(99999.0);
+    let levels = temp.dimensions().get(1).map_or(0, |d| d.len());
+    let mut values: Vec<f32> = temp.get_values((0..profiles, 0..levels))?;
+    let mut changed = 0;
+    for v in values.iter_mut().filter(|v| **v != fill) {
+        *v += delta;
+        changed += 1;
+    }
+    temp.put_values(&values, (0..profiles, 0..levels))?;
+    Ok(changed)
 }

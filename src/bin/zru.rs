@@ -159,10 +159,35 @@ fn main() -> ExitCode {
         .init();
     match run(Cli::parse()) {
         Ok(code) => code,
+        Err(error) if is_broken_pipe(&error) => ExitCode::from(BROKEN_PIPE_EXIT),
         Err(error) => {
             eprintln!("zru: error: {error:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// What a shell reports for a process killed by SIGPIPE (128 + 13).
+const BROKEN_PIPE_EXIT: u8 = 141;
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Writes one line to stdout; a reader that went away (`zru inspect | head`) ends the
+/// process quietly with the shell's SIGPIPE status instead of a panic.
+fn say(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = writeln!(stdout, "{line}") {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(i32::from(BROKEN_PIPE_EXIT));
+        }
+        eprintln!("zru: cannot write to stdout: {error}");
     }
 }
 
@@ -198,9 +223,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let summary =
                 inspect_at(&location).with_context(|| format!("inspecting {location}"))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&summary)?);
+                say(serde_json::to_string_pretty(&summary)?);
             } else {
-                print!("{summary}");
+                say(summary.to_string().trim_end());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -225,7 +250,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 seed,
             };
             for path in write_gridded_samples(&out_dir, &options)? {
-                println!("{}", path.display());
+                say(path.display());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -252,10 +277,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let (datasets, errors) = Catalog::check_dir(&config)?;
             for dataset in &datasets {
-                println!("ok\t{}\t{}", dataset.file.display(), dataset.name());
+                say(format!(
+                    "ok\t{}\t{}",
+                    dataset.file.display(),
+                    dataset.name()
+                ));
             }
             for error in &errors {
-                println!("error\t{error}");
+                say(format!("error\t{error}"));
             }
             Ok(if errors.is_empty() {
                 ExitCode::SUCCESS
@@ -337,9 +366,9 @@ fn apply_all(
         };
         rejected |= outcome.is_rejected();
         if json {
-            println!("{}", serde_json::to_string(&outcome).unwrap_or_default());
+            say(serde_json::to_string(&outcome).unwrap_or_default());
         } else {
-            println!("{}", outcome.line());
+            say(outcome.line());
         }
     }
     if rejected {

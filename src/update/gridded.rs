@@ -14,7 +14,7 @@ use super::{Action, Applied, UpdateError};
 use crate::config::Dataset;
 use crate::source::{SourceFile, SourceVariable};
 use crate::store::{ArrayDoc, Compressor, NewArray, Transaction, ZarrFormat};
-use crate::values::{convert, from_f64_values, CfEncoding, ElementType, Values};
+use crate::values::{convert, from_f64_values, CfEncoding, ElementType, Values, ValuesError};
 
 /// Chunk length of the 1-D arrays zru creates along the append dimension (the time
 /// coordinate, time-like variables, provenance). Readers load these whole to index the
@@ -53,6 +53,14 @@ impl Context<'_> {
         UpdateError::WrongGrid {
             key: self.key.to_string(),
             reason,
+        }
+    }
+
+    pub(super) fn values_error(&self, variable: &str, source: ValuesError) -> UpdateError {
+        UpdateError::Values {
+            key: self.key.to_string(),
+            variable: variable.to_string(),
+            source,
         }
     }
 
@@ -141,12 +149,6 @@ pub fn apply_removed(
     key: &str,
 ) -> Result<Applied, UpdateError> {
     let cx = Context { dataset, key };
-    if tx.arrays().is_empty() {
-        return Err(UpdateError::NoStore {
-            key: key.to_string(),
-            store: dataset.store_path.clone(),
-        });
-    }
     let slots = slots_with_provenance(&cx, tx)?;
     if slots.is_empty() {
         return Ok(Applied {
@@ -239,11 +241,9 @@ fn decode_times(
     file_units: &TimeUnits,
     store_units: &TimeUnits,
 ) -> Result<Vec<f64>, UpdateError> {
-    let values = raw.to_f64_vec().map_err(|source| UpdateError::Values {
-        key: cx.key.to_string(),
-        variable: cx.append_dim().to_string(),
-        source,
-    })?;
+    let values = raw
+        .to_f64_vec()
+        .map_err(|e| cx.values_error(cx.append_dim(), e))?;
     Ok(values
         .into_iter()
         .map(|v| {
@@ -379,20 +379,12 @@ fn check_coordinate(
         .read(&var.name)
         .map_err(|e| cx.source_error(e))?
         .to_f64_vec()
-        .map_err(|source| UpdateError::Values {
-            key: cx.key.to_string(),
-            variable: var.name.clone(),
-            source,
-        })?;
+        .map_err(|e| cx.values_error(&var.name, e))?;
     let store_values = tx
         .read(&var.name, &[0], &[file_values.len() as u64])
         .map_err(|e| cx.store_error(e))?
         .to_f64_vec()
-        .map_err(|source| UpdateError::Values {
-            key: cx.key.to_string(),
-            variable: var.name.clone(),
-            source,
-        })?;
+        .map_err(|e| cx.values_error(&var.name, e))?;
     for (i, (a, b)) in file_values.iter().zip(&store_values).enumerate() {
         let scale = a.abs().max(b.abs()).max(1.0);
         if (a - b).abs() > COORDINATE_TOLERANCE * scale {
@@ -639,13 +631,8 @@ fn write_variable(
     let store_type = doc
         .element_type()
         .map_err(|e| cx.schema(&var.name, e.to_string()))?;
-    let values = convert(raw, &var.encoding, store_type, &doc.cf_encoding()).map_err(|source| {
-        UpdateError::Values {
-            key: cx.key.to_string(),
-            variable: var.name.clone(),
-            source,
-        }
-    })?;
+    let values = convert(raw, &var.encoding, store_type, &doc.cf_encoding())
+        .map_err(|e| cx.values_error(&var.name, e))?;
     if !var.has_dim(cx.append_dim()) {
         let start = vec![0; var.shape.len()];
         return tx

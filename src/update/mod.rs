@@ -244,6 +244,11 @@ impl Updater {
                     gridded::apply_created(tx, dataset, &event.key, &path)
                 }
             }
+            // A removal needs a store to remove from (the file itself is not read).
+            (EventKind::Removed, _) if tx.arrays().is_empty() => Err(UpdateError::NoStore {
+                key: event.key.clone(),
+                store: dataset.store_path.clone(),
+            }),
             (EventKind::Removed, HandlerKind::Gridded) => {
                 gridded::apply_removed(tx, dataset, &event.key)
             }

@@ -91,12 +91,6 @@ pub fn apply_removed(
     cache: &mut IndexCache,
 ) -> Result<Applied, UpdateError> {
     let cx = Context { dataset, key };
-    if tx.arrays().is_empty() {
-        return Err(UpdateError::NoStore {
-            key: key.to_string(),
-            store: dataset.store_path.clone(),
-        });
-    }
     let index = cache.get(&cx, tx)?;
     let rows = index.rows_of(key);
     if rows.is_empty() {
@@ -384,11 +378,7 @@ fn write_variables(
 ) -> Result<(), UpdateError> {
     let runs = runs_by_position(&plan.rows);
     for var in kept {
-        let values_error = |source| UpdateError::Values {
-            key: cx.key.to_string(),
-            variable: var.name.clone(),
-            source,
-        };
+        let values_error = |e| cx.values_error(&var.name, e);
         let doc = tx
             .array_doc(&var.name)
             .ok_or_else(|| cx.schema(&var.name, "array missing after preparation".into()))?;
