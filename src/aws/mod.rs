@@ -8,11 +8,27 @@
 //! - [`config_source`]: loading the dataset catalog from a directory or `s3://`.
 //! - [`raw`]: raw objects streamed from S3 to temporary files.
 //! - [`doctor`]: checks of a deployment.
+//! - [`sqs`]: the FIFO queue on SQS (send, receive, delete, dead-letter with reason).
+//! - [`fifo`]: batch item failures with FIFO semantics.
 
 pub mod config_source;
 pub mod doctor;
+pub mod fifo;
 pub mod raw;
 pub mod sdk;
 pub mod settings;
+pub mod sqs;
 
 pub use settings::Settings;
+
+/// Logging of the Lambda functions: `ZRU_LOG` filter (default `info`), no colours
+/// (CloudWatch shows them as escape codes).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ZRU_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_target(false)
+        .try_init();
+}

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use thiserror::Error;
-use zarrs::storage::StorageError;
+use zarrs::storage::{ReadableStorageTraits, StorageError, WritableStorageTraits};
 use zarrs_object_store::object_store::aws::AmazonS3Builder;
 use zarrs_object_store::object_store::prefix::PrefixStore;
 use zarrs_object_store::AsyncObjectStore;
@@ -123,6 +123,94 @@ impl StoreLocation {
     }
 }
 
+impl StoreLocation {
+    /// The location of a file kept beside the store (the ledger): the store's path or
+    /// key with `suffix` appended (`sst.zarr` -> `sst.zarr.zru-ledger.json`).
+    pub fn sibling(&self, suffix: &str) -> Sibling {
+        match self {
+            Self::Local(path) => {
+                let mut name = path
+                    .file_name()
+                    .map(|n| n.to_os_string())
+                    .unwrap_or_else(|| "store".into());
+                name.push(suffix);
+                Sibling::Local(path.with_file_name(name))
+            }
+            Self::S3 { bucket, prefix } => Sibling::S3 {
+                bucket: bucket.clone(),
+                key: format!(
+                    "{}{suffix}",
+                    if prefix.is_empty() { "store" } else { prefix }
+                ),
+            },
+        }
+    }
+}
+
+/// A single object kept beside a store, read and replaced whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sibling {
+    Local(PathBuf),
+    S3 { bucket: String, key: String },
+}
+
+impl fmt::Display for Sibling {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Local(path) => write!(f, "{}", path.display()),
+            Self::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
+        }
+    }
+}
+
+impl Sibling {
+    fn s3_storage(bucket: &str) -> Result<Arc<Storage>, StorageError> {
+        s3_storage(bucket, "")
+    }
+
+    fn s3_key(key: &str) -> Result<zarrs::storage::StoreKey, StorageError> {
+        zarrs::storage::StoreKey::new(key).map_err(|e| StorageError::Other(e.to_string()))
+    }
+
+    /// Its bytes, or `None` if it does not exist yet.
+    pub fn read(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        match self {
+            Self::Local(path) => match std::fs::read(path) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.into()),
+            },
+            Self::S3 { bucket, key } => Ok(Self::s3_storage(bucket)?
+                .get(&Self::s3_key(key)?)?
+                .map(|b| b.to_vec())),
+        }
+    }
+
+    /// Replaces it atomically: temporary file, fsync, rename locally; one PUT on S3.
+    pub fn write(&self, bytes: &[u8]) -> Result<(), StorageError> {
+        match self {
+            Self::Local(path) => {
+                use std::io::Write;
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let mut temp = path.as_os_str().to_os_string();
+                temp.push(format!(".zru-tmp-{}", std::process::id()));
+                let temp = PathBuf::from(temp);
+                let mut file = std::fs::File::create(&temp)?;
+                file.write_all(bytes)?;
+                file.sync_all()?;
+                std::fs::rename(&temp, path)?;
+                Ok(())
+            }
+            Self::S3 { bucket, key } => Self::s3_storage(bucket)?.set(
+                &Self::s3_key(key)?,
+                zarrs::storage::Bytes::copy_from_slice(bytes),
+            ),
+        }
+    }
+}
+
 impl fmt::Display for StoreLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -223,6 +311,26 @@ mod tests {
             StoreLocation::parse("s3://b").unwrap().to_string(),
             "s3://b"
         );
+    }
+
+    #[test]
+    fn siblings_sit_beside_the_store() {
+        let local = StoreLocation::parse("data/zarr/sst.zarr").unwrap();
+        assert_eq!(
+            local.sibling(".zru-ledger.json"),
+            Sibling::Local("data/zarr/sst.zarr.zru-ledger.json".into())
+        );
+        let s3 = StoreLocation::parse("s3://b/stores/sst.zarr").unwrap();
+        assert_eq!(
+            s3.sibling(".zru-ledger.json").to_string(),
+            "s3://b/stores/sst.zarr.zru-ledger.json"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreLocation::Local(dir.path().join("x.zarr"));
+        let sibling = store.sibling(".j");
+        assert_eq!(sibling.read().unwrap(), None);
+        sibling.write(b"{}").unwrap();
+        assert_eq!(sibling.read().unwrap().as_deref(), Some(&b"{}"[..]));
     }
 
     #[test]
