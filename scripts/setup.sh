@@ -22,8 +22,12 @@ fi
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c 'import xarray, zarr, netCDF4, dask, pytest' >/dev/null 2>&1; then
+if ! "$venv/bin/python" -c 'import xarray, zarr, netCDF4, dask, pytest, matplotlib, nbclient, nbformat, ipykernel' >/dev/null 2>&1; then
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/scripts/requirements.txt"
+fi
+# The notebooks run in a kernel named python3 (the venv's python; ipykernel ships it).
+if ! "$venv/bin/python" -c 'from jupyter_client.kernelspec import KernelSpecManager as K; K().get_kernel_spec("python3")' >/dev/null 2>&1; then
+  "$venv/bin/python" -m ipykernel install --sys-prefix --name python3 >/dev/null
 fi
 # AWS side (tests/aws, Lambda packaging): moto, boto3, obstore, cfn-lint, cargo-lambda, cmake.
 if ! "$venv/bin/python" -c 'import moto, boto3, obstore, cfnlint' >/dev/null 2>&1 \

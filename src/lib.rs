@@ -9,14 +9,18 @@
 //! - [`values`]: typed buffers and CF packing.
 //! - [`store`]: Zarr stores (V2/V3), staged all-or-nothing updates.
 //! - [`update`]: applying created and removed events.
+//! - [`pipeline`]: the ordered event pipeline: durable queue, ledger, lock, flush, watcher.
+//! - [`fault`]: fault injection for crash tests.
 //! - [`inspect`]: describing a store.
 //! - [`sample`]: generated GHRSST-like files for demos, tests and benchmarks.
 
 pub mod aws;
 pub mod config;
 pub mod demo;
+pub mod fault;
 pub mod inspect;
 pub mod netcdf3;
+pub mod pipeline;
 pub mod sample;
 pub mod source;
 pub mod store;

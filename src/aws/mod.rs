@@ -10,14 +10,20 @@
 //! - [`doctor`]: checks of a deployment.
 //! - [`sqs`]: the FIFO queue on SQS (send, receive, delete, dead-letter with reason).
 //! - [`fifo`]: batch item failures with FIFO semantics.
+//! - [`sqs_queue`]: the pipeline's queue trait over a batch received from SQS.
+//! - [`watch`]: the watcher function's work (S3 notification -> queue).
+//! - [`lambda_update`]: the updater function's work (SQS batch, scheduled drain).
 
 pub mod config_source;
 pub mod doctor;
 pub mod fifo;
+pub mod lambda_update;
 pub mod raw;
 pub mod sdk;
 pub mod settings;
 pub mod sqs;
+pub mod sqs_queue;
+pub mod watch;
 
 pub use settings::Settings;
 

@@ -1,4 +1,8 @@
-//! The `zru` command line: ingest, remove, inspect, sample, demo, doctor, config check.
+//! The `zru` command line: ingest, remove, enqueue, flush, watch, queue, inspect,
+//! sample, demo, doctor, config check.
+
+#[path = "zru/pipeline_cli.rs"]
+mod pipeline_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,9 +14,12 @@ use zru::aws::Settings;
 use zru::config::Catalog;
 use zru::demo::{run_demo, DemoOptions};
 use zru::inspect::inspect_at;
+use zru::pipeline::ObjectEvent;
 use zru::sample::{write_gridded_samples, GriddedSampleOptions};
 use zru::store::StoreLocation;
-use zru::update::{Event, EventKind, Outcome, Updater};
+use zru::update::Updater;
+
+use pipeline_cli::{PipelineArgs, QueueCommand};
 
 #[derive(Parser)]
 #[command(
@@ -40,22 +47,62 @@ struct Location {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Apply "created" events for files under the raw root, in the given order.
+    /// Enqueue "created" events for files under the raw root, in the given order, then flush.
     Ingest {
         #[command(flatten)]
         location: Location,
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// Only enqueue; a later `zru flush` applies.
+        #[arg(long)]
+        no_flush: bool,
         /// Files under the raw root.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Apply "removed" events: blank the slots whose source is each key.
+    /// Enqueue "removed" events (blank the slots whose source is each key), then flush.
     Remove {
         #[command(flatten)]
         location: Location,
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// Only enqueue; a later `zru flush` applies.
+        #[arg(long)]
+        no_flush: bool,
         /// Object keys (paths relative to the raw root).
         #[arg(required = true)]
         keys: Vec<String>,
     },
+    /// Enqueue the events of S3 event notification JSON documents (files, `-` for stdin).
+    Enqueue {
+        #[command(flatten)]
+        location: Location,
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        #[arg(required = true)]
+        sources: Vec<PathBuf>,
+    },
+    /// Drain the queue: per store one lock, batches of coalesced, ordered events.
+    Flush {
+        #[command(flatten)]
+        location: Location,
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+    },
+    /// Watch a raw directory and enqueue created (complete files) and removed events.
+    Watch {
+        /// The raw root: object keys are paths relative to it.
+        raw_dir: PathBuf,
+        /// Directory of per-dataset JSON configuration files.
+        #[arg(long, default_value = "config")]
+        config: PathBuf,
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the queue (ready, in flight, dead letters); `replay` moves dead letters back.
+    Queue(QueueCommand),
     /// Describe a store (a path or s3://bucket/prefix): dimensions, arrays, time range,
     /// blank slots, provenance.
     Inspect {
@@ -180,7 +227,7 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 
 /// Writes one line to stdout; a reader that went away (`zru inspect | head`) ends the
 /// process quietly with the shell's SIGPIPE status instead of a panic.
-fn say(line: impl std::fmt::Display) {
+pub(crate) fn say(line: impl std::fmt::Display) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     if let Err(error) = writeln!(stdout, "{line}") {
@@ -193,30 +240,76 @@ fn say(line: impl std::fmt::Display) {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Ingest { location, files } => {
+        Command::Ingest {
+            location,
+            pipeline,
+            no_flush,
+            files,
+        } => {
             let updater = updater(&location)?;
-            let events = files.iter().map(|file| match updater.key_for_path(file) {
-                Ok(key) => Ok(Event {
-                    key,
-                    kind: EventKind::Created,
-                }),
-                Err(error) => Err((file.display().to_string(), error.to_string())),
-            });
-            Ok(apply_all(&updater, events.collect(), location.json))
+            let (events, refused) = pipeline_cli::created_events(&updater, &files);
+            pipeline_cli::enqueue_and_flush(
+                &updater,
+                &pipeline,
+                events,
+                refused,
+                no_flush,
+                location.json,
+            )
         }
-        Command::Remove { location, keys } => {
+        Command::Remove {
+            location,
+            pipeline,
+            no_flush,
+            keys,
+        } => {
             let updater = updater(&location)?;
-            let events = keys
-                .into_iter()
-                .map(|key| {
-                    Ok(Event {
-                        key,
-                        kind: EventKind::Removed,
-                    })
-                })
-                .collect();
-            Ok(apply_all(&updater, events, location.json))
+            let events = keys.into_iter().map(ObjectEvent::local_removed).collect();
+            pipeline_cli::enqueue_and_flush(
+                &updater,
+                &pipeline,
+                events,
+                Vec::new(),
+                no_flush,
+                location.json,
+            )
         }
+        Command::Enqueue {
+            location,
+            pipeline,
+            sources,
+        } => {
+            let updater = updater(&location)?;
+            let events = pipeline_cli::s3_events(&sources)?;
+            pipeline_cli::enqueue_and_flush(
+                &updater,
+                &pipeline,
+                events,
+                Vec::new(),
+                true,
+                location.json,
+            )
+        }
+        Command::Flush { location, pipeline } => {
+            let updater = updater(&location)?;
+            let queue = pipeline.queue()?;
+            let failed = pipeline_cli::run_flush(&updater, &pipeline, &queue, location.json)?;
+            Ok(if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Watch {
+            raw_dir,
+            config,
+            pipeline,
+            json,
+        } => {
+            let updater = Updater::new(Catalog::load_dir(&config)?, raw_dir);
+            pipeline_cli::run_watch(&updater, &pipeline, json)
+        }
+        Command::Queue(command) => pipeline_cli::run_queue(command),
         Command::Inspect { store, json } => {
             let location = StoreLocation::parse(&store.to_string_lossy())
                 .with_context(|| format!("store {}", store.display()))?;
@@ -334,46 +427,4 @@ fn doctor(args: DoctorArgs) -> Result<ExitCode> {
 fn updater(location: &Location) -> Result<Updater> {
     let catalog = Catalog::load_dir(&location.config)?;
     Ok(Updater::new(catalog, location.raw_root.clone()))
-}
-
-/// Applies events in order as one batch; exit code 1 if any was rejected.
-fn apply_all(
-    updater: &Updater,
-    events: Vec<Result<Event, (String, String)>>,
-    json: bool,
-) -> ExitCode {
-    let valid: Vec<Event> = events
-        .iter()
-        .filter_map(|e| e.as_ref().ok().cloned())
-        .collect();
-    let mut applied = updater.apply_batch(&valid).into_iter();
-    let mut rejected = false;
-    for event in events {
-        let outcome = match event {
-            Ok(_) => match applied.next() {
-                Some(outcome) => outcome,
-                None => break,
-            },
-            Err((key, reason)) => Outcome {
-                key,
-                event: EventKind::Created,
-                dataset: None,
-                action: zru::update::Action::Rejected,
-                region: None,
-                reason: Some(reason),
-                stats: None,
-            },
-        };
-        rejected |= outcome.is_rejected();
-        if json {
-            say(serde_json::to_string(&outcome).unwrap_or_default());
-        } else {
-            say(outcome.line());
-        }
-    }
-    if rejected {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
 }

@@ -67,7 +67,9 @@ impl WritableStorageTraits for AtomicFilesystemStore {
         std::fs::rename(&temp, &destination).map_err(|e| {
             let _ = std::fs::remove_file(&temp);
             StorageError::from(e)
-        })
+        })?;
+        crate::fault::point();
+        Ok(())
     }
 
     fn set_partial_many(
@@ -81,7 +83,9 @@ impl WritableStorageTraits for AtomicFilesystemStore {
     }
 
     fn erase(&self, key: &StoreKey) -> Result<(), StorageError> {
-        self.inner.erase(key)
+        self.inner.erase(key)?;
+        crate::fault::point();
+        Ok(())
     }
 
     fn erase_prefix(&self, prefix: &StorePrefix) -> Result<(), StorageError> {

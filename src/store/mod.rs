@@ -284,6 +284,7 @@ impl ZarrStore {
             root_attrs: self.root_attrs.clone(),
             opened: Mutex::new(HashMap::new()),
             stats: CommitStats::default(),
+            written_last: Vec::new(),
         }
     }
 
@@ -373,6 +374,8 @@ pub struct Transaction<'s> {
     pub root_attrs: Map<String, Value>,
     opened: Mutex<HashMap<String, Arc<Array<StagedStore>>>>,
     stats: CommitStats,
+    /// Arrays whose chunks are written after all others (see [`Self::write_last`]).
+    written_last: Vec<String>,
 }
 
 /// The state of a transaction before one file was applied.
@@ -451,11 +454,18 @@ impl Transaction<'_> {
         Ok(())
     }
 
+    /// Chunks of these arrays are written after the chunks of all others, in every
+    /// flush: for arrays that describe the others (provenance), so that a process killed
+    /// mid-flush never leaves them ahead of the data they describe.
+    pub fn write_last(&mut self, arrays: Vec<String>) {
+        self.written_last = arrays;
+    }
+
     /// Writes the chunks staged so far; metadata stays staged until [`Self::commit`].
     pub fn flush_chunks(&mut self) -> Result<CommitStats, StoreError> {
         let stats = self
             .staged
-            .commit_chunks()
+            .commit_chunks(&self.written_last)
             .map_err(|e| self.storage_error(e))?;
         self.stats += stats;
         Ok(stats)
@@ -582,7 +592,10 @@ impl Transaction<'_> {
                 .map_err(|e| self.storage_error(e))?;
             }
         }
-        let stats = self.staged.commit().map_err(|e| self.storage_error(e))?;
+        let stats = self
+            .staged
+            .commit(&self.written_last)
+            .map_err(|e| self.storage_error(e))?;
         self.stats += stats;
         Ok(self.stats)
     }

@@ -93,8 +93,10 @@ impl StagedStore {
         Ok(())
     }
 
-    /// Writes the staged chunks (not metadata) to the real store, in parallel.
-    pub fn commit_chunks(&self) -> Result<CommitStats, StorageError> {
+    /// Writes the staged chunks (not metadata) to the real store, in parallel; the
+    /// chunks of the arrays named in `last` only after all the others (see
+    /// [`Self::write_chunks`]).
+    pub fn commit_chunks(&self, last: &[String]) -> Result<CommitStats, StorageError> {
         let chunks: Vec<(StoreKey, Option<Bytes>)> = {
             let mut pending = self.pending()?;
             let keys: Vec<StoreKey> = pending
@@ -106,17 +108,17 @@ impl StagedStore {
                 .filter_map(|k| pending.remove(&k).map(|v| (k, v)))
                 .collect()
         };
-        self.write_chunks(chunks)
+        self.write_chunks(chunks, last)
     }
 
     /// Writes everything staged to the real store: chunks in parallel, then array
     /// metadata, then the root group's metadata (which holds consolidated metadata).
-    pub fn commit(&self) -> Result<CommitStats, StorageError> {
+    pub fn commit(&self, last: &[String]) -> Result<CommitStats, StorageError> {
         let pending: Vec<(StoreKey, Option<Bytes>)> = self.pending()?.drain().collect();
         let (mut metadata, chunks): (Vec<_>, Vec<_>) = pending
             .into_iter()
             .partition(|(key, _)| metadata_rank(key).is_some());
-        let mut stats = self.write_chunks(chunks)?;
+        let mut stats = self.write_chunks(chunks, last)?;
         // .zattrs before .zarray does not matter to readers; zarr.json of arrays before
         // the root's (consolidated) one does.
         metadata.sort_by_key(|(key, _)| (metadata_rank(key), key.as_str().to_string()));
@@ -133,7 +135,26 @@ impl StagedStore {
         Ok(stats)
     }
 
+    /// Writes chunks in parallel, those of the arrays in `last` in a second round: an
+    /// array that records what the others hold (the provenance of each slot) must not
+    /// run ahead of them, or a process killed between the two would leave data that
+    /// its provenance no longer names, which a replayed removal could not find.
     fn write_chunks(
+        &self,
+        chunks: Vec<(StoreKey, Option<Bytes>)>,
+        last: &[String],
+    ) -> Result<CommitStats, StorageError> {
+        let in_last = |key: &StoreKey| {
+            let array = key.as_str().split('/').next().unwrap_or_default();
+            last.iter().any(|name| name == array)
+        };
+        let (second, first): (Vec<_>, Vec<_>) = chunks.into_iter().partition(|(k, _)| in_last(k));
+        let mut stats = self.write_chunks_parallel(first)?;
+        stats += self.write_chunks_parallel(second)?;
+        Ok(stats)
+    }
+
+    fn write_chunks_parallel(
         &self,
         chunks: Vec<(StoreKey, Option<Bytes>)>,
     ) -> Result<CommitStats, StorageError> {
@@ -273,7 +294,7 @@ mod tests {
         );
         assert!(inner.get(&key("a/zarr.json")).unwrap().is_none());
 
-        let stats = staged.commit().unwrap();
+        let stats = staged.commit(&[]).unwrap();
         assert_eq!(
             (
                 stats.chunks_written,

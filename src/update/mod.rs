@@ -13,7 +13,7 @@ mod time_axis;
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use error::UpdateError;
 
@@ -33,7 +33,7 @@ fn rejected(event: &Event, dataset: Option<String>, reason: String) -> Outcome {
 }
 
 /// What happened to an object in the raw bucket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventKind {
     Created,
@@ -92,18 +92,39 @@ impl Outcome {
 
     /// One human-readable line: key, dataset, action, region or reason.
     pub fn line(&self) -> String {
-        let dataset = self.dataset.as_deref().unwrap_or("-");
-        let detail = match (&self.region, &self.reason) {
-            (_, Some(reason)) => reason.clone(),
-            (Some(region), None) => region
-                .iter()
-                .map(|(dim, [a, b])| format!("{dim}[{a}:{b}]"))
-                .collect::<Vec<_>>()
-                .join(" "),
-            (None, None) => String::new(),
-        };
-        format!("{}\t{}\t{}\t{}", self.key, dataset, self.action, detail)
+        event_line(
+            &self.key,
+            self.dataset.as_deref(),
+            &self.action,
+            self.region.as_ref(),
+            self.reason.as_deref(),
+        )
     }
+}
+
+/// The CLI's line for an event: key, dataset, action, then the reason or the region.
+pub fn event_line(
+    key: &str,
+    dataset: Option<&str>,
+    action: &dyn std::fmt::Display,
+    region: Option<&BTreeMap<String, [u64; 2]>>,
+    reason: Option<&str>,
+) -> String {
+    let detail = match (region, reason) {
+        (_, Some(reason)) => reason.to_string(),
+        (Some(region), None) => format_region(region),
+        (None, None) => String::new(),
+    };
+    format!("{key}\t{}\t{action}\t{detail}", dataset.unwrap_or("-"))
+}
+
+/// A region as `dim[start:stop] ...`.
+fn format_region(region: &BTreeMap<String, [u64; 2]>) -> String {
+    region
+        .iter()
+        .map(|(dim, [a, b])| format!("{dim}[{a}:{b}]"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A successful application, before it is turned into an [`Outcome`].
@@ -187,6 +208,8 @@ impl Updater {
             }
         };
         let mut tx = store.begin();
+        // Provenance decides what a removal blanks: it is written after the data.
+        tx.write_last(vec![dataset.provenance_variable().to_string()]);
         let mut index = profiles::IndexCache::default();
         let mut outcomes = Vec::with_capacity(events.len());
         for event in events {
@@ -290,7 +313,7 @@ impl Updater {
 }
 
 /// Object keys are relative paths that stay inside the raw root.
-fn check_key(key: &str) -> Result<(), UpdateError> {
+pub fn check_key(key: &str) -> Result<(), UpdateError> {
     let bad = |reason: &str| UpdateError::BadKey {
         key: key.to_string(),
         reason: reason.to_string(),

@@ -1,0 +1,38 @@
+//! Fault injection for crash tests.
+//!
+//! With `ZRU_FAULT_KILL_AT=k` in the environment, the process sends itself SIGKILL
+//! right after its k-th durable write: a store key written or erased, the ledger
+//! saved, or queue messages acknowledged. Without the variable, [`point`] does
+//! nothing but one relaxed atomic increment. The crash test runs `zru flush` with
+//! k = 1, 2, ... and checks that a restart ends with the same store as a clean run.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+/// The environment variable that arms the fault.
+pub const KILL_AT_ENV: &str = "ZRU_FAULT_KILL_AT";
+
+static WRITES: AtomicU64 = AtomicU64::new(0);
+
+fn kill_at() -> Option<u64> {
+    static KILL_AT: OnceLock<Option<u64>> = OnceLock::new();
+    *KILL_AT.get_or_init(|| {
+        std::env::var(KILL_AT_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+/// Marks the end of one durable write; kills the process if it is the armed one.
+pub fn point() {
+    let Some(limit) = kill_at() else {
+        return;
+    };
+    let n = WRITES.fetch_add(1, Ordering::SeqCst) + 1;
+    if n == limit {
+        // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}

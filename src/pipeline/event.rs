@@ -1,0 +1,206 @@
+//! Object events as a bucket notifies them, and their order for one key.
+//!
+//! S3 gives every event of a key a `sequencer`: hex strings that order events of the
+//! same key once left-padded to equal length. Emulators (and local watchers) have
+//! none; events are then ordered by event time, then by arrival in the queue.
+
+use std::cmp::Ordering;
+use std::path::Path;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::update::{Event, EventKind};
+
+/// One change to one object of the raw bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectEvent {
+    pub bucket: String,
+    /// Object key, decoded (no form encoding).
+    pub key: String,
+    pub kind: EventKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequencer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    /// Event time in microseconds since the Unix epoch (UTC).
+    pub event_time_us: i64,
+}
+
+/// The bucket name of local events (the raw root directory is the bucket).
+pub const LOCAL_BUCKET: &str = "local";
+
+impl ObjectEvent {
+    /// A created (or revised) event for a local file, stamped now. The etag is the
+    /// file's size and modification time, which change with every rewrite.
+    pub fn local_created(key: String, path: &Path) -> std::io::Result<Self> {
+        let meta = std::fs::metadata(path)?;
+        let modified = meta
+            .modified()?
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        Ok(Self {
+            bucket: LOCAL_BUCKET.into(),
+            key,
+            kind: EventKind::Created,
+            sequencer: None,
+            etag: Some(format!("{:x}-{modified:x}", meta.len())),
+            size: Some(meta.len()),
+            version_id: None,
+            event_time_us: now_us(),
+        })
+    }
+
+    /// A removed event for a local key, stamped now.
+    pub fn local_removed(key: String) -> Self {
+        Self {
+            bucket: LOCAL_BUCKET.into(),
+            key,
+            kind: EventKind::Removed,
+            sequencer: None,
+            etag: None,
+            size: None,
+            version_id: None,
+            event_time_us: now_us(),
+        }
+    }
+
+    /// The queue's deduplication id: the same notification sent twice has the same one.
+    pub fn dedup_id(&self) -> String {
+        let kind = match self.kind {
+            EventKind::Created => "created",
+            EventKind::Removed => "removed",
+        };
+        match &self.sequencer {
+            Some(sequencer) => format!("{}/{}|{kind}|{sequencer}", self.bucket, self.key),
+            None => format!(
+                "{}/{}|{kind}|{}|{}",
+                self.bucket,
+                self.key,
+                self.event_time_us,
+                self.etag.as_deref().unwrap_or("")
+            ),
+        }
+    }
+
+    /// Its order once it arrived as queue message `arrival`.
+    pub fn order(&self, arrival: i64) -> EventOrder {
+        EventOrder {
+            sequencer: self.sequencer.clone(),
+            event_time_us: self.event_time_us,
+            arrival,
+        }
+    }
+
+    /// The event as the updater applies it.
+    pub fn update_event(&self) -> Event {
+        Event {
+            key: self.key.clone(),
+            kind: self.kind,
+        }
+    }
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Where an event stands among the events of its key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventOrder {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequencer: Option<String>,
+    pub event_time_us: i64,
+    /// Queue message id: later arrivals have larger ids.
+    pub arrival: i64,
+}
+
+impl EventOrder {
+    /// By sequencer when both events have one; otherwise by event time, then arrival.
+    /// `Equal` means the same event delivered again.
+    pub fn compare(&self, other: &Self) -> Ordering {
+        match (&self.sequencer, &other.sequencer) {
+            (Some(a), Some(b)) => compare_sequencers(a, b),
+            _ => self
+                .event_time_us
+                .cmp(&other.event_time_us)
+                .then(self.arrival.cmp(&other.arrival)),
+        }
+    }
+}
+
+/// Compares S3 sequencers: hex strings left-padded with zeros to equal length.
+pub fn compare_sequencers(a: &str, b: &str) -> Ordering {
+    let width = a.len().max(b.len());
+    let pad = |s: &str| format!("{:0>width$}", s.to_ascii_uppercase());
+    pad(a).cmp(&pad(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(sequencer: Option<&str>, time: i64, arrival: i64) -> EventOrder {
+        EventOrder {
+            sequencer: sequencer.map(String::from),
+            event_time_us: time,
+            arrival,
+        }
+    }
+
+    #[test]
+    fn sequencers_compare_after_left_padding() {
+        assert_eq!(compare_sequencers("FF", "100"), Ordering::Less);
+        assert_eq!(compare_sequencers("0a", "A"), Ordering::Equal);
+        assert_eq!(
+            compare_sequencers("0055AED6DCD90281E5", "0055AED6DCD90281E4"),
+            Ordering::Greater
+        );
+    }
+
+    #[test]
+    fn sequencer_wins_over_event_time_and_arrival() {
+        let early = order(Some("FF"), 200, 9);
+        let late = order(Some("100"), 100, 1);
+        assert_eq!(early.compare(&late), Ordering::Less);
+    }
+
+    #[test]
+    fn without_sequencer_event_time_then_arrival() {
+        assert_eq!(
+            order(None, 1, 9).compare(&order(None, 2, 1)),
+            Ordering::Less
+        );
+        assert_eq!(
+            order(None, 5, 2).compare(&order(None, 5, 3)),
+            Ordering::Less
+        );
+        assert_eq!(
+            order(None, 5, 3).compare(&order(None, 5, 3)),
+            Ordering::Equal
+        );
+        assert_eq!(
+            order(Some("1"), 5, 3).compare(&order(None, 4, 3)),
+            Ordering::Greater
+        );
+    }
+
+    #[test]
+    fn dedup_id_uses_the_sequencer_when_there_is_one() {
+        let mut event = ObjectEvent::local_removed("sst/a.nc".into());
+        let without = event.dedup_id();
+        assert!(without.contains(&event.event_time_us.to_string()));
+        event.sequencer = Some("00AB".into());
+        event.event_time_us += 1;
+        assert_eq!(event.dedup_id(), "local/sst/a.nc|removed|00AB");
+    }
+}

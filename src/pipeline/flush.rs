@@ -1,0 +1,251 @@
+//! `zru flush`: drains the queue, one store at a time, in batches.
+//!
+//! Per message group (dataset): take the store's lock (once), make the messages of a
+//! consumer that died holding it visible again, then receive batches until the group
+//! is empty. Per batch: coalesce per key and check the ledger ([`super::plan`]), order
+//! removals then appends by time ([`super::append_order`]), apply everything in one
+//! store transaction (one resize and one consolidated-metadata write per batch), then
+//! save the ledger, then acknowledge. Rejected events are failed receives: visible
+//! again at once, dead-lettered after the queue's maximum number of receives.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::append_order::order_for_store;
+use super::ledger::{Ledger, LedgerEntry};
+use super::lock::StoreLock;
+use super::plan::plan_batch;
+use super::queue::{Failed, Message, Queue, Receipt};
+use super::report::{Report, ReportAction, SkipReason};
+use super::PipelineError;
+use crate::config::Dataset;
+use crate::store::ZarrStore;
+use crate::update::{Action, EventKind, Updater};
+
+/// How `zru flush` receives and locks.
+#[derive(Debug, Clone)]
+pub struct FlushOptions {
+    /// Messages per receive, so per store transaction.
+    pub batch_size: usize,
+    /// How long received messages stay invisible to other consumers.
+    pub visibility: Duration,
+    pub lock_dir: PathBuf,
+    pub lock_timeout: Duration,
+}
+
+/// Drains a queue into the stores of an updater's catalog.
+pub struct Flusher<'a> {
+    pub updater: &'a Updater,
+    pub queue: &'a dyn Queue,
+    pub options: FlushOptions,
+}
+
+fn message_report(message: &Message, dataset: Option<&str>, action: ReportAction) -> Report {
+    Report {
+        message_id: Some(message.id),
+        receive_count: message.receive_count,
+        sequencer: message.event.sequencer.clone(),
+        ..Report::new(&message.event.key, message.event.kind, dataset, action)
+    }
+}
+
+impl Flusher<'_> {
+    /// Drains every group. `progress` sees each batch's reports as it completes. The
+    /// result holds one report per message (its last fate), in message order.
+    pub fn flush(&self, progress: &mut dyn FnMut(&[Report])) -> Result<Vec<Report>, PipelineError> {
+        let mut last: BTreeMap<i64, Report> = BTreeMap::new();
+        for group in self.queue.groups()? {
+            for report in self.flush_group(&group, progress)? {
+                last.insert(report.message_id.unwrap_or_default(), report);
+            }
+        }
+        Ok(last.into_values().collect())
+    }
+
+    fn flush_group(
+        &self,
+        group: &str,
+        progress: &mut dyn FnMut(&[Report]),
+    ) -> Result<Vec<Report>, PipelineError> {
+        let catalog = &self.updater.catalog;
+        let Some(dataset) = catalog.datasets.iter().find(|d| d.name() == group) else {
+            return self.fail_unknown_group(group, progress);
+        };
+        let _lock = StoreLock::acquire(
+            &self.options.lock_dir,
+            &dataset.store_path,
+            self.options.lock_timeout,
+        )?;
+        self.queue.recover(group)?;
+        let mut ledger = Ledger::load_at(&dataset.location)?;
+        let mut reports = Vec::new();
+        loop {
+            let messages = self.receive(group)?;
+            if messages.is_empty() {
+                break;
+            }
+            let batch = self.process_batch(dataset, &mut ledger, messages)?;
+            progress(&batch);
+            reports.extend(batch);
+        }
+        Ok(reports)
+    }
+
+    /// Messages of a group no configured dataset has (the configuration changed).
+    fn fail_unknown_group(
+        &self,
+        group: &str,
+        progress: &mut dyn FnMut(&[Report]),
+    ) -> Result<Vec<Report>, PipelineError> {
+        let reason = format!("no dataset named {group:?} in the configuration");
+        let mut reports = Vec::new();
+        loop {
+            let messages = self.receive(group)?;
+            if messages.is_empty() {
+                return Ok(reports);
+            }
+            let mut batch = Vec::new();
+            for message in messages {
+                let report = message_report(&message, None, ReportAction::Rejected)
+                    .with_reason(format!("{}: {reason}", message.event.key));
+                batch.push(self.fail(message.receipt, report)?);
+            }
+            progress(&batch);
+            reports.extend(batch);
+        }
+    }
+
+    fn receive(&self, group: &str) -> Result<Vec<Message>, PipelineError> {
+        let options = &self.options;
+        Ok(self
+            .queue
+            .receive(group, options.batch_size, options.visibility)?)
+    }
+
+    /// Records a failed receive; the report says so if it moved to the dead letters.
+    fn fail(&self, receipt: Receipt, mut report: Report) -> Result<Report, PipelineError> {
+        let reason = report.reason.clone().unwrap_or_default();
+        if self.queue.fail(receipt, &reason)? == Failed::DeadLettered {
+            report.dead_lettered = true;
+            report.reason = Some(format!(
+                "{reason} [dead letter after {} receives: `zru queue replay` retries it]",
+                report.receive_count
+            ));
+        }
+        Ok(report)
+    }
+
+    fn process_batch(
+        &self,
+        dataset: &Dataset,
+        ledger: &mut Ledger,
+        messages: Vec<Message>,
+    ) -> Result<Vec<Report>, PipelineError> {
+        let name = Some(dataset.name());
+        let plan = plan_batch(ledger, messages);
+        let mut reports = Vec::new();
+        let mut acks = Vec::new();
+        for (message, reason) in &plan.skip {
+            reports.push(message_report(
+                message,
+                name,
+                ReportAction::Skipped(*reason),
+            ));
+            acks.push(message.receipt);
+        }
+        let (gone, present): (Vec<Message>, Vec<Message>) =
+            plan.apply.into_iter().partition(|m| self.is_gone(m));
+        for message in gone {
+            reports.push(
+                message_report(&message, name, ReportAction::Skipped(SkipReason::Gone))
+                    .with_reason(format!(
+                        "{}: the object no longer exists; its removal follows",
+                        message.event.key
+                    )),
+            );
+            acks.push(message.receipt);
+        }
+        let (nothing_to_remove, present) = self.removals_without_store(dataset, present);
+        for message in nothing_to_remove {
+            let report = message_report(&message, name, ReportAction::Applied(Action::Unchanged))
+                .with_reason(format!(
+                    "{}: the store does not exist yet: nothing to remove",
+                    message.event.key
+                ));
+            ledger.record(&message.event.key, ledger_entry(&message, &report));
+            acks.push(message.receipt);
+            reports.push(report);
+        }
+        let ordered = order_for_store(dataset, &self.updater.raw_root, present);
+        let events: Vec<_> = ordered.iter().map(|m| m.event.update_event()).collect();
+        let outcomes = self.updater.apply_batch(&events);
+        let mut failures = Vec::new();
+        let mut recorded = reports
+            .iter()
+            .any(|r| matches!(r.action, ReportAction::Applied(_)));
+        for (message, outcome) in ordered.into_iter().zip(outcomes) {
+            let report = Report {
+                message_id: Some(message.id),
+                receive_count: message.receive_count,
+                sequencer: message.event.sequencer.clone(),
+                ..Report::from_outcome(outcome)
+            };
+            if report.failed() {
+                failures.push((message.receipt, report));
+                continue;
+            }
+            ledger.record(&message.event.key, ledger_entry(&message, &report));
+            recorded = true;
+            acks.push(message.receipt);
+            reports.push(report);
+        }
+        // Crash-safety order: the store is committed (apply_batch), then the ledger,
+        // then the acknowledgement.
+        if recorded {
+            ledger.save()?;
+        }
+        if !acks.is_empty() {
+            self.queue.ack(&acks)?;
+        }
+        for (receipt, report) in failures {
+            reports.push(self.fail(receipt, report)?);
+        }
+        Ok(reports)
+    }
+
+    /// Splits off removals for a store that does not exist yet (delivered before any
+    /// creation): they change nothing, and are not errors.
+    fn removals_without_store(
+        &self,
+        dataset: &Dataset,
+        messages: Vec<Message>,
+    ) -> (Vec<Message>, Vec<Message>) {
+        // An S3 store that cannot be checked is taken as existing: applying the
+        // removals then reports the storage error.
+        if ZarrStore::exists_at(&dataset.location).unwrap_or(true) {
+            return (Vec::new(), messages);
+        }
+        messages
+            .into_iter()
+            .partition(|m| m.event.kind == EventKind::Removed)
+    }
+
+    /// A created event whose object is no longer in the raw bucket.
+    fn is_gone(&self, message: &Message) -> bool {
+        message.event.kind == EventKind::Created
+            && crate::update::check_key(&message.event.key).is_ok()
+            && !self.updater.raw_root.join(&message.event.key).exists()
+    }
+}
+
+fn ledger_entry(message: &Message, report: &Report) -> LedgerEntry {
+    LedgerEntry {
+        kind: message.event.kind,
+        order: message.event.order(message.id),
+        etag: message.event.etag.clone(),
+        version_id: message.event.version_id.clone(),
+        action: report.action.to_string(),
+        region: report.region.clone(),
+    }
+}

@@ -1,0 +1,231 @@
+//! The ledger: per store, the last applied event of every source key.
+//!
+//! It lives beside the store, under the same root (`data/zarr/sst.zarr` has
+//! `data/zarr/sst.zarr.zru-ledger.json`), so it survives restarts and moves with the
+//! store. It is written after the store's commit (chunks, array metadata,
+//! consolidated metadata) and before the queue acknowledgement, atomically (temporary
+//! file, fsync, rename). An event older than the ledger's entry for its key is stale;
+//! an equal one is a duplicate. A store on S3 has its ledger beside it on S3
+//! (`s3://b/sst.zarr` has `s3://b/sst.zarr.zru-ledger.json`), replaced by one PUT.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::event::EventOrder;
+use crate::store::location::Sibling;
+use crate::store::StoreLocation;
+use crate::update::EventKind;
+
+#[derive(Debug, Error)]
+pub enum LedgerError {
+    #[error("ledger {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("ledger {path}: not a zru ledger: {reason}")]
+    Parse { path: PathBuf, reason: String },
+    #[error("ledger {path}: {source}")]
+    Storage {
+        path: PathBuf,
+        #[source]
+        source: zarrs::storage::StorageError,
+    },
+}
+
+/// The last applied event of one key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub kind: EventKind,
+    pub order: EventOrder,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    /// What applying it did (`appended`, `overwrote`, `blanked`, `unchanged`).
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<BTreeMap<String, [u64; 2]>>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct LedgerFile {
+    version: u32,
+    entries: BTreeMap<String, LedgerEntry>,
+}
+
+/// A store's ledger, loaded in memory.
+#[derive(Debug)]
+pub struct Ledger {
+    path: PathBuf,
+    /// Where a ledger of a store on S3 lives (`None`: the local file `path`).
+    remote: Option<Sibling>,
+    entries: BTreeMap<String, LedgerEntry>,
+}
+
+/// The suffix of a ledger's name after its store's.
+pub const LEDGER_SUFFIX: &str = ".zru-ledger.json";
+
+impl Ledger {
+    /// Where the ledger of `store` lives.
+    pub fn path_for_store(store: &Path) -> PathBuf {
+        let mut name = store
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_else(|| "store".into());
+        name.push(LEDGER_SUFFIX);
+        store.with_file_name(name)
+    }
+
+    /// Loads the ledger of `store` (empty if it has none yet).
+    pub fn load(store: &Path) -> Result<Self, LedgerError> {
+        let path = Self::path_for_store(store);
+        let entries = match std::fs::read(&path) {
+            Ok(bytes) => {
+                let file: LedgerFile =
+                    serde_json::from_slice(&bytes).map_err(|e| LedgerError::Parse {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                file.entries
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(source) => return Err(LedgerError::Io { path, source }),
+        };
+        Ok(Self {
+            path,
+            remote: None,
+            entries,
+        })
+    }
+
+    /// Loads the ledger of a store, local or on S3 (empty if it has none yet).
+    pub fn load_at(location: &StoreLocation) -> Result<Self, LedgerError> {
+        let StoreLocation::S3 { .. } = location else {
+            return Self::load(&location.display_path());
+        };
+        let remote = location.sibling(LEDGER_SUFFIX);
+        let path = PathBuf::from(remote.to_string());
+        let bytes = remote.read().map_err(|source| LedgerError::Storage {
+            path: path.clone(),
+            source,
+        })?;
+        let entries = match bytes {
+            Some(bytes) => {
+                let file: LedgerFile =
+                    serde_json::from_slice(&bytes).map_err(|e| LedgerError::Parse {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                file.entries
+            }
+            None => BTreeMap::new(),
+        };
+        Ok(Self {
+            path,
+            remote: Some(remote),
+            entries,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn get(&self, key: &str) -> Option<&LedgerEntry> {
+        self.entries.get(key)
+    }
+
+    pub fn entries(&self) -> &BTreeMap<String, LedgerEntry> {
+        &self.entries
+    }
+
+    pub fn record(&mut self, key: &str, entry: LedgerEntry) {
+        self.entries.insert(key.to_string(), entry);
+    }
+
+    /// Writes the ledger atomically: temporary file, fsync, rename.
+    pub fn save(&self) -> Result<(), LedgerError> {
+        let io = |source| LedgerError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let file = LedgerFile {
+            version: 1,
+            entries: self.entries.clone(),
+        };
+        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| LedgerError::Parse {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })?;
+        if let Some(remote) = &self.remote {
+            remote
+                .write(&bytes)
+                .map_err(|source| LedgerError::Storage {
+                    path: self.path.clone(),
+                    source,
+                })?;
+            crate::fault::point();
+            return Ok(());
+        }
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let mut temp_name = self.path.as_os_str().to_os_string();
+        temp_name.push(format!(".tmp-{}", std::process::id()));
+        let temp = PathBuf::from(temp_name);
+        let mut out = std::fs::File::create(&temp).map_err(io)?;
+        out.write_all(&bytes).map_err(io)?;
+        out.sync_all().map_err(io)?;
+        std::fs::rename(&temp, &self.path).map_err(io)?;
+        crate::fault::point();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lives_beside_the_store_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("zarr/sst.zarr");
+        assert_eq!(
+            Ledger::path_for_store(&store),
+            dir.path().join("zarr/sst.zarr.zru-ledger.json")
+        );
+        let mut ledger = Ledger::load(&store).unwrap();
+        assert!(ledger.get("sst/a.nc").is_none());
+        let entry = LedgerEntry {
+            kind: EventKind::Created,
+            order: EventOrder {
+                sequencer: Some("0A".into()),
+                event_time_us: 5,
+                arrival: 7,
+            },
+            etag: Some("e".into()),
+            version_id: None,
+            action: "appended".into(),
+            region: Some(BTreeMap::from([("time".to_string(), [0, 1])])),
+        };
+        ledger.record("sst/a.nc", entry.clone());
+        ledger.save().unwrap();
+        let reloaded = Ledger::load(&store).unwrap();
+        assert_eq!(reloaded.get("sst/a.nc"), Some(&entry));
+    }
+
+    #[test]
+    fn a_corrupt_ledger_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("s.zarr");
+        std::fs::write(Ledger::path_for_store(&store), b"{not json").unwrap();
+        let error = Ledger::load(&store).unwrap_err().to_string();
+        assert!(error.contains("s.zarr.zru-ledger.json"), "{error}");
+    }
+}

@@ -1,0 +1,48 @@
+//! The ordered event pipeline: events for a dataset are applied one batch at a time,
+//! in order, exactly once in effect, with nothing lost on crash, duplicate or
+//! redelivery.
+//!
+//! - [`event`]: object events and their order per key (S3 sequencer, event time,
+//!   arrival); [`s3_event`] parses S3 notification JSON into them.
+//! - [`queue`]: the queue trait (SQS FIFO semantics); [`sqlite_queue`] is the
+//!   embedded durable implementation.
+//! - [`ledger`]: per store, the last applied event of every key.
+//! - [`lock`]: the per-store lock file.
+//! - [`plan`], [`append_order`], [`flush`]: draining the queue into stores.
+//! - [`enqueue`]: sending events to the queue, refusing keys no dataset takes.
+//! - [`watch`]: enqueuing the events of a local raw directory.
+//! - [`report`]: what happened to each event.
+//!
+//! See `docs/pipeline.md`.
+
+pub mod append_order;
+pub mod enqueue;
+pub mod event;
+pub mod flush;
+pub mod ledger;
+pub mod lock;
+pub mod plan;
+pub mod queue;
+pub mod report;
+pub mod s3_event;
+pub mod sqlite_queue;
+pub mod watch;
+
+use thiserror::Error;
+
+pub use event::{EventOrder, ObjectEvent};
+pub use flush::{FlushOptions, Flusher};
+pub use queue::{Queue, QueueError};
+pub use report::{Report, ReportAction, SkipReason};
+pub use sqlite_queue::{QueueOptions, SqliteQueue};
+
+/// Why a flush (not one event) failed.
+#[derive(Debug, Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Ledger(#[from] ledger::LedgerError),
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
+}

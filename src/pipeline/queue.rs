@@ -1,0 +1,129 @@
+//! The queue between event sources (watcher, `zru ingest`, S3 notifications) and the
+//! flush, with SQS FIFO semantics: message group = dataset, deduplication id,
+//! visibility timeout, receive count, dead letters after N receives.
+//!
+//! [`super::sqlite_queue::SqliteQueue`] is the embedded implementation.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use thiserror::Error;
+
+use super::event::ObjectEvent;
+
+#[derive(Debug, Error)]
+pub enum QueueError {
+    #[error("queue {path}: {source}")]
+    Sqlite {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("queue {path}: cannot create its directory: {source}")]
+    Dir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("queue {path}: message {id} has a body that is not an event: {reason}")]
+    Body {
+        path: String,
+        id: i64,
+        reason: String,
+    },
+}
+
+/// A message to send.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// Message group: the dataset name. Messages of a group are received in order.
+    pub group: String,
+    pub dedup_id: String,
+    pub event: ObjectEvent,
+}
+
+/// What happened to a sent message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// Enqueued with this message id.
+    Enqueued(i64),
+    /// The same deduplication id was sent within the deduplication window: dropped.
+    Duplicate,
+}
+
+/// Proof of one receive; acknowledging or failing needs the latest one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    pub id: i64,
+    pub token: i64,
+}
+
+/// A received message.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub id: i64,
+    pub group: String,
+    pub receipt: Receipt,
+    /// How many times it was received, this receive included.
+    pub receive_count: u32,
+    pub event: ObjectEvent,
+}
+
+/// What a failed receive led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failed {
+    /// Visible again for another receive.
+    Retry,
+    /// Received the maximum number of times: moved to the dead letters.
+    DeadLettered,
+    /// The receipt is stale (the message was received again elsewhere): nothing done.
+    Stale,
+}
+
+/// Counts per message group.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GroupStats {
+    pub group: String,
+    /// Waiting to be received.
+    pub ready: u64,
+    /// Received, neither acknowledged nor visible again yet.
+    pub in_flight: u64,
+    pub dead: u64,
+}
+
+/// A message in the dead letters, with the error of its last receive.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub group: String,
+    pub receive_count: u32,
+    pub last_error: Option<String>,
+    pub event: ObjectEvent,
+}
+
+/// An SQS FIFO-like queue.
+pub trait Queue {
+    /// Sends messages, in order, in one transaction.
+    fn send(&self, messages: &[NewMessage]) -> Result<Vec<Sent>, QueueError>;
+    /// Up to `max` messages of `group`, in order, invisible to others for `visibility`.
+    /// Nothing while an earlier message of the group is in flight.
+    fn receive(
+        &self,
+        group: &str,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<Message>, QueueError>;
+    /// Makes the group's in-flight messages visible again. Only for the holder of the
+    /// group's store lock: their consumer, which held that lock, is gone.
+    fn recover(&self, group: &str) -> Result<u64, QueueError>;
+    /// Deletes received messages; returns how many receipts were current.
+    fn ack(&self, receipts: &[Receipt]) -> Result<u64, QueueError>;
+    /// Records a failed receive: visible again, or dead-lettered after N receives.
+    fn fail(&self, receipt: Receipt, error: &str) -> Result<Failed, QueueError>;
+    /// Groups that have messages not dead-lettered.
+    fn groups(&self) -> Result<Vec<String>, QueueError>;
+    fn stats(&self) -> Result<Vec<GroupStats>, QueueError>;
+    fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError>;
+    /// Moves dead letters (these ids, or all when empty) back to their groups.
+    fn replay(&self, ids: &[i64]) -> Result<u64, QueueError>;
+}

@@ -1,0 +1,183 @@
+//! What the pipeline did with each event, as printed by `zru flush`, `ingest`,
+//! `remove` and `enqueue`: one line (key, dataset, action, region or reason) or one
+//! JSON object per event.
+
+use std::collections::BTreeMap;
+
+use serde::{Serialize, Serializer};
+
+use crate::store::CommitStats;
+use crate::update::{event_line, Action, EventKind, Outcome};
+
+/// Why an event was acknowledged without being applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Older than the ledger's last applied event for its key.
+    Stale,
+    /// The same event again (redelivery, or sent twice within the dedup window).
+    Duplicate,
+    /// A newer event of the same key in the same batch won.
+    Superseded,
+    /// A created event whose object no longer exists: a removal follows it.
+    Gone,
+}
+
+/// The fate of one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportAction {
+    /// Sent to the queue (not applied yet).
+    Enqueued,
+    Applied(Action),
+    Skipped(SkipReason),
+    /// Rejected (see [`Report::dead_lettered`]).
+    Rejected,
+}
+
+impl std::fmt::Display for ReportAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReportAction::Enqueued => f.write_str("enqueued"),
+            ReportAction::Applied(action) => write!(f, "{action}"),
+            ReportAction::Skipped(reason) => {
+                let reason = match reason {
+                    SkipReason::Stale => "stale",
+                    SkipReason::Duplicate => "duplicate",
+                    SkipReason::Superseded => "superseded",
+                    SkipReason::Gone => "gone",
+                };
+                write!(f, "skipped({reason})")
+            }
+            ReportAction::Rejected => f.write_str("rejected"),
+        }
+    }
+}
+
+impl Serialize for ReportAction {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// One event's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Queue message id (none for an event refused before it was enqueued).
+    pub message_id: Option<i64>,
+    pub key: String,
+    pub event: EventKind,
+    pub dataset: Option<String>,
+    pub action: ReportAction,
+    pub region: Option<BTreeMap<String, [u64; 2]>>,
+    pub reason: Option<String>,
+    pub receive_count: u32,
+    /// Rejected on its last allowed receive: now in the dead letters.
+    pub dead_lettered: bool,
+    pub sequencer: Option<String>,
+    pub stats: Option<CommitStats>,
+}
+
+impl Report {
+    /// A report for an event with no store outcome.
+    pub fn new(key: &str, event: EventKind, dataset: Option<&str>, action: ReportAction) -> Self {
+        Self {
+            message_id: None,
+            key: key.to_string(),
+            event,
+            dataset: dataset.map(String::from),
+            action,
+            region: None,
+            reason: None,
+            receive_count: 0,
+            dead_lettered: false,
+            sequencer: None,
+            stats: None,
+        }
+    }
+
+    /// The report of an updater outcome.
+    pub fn from_outcome(outcome: Outcome) -> Self {
+        let action = if outcome.is_rejected() {
+            ReportAction::Rejected
+        } else {
+            ReportAction::Applied(outcome.action)
+        };
+        Self {
+            region: outcome.region,
+            reason: outcome.reason,
+            stats: outcome.stats,
+            ..Self::new(
+                &outcome.key,
+                outcome.event,
+                outcome.dataset.as_deref(),
+                action,
+            )
+        }
+    }
+
+    pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// True for events that were rejected.
+    pub fn failed(&self) -> bool {
+        self.action == ReportAction::Rejected
+    }
+
+    /// One line: key, dataset, action, region or reason.
+    pub fn line(&self) -> String {
+        event_line(
+            &self.key,
+            self.dataset.as_deref(),
+            &self.action,
+            self.region.as_ref(),
+            self.reason.as_deref(),
+        )
+    }
+}
+
+/// Counts of actions, for the summary line.
+pub fn summary(reports: &[Report]) -> String {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for report in reports {
+        *counts.entry(report.action.to_string()).or_default() += 1;
+    }
+    let parts: Vec<String> = counts.iter().map(|(a, n)| format!("{n} {a}")).collect();
+    format!(
+        "{} event{}: {}",
+        reports.len(),
+        if reports.len() == 1 { "" } else { "s" },
+        if parts.is_empty() {
+            "nothing to do".to_string()
+        } else {
+            parts.join(", ")
+        }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_print_as_the_cli_shows_them() {
+        let stale = Report::new(
+            "sst/a.nc",
+            EventKind::Created,
+            Some("sst"),
+            ReportAction::Skipped(SkipReason::Stale),
+        );
+        assert_eq!(stale.line(), "sst/a.nc\tsst\tskipped(stale)\t");
+        let json = serde_json::to_value(&stale).unwrap();
+        assert_eq!(json["action"], "skipped(stale)");
+        assert!(!stale.failed());
+        let dead = Report::new("k", EventKind::Removed, None, ReportAction::Rejected)
+            .with_reason("k: corrupt");
+        assert!(dead.failed());
+        assert_eq!(dead.line(), "k\t-\trejected\tk: corrupt");
+        assert_eq!(
+            summary(&[stale, dead]),
+            "2 events: 1 rejected, 1 skipped(stale)"
+        );
+    }
+}

@@ -1,0 +1,189 @@
+//! Helpers shared by the pipeline integration tests: a work directory with a config,
+//! generated sample files, the built `zru` binary, and a canonical dump of a store.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use zru::store::ZarrStore;
+
+pub const ZRU: &str = env!("CARGO_BIN_EXE_zru");
+
+/// A scratch project: `config/sst.json`, `data/raw/sst/`, state under `data/state`.
+pub struct Work {
+    pub dir: tempfile::TempDir,
+}
+
+pub fn sample_name(day: u32) -> String {
+    format!("202401{day:02}120000-ZRU-L3S_GHRSST-SSTsubskin-SAMPLE-v02.0-fv01.0.nc")
+}
+
+pub fn sample_key(day: u32) -> String {
+    format!("sst/{}", sample_name(day))
+}
+
+impl Work {
+    /// A work directory whose dataset has (or has not) a `time_step`.
+    pub fn new(time_step: bool) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("config");
+        std::fs::create_dir_all(&config).expect("config dir");
+        let step = if time_step {
+            r#","time_step": "1 day""#
+        } else {
+            ""
+        };
+        let json = format!(
+            r#"{{"name": "sst", "handler": "gridded", "key_patterns": ["^sst/.*\\.nc$"],
+               "store": "data/zarr/sst.zarr", "append_dim": "time",
+               "chunks": {{"time": 2, "lat": 8, "lon": 8}}{step}}}"#
+        );
+        std::fs::write(config.join("sst.json"), json).expect("config");
+        std::fs::create_dir_all(dir.path().join("data/raw/sst")).expect("raw dir");
+        Self { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn raw(&self, day: u32) -> PathBuf {
+        self.path().join("data/raw").join(sample_key(day))
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.path().join("data/zarr/sst.zarr")
+    }
+
+    /// Writes `days` sample files of `revision` into `dir` (relative to the work dir).
+    pub fn samples(&self, dir: &str, days: u32, revision: u32) {
+        let out = self.zru(&[
+            "sample",
+            "gridded",
+            dir,
+            "--days",
+            &days.to_string(),
+            "--lat",
+            "6",
+            "--lon",
+            "12",
+            "--revision",
+            &revision.to_string(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(ZRU);
+        command.current_dir(self.path()).args(args);
+        command.env_remove(zru::fault::KILL_AT_ENV);
+        command
+    }
+
+    pub fn zru(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("running zru")
+    }
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Lines of stdout whose third column (the action) is `action`.
+pub fn lines_with_action(out: &Output, action: &str) -> Vec<String> {
+    stdout(out)
+        .lines()
+        .filter(|l| l.split('\t').nth(2) == Some(action))
+        .map(String::from)
+        .collect()
+}
+
+/// Every array's metadata and decoded values, and the root attributes: equal dumps
+/// mean stores that read the same (whatever the key order in the JSON documents).
+pub fn dump(store: &Path) -> BTreeMap<String, String> {
+    let store = ZarrStore::open(store).expect("open store");
+    let mut out = BTreeMap::new();
+    out.insert(
+        "/attrs".to_string(),
+        format!(
+            "{:?}",
+            sorted(&serde_json::Value::Object(store.root_attrs.clone()))
+        ),
+    );
+    for (name, doc) in &store.arrays {
+        let shape = doc.shape().expect("shape");
+        let values = store
+            .read(name, &vec![0; shape.len()], &shape)
+            .expect("read array");
+        let mut meta = doc.meta.clone();
+        meta.extend(doc.v2_attrs.clone());
+        out.insert(
+            format!("{name}/meta"),
+            format!("{:?}", sorted(&serde_json::Value::Object(meta))),
+        );
+        out.insert(format!("{name}/values"), format!("{values:?}"));
+    }
+    out
+}
+
+/// A JSON value with object keys sorted, for order-insensitive comparison.
+fn sorted(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            serde_json::Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), sorted(v)))
+                    .collect(),
+            )
+        }
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(sorted).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+/// Store file names (temporary files of a killed writer excluded).
+pub fn store_files(store: &Path) -> Vec<String> {
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, root, out);
+            } else if !path.to_string_lossy().contains(".zru-tmp-") {
+                out.push(
+                    path.strip_prefix(root)
+                        .expect("prefix")
+                        .display()
+                        .to_string(),
+                );
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(store, store, &mut out);
+    out.sort();
+    out
+}
+
+/// Copies a directory tree.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
