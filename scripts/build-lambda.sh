@@ -17,6 +17,9 @@ done
 export PATH="$venv/bin:$PATH"
 export CMAKE="$venv/bin/cmake"
 cargo lambda build --release --features static-netcdf --bin watcher --bin updater "$@"
+# The release profile keeps debug info for local profiling; Lambda packages do not
+# need it (and are limited to 250 MB unzipped).
 for f in watcher updater; do
+  strip --strip-debug "target/lambda/$f/bootstrap"
   ls -l "target/lambda/$f/bootstrap"
 done

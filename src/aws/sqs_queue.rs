@@ -266,3 +266,123 @@ impl Queue for SqsBatch {
         Ok(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Catalog;
+    use crate::pipeline::{FlushOptions, Flusher, ReportAction};
+    use crate::sample::{write_gridded_samples, GriddedSampleOptions};
+    use crate::update::{Action, Updater};
+
+    fn received(index: usize, group: &str, receive_count: u32, event: &ObjectEvent) -> Received {
+        Received {
+            message_id: format!("m{index}"),
+            receipt_handle: format!("r{index}"),
+            group: group.into(),
+            receive_count,
+            body: serde_json::to_string(&Body {
+                event: event.clone(),
+                arrival: 1_000 + index as i64,
+            })
+            .unwrap(),
+        }
+    }
+
+    #[test]
+    fn receives_each_group_once_in_order_and_records_fates() {
+        let a = ObjectEvent::local_removed("sst/a.nc".into());
+        let b = ObjectEvent::local_removed("sst/b.nc".into());
+        let mut bad = received(2, "sst", 1, &a);
+        bad.body = "not json".into();
+        let batch = vec![
+            received(0, "sst", 1, &a),
+            received(1, "argo", 3, &b),
+            bad,
+            received(3, "sst", 3, &b),
+        ];
+        let (queue, rejected) = SqsBatch::new(&batch, Some(3));
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].0, 2);
+        assert_eq!(queue.groups().unwrap(), vec!["sst", "argo"]);
+        let sst = queue.receive("sst", 10, Duration::ZERO).unwrap();
+        assert_eq!(
+            sst.iter().map(|m| m.event.key.as_str()).collect::<Vec<_>>(),
+            vec!["sst/a.nc", "sst/b.nc"]
+        );
+        assert!(queue.receive("sst", 10, Duration::ZERO).unwrap().is_empty());
+        assert_eq!(queue.ack(&[sst[0].receipt]).unwrap(), 1);
+        assert_eq!(
+            queue.fail(sst[1].receipt, "bad file").unwrap(),
+            Failed::DeadLettered
+        );
+        let fates = queue.fates().unwrap();
+        assert_eq!(fates[&0], Fate::Done);
+        assert_eq!(fates[&1], Fate::Untouched);
+        assert_eq!(
+            fates[&3],
+            Fate::Failed {
+                reason: "bad file".into(),
+                last: true
+            }
+        );
+    }
+
+    #[test]
+    fn the_pipeline_flusher_applies_a_batch_to_a_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("raw");
+        let options = GriddedSampleOptions {
+            days: 2,
+            lat: 6,
+            lon: 8,
+            start: chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(),
+            revision: 0,
+            seed: 1,
+        };
+        let files = write_gridded_samples(&raw.join("sst"), &options).unwrap();
+        let config = dir.path().join("config");
+        std::fs::create_dir_all(&config).unwrap();
+        let store = dir.path().join("sst.zarr");
+        std::fs::write(
+            config.join("sst.json"),
+            serde_json::json!({
+                "name": "sst", "handler": "gridded", "key_patterns": ["^sst/"],
+                "store": store, "append_dim": "time", "time_step": "1 day"
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let catalog = Catalog::load_dir(&config).unwrap();
+        let batch: Vec<Received> = files
+            .iter()
+            .enumerate()
+            .map(|(i, path)| {
+                let key = format!("sst/{}", path.file_name().unwrap().to_string_lossy());
+                received(i, "sst", 1, &ObjectEvent::local_created(key, path).unwrap())
+            })
+            .collect();
+        let (queue, rejected) = SqsBatch::new(&batch, Some(3));
+        assert!(rejected.is_empty());
+        let updater = Updater::new(catalog, raw);
+        let flusher = Flusher {
+            updater: &updater,
+            queue: &queue,
+            options: FlushOptions {
+                batch_size: 10,
+                visibility: Duration::from_secs(60),
+                lock_dir: dir.path().join("locks"),
+                lock_timeout: Duration::from_secs(5),
+            },
+        };
+        let reports = flusher.flush(&mut |_| {}).unwrap();
+        assert_eq!(reports.len(), 2);
+        assert!(reports
+            .iter()
+            .all(|r| r.action == ReportAction::Applied(Action::Appended)));
+        let fates = queue.fates().unwrap();
+        assert!(fates.values().all(|f| *f == Fate::Done), "{fates:?}");
+        assert!(crate::store::ZarrStore::exists(&store));
+        assert!(dir.path().join("sst.zarr.zru-ledger.json").is_file());
+    }
+}

@@ -72,3 +72,44 @@ pub async fn handle(
     sqs::send(client, queue_url, &outgoing).await?;
     Ok(reports)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_records_to_groups_and_skips_unmatched_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("sst.json"),
+            r#"{"name": "sst", "handler": "gridded", "key_patterns": ["^sst/"],
+                "store": "s3://stores/sst.zarr", "append_dim": "time"}"#,
+        )
+        .unwrap();
+        let catalog = Catalog::load_dir(dir.path()).unwrap();
+        let notification = r#"{"Records": [
+          {"eventTime": "2024-05-01T12:00:00.123", "eventName": "ObjectCreated:Put",
+           "s3": {"bucket": {"name": "raw"}, "object": {"key": "sst/dir+one/a%2Bb.nc", "eTag": "e1"}}},
+          {"eventTime": "2024-05-01T12:00:01Z", "eventName": "ObjectCreated:Put",
+           "s3": {"bucket": {"name": "raw"}, "object": {"key": "other/x.nc"}}},
+          {"eventTime": "2024-05-01T12:00:02Z", "eventName": "ObjectRemoved:Delete",
+           "s3": {"bucket": {"name": "raw"}, "object": {"key": "sst/b.nc", "sequencer": "00AB"}}}
+        ]}"#;
+        let (outgoing, reports) = messages_for(&catalog, notification).unwrap();
+        assert_eq!(outgoing.len(), 2);
+        assert!(outgoing.iter().all(|m| m.group == "sst"));
+        let bodies: Vec<Body> = outgoing
+            .iter()
+            .map(|m| serde_json::from_str(&m.body).unwrap())
+            .collect();
+        assert_eq!(bodies[0].event.key, "sst/dir one/a+b.nc");
+        assert!(bodies[1].arrival > bodies[0].arrival);
+        assert_eq!(outgoing[1].dedup_id, "raw/sst/b.nc|removed|00AB");
+        let rejected: Vec<&Report> = reports
+            .iter()
+            .filter(|r| r.action == ReportAction::Rejected)
+            .collect();
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].key, "other/x.nc");
+    }
+}

@@ -3,6 +3,7 @@ store as local mode, byte for byte, and xarray reads it through zarr-python on S
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -47,9 +48,11 @@ def test_s3_store_matches_local_mode(tmp_path, moto, zru_bin, zarr_format):
         outs = []
         for cfg in (local_cfg, s3_cfg):
             proc = run(zru_bin, env, command, "--config", cfg, "--raw-root", raw, "--json",
-                       *args)
-            outs.append([line.split('"stats"')[0] for line in proc.stdout.splitlines()])
+                       "--state-dir", tmp_path / f"state-{cfg.name}", *args)
+            outs.append([{k: r.get(k) for k in ("key", "event", "action", "region", "reason")}
+                         for r in map(json.loads, proc.stdout.splitlines())])
         assert outs[0] == outs[1], f"{command}: local and S3 outcomes differ:\n{outs}"
+        assert all(r["action"] in ("appended", "overwrote", "blanked") for r in outs[1])
 
     # The same objects with the same bytes: chunks, metadata, consolidated metadata.
     on_s3 = s3_objects(moto, BUCKET, "stores/sst.zarr")
@@ -76,13 +79,14 @@ def test_rejected_file_leaves_the_s3_store_untouched(tmp_path, moto, zru_bin):
     cfg = tmp_path / "cfg"
     interop.write_config(cfg, "sst", store=f"s3://{BUCKET}/sst.zarr")
     first = interop.place(files[0], raw, f"sst/{files[0].name}")
-    run(zru_bin, env, "ingest", "--config", cfg, "--raw-root", raw, first)
+    run(zru_bin, env, "ingest", "--config", cfg, "--raw-root", raw, "--state-dir",
+        tmp_path / "state", first)
     before = s3_objects(moto, BUCKET, "sst.zarr")
 
     broken = raw / "sst" / files[1].name
     broken.write_bytes(files[1].read_bytes()[:5000])
-    proc = run(zru_bin, env, "ingest", "--config", cfg, "--raw-root", raw, "--json", broken,
-               ok=False)
+    proc = run(zru_bin, env, "ingest", "--config", cfg, "--raw-root", raw, "--json",
+               "--state-dir", tmp_path / "state", broken, ok=False)
     assert '"rejected"' in proc.stdout, proc.stdout
     assert s3_objects(moto, BUCKET, "sst.zarr") == before
 
@@ -94,5 +98,6 @@ def test_missing_bucket_is_a_clear_rejection(tmp_path, moto, zru_bin):
     cfg = tmp_path / "cfg"
     interop.write_config(cfg, "sst", store="s3://no-such-bucket/sst.zarr")
     path = interop.place(files[0], raw, f"sst/{files[0].name}")
-    proc = run(zru_bin, env, "ingest", "--config", cfg, "--raw-root", raw, path, ok=False)
+    proc = run(zru_bin, env, "ingest", "--config", cfg, "--raw-root", raw, "--state-dir",
+               tmp_path / "state", path, ok=False)
     assert "rejected" in proc.stdout and "no-such-bucket" in proc.stdout, proc.stdout
