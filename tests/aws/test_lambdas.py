@@ -341,3 +341,19 @@ def test_two_updaters_racing_on_one_store_serialise_on_the_lock(
             for k in (key(days[0]), key(days[2]))}
     for k, etag in head.items():
         assert etags[k] == etag, (k, etags[k], etag)
+
+
+def test_the_drain_stops_cleanly_before_the_deadline(deployment, samples):
+    days, _ = samples
+    deployment.upload(days[0], key(days[0]))
+    deployment.deliver_to_watcher()
+    # Less time left than the safety margin (ZRU_DRAIN_SAFETY_SECONDS=5): nothing is
+    # received, nothing deleted; the function answers in time.
+    summary = deployment.scheduled_drain(budget_s=3)
+    assert summary["stopped_for_deadline"] and summary["batches"] == 0, summary
+    assert deployment.store_objects() == {}
+    summary = deployment.scheduled_drain()
+    assert summary == {"batches": 1, "received": 1, "deleted": 1, "failed": 0,
+                       "dead_lettered": 0, "stopped_for_deadline": False}, summary
+    assert interop.source_keys(open_s3_dataset(deployment.moto, STORES, PREFIX)) == [
+        key(days[0])]
