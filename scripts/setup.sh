@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what zru needs on a fresh Debian machine: netCDF-C (for the netcdf crate)
 # and a Python venv with the reader side (xarray, zarr-python, netCDF4) used by the
-# interop tests, notebooks and benchmarks. Idempotent: re-running is cheap.
+# interop tests, notebooks and benchmarks, plus the AWS test side (moto, cfn-lint,
+# cargo-lambda, CMake: scripts/requirements-aws.txt). Idempotent: re-running is cheap.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${ZRU_VENV:-$root/.venv}"
@@ -11,6 +12,7 @@ command -v nc-config >/dev/null 2>&1 || need_apt+=(libnetcdf-dev)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v sqlite3 >/dev/null 2>&1 || need_apt+=(sqlite3)
 [ -x /usr/bin/time ] || need_apt+=(time)  # GNU time: peak memory in the benchmarks
+command -v readelf >/dev/null 2>&1 || need_apt+=(binutils)  # Lambda package symbol check
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
@@ -26,5 +28,10 @@ fi
 # The notebooks run in a kernel named python3 (the venv's python; ipykernel ships it).
 if ! "$venv/bin/python" -c 'from jupyter_client.kernelspec import KernelSpecManager as K; K().get_kernel_spec("python3")' >/dev/null 2>&1; then
   "$venv/bin/python" -m ipykernel install --sys-prefix --name python3 >/dev/null
+fi
+# AWS side (tests/aws, Lambda packaging): moto, boto3, obstore, cfn-lint, cargo-lambda, cmake.
+if ! "$venv/bin/python" -c 'import moto, boto3, obstore, cfnlint' >/dev/null 2>&1 \
+    || [ ! -x "$venv/bin/cargo-lambda" ] || [ ! -x "$venv/bin/cmake" ]; then
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/scripts/requirements-aws.txt"
 fi
 echo "setup: netCDF-C $(nc-config --version 2>/dev/null | awk '{print $2}'), venv at $venv"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The test command: environment setup, release build, Rust tests, then the
-# Python interop tests (real zru binary against xarray / zarr-python readers).
+# The test command: environment setup, release build, Rust tests, the Python
+# interop tests (real zru binary against xarray / zarr-python readers), then the AWS
+# side: the Lambda packages (cargo lambda, static netCDF) and tests/aws against a
+# moto server and a Lambda Runtime API emulator.
 # Extra arguments are passed to pytest, e.g. `scripts/test.sh -k gsla -x`.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -42,3 +44,7 @@ step "cargo test --release --workspace" cargo test --release --workspace
 step "python interop tests (tests/interop)" \
   env ZRU_BIN="$root/target/release/zru" \
   "$venv/bin/python" -m pytest -q -rfE -p no:cacheprovider tests/interop "$@"
+step "cargo lambda build --release (static netCDF)" bash scripts/build-lambda.sh
+step "python AWS tests (tests/aws: moto, Runtime API emulator)" \
+  env ZRU_BIN="$root/target/release/zru" ZRU_LAMBDA_DIR="$root/target/lambda" \
+  "$venv/bin/python" -m pytest -q -rfE -p no:cacheprovider tests/aws

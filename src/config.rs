@@ -12,6 +12,8 @@ use serde::Deserialize;
 use thiserror::Error;
 use zru_handlers::cf_time::parse_duration_seconds;
 
+use crate::store::StoreLocation;
+
 /// Which handler family a dataset uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -61,7 +63,7 @@ pub struct DatasetConfig {
     pub name: String,
     pub handler: HandlerKind,
     pub key_patterns: Vec<String>,
-    /// A path (relative to the working directory) or a `file://` URL.
+    /// A path (relative to the working directory), a `file://` or an `s3://` URL.
     pub store: String,
     pub append_dim: String,
     /// Chunk length per dimension for arrays zru creates; unlisted dims are whole.
@@ -108,6 +110,10 @@ pub struct Dataset {
     pub time_step_seconds: Option<f64>,
     /// Tolerance in seconds.
     pub time_tolerance_seconds: f64,
+    /// Where the store lives.
+    pub location: StoreLocation,
+    /// The store's local path, or its `s3://bucket/prefix` URL as a path-like name
+    /// (for messages and lock names).
     pub store_path: PathBuf,
 }
 
@@ -380,14 +386,16 @@ fn validate(config: DatasetConfig, file: &Path) -> Result<Dataset, ConfigError> 
         ));
     }
     check_handler_keys(&config).map_err(|(key, reason)| invalid(key, reason))?;
-    let store_path = store_path(&config.store).map_err(|reason| invalid("store", reason))?;
+    let location =
+        StoreLocation::parse(&config.store).map_err(|e| invalid("store", e.to_string()))?;
     Ok(Dataset {
         config,
         file: file.to_path_buf(),
         patterns,
         time_step_seconds,
         time_tolerance_seconds,
-        store_path,
+        store_path: location.display_path(),
+        location,
     })
 }
 
@@ -423,22 +431,6 @@ fn check_handler_keys(config: &DatasetConfig) -> Result<(), (&'static str, Strin
         }
     }
     Ok(())
-}
-
-/// Local path of a store location (`path` or `file://path`).
-fn store_path(store: &str) -> Result<PathBuf, String> {
-    if store.trim().is_empty() {
-        return Err("must be a path or file:// URL".into());
-    }
-    if let Some(path) = store.strip_prefix("file://") {
-        return Ok(PathBuf::from(path));
-    }
-    if store.contains("://") {
-        return Err(format!(
-            "{store:?}: only local paths and file:// URLs are supported by this build"
-        ));
-    }
-    Ok(PathBuf::from(store))
 }
 
 #[cfg(test)]
@@ -600,14 +592,27 @@ mod tests {
     }
 
     #[test]
-    fn s3_stores_are_refused_by_this_build() {
+    fn s3_stores_are_accepted_and_bad_urls_name_the_key() {
         let dir = tempfile::tempdir().unwrap();
         write(
             dir.path(),
             "s3.json",
-            &GSLA.replace("data/zarr/gsla.zarr", "s3://b/gsla.zarr"),
+            &GSLA.replace("data/zarr/gsla.zarr", "s3://b/stores/gsla.zarr"),
+        );
+        let catalog = Catalog::load_dir(dir.path()).unwrap();
+        assert_eq!(
+            catalog.datasets[0].location,
+            StoreLocation::S3 {
+                bucket: "b".into(),
+                prefix: "stores/gsla.zarr".into()
+            }
+        );
+        write(
+            dir.path(),
+            "s3.json",
+            &GSLA.replace("data/zarr/gsla.zarr", "gs://b/gsla.zarr"),
         );
         let err = Catalog::load_dir(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("`store`"), "{err}");
+        assert!(err.contains("`store`") && err.contains("gs://"), "{err}");
     }
 }

@@ -10,7 +10,7 @@ use zru_handlers::cf_time::TimeUnits;
 use zru_handlers::{ranges_from_indices, IndexRange};
 
 use crate::config::DEFAULT_PROVENANCE_VARIABLE;
-use crate::store::{StoreError, ZarrFormat, ZarrStore};
+use crate::store::{StoreError, StoreLocation, ZarrFormat, ZarrStore};
 use crate::values::Values;
 
 #[derive(Debug, Serialize)]
@@ -39,7 +39,12 @@ pub struct StoreSummary {
 
 /// Describes a store. The append dimension is the dimension of its provenance array.
 pub fn inspect(location: &Path) -> Result<StoreSummary, StoreError> {
-    let store = ZarrStore::open(location)?;
+    inspect_at(&StoreLocation::Local(location.to_path_buf()))
+}
+
+/// Describes a store, local or on S3.
+pub fn inspect_at(location: &StoreLocation) -> Result<StoreSummary, StoreError> {
+    let store = ZarrStore::open_at(location)?;
     let mut dims = BTreeMap::new();
     let mut arrays = Vec::new();
     for doc in store.arrays.values() {
@@ -66,7 +71,7 @@ pub fn inspect(location: &Path) -> Result<StoreSummary, StoreError> {
     });
     let append_dim = provenance_doc.and_then(|d| d.dims().ok()?.first().cloned());
     let mut summary = StoreSummary {
-        store: location.display().to_string(),
+        store: location.to_string(),
         zarr_format: match store.format {
             ZarrFormat::V2 => 2,
             ZarrFormat::V3 => 3,

@@ -3,6 +3,7 @@
 //! When a NetCDF file arrives in, is revised in, or is removed from a raw bucket, zru
 //! changes only the region of the dataset's Zarr store that the file covers.
 //!
+//! - [`aws`]: running on AWS: settings, SDK clients, `zru doctor`.
 //! - [`config`]: per-dataset configuration and routing of object keys.
 //! - [`source`]: reading NetCDF files.
 //! - [`values`]: typed buffers and CF packing.
@@ -13,6 +14,7 @@
 //! - [`inspect`]: describing a store.
 //! - [`sample`]: generated GHRSST-like files for demos, tests and benchmarks.
 
+pub mod aws;
 pub mod config;
 pub mod demo;
 pub mod fault;

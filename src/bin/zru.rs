@@ -1,5 +1,5 @@
 //! The `zru` command line: ingest, remove, enqueue, flush, watch, queue, inspect,
-//! sample, demo, config check.
+//! sample, demo, doctor, config check.
 
 #[path = "zru/pipeline_cli.rs"]
 mod pipeline_cli;
@@ -9,11 +9,14 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use zru::aws::sdk::Clients;
+use zru::aws::Settings;
 use zru::config::Catalog;
 use zru::demo::{run_demo, DemoOptions};
-use zru::inspect::inspect;
+use zru::inspect::inspect_at;
 use zru::pipeline::ObjectEvent;
 use zru::sample::{write_gridded_samples, GriddedSampleOptions};
+use zru::store::StoreLocation;
 use zru::update::Updater;
 
 use pipeline_cli::{PipelineArgs, QueueCommand};
@@ -100,7 +103,8 @@ enum Command {
     },
     /// Show the queue (ready, in flight, dead letters); `replay` moves dead letters back.
     Queue(QueueCommand),
-    /// Describe a store: dimensions, arrays, time range, blank slots, provenance.
+    /// Describe a store (a path or s3://bucket/prefix): dimensions, arrays, time range,
+    /// blank slots, provenance.
     Inspect {
         store: PathBuf,
         #[arg(long)]
@@ -125,11 +129,40 @@ enum Command {
         #[arg(long, default_value_t = 1440)]
         lon: usize,
     },
+    /// Check an AWS deployment: configuration, queue, buckets, EFS, lock directory.
+    /// Settings come from the ZRU_* environment variables (docs/aws.md); flags
+    /// override them. One line per check; exit code 1 if any check failed.
+    Doctor(DoctorArgs),
     /// Validate configuration files.
     Config {
         #[command(subcommand)]
         action: ConfigAction,
     },
+}
+
+#[derive(Args)]
+struct DoctorArgs {
+    /// Dataset files: a directory or s3://bucket/prefix (ZRU_CONFIG).
+    #[arg(long)]
+    config: Option<String>,
+    /// The FIFO queue's URL (ZRU_QUEUE_URL).
+    #[arg(long)]
+    queue_url: Option<String>,
+    /// The raw bucket (ZRU_RAW_BUCKET).
+    #[arg(long)]
+    raw_bucket: Option<String>,
+    /// The lock directory on the EFS mount (ZRU_LOCK_DIR).
+    #[arg(long)]
+    lock_dir: Option<PathBuf>,
+    /// EFS file system id (ZRU_EFS_FILE_SYSTEM_ID).
+    #[arg(long)]
+    efs_file_system_id: Option<String>,
+    /// EFS access point id (ZRU_EFS_ACCESS_POINT_ID).
+    #[arg(long)]
+    efs_access_point_id: Option<String>,
+    /// One JSON object per check.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -278,8 +311,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Queue(command) => pipeline_cli::run_queue(command),
         Command::Inspect { store, json } => {
+            let location = StoreLocation::parse(&store.to_string_lossy())
+                .with_context(|| format!("store {}", store.display()))?;
             let summary =
-                inspect(&store).with_context(|| format!("inspecting {}", store.display()))?;
+                inspect_at(&location).with_context(|| format!("inspecting {location}"))?;
             if json {
                 say(serde_json::to_string_pretty(&summary)?);
             } else {
@@ -329,6 +364,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             run_demo(&options, &mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Doctor(args) => doctor(args),
         Command::Config {
             action: ConfigAction::Check { config },
         } => {
@@ -350,6 +386,42 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
     }
+}
+
+fn doctor(args: DoctorArgs) -> Result<ExitCode> {
+    let mut settings = Settings::from_env()?;
+    let set = |field: &mut Option<String>, value: Option<String>| {
+        if value.is_some() {
+            *field = value;
+        }
+    };
+    if let Some(config) = args.config {
+        settings.config = config;
+    }
+    if let Some(lock_dir) = args.lock_dir {
+        settings.lock_dir = lock_dir;
+    }
+    set(&mut settings.queue_url, args.queue_url);
+    set(&mut settings.raw_bucket, args.raw_bucket);
+    set(&mut settings.efs_file_system_id, args.efs_file_system_id);
+    set(&mut settings.efs_access_point_id, args.efs_access_point_id);
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let checks = runtime.block_on(async {
+        let clients = Clients::from_env().await;
+        zru::aws::doctor::run(&settings, &clients).await
+    });
+    for check in &checks {
+        if args.json {
+            println!("{}", serde_json::to_string(check)?);
+        } else {
+            println!("{}", check.line());
+        }
+    }
+    Ok(if checks.iter().all(|c| c.ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn updater(location: &Location) -> Result<Updater> {

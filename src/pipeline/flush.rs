@@ -78,7 +78,7 @@ impl Flusher<'_> {
             self.options.lock_timeout,
         )?;
         self.queue.recover(group)?;
-        let mut ledger = Ledger::load(&dataset.store_path)?;
+        let mut ledger = Ledger::load_at(&dataset.location)?;
         let mut reports = Vec::new();
         loop {
             let messages = self.receive(group)?;
@@ -221,7 +221,9 @@ impl Flusher<'_> {
         dataset: &Dataset,
         messages: Vec<Message>,
     ) -> (Vec<Message>, Vec<Message>) {
-        if ZarrStore::exists(&dataset.store_path) {
+        // An S3 store that cannot be checked is taken as existing: applying the
+        // removals then reports the storage error.
+        if ZarrStore::exists_at(&dataset.location).unwrap_or(true) {
             return (Vec::new(), messages);
         }
         messages

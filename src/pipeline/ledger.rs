@@ -5,7 +5,8 @@
 //! store. It is written after the store's commit (chunks, array metadata,
 //! consolidated metadata) and before the queue acknowledgement, atomically (temporary
 //! file, fsync, rename). An event older than the ledger's entry for its key is stale;
-//! an equal one is a duplicate.
+//! an equal one is a duplicate. A store on S3 has its ledger beside it on S3
+//! (`s3://b/sst.zarr` has `s3://b/sst.zarr.zru-ledger.json`), replaced by one PUT.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -15,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::event::EventOrder;
+use crate::store::location::Sibling;
+use crate::store::StoreLocation;
 use crate::update::EventKind;
 
 #[derive(Debug, Error)]
@@ -27,6 +30,12 @@ pub enum LedgerError {
     },
     #[error("ledger {path}: not a zru ledger: {reason}")]
     Parse { path: PathBuf, reason: String },
+    #[error("ledger {path}: {source}")]
+    Storage {
+        path: PathBuf,
+        #[source]
+        source: zarrs::storage::StorageError,
+    },
 }
 
 /// The last applied event of one key.
@@ -54,8 +63,13 @@ struct LedgerFile {
 #[derive(Debug)]
 pub struct Ledger {
     path: PathBuf,
+    /// Where a ledger of a store on S3 lives (`None`: the local file `path`).
+    remote: Option<Sibling>,
     entries: BTreeMap<String, LedgerEntry>,
 }
+
+/// The suffix of a ledger's name after its store's.
+pub const LEDGER_SUFFIX: &str = ".zru-ledger.json";
 
 impl Ledger {
     /// Where the ledger of `store` lives.
@@ -64,7 +78,7 @@ impl Ledger {
             .file_name()
             .map(|n| n.to_os_string())
             .unwrap_or_else(|| "store".into());
-        name.push(".zru-ledger.json");
+        name.push(LEDGER_SUFFIX);
         store.with_file_name(name)
     }
 
@@ -83,7 +97,40 @@ impl Ledger {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(source) => return Err(LedgerError::Io { path, source }),
         };
-        Ok(Self { path, entries })
+        Ok(Self {
+            path,
+            remote: None,
+            entries,
+        })
+    }
+
+    /// Loads the ledger of a store, local or on S3 (empty if it has none yet).
+    pub fn load_at(location: &StoreLocation) -> Result<Self, LedgerError> {
+        let StoreLocation::S3 { .. } = location else {
+            return Self::load(&location.display_path());
+        };
+        let remote = location.sibling(LEDGER_SUFFIX);
+        let path = PathBuf::from(remote.to_string());
+        let bytes = remote.read().map_err(|source| LedgerError::Storage {
+            path: path.clone(),
+            source,
+        })?;
+        let entries = match bytes {
+            Some(bytes) => {
+                let file: LedgerFile =
+                    serde_json::from_slice(&bytes).map_err(|e| LedgerError::Parse {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                file.entries
+            }
+            None => BTreeMap::new(),
+        };
+        Ok(Self {
+            path,
+            remote: Some(remote),
+            entries,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -116,6 +163,16 @@ impl Ledger {
             path: self.path.clone(),
             reason: e.to_string(),
         })?;
+        if let Some(remote) = &self.remote {
+            remote
+                .write(&bytes)
+                .map_err(|source| LedgerError::Storage {
+                    path: self.path.clone(),
+                    source,
+                })?;
+            crate::fault::point();
+            return Ok(());
+        }
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }

@@ -42,7 +42,12 @@ const POLL: Duration = Duration::from_millis(25);
 
 /// The lock file of `store` in `lock_dir`: the store path with separators replaced.
 pub fn lock_path(lock_dir: &Path, store: &Path) -> PathBuf {
-    let absolute = std::path::absolute(store).unwrap_or_else(|_| store.to_path_buf());
+    // A URL (`s3://bucket/prefix`) names the same store from every working directory.
+    let absolute = if store.to_string_lossy().contains("://") {
+        store.to_path_buf()
+    } else {
+        std::path::absolute(store).unwrap_or_else(|_| store.to_path_buf())
+    };
     let name: String = absolute
         .to_string_lossy()
         .chars()
@@ -131,5 +136,7 @@ mod tests {
     fn lock_files_are_named_after_the_store() {
         let name = lock_path(Path::new("/locks"), Path::new("/a/b c/sst.zarr"));
         assert_eq!(name, PathBuf::from("/locks/a_b_c_sst.zarr.lock"));
+        let s3 = lock_path(Path::new("/locks"), Path::new("s3://b/stores/sst.zarr"));
+        assert_eq!(s3, PathBuf::from("/locks/s3___b_stores_sst.zarr.lock"));
     }
 }

@@ -1,14 +1,17 @@
-//! Zarr stores on the local filesystem: open, create, update in a transaction.
+//! Zarr stores on the local filesystem or S3: open, create, update in a transaction.
 //!
 //! - [`array_doc`]: array metadata documents (V2 and V3) edited as JSON.
 //! - [`staged`]: the staging overlay that makes an update all-or-nothing.
 //! - [`atomic_fs`]: atomic writes of single keys.
+//! - [`location`]: where a store lives (directory or `s3://bucket/prefix`) and the
+//!   storage backend for it.
 //!
 //! zru reads and writes metadata itself (so xarray's own metadata survives untouched)
 //! and lets zarrs encode and decode chunks.
 
 pub mod array_doc;
 pub mod atomic_fs;
+pub mod location;
 pub mod staged;
 
 use std::collections::{BTreeMap, HashMap};
@@ -21,11 +24,11 @@ use zarrs::array::{Array, ArraySubset};
 use zarrs::storage::{Bytes, StorageError, StoreKey, StorePrefix};
 
 pub use array_doc::{ArrayDoc, ArrayDocError, Compressor, NewArray, ZarrFormat};
+pub use location::{LocationError, StoreLocation};
 pub use staged::{CommitStats, StagedStore, Storage, SIDECAR_DIR};
 
 use crate::values::{ElementType, Values};
 use array_doc::into_map;
-use atomic_fs::AtomicFilesystemStore;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -85,20 +88,68 @@ fn key(s: &str) -> StoreKey {
 }
 
 impl ZarrStore {
-    /// True if `location` holds a Zarr group.
+    /// True if the local directory `location` holds a Zarr group.
     pub fn exists(location: &Path) -> bool {
         location.join("zarr.json").is_file() || location.join(".zgroup").is_file()
     }
 
-    /// Opens an existing store, or prepares a new one (nothing is written until a
-    /// transaction commits).
-    pub fn open_or_new(location: &Path, new_format: ZarrFormat) -> Result<Self, StoreError> {
-        if Self::exists(location) {
-            return Self::open(location);
+    /// True if `location` holds a Zarr group (a GET of its root metadata on S3).
+    pub fn exists_at(location: &StoreLocation) -> Result<bool, StoreError> {
+        match location {
+            StoreLocation::Local(path) => Ok(Self::exists(path)),
+            StoreLocation::S3 { .. } => {
+                let storage = Self::storage(location)?;
+                Ok(Self::has_group(location, storage.as_ref())?.is_some())
+            }
         }
-        let storage = Self::storage(location)?;
+    }
+
+    /// The root metadata key of the group `storage` holds, if any.
+    fn has_group(
+        location: &StoreLocation,
+        storage: &Storage,
+    ) -> Result<Option<ZarrFormat>, StoreError> {
+        let error = |source| StoreError::Storage {
+            store: location.display_path(),
+            source,
+        };
+        if storage
+            .size_key(&key("zarr.json"))
+            .map_err(error)?
+            .is_some()
+        {
+            return Ok(Some(ZarrFormat::V3));
+        }
+        if storage.size_key(&key(".zgroup")).map_err(error)?.is_some() {
+            return Ok(Some(ZarrFormat::V2));
+        }
+        Ok(None)
+    }
+
+    /// Opens an existing local store, or prepares a new one (nothing is written until
+    /// a transaction commits).
+    pub fn open_or_new(location: &Path, new_format: ZarrFormat) -> Result<Self, StoreError> {
+        Self::open_or_new_at(&StoreLocation::Local(location.to_path_buf()), new_format)
+    }
+
+    /// Opens an existing store, local or on S3, or prepares a new one.
+    pub fn open_or_new_at(
+        location: &StoreLocation,
+        new_format: ZarrFormat,
+    ) -> Result<Self, StoreError> {
+        let storage = match location {
+            StoreLocation::Local(path) if Self::exists(path) => return Self::open_at(location),
+            StoreLocation::Local(_) => Self::storage(location)?,
+            StoreLocation::S3 { .. } => {
+                let storage = Self::storage(location)?;
+                if Self::has_group(location, storage.as_ref())?.is_some() {
+                    return Self::open_with(location, storage);
+                }
+                storage
+            }
+        };
         Ok(Self {
-            location: location.to_path_buf(),
+            location: location.display_path(),
             storage,
             format: new_format,
             group_meta: Map::new(),
@@ -108,24 +159,34 @@ impl ZarrStore {
         })
     }
 
-    fn storage(location: &Path) -> Result<Arc<Storage>, StoreError> {
-        let store = AtomicFilesystemStore::new(location).map_err(|source| StoreError::Storage {
-            store: location.to_path_buf(),
+    fn storage(location: &StoreLocation) -> Result<Arc<Storage>, StoreError> {
+        location.storage().map_err(|source| StoreError::Storage {
+            store: location.display_path(),
             source,
-        })?;
-        Ok(Arc::new(store))
+        })
     }
 
-    /// Opens an existing V2 or V3 store and reads every array's metadata.
+    /// Opens an existing local V2 or V3 store and reads every array's metadata.
     pub fn open(location: &Path) -> Result<Self, StoreError> {
-        if !Self::exists(location) {
-            return Err(StoreError::NotAGroup {
-                store: location.to_path_buf(),
-            });
+        Self::open_at(&StoreLocation::Local(location.to_path_buf()))
+    }
+
+    /// Opens an existing V2 or V3 store, local or on S3.
+    pub fn open_at(location: &StoreLocation) -> Result<Self, StoreError> {
+        if let StoreLocation::Local(path) = location {
+            if !Self::exists(path) {
+                return Err(StoreError::NotAGroup {
+                    store: path.clone(),
+                });
+            }
         }
         let storage = Self::storage(location)?;
+        Self::open_with(location, storage)
+    }
+
+    fn open_with(location: &StoreLocation, storage: Arc<Storage>) -> Result<Self, StoreError> {
         let mut store = Self {
-            location: location.to_path_buf(),
+            location: location.display_path(),
             storage,
             format: ZarrFormat::V3,
             group_meta: Map::new(),
@@ -137,10 +198,14 @@ impl ZarrStore {
             root.remove("consolidated_metadata");
             store.root_attrs = root.remove("attributes").map(into_map).unwrap_or_default();
             store.group_meta = root;
-        } else {
+        } else if let Some(group) = store.read_json(".zgroup")? {
             store.format = ZarrFormat::V2;
-            store.group_meta = store.read_json(".zgroup")?.unwrap_or_default();
+            store.group_meta = group;
             store.root_attrs = store.read_json(".zattrs")?.unwrap_or_default();
+        } else {
+            return Err(StoreError::NotAGroup {
+                store: store.location,
+            });
         }
         store.arrays = store.load_arrays()?;
         Ok(store)

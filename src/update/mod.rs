@@ -198,7 +198,7 @@ impl Updater {
         } else {
             ZarrFormat::V3
         };
-        let store = match ZarrStore::open_or_new(&dataset.store_path, format) {
+        let store = match ZarrStore::open_or_new_at(&dataset.location, format) {
             Ok(store) => store,
             Err(error) => {
                 let reason = |e: &Event| format!("{}: {error}", e.key);

@@ -1,0 +1,365 @@
+//! The updater function's work, as plain async functions over a [`Deployment`].
+//!
+//! - [`handle_sqs_event`]: an SQS batch from the event source mapping is applied in
+//!   order; the response lists batch item failures with FIFO semantics.
+//! - [`drain`]: on a schedule, receive (long poll) and apply batches until the queue
+//!   is empty or the remaining time falls under the safety margin; each batch's
+//!   messages are deleted only after their events are committed.
+//!
+//! Both go through [`apply_batch`]: created objects are streamed from S3 into a
+//! scratch raw root (removed ones are not read), then the pipeline's flusher runs on a
+//! blocking thread (zarrs' sync API over S3 must not run inside the async runtime)
+//! over the batch as an [`SqsBatch`] queue. A message that fails on its last allowed
+//! receive is moved to the dead-letter queue by the updater itself, with its reason
+//! in the `zru_reason` attribute, then deleted.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, SystemTime};
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use serde::Serialize;
+use thiserror::Error;
+
+use super::config_source::{ConfigSource, ConfigSourceError};
+use super::fifo::batch_item_failures;
+use super::raw::{self, RawError};
+use super::sdk::Clients;
+use super::settings::{Settings, SettingsError};
+use super::sqs::{self, QueueInfo, Received, SqsError};
+use super::sqs_queue::{Fate, SqsBatch};
+use crate::config::Catalog;
+use crate::pipeline::{FlushOptions, Flusher, PipelineError, Report};
+use crate::update::{EventKind, Updater};
+
+#[derive(Debug, Error)]
+pub enum LambdaUpdateError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Config(#[from] ConfigSourceError),
+    #[error(transparent)]
+    Sqs(#[from] SqsError),
+    #[error(transparent)]
+    Raw(#[from] RawError),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error("scratch directory {dir}: {source}")]
+    Scratch {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the flush thread failed: {0}")]
+    Join(String),
+}
+
+/// What the updater works with, set up once per cold start.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    pub settings: Settings,
+    pub catalog: Catalog,
+    pub clients: Clients,
+    /// The queue (for the drain, and its redrive policy for dead letters).
+    pub queue: Option<QueueInfo>,
+}
+
+impl Deployment {
+    /// Settings from the environment, the catalog from `ZRU_CONFIG`, the queue's
+    /// attributes from `ZRU_QUEUE_URL` when set.
+    pub async fn from_env() -> Result<Self, LambdaUpdateError> {
+        let settings = Settings::from_env()?;
+        let clients = Clients::from_env().await;
+        let catalog = ConfigSource::parse(&settings.config)
+            .load(&clients.s3)
+            .await?;
+        let queue = match &settings.queue_url {
+            Some(url) => Some(sqs::queue_info(&clients.sqs, url).await?),
+            None => None,
+        };
+        Ok(Self {
+            settings,
+            catalog,
+            clients,
+            queue,
+        })
+    }
+
+    fn max_receive_count(&self) -> Option<u32> {
+        self.queue.as_ref().and_then(|q| q.max_receive_count)
+    }
+}
+
+/// What happened to a batch.
+#[derive(Debug, Default, Serialize)]
+pub struct BatchResult {
+    /// Indices (in the batch) of messages to delete: committed, skipped or dead-lettered.
+    pub done: Vec<usize>,
+    /// Indices of messages that failed and will be received again, with the reason.
+    pub failed: Vec<(usize, String)>,
+    /// Indices of messages moved to the dead-letter queue.
+    pub dead_lettered: Vec<usize>,
+    pub reports: Vec<Report>,
+}
+
+/// Downloads the batch's created objects, flushes the batch into the stores, and
+/// moves last-chance failures to the dead-letter queue.
+pub async fn apply_batch(
+    deployment: &Deployment,
+    batch: &[Received],
+) -> Result<BatchResult, LambdaUpdateError> {
+    let settings = &deployment.settings;
+    let scratch = tempfile::Builder::new()
+        .prefix("zru-raw-")
+        .tempdir_in(&settings.scratch_dir)
+        .map_err(|source| LambdaUpdateError::Scratch {
+            dir: settings.scratch_dir.display().to_string(),
+            source,
+        })?;
+    let (queue, bad) = SqsBatch::new(batch, deployment.max_receive_count());
+    let mut fetched: HashSet<(String, String)> = HashSet::new();
+    for event in queue.events().map_err(PipelineError::from)? {
+        if event.kind != EventKind::Created
+            || deployment.catalog.route(&event.key).is_err()
+            || !fetched.insert((event.bucket.clone(), event.key.clone()))
+        {
+            continue;
+        }
+        match raw::download(
+            &deployment.clients.s3,
+            &event.bucket,
+            &event.key,
+            scratch.path(),
+        )
+        .await
+        {
+            Ok(_) | Err(RawError::BadKey { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    let updater = Updater::new(deployment.catalog.clone(), scratch.path().to_path_buf());
+    let options = FlushOptions {
+        batch_size: sqs::MAX_BATCH,
+        visibility: settings.visibility,
+        lock_dir: settings.lock_dir.clone(),
+        lock_timeout: settings.lock_timeout,
+    };
+    let (queue, reports) = tokio::task::spawn_blocking(move || {
+        let flusher = Flusher {
+            updater: &updater,
+            queue: &queue,
+            options,
+        };
+        let reports = flusher.flush(&mut |_| {});
+        (queue, reports)
+    })
+    .await
+    .map_err(|e| LambdaUpdateError::Join(e.to_string()))?;
+    let reports = reports?;
+    for report in &reports {
+        tracing::info!(target: "zru::updater", "{}", report.line());
+    }
+    let mut result = BatchResult {
+        reports,
+        ..BatchResult::default()
+    };
+    let mut fates: HashMap<usize, Fate> = queue.fates().map_err(PipelineError::from)?;
+    let max = deployment.max_receive_count();
+    for (index, reason) in bad {
+        let last = max.is_some_and(|m| batch[index].receive_count >= m);
+        fates.insert(index, Fate::Failed { reason, last });
+    }
+    for (index, message) in batch.iter().enumerate() {
+        match fates.remove(&index).unwrap_or(Fate::Untouched) {
+            Fate::Done => result.done.push(index),
+            Fate::Untouched => result
+                .failed
+                .push((index, "not processed in this batch".into())),
+            Fate::Failed { reason, last } => {
+                let dead_letter_url = deployment
+                    .queue
+                    .as_ref()
+                    .and_then(|q| q.dead_letter_url.as_deref());
+                match (last, dead_letter_url) {
+                    (true, Some(url)) => {
+                        sqs::dead_letter(&deployment.clients.sqs, url, message, &reason).await?;
+                        tracing::warn!(message = %message.message_id, %reason, "moved to the dead-letter queue");
+                        result.dead_lettered.push(index);
+                        result.done.push(index);
+                    }
+                    _ => result.failed.push((index, reason)),
+                }
+            }
+        }
+    }
+    Ok(result)
+}
+
+/// The SQS event source's records as received messages.
+pub fn received_from_event(event: &SqsEvent) -> Vec<Received> {
+    event
+        .records
+        .iter()
+        .map(|record| Received {
+            message_id: record.message_id.clone().unwrap_or_default(),
+            receipt_handle: record.receipt_handle.clone().unwrap_or_default(),
+            group: record
+                .attributes
+                .get("MessageGroupId")
+                .cloned()
+                .unwrap_or_default(),
+            receive_count: record
+                .attributes
+                .get("ApproximateReceiveCount")
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(1),
+            body: record.body.clone().unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// Applies an SQS batch; the failures to report keep each group's order.
+pub async fn handle_sqs_event(
+    deployment: &Deployment,
+    event: &SqsEvent,
+) -> Result<SqsBatchResponse, LambdaUpdateError> {
+    let batch = received_from_event(event);
+    let result = apply_batch(deployment, &batch).await?;
+    let order: Vec<(String, String)> = batch
+        .iter()
+        .map(|m| (m.message_id.clone(), m.group.clone()))
+        .collect();
+    let failed: HashSet<String> = result
+        .failed
+        .iter()
+        .map(|(i, _)| batch[*i].message_id.clone())
+        .collect();
+    let mut response = SqsBatchResponse::default();
+    for id in batch_item_failures(&order, &failed) {
+        let mut failure = BatchItemFailure::default();
+        failure.item_identifier = id;
+        response.batch_item_failures.push(failure);
+    }
+    Ok(response)
+}
+
+/// What a scheduled drain did.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct DrainSummary {
+    pub batches: usize,
+    pub received: usize,
+    pub deleted: usize,
+    pub failed: usize,
+    pub dead_lettered: usize,
+    /// Stopped because less than the safety margin remained (messages may remain).
+    pub stopped_for_deadline: bool,
+}
+
+/// Long-poll wait of the drain's receives (seconds).
+pub const DRAIN_WAIT_SECONDS: i32 = 2;
+
+/// How long the next receive may wait, or `None` to stop (under the safety margin).
+pub fn next_wait(remaining: Duration, safety: Duration) -> Option<i32> {
+    let spare = remaining.checked_sub(safety)?;
+    if spare < Duration::from_secs(1) {
+        return None;
+    }
+    Some(spare.as_secs().min(20) as i32)
+}
+
+/// Drains the queue in batches until it is empty or the deadline nears.
+pub async fn drain(
+    deployment: &Deployment,
+    deadline: SystemTime,
+) -> Result<DrainSummary, LambdaUpdateError> {
+    let url = deployment.settings.require_queue_url()?.to_string();
+    let sqs_client = &deployment.clients.sqs;
+    let visibility = deployment.settings.visibility.as_secs().min(43_200) as i32;
+    let retry_at_once = deployment.max_receive_count().is_some();
+    let mut summary = DrainSummary::default();
+    loop {
+        let remaining = deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        let Some(wait) = next_wait(remaining, deployment.settings.drain_safety) else {
+            summary.stopped_for_deadline = true;
+            break;
+        };
+        // A long poll that returns nothing ends the drain: the queue is empty (or
+        // every group's next message is in flight elsewhere).
+        let wait = wait.min(DRAIN_WAIT_SECONDS);
+        let batch = sqs::receive(sqs_client, &url, sqs::MAX_BATCH, wait, visibility).await?;
+        if batch.is_empty() {
+            break;
+        }
+        summary.batches += 1;
+        summary.received += batch.len();
+        let result = apply_batch(deployment, &batch).await?;
+        let done: Vec<String> = result
+            .done
+            .iter()
+            .map(|&i| batch[i].receipt_handle.clone())
+            .collect();
+        sqs::delete(sqs_client, &url, &done).await?;
+        summary.deleted += done.len();
+        summary.dead_lettered += result.dead_lettered.len();
+        summary.failed += result.failed.len();
+        if retry_at_once {
+            // Visible again now: received again in this drain until it succeeds or
+            // reaches the dead-letter queue.
+            for (index, _) in &result.failed {
+                sqs::retry_after(sqs_client, &url, &batch[*index].receipt_handle, 0).await?;
+            }
+        }
+    }
+    Ok(summary)
+}
+
+/// What an invocation of the updater carries.
+#[derive(Debug)]
+pub enum Invocation {
+    Sqs(SqsEvent),
+    /// An EventBridge schedule (or anything else without records): drain the queue.
+    Scheduled,
+}
+
+impl Invocation {
+    pub fn classify(payload: serde_json::Value) -> Result<Self, serde_json::Error> {
+        if payload.get("Records").is_some() {
+            return Ok(Self::Sqs(serde_json::from_value(payload)?));
+        }
+        Ok(Self::Scheduled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_drain_stops_under_the_safety_margin() {
+        let safety = Duration::from_secs(60);
+        assert_eq!(next_wait(Duration::from_secs(30), safety), None);
+        assert_eq!(next_wait(Duration::from_millis(60_500), safety), None);
+        assert_eq!(next_wait(Duration::from_secs(65), safety), Some(5));
+        assert_eq!(next_wait(Duration::from_secs(900), safety), Some(20));
+    }
+
+    #[test]
+    fn records_are_sqs_batches_anything_else_a_schedule() {
+        let sqs = serde_json::json!({"Records": [{"messageId": "m1", "receiptHandle": "r",
+            "body": "{}", "attributes": {"MessageGroupId": "sst", "ApproximateReceiveCount": "2"},
+            "eventSource": "aws:sqs"}]});
+        let Invocation::Sqs(event) = Invocation::classify(sqs).unwrap() else {
+            panic!("not an SQS batch")
+        };
+        let received = received_from_event(&event);
+        assert_eq!(received[0].group, "sst");
+        assert_eq!(received[0].receive_count, 2);
+        let schedule =
+            serde_json::json!({"detail-type": "Scheduled Event", "source": "aws.events"});
+        assert!(matches!(
+            Invocation::classify(schedule).unwrap(),
+            Invocation::Scheduled
+        ));
+    }
+}

@@ -1,0 +1,143 @@
+//! Settings of the AWS deployment, read from environment variables so the same
+//! binaries run in Lambda, in `zru doctor` and against an emulator.
+//!
+//! | variable | default | used by |
+//! |---|---|---|
+//! | `ZRU_CONFIG` | `$LAMBDA_TASK_ROOT/config`, else `config` | all: dataset files, a directory or `s3://bucket/prefix` |
+//! | `ZRU_QUEUE_URL` | none | watcher (send), updater (scheduled drain), doctor |
+//! | `ZRU_RAW_BUCKET` | none | doctor (the updater reads the bucket named in each event) |
+//! | `ZRU_LOCK_DIR` | `/mnt/efs/zru-locks` | updater, doctor |
+//! | `ZRU_LOCK_TIMEOUT_SECONDS` | `60` | updater |
+//! | `ZRU_DRAIN_SAFETY_SECONDS` | `60` | updater: stop draining when less time remains |
+//! | `ZRU_VISIBILITY_SECONDS` | `900` | updater: visibility timeout of drained messages |
+//! | `ZRU_SCRATCH_DIR` | the system temp dir (`/tmp`) | updater: downloaded raw objects |
+//! | `ZRU_EFS_FILE_SYSTEM_ID`, `ZRU_EFS_ACCESS_POINT_ID` | none | doctor |
+//!
+//! AWS credentials, region and endpoint overrides (`AWS_ENDPOINT_URL`,
+//! `AWS_ENDPOINT_URL_S3`, ...) are the SDK's usual variables.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// The default lock directory: on the EFS mount of the updater function.
+pub const DEFAULT_LOCK_DIR: &str = "/mnt/efs/zru-locks";
+
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("environment variable {name}={value:?}: {reason}")]
+pub struct SettingsError {
+    pub name: String,
+    pub value: String,
+    pub reason: String,
+}
+
+/// The deployment's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// A directory or `s3://bucket/prefix` holding the dataset `*.json` files.
+    pub config: String,
+    pub queue_url: Option<String>,
+    pub raw_bucket: Option<String>,
+    pub lock_dir: PathBuf,
+    pub lock_timeout: Duration,
+    pub drain_safety: Duration,
+    pub visibility: Duration,
+    pub scratch_dir: PathBuf,
+    pub efs_file_system_id: Option<String>,
+    pub efs_access_point_id: Option<String>,
+}
+
+impl Settings {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let seconds = |name: &str, default: u64| -> Result<Duration, SettingsError> {
+            match get(name) {
+                None => Ok(Duration::from_secs(default)),
+                Some(value) => value
+                    .trim()
+                    .parse::<u64>()
+                    .map(Duration::from_secs)
+                    .map_err(|_| SettingsError {
+                        name: name.into(),
+                        value,
+                        reason: "not a whole number of seconds".into(),
+                    }),
+            }
+        };
+        let config = get("ZRU_CONFIG").unwrap_or_else(|| match get("LAMBDA_TASK_ROOT") {
+            Some(root) => format!("{}/config", root.trim_end_matches('/')),
+            None => "config".into(),
+        });
+        Ok(Self {
+            config,
+            queue_url: get("ZRU_QUEUE_URL"),
+            raw_bucket: get("ZRU_RAW_BUCKET"),
+            lock_dir: PathBuf::from(get("ZRU_LOCK_DIR").unwrap_or_else(|| DEFAULT_LOCK_DIR.into())),
+            lock_timeout: seconds("ZRU_LOCK_TIMEOUT_SECONDS", 60)?,
+            drain_safety: seconds("ZRU_DRAIN_SAFETY_SECONDS", 60)?,
+            visibility: seconds("ZRU_VISIBILITY_SECONDS", 900)?,
+            scratch_dir: get("ZRU_SCRATCH_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir),
+            efs_file_system_id: get("ZRU_EFS_FILE_SYSTEM_ID"),
+            efs_access_point_id: get("ZRU_EFS_ACCESS_POINT_ID"),
+        })
+    }
+
+    /// The queue URL, or an error naming the variable.
+    pub fn require_queue_url(&self) -> Result<&str, SettingsError> {
+        self.queue_url.as_deref().ok_or_else(|| SettingsError {
+            name: "ZRU_QUEUE_URL".into(),
+            value: String::new(),
+            reason: "must be set to the FIFO queue's URL".into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_suit_a_lambda_function_with_an_efs_mount() {
+        let s = settings(&[("LAMBDA_TASK_ROOT", "/var/task")]).unwrap();
+        assert_eq!(s.config, "/var/task/config");
+        assert_eq!(s.lock_dir, PathBuf::from("/mnt/efs/zru-locks"));
+        assert_eq!(s.lock_timeout, Duration::from_secs(60));
+        assert!(s.queue_url.is_none());
+        assert!(s.require_queue_url().is_err());
+        assert_eq!(settings(&[]).unwrap().config, "config");
+    }
+
+    #[test]
+    fn variables_override_and_bad_numbers_name_the_variable() {
+        let s = settings(&[
+            ("ZRU_CONFIG", "s3://cfg/zru/"),
+            ("ZRU_QUEUE_URL", "http://q/1/zru.fifo"),
+            ("ZRU_LOCK_DIR", "/tmp/locks"),
+            ("ZRU_DRAIN_SAFETY_SECONDS", "30"),
+        ])
+        .unwrap();
+        assert_eq!(s.config, "s3://cfg/zru/");
+        assert_eq!(s.require_queue_url().unwrap(), "http://q/1/zru.fifo");
+        assert_eq!(s.drain_safety, Duration::from_secs(30));
+        let err = settings(&[("ZRU_VISIBILITY_SECONDS", "soon")]).unwrap_err();
+        assert_eq!(err.name, "ZRU_VISIBILITY_SECONDS");
+    }
+}

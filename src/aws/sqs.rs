@@ -1,0 +1,351 @@
+//! The FIFO queue on SQS: sending events in batches (watcher), receiving with long
+//! polls, deleting, and moving a message to the dead-letter queue with its reason
+//! (updater). Message bodies are opaque strings here.
+
+use std::collections::HashMap;
+
+use aws_sdk_sqs::types::{
+    MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
+    SendMessageBatchRequestEntry,
+};
+use thiserror::Error;
+
+use super::sdk::describe;
+
+/// SQS accepts at most this many entries per batch request.
+pub const MAX_BATCH: usize = 10;
+
+/// Message attribute holding why the updater dead-lettered a message.
+pub const REASON_ATTRIBUTE: &str = "zru_reason";
+
+#[derive(Debug, Error)]
+pub enum SqsError {
+    #[error("queue {url}: {reason}")]
+    Request { url: String, reason: String },
+    #[error("queue {url}: {failed} of {total} messages were not sent: {reasons}")]
+    NotSent {
+        url: String,
+        failed: usize,
+        total: usize,
+        reasons: String,
+    },
+}
+
+/// A message to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub group: String,
+    pub dedup_id: String,
+    pub body: String,
+}
+
+/// A received message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub message_id: String,
+    pub receipt_handle: String,
+    pub group: String,
+    pub receive_count: u32,
+    pub body: String,
+}
+
+/// What the updater needs to know about its queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueInfo {
+    pub url: String,
+    pub fifo: bool,
+    /// From the redrive policy: receives before SQS moves a message to the DLQ.
+    pub max_receive_count: Option<u32>,
+    pub dead_letter_url: Option<String>,
+}
+
+/// SQS deduplication ids are at most 128 characters of `[!-~]`: longer or other ids
+/// (keys can hold any character) are replaced by a hex digest of themselves.
+pub fn dedup_id(raw: &str) -> String {
+    let printable = raw.bytes().all(|b| (b'!'..=b'~').contains(&b));
+    if printable && raw.len() <= 128 {
+        return raw.to_string();
+    }
+    // FNV-1a 64 twice (two seeds): stable across processes and versions.
+    let fnv = |seed: u64| {
+        raw.bytes().fold(seed, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    };
+    format!(
+        "h-{:016x}{:016x}-{}",
+        fnv(0xcbf2_9ce4_8422_2325),
+        fnv(0x6c62_272e_07bb_0142),
+        raw.len()
+    )
+}
+
+/// Sends messages in order, in batches of [`MAX_BATCH`]. Any entry SQS did not
+/// accept is an error (the caller fails, so the event source retries).
+pub async fn send(
+    client: &aws_sdk_sqs::Client,
+    url: &str,
+    messages: &[Outgoing],
+) -> Result<usize, SqsError> {
+    let mut sent = 0;
+    for chunk in messages.chunks(MAX_BATCH) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_group_id(&m.group)
+                    .message_deduplication_id(dedup_id(&m.dedup_id))
+                    .message_body(&m.body)
+                    .build()
+                    .map_err(|e| SqsError::Request {
+                        url: url.to_string(),
+                        reason: e.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let response = client
+            .send_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| SqsError::Request {
+                url: url.to_string(),
+                reason: describe(&e),
+            })?;
+        let failed = response.failed();
+        if !failed.is_empty() {
+            let reasons = failed
+                .iter()
+                .map(|f| format!("{}: {}", f.code(), f.message().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(SqsError::NotSent {
+                url: url.to_string(),
+                failed: failed.len(),
+                total: messages.len(),
+                reasons,
+            });
+        }
+        sent += chunk.len();
+    }
+    Ok(sent)
+}
+
+/// Receives up to `max` messages, waiting up to `wait_seconds` (long poll).
+pub async fn receive(
+    client: &aws_sdk_sqs::Client,
+    url: &str,
+    max: usize,
+    wait_seconds: i32,
+    visibility_seconds: i32,
+) -> Result<Vec<Received>, SqsError> {
+    let response = client
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(max.clamp(1, MAX_BATCH) as i32)
+        .wait_time_seconds(wait_seconds)
+        .visibility_timeout(visibility_seconds)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .send()
+        .await
+        .map_err(|e| SqsError::Request {
+            url: url.to_string(),
+            reason: describe(&e),
+        })?;
+    Ok(response
+        .messages()
+        .iter()
+        .map(|m| {
+            let attributes = m.attributes();
+            let attribute =
+                |name: MessageSystemAttributeName| attributes.and_then(|a| a.get(&name)).cloned();
+            Received {
+                message_id: m.message_id().unwrap_or_default().to_string(),
+                receipt_handle: m.receipt_handle().unwrap_or_default().to_string(),
+                group: attribute(MessageSystemAttributeName::MessageGroupId).unwrap_or_default(),
+                receive_count: attribute(MessageSystemAttributeName::ApproximateReceiveCount)
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(1),
+                body: m.body().unwrap_or_default().to_string(),
+            }
+        })
+        .collect())
+}
+
+/// Deletes received messages (after their events are committed).
+pub async fn delete(
+    client: &aws_sdk_sqs::Client,
+    url: &str,
+    receipt_handles: &[String],
+) -> Result<(), SqsError> {
+    for chunk in receipt_handles.chunks(MAX_BATCH) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, handle)| {
+                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(handle)
+                    .build()
+                    .map_err(|e| SqsError::Request {
+                        url: url.to_string(),
+                        reason: e.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let response = client
+            .delete_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| SqsError::Request {
+                url: url.to_string(),
+                reason: describe(&e),
+            })?;
+        if !response.failed().is_empty() {
+            let reasons = response
+                .failed()
+                .iter()
+                .map(|f| format!("{}: {}", f.code(), f.message().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(SqsError::NotSent {
+                url: url.to_string(),
+                failed: response.failed().len(),
+                total: receipt_handles.len(),
+                reasons,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Makes a received message visible again after `seconds`.
+pub async fn retry_after(
+    client: &aws_sdk_sqs::Client,
+    url: &str,
+    receipt_handle: &str,
+    seconds: i32,
+) -> Result<(), SqsError> {
+    client
+        .change_message_visibility()
+        .queue_url(url)
+        .receipt_handle(receipt_handle)
+        .visibility_timeout(seconds)
+        .send()
+        .await
+        .map_err(|e| SqsError::Request {
+            url: url.to_string(),
+            reason: describe(&e),
+        })?;
+    Ok(())
+}
+
+/// Sends a copy of `message` to the dead-letter queue with `reason` attached (the
+/// caller then deletes the original).
+pub async fn dead_letter(
+    client: &aws_sdk_sqs::Client,
+    dead_letter_url: &str,
+    message: &Received,
+    reason: &str,
+) -> Result<(), SqsError> {
+    let text = |value: &str| {
+        MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(value)
+            .build()
+    };
+    let reason_value = text(reason).map_err(|e| SqsError::Request {
+        url: dead_letter_url.to_string(),
+        reason: e.to_string(),
+    })?;
+    let receives = text(&message.receive_count.to_string()).map_err(|e| SqsError::Request {
+        url: dead_letter_url.to_string(),
+        reason: e.to_string(),
+    })?;
+    client
+        .send_message()
+        .queue_url(dead_letter_url)
+        .message_group_id(&message.group)
+        .message_deduplication_id(dedup_id(&message.message_id))
+        .message_body(&message.body)
+        .message_attributes(REASON_ATTRIBUTE, reason_value)
+        .message_attributes("zru_receive_count", receives)
+        .send()
+        .await
+        .map_err(|e| SqsError::Request {
+            url: dead_letter_url.to_string(),
+            reason: describe(&e),
+        })?;
+    Ok(())
+}
+
+/// Whether the queue is FIFO, and its redrive policy.
+pub async fn queue_info(client: &aws_sdk_sqs::Client, url: &str) -> Result<QueueInfo, SqsError> {
+    let request_error = |reason: String| SqsError::Request {
+        url: url.to_string(),
+        reason,
+    };
+    let attributes: HashMap<QueueAttributeName, String> = client
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::All)
+        .send()
+        .await
+        .map_err(|e| request_error(describe(&e)))?
+        .attributes
+        .unwrap_or_default();
+    let fifo = attributes
+        .get(&QueueAttributeName::FifoQueue)
+        .map(String::as_str)
+        == Some("true");
+    let mut info = QueueInfo {
+        url: url.to_string(),
+        fifo,
+        max_receive_count: None,
+        dead_letter_url: None,
+    };
+    if let Some(policy) = attributes.get(&QueueAttributeName::RedrivePolicy) {
+        let policy: serde_json::Value = serde_json::from_str(policy)
+            .map_err(|e| request_error(format!("redrive policy is not JSON: {e}")))?;
+        info.max_receive_count = match &policy["maxReceiveCount"] {
+            serde_json::Value::Number(n) => n.as_u64().map(|n| n as u32),
+            serde_json::Value::String(s) => s.parse().ok(),
+            _ => None,
+        };
+        if let Some(arn) = policy["deadLetterTargetArn"].as_str() {
+            let name = arn.rsplit(':').next().unwrap_or(arn);
+            let dlq = client
+                .get_queue_url()
+                .queue_name(name)
+                .send()
+                .await
+                .map_err(|e| request_error(format!("dead-letter queue {arn}: {}", describe(&e))))?;
+            info.dead_letter_url = dlq.queue_url;
+        }
+    }
+    Ok(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_ids_fit_sqs_rules() {
+        assert_eq!(
+            dedup_id("raw/sst/a.nc|created|00AB"),
+            "raw/sst/a.nc|created|00AB"
+        );
+        let spaced = dedup_id("raw/dir one/a.nc|created|1|e");
+        assert!(spaced.starts_with("h-") && spaced.len() <= 128, "{spaced}");
+        assert_eq!(spaced, dedup_id("raw/dir one/a.nc|created|1|e"));
+        assert_ne!(spaced, dedup_id("raw/dir one/b.nc|created|1|e"));
+        let long = "k".repeat(300);
+        assert!(dedup_id(&long).len() <= 128);
+    }
+}

@@ -1,0 +1,360 @@
+//! Where a store lives: a local directory or an S3 bucket and prefix.
+//!
+//! Local stores go through [`AtomicFilesystemStore`] (temporary file + rename). S3
+//! stores go through `zarrs_object_store` (object_store's `AmazonS3`), whose async API
+//! is bridged to zarrs' sync one by [`AsyncToSyncStorageAdapter`] running on a tokio
+//! runtime owned by this module, never the caller's: calling it from inside an async
+//! context panics, so async callers (the Lambda functions) run updates on a blocking
+//! thread. A PUT to S3 replaces the whole object atomically, so each key is written
+//! atomically there too.
+//!
+//! S3 settings come from the usual AWS environment variables (see `docs/aws.md`):
+//! credentials, `AWS_REGION` / `AWS_DEFAULT_REGION`, and `AWS_ENDPOINT_URL_S3` or
+//! `AWS_ENDPOINT_URL` for an emulator (plain `http://` endpoints are then allowed).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use thiserror::Error;
+use zarrs::storage::{ReadableStorageTraits, StorageError, WritableStorageTraits};
+use zarrs_object_store::object_store::aws::AmazonS3Builder;
+use zarrs_object_store::object_store::prefix::PrefixStore;
+use zarrs_object_store::AsyncObjectStore;
+use zarrs_storage::storage_adapter::async_to_sync::{
+    AsyncToSyncBlockOn, AsyncToSyncStorageAdapter,
+};
+
+use super::atomic_fs::AtomicFilesystemStore;
+use super::staged::Storage;
+
+/// A store location as written in a dataset's `store` key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum StoreLocation {
+    /// A directory (`path` or `file://path`).
+    Local(PathBuf),
+    /// `s3://bucket/prefix` (the prefix may be empty: the bucket's root).
+    S3 { bucket: String, prefix: String },
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum LocationError {
+    #[error("must be a path, a file:// URL or an s3://bucket/prefix URL")]
+    Empty,
+    #[error("{0:?}: an s3:// URL needs a bucket name (s3://bucket/prefix)")]
+    NoBucket(String),
+    #[error("{url:?}: {reason}")]
+    BadS3 { url: String, reason: String },
+    #[error("{0:?}: only local paths, file:// and s3:// URLs are supported")]
+    Scheme(String),
+}
+
+impl StoreLocation {
+    /// Parses `path`, `file://path` or `s3://bucket/prefix`.
+    pub fn parse(text: &str) -> Result<Self, LocationError> {
+        if text.trim().is_empty() {
+            return Err(LocationError::Empty);
+        }
+        if let Some(path) = text.strip_prefix("file://") {
+            return Ok(Self::Local(PathBuf::from(path)));
+        }
+        if let Some(rest) = text.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(LocationError::NoBucket(text.to_string()));
+            }
+            let bad = |reason: &str| LocationError::BadS3 {
+                url: text.to_string(),
+                reason: reason.to_string(),
+            };
+            if !bucket
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.'))
+            {
+                return Err(bad(
+                    "bucket names are lowercase letters, digits, '-' and '.'",
+                ));
+            }
+            let prefix = prefix.trim_end_matches('/');
+            if prefix
+                .split('/')
+                .any(|part| part == "." || part == ".." || (part.is_empty() && !prefix.is_empty()))
+            {
+                return Err(bad("the prefix has an empty, '.' or '..' component"));
+            }
+            return Ok(Self::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.to_string(),
+            });
+        }
+        if text.contains("://") {
+            return Err(LocationError::Scheme(text.to_string()));
+        }
+        Ok(Self::Local(PathBuf::from(text)))
+    }
+
+    pub fn is_s3(&self) -> bool {
+        matches!(self, Self::S3 { .. })
+    }
+
+    /// The local directory, for local stores.
+    pub fn local_path(&self) -> Option<&Path> {
+        match self {
+            Self::Local(path) => Some(path),
+            Self::S3 { .. } => None,
+        }
+    }
+
+    /// A path-like name for messages and lock files (`s3://bucket/prefix` for S3).
+    pub fn display_path(&self) -> PathBuf {
+        match self {
+            Self::Local(path) => path.clone(),
+            Self::S3 { .. } => PathBuf::from(self.to_string()),
+        }
+    }
+
+    /// The storage zru reads and writes the store through. Local stores' directory is
+    /// created; nothing is written to S3.
+    pub fn storage(&self) -> Result<Arc<Storage>, StorageError> {
+        match self {
+            Self::Local(path) => Ok(Arc::new(AtomicFilesystemStore::new(path)?)),
+            Self::S3 { bucket, prefix } => s3_storage(bucket, prefix),
+        }
+    }
+}
+
+impl StoreLocation {
+    /// The location of a file kept beside the store (the ledger): the store's path or
+    /// key with `suffix` appended (`sst.zarr` -> `sst.zarr.zru-ledger.json`).
+    pub fn sibling(&self, suffix: &str) -> Sibling {
+        match self {
+            Self::Local(path) => {
+                let mut name = path
+                    .file_name()
+                    .map(|n| n.to_os_string())
+                    .unwrap_or_else(|| "store".into());
+                name.push(suffix);
+                Sibling::Local(path.with_file_name(name))
+            }
+            Self::S3 { bucket, prefix } => Sibling::S3 {
+                bucket: bucket.clone(),
+                key: format!(
+                    "{}{suffix}",
+                    if prefix.is_empty() { "store" } else { prefix }
+                ),
+            },
+        }
+    }
+}
+
+/// A single object kept beside a store, read and replaced whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sibling {
+    Local(PathBuf),
+    S3 { bucket: String, key: String },
+}
+
+impl fmt::Display for Sibling {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Local(path) => write!(f, "{}", path.display()),
+            Self::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
+        }
+    }
+}
+
+impl Sibling {
+    fn s3_storage(bucket: &str) -> Result<Arc<Storage>, StorageError> {
+        s3_storage(bucket, "")
+    }
+
+    fn s3_key(key: &str) -> Result<zarrs::storage::StoreKey, StorageError> {
+        zarrs::storage::StoreKey::new(key).map_err(|e| StorageError::Other(e.to_string()))
+    }
+
+    /// Its bytes, or `None` if it does not exist yet.
+    pub fn read(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        match self {
+            Self::Local(path) => match std::fs::read(path) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.into()),
+            },
+            Self::S3 { bucket, key } => Ok(Self::s3_storage(bucket)?
+                .get(&Self::s3_key(key)?)?
+                .map(|b| b.to_vec())),
+        }
+    }
+
+    /// Replaces it atomically: temporary file, fsync, rename locally; one PUT on S3.
+    pub fn write(&self, bytes: &[u8]) -> Result<(), StorageError> {
+        match self {
+            Self::Local(path) => {
+                use std::io::Write;
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let mut temp = path.as_os_str().to_os_string();
+                temp.push(format!(".zru-tmp-{}", std::process::id()));
+                let temp = PathBuf::from(temp);
+                let mut file = std::fs::File::create(&temp)?;
+                file.write_all(bytes)?;
+                file.sync_all()?;
+                std::fs::rename(&temp, path)?;
+                Ok(())
+            }
+            Self::S3 { bucket, key } => Self::s3_storage(bucket)?.set(
+                &Self::s3_key(key)?,
+                zarrs::storage::Bytes::copy_from_slice(bytes),
+            ),
+        }
+    }
+}
+
+impl fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Local(path) => write!(f, "{}", path.display()),
+            Self::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            Self::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+/// The S3 endpoint override from the environment, if any.
+pub fn s3_endpoint_from_env() -> Option<String> {
+    ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .find(|value| !value.trim().is_empty())
+}
+
+/// The runtime that runs S3 requests for the sync storage API. It is never dropped
+/// (dropping a runtime inside an async context panics) and never the caller's.
+fn runtime() -> Result<&'static tokio::runtime::Runtime, StorageError> {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    if let Some(runtime) = RUNTIME.get() {
+        return Ok(runtime);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("zru-s3")
+        .enable_all()
+        .build()
+        .map_err(|e| StorageError::Other(format!("cannot start the S3 I/O runtime: {e}")))?;
+    Ok(RUNTIME.get_or_init(|| runtime))
+}
+
+struct BlockOn(tokio::runtime::Handle);
+
+impl AsyncToSyncBlockOn for BlockOn {
+    fn block_on<F: core::future::Future>(&self, future: F) -> F::Output {
+        self.0.block_on(future)
+    }
+}
+
+fn s3_storage(bucket: &str, prefix: &str) -> Result<Arc<Storage>, StorageError> {
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    if let Some(endpoint) = s3_endpoint_from_env() {
+        let http = endpoint.starts_with("http://");
+        builder = builder.with_endpoint(endpoint).with_allow_http(http);
+    }
+    let has_region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .any(|name| std::env::var(name).is_ok_and(|v| !v.is_empty()));
+    if !has_region {
+        builder = builder.with_region("us-east-1");
+    }
+    let s3 = builder
+        .build()
+        .map_err(|e| StorageError::Other(format!("s3://{bucket}: {e}")))?;
+    let runtime = runtime()?;
+    let block_on = BlockOn(runtime.handle().clone());
+    Ok(if prefix.is_empty() {
+        Arc::new(AsyncToSyncStorageAdapter::new(
+            Arc::new(AsyncObjectStore::new(s3)),
+            block_on,
+        ))
+    } else {
+        Arc::new(AsyncToSyncStorageAdapter::new(
+            Arc::new(AsyncObjectStore::new(PrefixStore::new(s3, prefix))),
+            block_on,
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_paths_file_and_s3_urls() {
+        assert_eq!(
+            StoreLocation::parse("data/zarr/sst.zarr").unwrap(),
+            StoreLocation::Local("data/zarr/sst.zarr".into())
+        );
+        assert_eq!(
+            StoreLocation::parse("file:///tmp/x.zarr").unwrap(),
+            StoreLocation::Local("/tmp/x.zarr".into())
+        );
+        let s3 = StoreLocation::parse("s3://zarr-bucket/stores/sst.zarr/").unwrap();
+        assert_eq!(
+            s3,
+            StoreLocation::S3 {
+                bucket: "zarr-bucket".into(),
+                prefix: "stores/sst.zarr".into()
+            }
+        );
+        assert_eq!(s3.to_string(), "s3://zarr-bucket/stores/sst.zarr");
+        assert!(s3.is_s3() && s3.local_path().is_none());
+        assert_eq!(
+            StoreLocation::parse("s3://b").unwrap().to_string(),
+            "s3://b"
+        );
+    }
+
+    #[test]
+    fn siblings_sit_beside_the_store() {
+        let local = StoreLocation::parse("data/zarr/sst.zarr").unwrap();
+        assert_eq!(
+            local.sibling(".zru-ledger.json"),
+            Sibling::Local("data/zarr/sst.zarr.zru-ledger.json".into())
+        );
+        let s3 = StoreLocation::parse("s3://b/stores/sst.zarr").unwrap();
+        assert_eq!(
+            s3.sibling(".zru-ledger.json").to_string(),
+            "s3://b/stores/sst.zarr.zru-ledger.json"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreLocation::Local(dir.path().join("x.zarr"));
+        let sibling = store.sibling(".j");
+        assert_eq!(sibling.read().unwrap(), None);
+        sibling.write(b"{}").unwrap();
+        assert_eq!(sibling.read().unwrap().as_deref(), Some(&b"{}"[..]));
+    }
+
+    #[test]
+    fn rejects_bad_urls() {
+        assert_eq!(StoreLocation::parse(" "), Err(LocationError::Empty));
+        assert!(matches!(
+            StoreLocation::parse("s3:///x"),
+            Err(LocationError::NoBucket(_))
+        ));
+        assert!(matches!(
+            StoreLocation::parse("s3://Bad_Bucket/x"),
+            Err(LocationError::BadS3 { .. })
+        ));
+        assert!(matches!(
+            StoreLocation::parse("s3://b/a//c"),
+            Err(LocationError::BadS3 { .. })
+        ));
+        assert!(matches!(
+            StoreLocation::parse("s3://b/../c"),
+            Err(LocationError::BadS3 { .. })
+        ));
+        assert!(matches!(
+            StoreLocation::parse("gs://b/x"),
+            Err(LocationError::Scheme(_))
+        ));
+    }
+}

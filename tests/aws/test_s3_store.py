@@ -1,0 +1,103 @@
+"""Stores at ``s3://bucket/prefix`` (the emulator's S3): the same events give the same
+store as local mode, byte for byte, and xarray reads it through zarr-python on S3."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import xarray as xr
+
+from conftest import interop, local_files, open_s3_dataset, s3_objects, zru_env
+
+BUCKET = "zarr-stores"
+LAT, LON = 40, 60
+
+
+def run(zru_bin, env, *args, ok=True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(zru_bin), *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=300)
+    if ok is not None:
+        assert (proc.returncode == 0) == ok, (
+            f"zru {' '.join(map(str, args))} exited {proc.returncode}\n"
+            f"{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_s3_store_matches_local_mode(tmp_path, moto, zru_bin, zarr_format):
+    moto.client("s3").create_bucket(Bucket=BUCKET)
+    env = zru_env(moto)
+    raw = tmp_path / "raw"
+    files = interop.sample(tmp_path / "gen", days=3, lat=LAT, lon=LON)
+    revised = interop.sample(tmp_path / "gen2", days=3, lat=LAT, lon=LON, revision=1)
+    keys = [f"sst/{f.name}" for f in files]
+    local_cfg, s3_cfg = tmp_path / "cfg-local", tmp_path / "cfg-s3"
+    local_store = tmp_path / "local.zarr"
+    interop.write_config(local_cfg, "sst", store=local_store, zarr_format=zarr_format)
+    interop.write_config(s3_cfg, "sst", store=f"s3://{BUCKET}/stores/sst.zarr",
+                         zarr_format=zarr_format)
+
+    steps = [
+        ("ingest", [interop.place(f, raw, k) for f, k in zip(files, keys)]),
+        ("ingest", [interop.place(revised[1], raw, keys[1])]),
+        ("remove", [keys[2]]),
+    ]
+    for command, args in steps:
+        outs = []
+        for cfg in (local_cfg, s3_cfg):
+            proc = run(zru_bin, env, command, "--config", cfg, "--raw-root", raw, "--json",
+                       "--state-dir", tmp_path / f"state-{cfg.name}", *args)
+            outs.append([{k: r.get(k) for k in ("key", "event", "action", "region", "reason")}
+                         for r in map(json.loads, proc.stdout.splitlines())])
+        assert outs[0] == outs[1], f"{command}: local and S3 outcomes differ:\n{outs}"
+        assert all(r["action"] in ("appended", "overwrote", "blanked") for r in outs[1])
+
+    # The same objects with the same bytes: chunks, metadata, consolidated metadata.
+    on_s3 = s3_objects(moto, BUCKET, "stores/sst.zarr")
+    local = local_files(local_store)
+    assert sorted(on_s3) == sorted(local)
+    differ = [k for k in local if local[k] != on_s3[k]]
+    assert not differ, f"objects whose bytes differ from local mode: {differ}"
+
+    # Readers: xarray through zarr-python on S3 sees what it sees locally.
+    from_s3 = open_s3_dataset(moto, BUCKET, "stores/sst.zarr")
+    xr.testing.assert_identical(from_s3, interop.open_store(local_store))
+    assert interop.source_keys(from_s3) == [keys[0], keys[1], ""]
+    interop.assert_slot_blank(from_s3, "time", 2)
+
+    summary = run(zru_bin, env, "inspect", f"s3://{BUCKET}/stores/sst.zarr").stdout
+    assert "time" in summary and keys[0] in summary, summary
+
+
+def test_rejected_file_leaves_the_s3_store_untouched(tmp_path, moto, zru_bin):
+    moto.client("s3").create_bucket(Bucket=BUCKET)
+    env = zru_env(moto)
+    raw = tmp_path / "raw"
+    files = interop.sample(tmp_path / "gen", days=2, lat=LAT, lon=LON)
+    cfg = tmp_path / "cfg"
+    interop.write_config(cfg, "sst", store=f"s3://{BUCKET}/sst.zarr")
+    first = interop.place(files[0], raw, f"sst/{files[0].name}")
+    run(zru_bin, env, "ingest", "--config", cfg, "--raw-root", raw, "--state-dir",
+        tmp_path / "state", first)
+    before = s3_objects(moto, BUCKET, "sst.zarr")
+
+    broken = raw / "sst" / files[1].name
+    broken.write_bytes(files[1].read_bytes()[:5000])
+    proc = run(zru_bin, env, "ingest", "--config", cfg, "--raw-root", raw, "--json",
+               "--state-dir", tmp_path / "state", broken, ok=False)
+    assert '"rejected"' in proc.stdout, proc.stdout
+    assert s3_objects(moto, BUCKET, "sst.zarr") == before
+
+
+def test_missing_bucket_is_a_clear_rejection(tmp_path, moto, zru_bin):
+    env = zru_env(moto)
+    raw = tmp_path / "raw"
+    files = interop.sample(tmp_path / "gen", days=1, lat=LAT, lon=LON)
+    cfg = tmp_path / "cfg"
+    interop.write_config(cfg, "sst", store="s3://no-such-bucket/sst.zarr")
+    path = interop.place(files[0], raw, f"sst/{files[0].name}")
+    proc = run(zru_bin, env, "ingest", "--config", cfg, "--raw-root", raw, "--state-dir",
+               tmp_path / "state", path, ok=False)
+    assert "rejected" in proc.stdout and "no-such-bucket" in proc.stdout, proc.stdout
