@@ -14,6 +14,9 @@ use thiserror::Error;
 
 use crate::values::{CfEncoding, ElementType, Values};
 
+pub mod bands;
+pub use bands::{Band, BandAssembler, BandPlan};
+
 #[derive(Debug, Error)]
 pub enum SourceError {
     #[error("{path}: cannot open as netCDF: {source}")]
@@ -40,6 +43,12 @@ pub enum SourceError {
         path: PathBuf,
         #[source]
         source: crate::netcdf3::ClassicError,
+    },
+    #[error("{path}: variable {variable}: cannot join read pieces: {reason}")]
+    Bands {
+        path: PathBuf,
+        variable: String,
+        reason: String,
     },
     #[error("{path}: no variable {variable}")]
     NoVariable { path: PathBuf, variable: String },
@@ -159,35 +168,116 @@ impl SourceFile {
 
     /// Reads a whole variable in C order.
     pub fn read(&self, name: &str) -> Result<Values, SourceError> {
-        let described = self.variable(name).ok_or_else(|| SourceError::NoVariable {
+        self.read_extents(name, netcdf::Extents::All)
+    }
+
+    /// Reads a variable in bands along one axis (see [`bands`]), calling `emit` with
+    /// each band in order; `emit` returns `false` to stop early. A variable that is one
+    /// band anyway is read whole, as one band along axis 0.
+    pub fn read_bands(
+        &self,
+        name: &str,
+        store_chunks: &[u64],
+        mut emit: impl FnMut(Band) -> bool,
+    ) -> Result<(), SourceError> {
+        let described = self.described(name)?;
+        let plan = match described.element {
+            ElementType::Text => None,
+            _ => BandPlan::new(
+                &described.shape,
+                store_chunks,
+                self.file_chunks(name)?.as_deref(),
+            ),
+        };
+        let Some(plan) = plan else {
+            let values = self.read(name)?;
+            emit(Band {
+                axis: 0,
+                start: 0,
+                rows: described.shape.first().copied().unwrap_or(1),
+                values,
+            });
+            return Ok(());
+        };
+        let row_len: u64 = described.shape[plan.axis + 1..].iter().product();
+        let mut assembler = BandAssembler::new(plan, row_len);
+        for piece in plan.pieces() {
+            let extents: Vec<std::ops::Range<usize>> = described
+                .shape
+                .iter()
+                .enumerate()
+                .map(|(axis, &len)| match axis == plan.axis {
+                    true => piece.start as usize..piece.end as usize,
+                    false => 0..len as usize,
+                })
+                .collect();
+            let values = self.read_extents(name, extents.into())?;
+            let band = assembler
+                .push(values, piece.end - piece.start)
+                .map_err(|e| SourceError::Bands {
+                    path: self.path.clone(),
+                    variable: name.into(),
+                    reason: e.to_string(),
+                })?;
+            if let Some(band) = band {
+                if !emit(band) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The file's chunk shape of a variable (`None`: contiguous or classic).
+    fn file_chunks(&self, name: &str) -> Result<Option<Vec<u64>>, SourceError> {
+        let variable = self.nc_variable(name)?;
+        let chunks = variable.chunking().map_err(|source| SourceError::Read {
             path: self.path.clone(),
             variable: name.into(),
+            source,
         })?;
-        let variable = self
-            .file
+        Ok(chunks.map(|c| c.into_iter().map(|n| n as u64).collect()))
+    }
+
+    fn described(&self, name: &str) -> Result<&SourceVariable, SourceError> {
+        self.variable(name).ok_or_else(|| SourceError::NoVariable {
+            path: self.path.clone(),
+            variable: name.into(),
+        })
+    }
+
+    fn nc_variable(&self, name: &str) -> Result<netcdf::Variable<'_>, SourceError> {
+        self.file
             .variable(name)
             .ok_or_else(|| SourceError::NoVariable {
                 path: self.path.clone(),
                 variable: name.into(),
-            })?;
+            })
+    }
+
+    /// Reads part of a variable in C order.
+    fn read_extents(&self, name: &str, extents: netcdf::Extents) -> Result<Values, SourceError> {
+        let described = self.described(name)?;
+        let variable = self.nc_variable(name)?;
         let read_error = |source| SourceError::Read {
             path: self.path.clone(),
             variable: name.into(),
             source,
         };
+        let e = extents;
         let values = match described.element {
-            ElementType::I8 => Values::I8(variable.get_values(..).map_err(read_error)?),
-            ElementType::U8 => Values::U8(variable.get_values(..).map_err(read_error)?),
-            ElementType::I16 => Values::I16(variable.get_values(..).map_err(read_error)?),
-            ElementType::U16 => Values::U16(variable.get_values(..).map_err(read_error)?),
-            ElementType::I32 => Values::I32(variable.get_values(..).map_err(read_error)?),
-            ElementType::U32 => Values::U32(variable.get_values(..).map_err(read_error)?),
-            ElementType::I64 => Values::I64(variable.get_values(..).map_err(read_error)?),
-            ElementType::U64 => Values::U64(variable.get_values(..).map_err(read_error)?),
-            ElementType::F32 => Values::F32(variable.get_values(..).map_err(read_error)?),
-            ElementType::F64 => Values::F64(variable.get_values(..).map_err(read_error)?),
+            ElementType::I8 => Values::I8(variable.get_values(e).map_err(read_error)?),
+            ElementType::U8 => Values::U8(variable.get_values(e).map_err(read_error)?),
+            ElementType::I16 => Values::I16(variable.get_values(e).map_err(read_error)?),
+            ElementType::U16 => Values::U16(variable.get_values(e).map_err(read_error)?),
+            ElementType::I32 => Values::I32(variable.get_values(e).map_err(read_error)?),
+            ElementType::U32 => Values::U32(variable.get_values(e).map_err(read_error)?),
+            ElementType::I64 => Values::I64(variable.get_values(e).map_err(read_error)?),
+            ElementType::U64 => Values::U64(variable.get_values(e).map_err(read_error)?),
+            ElementType::F32 => Values::F32(variable.get_values(e).map_err(read_error)?),
+            ElementType::F64 => Values::F64(variable.get_values(e).map_err(read_error)?),
             ElementType::Text => {
-                let bytes = variable.get_raw_values(..).map_err(read_error)?;
+                let bytes = variable.get_raw_values(e).map_err(read_error)?;
                 Values::Text(chars_to_strings(&bytes, described.char_len.unwrap_or(1)))
             }
         };

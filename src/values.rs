@@ -198,6 +198,25 @@ macro_rules! build_values {
     };
 }
 
+/// Builds a [`Values`] of the same variant from each variant's inner vector.
+macro_rules! map_values {
+    ($values:expr, $v:ident => $body:expr) => {
+        match $values {
+            Values::I8($v) => Values::I8($body),
+            Values::U8($v) => Values::U8($body),
+            Values::I16($v) => Values::I16($body),
+            Values::U16($v) => Values::U16($body),
+            Values::I32($v) => Values::I32($body),
+            Values::U32($v) => Values::U32($body),
+            Values::I64($v) => Values::I64($body),
+            Values::U64($v) => Values::U64($body),
+            Values::F32($v) => Values::F32($body),
+            Values::F64($v) => Values::F64($body),
+            Values::Text($v) => Values::Text($body),
+        }
+    };
+}
+
 /// Numeric element conversion through `f64`.
 pub trait Number: Copy + Send + Sync + 'static {
     fn to_f64(self) -> f64;
@@ -258,19 +277,31 @@ impl Values {
 
     /// Copies of elements `[start, start + len)`.
     pub fn slice(&self, start: usize, len: usize) -> Self {
-        match self {
-            Values::I8(v) => Values::I8(v[start..start + len].to_vec()),
-            Values::U8(v) => Values::U8(v[start..start + len].to_vec()),
-            Values::I16(v) => Values::I16(v[start..start + len].to_vec()),
-            Values::U16(v) => Values::U16(v[start..start + len].to_vec()),
-            Values::I32(v) => Values::I32(v[start..start + len].to_vec()),
-            Values::U32(v) => Values::U32(v[start..start + len].to_vec()),
-            Values::I64(v) => Values::I64(v[start..start + len].to_vec()),
-            Values::U64(v) => Values::U64(v[start..start + len].to_vec()),
-            Values::F32(v) => Values::F32(v[start..start + len].to_vec()),
-            Values::F64(v) => Values::F64(v[start..start + len].to_vec()),
-            Values::Text(v) => Values::Text(v[start..start + len].to_vec()),
+        map_values!(self, v => v[start..start + len].to_vec())
+    }
+
+    /// Appends `other`'s elements (same element type) to these.
+    pub fn append(&mut self, other: Values) -> Result<(), ValuesError> {
+        macro_rules! join {
+            ($($variant:ident),*) => {
+                match (self, other) {
+                    $((Values::$variant(a), Values::$variant(mut b)) => a.append(&mut b),)*
+                    (a, b) => {
+                        return Err(ValuesError::Incompatible {
+                            from: b.element_type(),
+                            to: a.element_type(),
+                        })
+                    }
+                }
+            };
         }
+        join!(I8, U8, I16, U16, I32, U32, I64, U64, F32, F64, Text);
+        Ok(())
+    }
+
+    /// Splits off the elements from `at` on (like `Vec::split_off`).
+    pub fn split_off(&mut self, at: usize) -> Values {
+        map_values!(self, v => v.split_off(at))
     }
 }
 

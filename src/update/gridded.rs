@@ -12,7 +12,7 @@ use zru_handlers::{ranges_from_indices, runs_by_position, IndexRange};
 use super::time_axis::StoreTimeAxis;
 use super::{Action, Applied, UpdateError};
 use crate::config::Dataset;
-use crate::source::{SourceFile, SourceVariable};
+use crate::source::{Band, SourceFile, SourceVariable};
 use crate::store::{ArrayDoc, Compressor, NewArray, Transaction, ZarrFormat};
 use crate::values::{convert, from_f64_values, CfEncoding, ElementType, Values, ValuesError};
 
@@ -593,67 +593,102 @@ fn write_variables(
     created: &[String],
 ) -> Result<(), UpdateError> {
     let append_dim = cx.append_dim();
-    let to_write: Vec<&SourceVariable> = variables
+    let to_write = variables
         .iter()
         .copied()
         .filter(|v| v.has_dim(append_dim) || created.contains(&v.name))
-        .collect();
+        .map(|var| Ok((var, store_chunks(cx, tx, &var.name)?)))
+        .collect::<Result<Vec<_>, UpdateError>>()?;
+    // netCDF-C reads on one thread (HDF5 serialises reads) while this one converts and
+    // encodes (zarrs spreads a band's chunks over the other cores): band k + 1 is
+    // inflated while band k is encoded.
     std::thread::scope(|scope| {
-        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
-        let reader_vars = to_write.clone();
+        let (sender, receiver) = std::sync::mpsc::sync_channel(2);
         scope.spawn(move || {
-            for var in reader_vars {
+            for (var, chunks) in to_write {
+                let mut open = true;
+                let read = source.read_bands(&var.name, &chunks, |band| {
+                    open = sender.send((var, Ok(band))).is_ok();
+                    open
+                });
+                if let Err(e) = read {
+                    let _ = sender.send((var, Err(e)));
+                    return;
+                }
                 // A closed channel means the writer stopped on an error.
-                if sender.send((var, source.read(&var.name))).is_err() {
-                    break;
+                if !open {
+                    return;
                 }
             }
         });
-        for (var, raw) in receiver {
-            let raw = raw.map_err(|e| cx.source_error(e))?;
-            write_variable(cx, tx, var, raw, placement)?;
+        for (var, band) in receiver {
+            let band = band.map_err(|e| cx.source_error(e))?;
+            write_band(cx, tx, var, band, placement)?;
         }
         Ok(())
     })
 }
 
-/// Converts one variable to the store's encoding and writes it into its slots.
-fn write_variable(
+/// The metadata of an array the file's variables were prepared into.
+fn prepared_doc<'t>(
+    cx: &Context<'_>,
+    tx: &'t Transaction<'_>,
+    name: &str,
+) -> Result<&'t ArrayDoc, UpdateError> {
+    tx.array_doc(name)
+        .ok_or_else(|| cx.schema(name, "array missing after preparation".into()))
+}
+
+/// The store's chunk shape of an array.
+fn store_chunks(
+    cx: &Context<'_>,
+    tx: &Transaction<'_>,
+    name: &str,
+) -> Result<Vec<u64>, UpdateError> {
+    let doc = prepared_doc(cx, tx, name)?;
+    doc.chunk_shape()
+        .map_err(|e| cx.schema(name, e.to_string()))
+}
+
+/// Converts one band of a variable to the store's encoding and writes it into its
+/// slots (the append dimension is the variable's first).
+fn write_band(
     cx: &Context<'_>,
     tx: &Transaction<'_>,
     var: &SourceVariable,
-    raw: Values,
+    band: Band,
     placement: &Placement,
 ) -> Result<(), UpdateError> {
-    let doc = tx
-        .array_doc(&var.name)
-        .ok_or_else(|| cx.schema(&var.name, "array missing after preparation".into()))?;
+    let doc = prepared_doc(cx, tx, &var.name)?;
     let store_type = doc
         .element_type()
         .map_err(|e| cx.schema(&var.name, e.to_string()))?;
-    let values = convert(raw, &var.encoding, store_type, &doc.cf_encoding())
+    let values = convert(band.values, &var.encoding, store_type, &doc.cf_encoding())
         .map_err(|e| cx.values_error(&var.name, e))?;
+    let mut start = vec![0; var.shape.len()];
+    let mut shape = var.shape.clone();
+    start[band.axis] = band.start;
+    shape[band.axis] = band.rows;
     if !var.has_dim(cx.append_dim()) {
-        let start = vec![0; var.shape.len()];
         return tx
-            .write(&var.name, &start, &var.shape, values)
+            .write(&var.name, &start, &shape, values)
             .map_err(|e| cx.store_error(e));
     }
-    let runs = runs_by_position(&placement.indices);
+    // The band's positions along the append dimension, and the slots they go to.
+    let positions = match band.axis {
+        0 => band.start as usize..(band.start + band.rows) as usize,
+        _ => 0..var.shape[0] as usize,
+    };
+    let runs = runs_by_position(&placement.indices[positions]);
     if let [(0, range)] = runs.as_slice() {
-        // The common case: the whole file is one run; no copy of the values.
-        let mut shape = var.shape.clone();
-        shape[0] = range.len();
-        let mut start = vec![0; var.shape.len()];
+        // The common case: the band is one run of slots; no copy of the values.
         start[0] = range.start;
         return tx
             .write(&var.name, &start, &shape, values)
             .map_err(|e| cx.store_error(e));
     }
-    let slab: u64 = var.shape[1..].iter().product();
+    let slab: u64 = shape[1..].iter().product();
     for (position, range) in runs {
-        let mut start = vec![0; var.shape.len()];
-        let mut shape = var.shape.clone();
         start[0] = range.start;
         shape[0] = range.len();
         let part = values.slice(
