@@ -123,6 +123,13 @@ pub fn apply_created(
     write_time_slots(&cx, tx, &placement)?;
     write_variables(&cx, tx, &source, &variables, &placement, &created)?;
     blank_uncovered(&cx, tx, &variables, &placement)?;
+    // A revision whose times moved: the key's earlier slots the file no longer covers
+    // are blanked, as if the old version had been removed first.
+    let earlier: Vec<u64> = slots_with_provenance(&cx, tx)?
+        .into_iter()
+        .filter(|slot| !placement.indices.contains(slot))
+        .collect();
+    let earlier = blank_slots_of_key(&cx, tx, &earlier)?;
     write_provenance(&cx, tx, &placement.indices)?;
 
     let action = if placement.overwrites() {
@@ -137,9 +144,41 @@ pub fn apply_created(
             cx.append_dim().to_string(),
             [region.start, region.stop],
         )])),
-        note: None,
+        note: (!earlier.is_empty())
+            .then(|| format!("blanked this key's earlier {}", describe_ranges(&earlier))),
         stats: Default::default(),
     })
+}
+
+/// Blanks every append-dimension array except the coordinate (so the provenance too)
+/// at `slots`; returns the slots as ranges.
+fn blank_slots_of_key(
+    cx: &Context<'_>,
+    tx: &mut Transaction<'_>,
+    slots: &[u64],
+) -> Result<Vec<IndexRange>, UpdateError> {
+    let ranges = ranges_from_indices(slots);
+    if ranges.is_empty() {
+        return Ok(ranges);
+    }
+    let names: Vec<String> = append_arrays(tx, cx.append_dim())
+        .into_iter()
+        .filter(|n| n != cx.append_dim())
+        .collect();
+    for name in names {
+        for range in &ranges {
+            blank_slots(cx, tx, &name, *range)?;
+        }
+    }
+    Ok(ranges)
+}
+
+fn describe_ranges(ranges: &[IndexRange]) -> String {
+    ranges
+        .iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Stages the blanking of every slot whose provenance is `key`; the time values stay.
@@ -158,16 +197,7 @@ pub fn apply_removed(
             stats: Default::default(),
         });
     }
-    let ranges = ranges_from_indices(&slots);
-    let names: Vec<String> = append_arrays(tx, cx.append_dim())
-        .into_iter()
-        .filter(|n| n != cx.append_dim())
-        .collect();
-    for name in names {
-        for range in &ranges {
-            blank_slots(&cx, tx, &name, *range)?;
-        }
-    }
+    let ranges = blank_slots_of_key(&cx, tx, &slots)?;
     let first = ranges.first().map_or(0, |r| r.start);
     let last = ranges.last().map_or(0, |r| r.stop);
     Ok(Applied {
@@ -176,16 +206,7 @@ pub fn apply_removed(
             cx.append_dim().to_string(),
             [first, last],
         )])),
-        note: (ranges.len() > 1).then(|| {
-            format!(
-                "blanked {}",
-                ranges
-                    .iter()
-                    .map(|r| r.to_string())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            )
-        }),
+        note: (ranges.len() > 1).then(|| format!("blanked {}", describe_ranges(&ranges))),
         stats: Default::default(),
     })
 }
