@@ -9,8 +9,13 @@ use chrono::NaiveDate;
 
 use crate::config::Catalog;
 use crate::inspect::inspect;
+use crate::pipeline::enqueue::enqueue;
+use crate::pipeline::ledger::Ledger;
+use crate::pipeline::{
+    FlushOptions, Flusher, ObjectEvent, Queue, QueueOptions, Report, SqliteQueue,
+};
 use crate::sample::{write_gridded_sample_file, write_gridded_samples, GriddedSampleOptions};
-use crate::update::{Event, EventKind, Outcome, Updater};
+use crate::update::{EventKind, Updater};
 use crate::values::Values;
 
 /// Where the demo reads its configuration and writes its data.
@@ -18,6 +23,8 @@ use crate::values::Values;
 pub struct DemoOptions {
     pub config_dir: PathBuf,
     pub raw_root: PathBuf,
+    /// The demo's own queue and locks (emptied at the start of each run).
+    pub state_dir: PathBuf,
     /// `shared/data` with the real IMOS files (optional).
     pub shared_data: PathBuf,
     pub lat: usize,
@@ -32,11 +39,18 @@ const GSLA_PREFIX: &str = "IMOS/OceanCurrent/GSLA";
 const ARGO_PREFIX: &str = "argo";
 /// Profiles of the revised Argo file whose temperatures the demo changes.
 const REVISED_PROFILES: usize = 5;
+/// Receives of a bad file before it lands in the dead letters (as `zru flush`).
+const MAX_RECEIVES: u32 = 3;
 
+/// The local pipeline: what the watcher does (an event per changed object, sent to the
+/// durable queue) and what the updater does (drain the queue under the store's lock,
+/// ledger, one transaction per batch, dead letters).
 struct Demo<'a> {
     updater: Updater,
+    queue: SqliteQueue,
+    flush: FlushOptions,
     out: &'a mut dyn Write,
-    rejected: usize,
+    dead_lettered: usize,
 }
 
 impl Demo<'_> {
@@ -45,16 +59,58 @@ impl Demo<'_> {
         Ok(())
     }
 
-    fn apply(&mut self, key: &str, kind: EventKind) -> Result<Outcome> {
-        let outcome = self.updater.apply(&Event {
-            key: key.to_string(),
-            kind,
-        });
-        if outcome.is_rejected() {
-            self.rejected += 1;
+    /// The watcher's event for a key of the raw bucket as it is now.
+    fn event(&self, key: &str, kind: EventKind) -> Result<ObjectEvent> {
+        Ok(match kind {
+            EventKind::Created => {
+                let path = self.updater.raw_root.join(key);
+                ObjectEvent::local_created(key.to_string(), &path)
+                    .with_context(|| format!("reading {}", path.display()))?
+            }
+            EventKind::Removed => ObjectEvent::local_removed(key.to_string()),
+        })
+    }
+
+    /// Sends events to the queue; prints those not enqueued (duplicates, refusals).
+    fn send(&mut self, events: Vec<ObjectEvent>) -> Result<()> {
+        let count = events.len();
+        let reports = enqueue(&self.updater.catalog, &self.queue, events)?;
+        let queued = reports.iter().filter(|r| r.message_id.is_some()).count();
+        writeln!(self.out, "  watcher: {queued} of {count} events queued")?;
+        for report in reports.iter().filter(|r| r.message_id.is_none()) {
+            writeln!(self.out, "  {}", report.line())?;
         }
-        writeln!(self.out, "  {}", outcome.line())?;
-        Ok(outcome)
+        Ok(())
+    }
+
+    /// Drains the queue like `zru flush`; prints each event's fate.
+    fn flush(&mut self) -> Result<Vec<Report>> {
+        let flusher = Flusher {
+            updater: &self.updater,
+            queue: &self.queue,
+            options: self.flush.clone(),
+        };
+        let reports = flusher.flush(&mut |_| {})?;
+        for report in &reports {
+            let dead = if report.dead_lettered {
+                " -> dead letters"
+            } else {
+                ""
+            };
+            writeln!(self.out, "  {}{dead}", report.line())?;
+        }
+        self.dead_lettered += reports.iter().filter(|r| r.dead_lettered).count();
+        Ok(reports)
+    }
+
+    /// Events for `keys` (in this order) through the queue, then one flush.
+    fn apply(&mut self, keys: &[&str], kind: EventKind) -> Result<Vec<Report>> {
+        let events = keys
+            .iter()
+            .map(|key| self.event(key, kind))
+            .collect::<Result<Vec<_>>>()?;
+        self.send(events)?;
+        self.flush()
     }
 
     fn show_store(&mut self, dataset: &str) -> Result<()> {
@@ -87,37 +143,64 @@ impl Demo<'_> {
     }
 }
 
-/// Runs the demo, writing a narrative to `out`. Returns the number of rejected events
-/// that were not expected (0 on success).
+/// Runs the demo, writing a narrative to `out`. Fails unless exactly one event (the
+/// truncated upload) went to the dead letters and was then replayed.
 pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<()> {
     let catalog = Catalog::load_dir(&options.config_dir)
         .with_context(|| format!("loading {}", options.config_dir.display()))?;
+    reset_state(&options.state_dir)?;
+    let queue = SqliteQueue::open(
+        &options.state_dir.join("queue.sqlite"),
+        QueueOptions {
+            max_receives: MAX_RECEIVES,
+            ..QueueOptions::default()
+        },
+    )?;
     let mut demo = Demo {
         updater: Updater::new(catalog, options.raw_root.clone()),
+        queue,
+        flush: FlushOptions {
+            batch_size: 256,
+            visibility: std::time::Duration::from_secs(600),
+            lock_dir: options.state_dir.join("locks"),
+            lock_timeout: std::time::Duration::from_secs(60),
+        },
         out,
-        rejected: 0,
+        dead_lettered: 0,
     };
     reset(&demo, options)?;
     writeln!(
         demo.out,
-        "zru demo: config {}, raw bucket {}",
+        "zru demo: config {}, raw bucket {}, queue {}",
         options.config_dir.display(),
-        options.raw_root.display()
+        options.raw_root.display(),
+        demo.queue.path().display()
     )?;
     gridded_sst(&mut demo, options)?;
     real_gsla(&mut demo, options)?;
     real_argo(&mut demo, options)?;
-    if demo.rejected != 1 {
+    let left = demo.queue.dead_letters()?.len();
+    if demo.dead_lettered != 1 || left != 0 {
         bail!(
-            "expected exactly one rejected event (the truncated file), saw {}",
-            demo.rejected
+            "expected exactly one dead letter (the truncated file), replayed; saw {} dead-lettered, {left} left",
+            demo.dead_lettered
         );
     }
     writeln!(
         demo.out,
-        "\ndemo finished: open the stores with xarray.open_zarr(...)"
+        "\ndemo finished: open the stores with xarray.open_zarr(...); the queue: zru queue --state-dir {}",
+        options.state_dir.display()
     )?;
     Ok(())
+}
+
+/// Empties the demo's queue and locks.
+fn reset_state(state_dir: &Path) -> Result<()> {
+    if state_dir.exists() {
+        std::fs::remove_dir_all(state_dir)
+            .with_context(|| format!("removing {}", state_dir.display()))?;
+    }
+    std::fs::create_dir_all(state_dir).with_context(|| format!("creating {}", state_dir.display()))
 }
 
 /// Removes what an earlier demo run left: the demo's stores and raw prefixes.
@@ -127,6 +210,11 @@ fn reset(demo: &Demo<'_>, options: &DemoOptions) -> Result<()> {
         if store.exists() {
             std::fs::remove_dir_all(&store)
                 .with_context(|| format!("removing {}", store.display()))?;
+        }
+        let ledger = Ledger::path_for_store(&store);
+        if ledger.exists() {
+            std::fs::remove_file(&ledger)
+                .with_context(|| format!("removing {}", ledger.display()))?;
         }
     }
     for prefix in [SST_PREFIX, GSLA_PREFIX, ARGO_PREFIX] {
@@ -156,14 +244,14 @@ fn gridded_sst(demo: &mut Demo<'_>, options: &DemoOptions) -> Result<()> {
     write_gridded_samples(&raw_dir, &sample)?;
     let day = |i: u64| start + chrono::Days::new(i);
 
-    demo.step("GHRSST-like SST (generated): days 1, 2, 3 and 5 arrive; day 5 leaves a blank slot for day 4")?;
-    for i in [0, 1, 2, 4] {
-        demo.apply(&sample_key(day(i)), EventKind::Created)?;
-    }
+    let key = |i: u64| sample_key(day(i));
+
+    demo.step("GHRSST-like SST (generated): days 5, 1, 3 and 2 arrive out of order; one batch applies them by time and leaves a blank slot for day 4")?;
+    demo.apply(&[&key(4), &key(0), &key(2), &key(1)], EventKind::Created)?;
     demo.show_store(SST_DATASET)?;
 
     demo.step("day 4 arrives late and fills its blank slot")?;
-    demo.apply(&sample_key(day(3)), EventKind::Created)?;
+    demo.apply(&[&key(3)], EventKind::Created)?;
 
     demo.step("day 2 is revised (same key, new values): its slot is overwritten")?;
     let store = demo.store_path(SST_DATASET)?;
@@ -177,7 +265,7 @@ fn gridded_sst(demo: &mut Demo<'_>, options: &DemoOptions) -> Result<()> {
         day(1),
         &revised,
     )?;
-    demo.apply(&sample_key(day(1)), EventKind::Created)?;
+    demo.apply(&[&key(1)], EventKind::Created)?;
     let after = read_slot_kelvin(&store, 1)?;
     let (changed, mean) = mean_change(&before, &after);
     writeln!(
@@ -187,7 +275,7 @@ fn gridded_sst(demo: &mut Demo<'_>, options: &DemoOptions) -> Result<()> {
 
     demo.step("day 3 is deleted from the raw bucket: its slot is blanked, its time stays")?;
     std::fs::remove_file(raw_dir.join(crate::sample::gridded_sample_name(day(2))))?;
-    demo.apply(&sample_key(day(2)), EventKind::Removed)?;
+    demo.apply(&[&key(2)], EventKind::Removed)?;
     demo.show_store(SST_DATASET)?;
     Ok(())
 }
@@ -235,14 +323,8 @@ fn mean_change(before: &[f64], after: &[f64]) -> (usize, f64) {
     (diffs.len(), mean)
 }
 
-/// Copies files into the raw bucket under `prefix` and applies their created events in
-/// order; returns their keys.
-fn upload_and_ingest(
-    demo: &mut Demo<'_>,
-    files: &[PathBuf],
-    options: &DemoOptions,
-    prefix: &str,
-) -> Result<Vec<String>> {
+/// Copies files into the raw bucket under `prefix`; returns their keys.
+fn upload(files: &[PathBuf], options: &DemoOptions, prefix: &str) -> Result<Vec<String>> {
     let raw_dir = options.raw_root.join(prefix);
     std::fs::create_dir_all(&raw_dir)?;
     let mut keys = Vec::new();
@@ -254,9 +336,6 @@ fn upload_and_ingest(
             .into_owned();
         std::fs::copy(file, raw_dir.join(&name))?;
         keys.push(format!("{prefix}/{name}"));
-    }
-    for key in &keys {
-        demo.apply(key, EventKind::Created)?;
     }
     Ok(keys)
 }
@@ -282,26 +361,52 @@ fn real_gsla(demo: &mut Demo<'_>, options: &DemoOptions) -> Result<()> {
     let Some(files) = real_files(demo, &source_dir, "real IMOS GSLA files")? else {
         return Ok(());
     };
-    let raw_dir = options.raw_root.join(GSLA_PREFIX);
-    std::fs::create_dir_all(&raw_dir)?;
+    let Some((last, first_files)) = files.split_last() else {
+        return Ok(());
+    };
     demo.step(
         "real IMOS GSLA files (netCDF3 2011, netCDF-4 2024, 4 then 6 variables, 12-year gap)",
     )?;
-    let keys = upload_and_ingest(demo, &files, options, GSLA_PREFIX)?;
+    let keys = upload(first_files, options, GSLA_PREFIX)?;
+    let events = keys
+        .iter()
+        .map(|key| demo.event(key, EventKind::Created))
+        .collect::<Result<Vec<_>>>()?;
+    demo.send(events.clone())?;
+    demo.flush()?;
     demo.show_store(GSLA_DATASET)?;
 
-    demo.step("redelivery of the first file changes nothing but rewrites its slot")?;
-    if let Some(first) = keys.first() {
-        demo.apply(first, EventKind::Created)?;
+    demo.step("S3 delivers the first file's notification again: the queue drops the copy")?;
+    demo.send(events.into_iter().take(1).collect())?;
+    demo.flush()?;
+
+    demo.step(&format!(
+        "the last file arrives truncated (upload cut at half): rejected with its reason on each of {MAX_RECEIVES} receives, then dead-lettered; the store is untouched"
+    ))?;
+    let Some(last_key) = upload(std::slice::from_ref(last), options, GSLA_PREFIX)?.pop() else {
+        bail!("no key for {}", last.display());
+    };
+    let bytes = std::fs::read(last)?;
+    let path = options.raw_root.join(&last_key);
+    std::fs::write(&path, &bytes[..bytes.len() / 2])?;
+    demo.apply(&[&last_key], EventKind::Created)?;
+    for letter in demo.queue.dead_letters()? {
+        writeln!(
+            demo.out,
+            "  dead letter {}: {} ({} receives): {}",
+            letter.id,
+            letter.event.key,
+            letter.receive_count,
+            letter.last_error.as_deref().unwrap_or("no reason recorded")
+        )?;
     }
 
-    demo.step("a truncated upload is rejected with its reason; the store is untouched")?;
-    if let Some(last) = files.last() {
-        let bytes = std::fs::read(last)?;
-        let name = "IMOS_OceanCurrent_HV_20240103T000000Z_GSLA_FV02_NRT.nc";
-        std::fs::write(raw_dir.join(name), &bytes[..bytes.len() / 2])?;
-        demo.apply(&format!("{GSLA_PREFIX}/{name}"), EventKind::Created)?;
-    }
+    demo.step("the complete file is uploaded; `zru queue replay` puts the dead letter back and the flush applies it")?;
+    std::fs::write(&path, &bytes)?;
+    let replayed = demo.queue.replay(&[])?;
+    writeln!(demo.out, "  replayed {replayed} dead letter(s)")?;
+    demo.flush()?;
+    demo.show_store_brief(GSLA_DATASET)?;
     Ok(())
 }
 
@@ -311,7 +416,9 @@ fn real_argo(demo: &mut Demo<'_>, options: &DemoOptions) -> Result<()> {
         return Ok(());
     };
     demo.step("real Argo files: a float (234 profiles x 144 levels) and a CTD tag (865 x 17) into one store")?;
-    let keys = upload_and_ingest(demo, &files, options, ARGO_PREFIX)?;
+    let keys = upload(&files, options, ARGO_PREFIX)?;
+    let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    demo.apply(&key_refs, EventKind::Created)?;
 
     let Some(float_key) = keys.iter().find(|k| k.contains("2902093")).cloned() else {
         return Ok(());
@@ -321,13 +428,13 @@ fn real_argo(demo: &mut Demo<'_>, options: &DemoOptions) -> Result<()> {
     ))?;
     let path = options.raw_root.join(&float_key);
     let changed = revise_temperatures(&path, REVISED_PROFILES, 0.5)?;
-    demo.apply(&float_key, EventKind::Created)?;
+    demo.apply(&[&float_key], EventKind::Created)?;
     writeln!(demo.out, "  {changed} TEMP values changed in the file")?;
 
     if let Some(other) = keys.iter().find(|k| **k != float_key) {
         demo.step("the CTD tag's file is deleted: its rows are blanked")?;
         std::fs::remove_file(options.raw_root.join(other))?;
-        demo.apply(other, EventKind::Removed)?;
+        demo.apply(&[other], EventKind::Removed)?;
     }
     demo.show_store_brief(ARGO_DATASET)?;
     Ok(())

@@ -121,6 +121,9 @@ enum Command {
         config: PathBuf,
         #[arg(long, default_value = "data/raw")]
         raw_root: PathBuf,
+        /// The demo's own queue and locks (emptied at the start of each run).
+        #[arg(long, default_value = "data/state/demo")]
+        state_dir: PathBuf,
         /// Directory holding imos/gsla/*.nc (the real files).
         #[arg(long, default_value = "../shared/data")]
         shared_data: PathBuf,
@@ -350,6 +353,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Demo {
             config,
             raw_root,
+            state_dir,
             shared_data,
             lat,
             lon,
@@ -357,6 +361,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let options = DemoOptions {
                 config_dir: config,
                 raw_root,
+                state_dir,
                 shared_data,
                 lat,
                 lon,
