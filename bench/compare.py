@@ -15,6 +15,24 @@ copy of a prepared store; the table shows medians of --runs runs.
 Stores of N steps hold real data in their first and last slot; the slots between
 have time values but no chunks (zru: time_step gap; xarray: to_zarr(compute=False)),
 so every N costs the same to build and only the axis length differs.
+
+Two more row groups (--only gridded argo flush selects them):
+
+- argo: one single-cycle Argo file into a store of --profiles generated profiles
+  (bench/profiles.py's collection, 20 levels in store and file alike, so that a plain
+  to_zarr append fits): a new cycle (appended along N_PROF) and a revised existing
+  cycle (overwritten in place). zru: `zru ingest`; xarray: open_dataset + open_zarr +
+  a search of the identity columns (PLATFORM_NUMBER, CYCLE_NUMBER, DIRECTION) +
+  to_zarr(region=...) or to_zarr(append_dim="N_PROF"), into a store xarray made from
+  the same profiles with the zru store's chunks and codec.
+- flush: --flush-files queued daily files (bench/pipeline.py's config and samples,
+  --flush-lat x --flush-lon) appended to a store holding the day before them. zru:
+  `zru ingest --no-flush` of every file, then one `zru flush`; xarray: one process
+  appending the files in turn (open_dataset + open_zarr + to_zarr(append_dim=...));
+  floor: netCDF-C reading every file once. A second row divides by the file count.
+
+After every measured run, both stores are read back with xarray and checked against
+the files (the appended or overwritten profile, the flushed days).
 """
 import argparse
 import json
@@ -32,6 +50,10 @@ import numpy as np
 import xarray as xr
 import zarr
 
+import pipeline
+import profiles
+import xarray_ops
+
 warnings.simplefilter("ignore")
 ROOT = Path(__file__).resolve().parent.parent
 ZRU = Path(os.environ.get("ZRU_BIN", ROOT / "target/release/zru"))
@@ -39,6 +61,9 @@ PYTHON = sys.executable
 OPS = Path(__file__).resolve().parent / "xarray_ops.py"
 D0 = date(1990, 1, 1)  # day 10,000 must fit int32 seconds since 1981
 CHUNKS = {"time": 1, "lat": 1000, "lon": 1000}
+GROUPS = ["gridded", "argo", "flush"]
+LEVELS = 20  # N_LEVELS of the generated store and of the single-cycle files alike
+PROF = xarray_ops.PROF
 
 
 def day(i):
@@ -86,6 +111,75 @@ def bytes_written(before, after):
     return sum(size for p, (size, mtime) in after.items() if before.get(p) != (size, mtime))
 
 
+def ledger(store):
+    """The zru ledger beside a store."""
+    return store.with_name(store.name + ".zru-ledger.json")
+
+
+def move_store(source, target):
+    """Renames a store made by zru, and its ledger."""
+    source.rename(target)
+    if ledger(source).exists():
+        ledger(source).rename(ledger(target))
+
+
+def fresh_copy(base, target):
+    """Replaces `target` (and its ledger) by a copy of the store `base` (and of its ledger)."""
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(base, target)
+    ledger(target).unlink(missing_ok=True)
+    if ledger(base).exists():
+        shutil.copyfile(ledger(base), ledger(target))
+
+
+def repeat(runs, base, target, cmds, cwd, seconds_from_stdout=False, check=None):
+    """Runs `cmds` in turn on a fresh copy of `base` at `target`, `runs` times.
+
+    Returns the median seconds (summed over the commands), the highest peak RSS (MiB)
+    and the median bytes written; `check(target)` runs after every run."""
+    times, peaks, written = [], [], []
+    for _ in range(runs):
+        fresh_copy(base, target)
+        before = tree_state(target)
+        results = [measured(cmd, cwd=cwd, seconds_from_stdout=seconds_from_stdout) for cmd in cmds]
+        written.append(bytes_written(before, tree_state(target)))
+        times.append(sum(seconds for seconds, _ in results))
+        peaks.append(max(peak for _, peak in results))
+        if check:
+            check(target)
+    return statistics.median(times), max(peaks), statistics.median(written)
+
+
+def floor_seconds(runs, paths, cwd):
+    """Median seconds of netCDF-C reading every variable of `paths` once, in one process."""
+    cmd = [PYTHON, OPS, "floor", "-", *paths]
+    return statistics.median(measured(cmd, cwd=cwd, seconds_from_stdout=True)[0] for _ in range(runs))
+
+
+def same_values(expected, actual):
+    """Decoded values agree: text trimmed, floats to float32 rounding, NaN and NaT equal."""
+    expected, actual = xarray_ops.trimmed(expected), xarray_ops.trimmed(actual)
+    if expected.dtype.kind == "f":
+        np.testing.assert_allclose(actual, expected, rtol=1e-6, equal_nan=True)
+    else:
+        np.testing.assert_array_equal(actual, expected)
+
+
+def encode_like(ds, zru_store):
+    """Sets, in each variable's own encoding (dtype, packing and fill kept), the chunks
+    of the zru store's array of that name and zstd level 3 (zru's default codec).
+
+    Text variables lose their `_FillValue`: xarray writes a bytes fill to a V3 store
+    that it then cannot read back ("Failed to decode fill_value")."""
+    group = zarr.open_group(zru_store, mode="r")
+    codec = zarr.codecs.ZstdCodec(level=3)
+    for name, var in ds.variables.items():
+        var.encoding.update(chunks=group[name].chunks, compressors=[codec])
+        if var.encoding.get("dtype", var.dtype).kind == "S":
+            var.encoding["_FillValue"] = None
+    return ds
+
+
 class Bench:
     def __init__(self, work, lat, lon, runs):
         self.work, self.lat, self.lon, self.runs = work, lat, lon, runs
@@ -113,7 +207,7 @@ class Bench:
             shutil.rmtree(self.work / "zru.zarr", ignore_errors=True)
             files = [self.file(0)] + ([self.file(steps - 1)] if steps > 1 else [])
             timed([ZRU, "ingest", "--config", "config", "--raw-root", "raw", *files], cwd=self.work)
-            (self.work / "zru.zarr").rename(base)
+            move_store(self.work / "zru.zarr", base)
         return base
 
     def xarray_store(self, steps):
@@ -143,72 +237,223 @@ class Bench:
             cmd = [ZRU, "ingest", "--config", "config", "--raw-root", "raw", self.file(steps - 1)]
         else:
             cmd = [ZRU, "remove", "--config", "config", "--raw-root", "raw", key(steps - 1)]
-        return self.repeat(self.zru_store(steps), target, cmd)
+        return repeat(self.runs, self.zru_store(steps), target, [cmd], self.work)
 
     def run_xarray(self, op, steps):
         target = self.work / "xarray.zarr"
         index = steps if op == "append" else steps - 1
         cmd = [PYTHON, OPS, op, target, self.file(index)]
-        return self.repeat(self.xarray_store(steps), target, cmd, seconds_from_stdout=True)
-
-    def repeat(self, base, target, cmd, seconds_from_stdout=False):
-        times, peaks, written = [], [], []
-        for _ in range(self.runs):
-            shutil.rmtree(target, ignore_errors=True)
-            shutil.copytree(base, target)
-            before = tree_state(target)
-            seconds, peak = measured(cmd, cwd=self.work, seconds_from_stdout=seconds_from_stdout)
-            written.append(bytes_written(before, tree_state(target)))
-            times.append(seconds)
-            peaks.append(peak)
-        return statistics.median(times), max(peaks), statistics.median(written)
+        return repeat(self.runs, self.xarray_store(steps), target, [cmd], self.work, seconds_from_stdout=True)
 
     def floor(self, i):
-        cmd = [PYTHON, OPS, "floor", "-", self.file(i)]
-        times = [measured(cmd, cwd=self.work, seconds_from_stdout=True)[0] for _ in range(self.runs)]
-        return statistics.median(times)
+        return floor_seconds(self.runs, [self.file(i)], self.work)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lat", type=int, default=4500)
-    parser.add_argument("--lon", type=int, default=6000)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--steps", type=int, nargs="+", default=[10, 1000, 10000])
-    parser.add_argument("--work", type=Path, default=ROOT / "bench/work-compare")
-    args = parser.parse_args()
-    if not ZRU.exists():
-        sys.exit(f"{ZRU} not found: run `cargo build --release` first")
-    args.work.mkdir(parents=True, exist_ok=True)
-    bench = Bench(args.work, args.lat, args.lon, args.runs)
+def check_profile(store, path, row, rows):
+    """The store has `rows` profiles, the file's profile once, at `row`, with its values."""
+    ds, z = xr.open_dataset(path), xr.open_zarr(store)
+    assert z.sizes[PROF] == rows, f"{store}: {z.sizes[PROF]} profiles, expected {rows}"
+    found = list(xarray_ops.profile_rows(z, ds))
+    assert found == [row], f"{store}: profile of {path.name} at rows {found}, expected [{row}]"
+    for name in ds.data_vars:
+        same_values(ds[name].values, z[name].isel({PROF: [row]}).values)
 
+
+class Argo:
+    """A single-cycle Argo file into a store of `size` generated profiles
+    (bench/profiles.py's collection and single-cycle files)."""
+
+    def __init__(self, work, size, runs):
+        self.work, self.size, self.runs = work / "argo", size, runs
+        raw = self.work / "raw" / "argo"
+        raw.mkdir(parents=True, exist_ok=True)
+        self.collection = raw / f"all{size}.nc"
+        self.new, self.revised = profiles.single_cycle_files(raw, size, LEVELS)
+
+    def zru_store(self):
+        base = self.work / f"base-zru-{self.size}.zarr"
+        if not base.exists():
+            if not self.collection.exists():
+                profiles.write_profiles(self.collection, 0, self.size, LEVELS)
+            making = self.work / "making.zarr"
+            shutil.rmtree(making, ignore_errors=True)
+            timed([ZRU, *profiles.ingest_args(self.work, making, self.collection)], cwd=self.work)
+            move_store(making, base)
+        return base
+
+    def xarray_store(self):
+        base = self.work / f"base-xarray-{self.size}.zarr"
+        if not base.exists():
+            making = self.work / "making-xarray.zarr"
+            shutil.rmtree(making, ignore_errors=True)
+            ds = encode_like(xr.open_dataset(self.collection), self.zru_store())
+            ds.to_zarr(making, zarr_format=3, consolidated=True)
+            making.rename(base)
+        return base
+
+    def rows(self):
+        """(operation, profiles, zru, xarray, floor) of a new cycle and a revised one."""
+        zru_base, xarray_base = self.zru_store(), self.xarray_store()
+        out = []
+        for op, path, row, rows in (("argo new", self.new, self.size, self.size + 1),
+                                    ("argo rev", self.revised, self.size // 2, self.size)):
+            check = lambda store: check_profile(store, path, row, rows)  # noqa: E731
+            target = self.work / "zru.zarr"
+            cmd = [ZRU, *profiles.ingest_args(self.work, target, path)]  # writes the config
+            z = repeat(self.runs, zru_base, target, [cmd], self.work, check=check)
+            target = self.work / "xarray.zarr"
+            cmd = [PYTHON, OPS, "profile", target, path]
+            x = repeat(self.runs, xarray_base, target, [cmd], self.work, seconds_from_stdout=True, check=check)
+            out.append((op, self.size, z, x, floor_seconds(self.runs, [path], self.work)))
+            print(f"  measured {op} at {self.size} profiles", file=sys.stderr, flush=True)
+        return out
+
+
+class Flush:
+    """`files` queued daily files (bench/pipeline.py's config and samples) appended to
+    a store holding the day before them."""
+
+    def __init__(self, work, files, lat, lon, runs):
+        self.work, self.runs = work / f"flush-{files}-{lat}x{lon}", runs
+        if not self.work.exists():
+            making = work / "making-flush"
+            shutil.rmtree(making, ignore_errors=True)
+            making.mkdir()
+            pipeline.write_samples(making / "samples", files + 1, lat, lon)
+            pipeline.workdir(making / "work", making / "samples")
+            (making / "work").rename(self.work)
+            shutil.rmtree(making)
+        raw = sorted((self.work / "data" / "raw" / "sst").glob("*.nc"))
+        self.first, self.files = raw[0], raw[1:]
+        self.keys = [str(p.relative_to(self.work)) for p in self.files]
+        self.zarr = self.work / "data" / "zarr"
+        self.store = self.work / pipeline.CONFIG["store"]
+
+    def zru_store(self):
+        base = self.zarr / "base-zru.zarr"
+        if not base.exists():
+            shutil.rmtree(self.store, ignore_errors=True)
+            ledger(self.store).unlink(missing_ok=True)
+            timed([ZRU, "ingest", self.first.relative_to(self.work)], cwd=self.work)
+            move_store(self.store, base)
+        return base
+
+    def xarray_store(self):
+        base = self.zarr / "base-xarray.zarr"
+        if not base.exists():
+            making = self.zarr / "making-xarray.zarr"
+            shutil.rmtree(making, ignore_errors=True)
+            ds = encode_like(xr.open_dataset(self.first), self.zru_store())
+            ds.to_zarr(making, zarr_format=3, consolidated=True)
+            making.rename(base)
+        return base
+
+    def check(self, store):
+        """The store's time axis is the first day's then the files' in order, and the
+        first and last flushed files read back with their values."""
+        z = xr.open_zarr(store)
+        times = [xr.open_dataset(p).time.values[0] for p in [self.first, *self.files]]
+        np.testing.assert_array_equal(z.time.values, np.array(times))
+        for i in sorted({1, len(self.files)}):
+            ds = xr.open_dataset(self.files[i - 1])
+            for name in ds.data_vars:
+                same_values(ds[name].values, z[name].isel(time=[i]).values)
+
+    def rows(self):
+        """(operation, files, zru, xarray, floor) of the whole flush and per file."""
+        zru_base, xarray_base = self.zru_store(), self.xarray_store()
+        shutil.rmtree(self.work / "data" / "state", ignore_errors=True)
+        cmds = [[ZRU, "ingest", "--no-flush", *self.keys], [ZRU, "flush"]]
+        z = repeat(self.runs, zru_base, self.store, cmds, self.work, check=self.check)
+        target = self.zarr / "xarray.zarr"
+        cmd = [PYTHON, OPS, "append", target, *self.files]
+        x = repeat(self.runs, xarray_base, target, [cmd], self.work, seconds_from_stdout=True, check=self.check)
+        floor = floor_seconds(self.runs, self.files, self.work)
+        n = len(self.files)
+        per_file = lambda m: (m[0] / n, m[1], m[2] / n)  # noqa: E731
+        print(f"  measured flush of {n} files", file=sys.stderr, flush=True)
+        return [("flush", n, z, x, floor), ("flush/file", n, per_file(z), per_file(x), floor / n)]
+
+
+def gridded_rows(bench, all_steps):
+    """(operation, steps, zru, xarray, floor) of append, overwrite and blank."""
     rows = []
-    base = args.steps[0]
     for op in ["append", "overwrite", "blank"]:
-        for steps in args.steps if op != "blank" else [base]:
+        for steps in all_steps if op != "blank" else [all_steps[0]]:
             z = bench.run_zru(op, steps)
             x = bench.run_xarray(op, steps)
             floor = bench.floor(steps if op == "append" else steps - 1) if op != "blank" else None
             rows.append((op, steps, z, x, floor))
             print(f"  measured {op} at {steps} steps", file=sys.stderr, flush=True)
+    return rows
 
-    print(f"\ngridded: {args.lat} x {args.lon}, 6 packed variables, chunks 1x1000x1000, zstd 3, Zarr V3; "
-          f"median of {args.runs} runs; {os.cpu_count()} cores")
+
+def fixed(value, width, decimals):
+    """`value` right-aligned in `width` with `decimals` decimals, or three where that
+    would print a non-zero value as 0.0 (single-profile rows)."""
+    if 0 < value < 0.5 * 10 ** -decimals:
+        decimals = 3
+    return f"{value:>{width}.{decimals}f}"
+
+
+def print_table(captions, rows):
+    print()
+    for caption in captions:
+        print(caption)
     header = (f"{'operation':<10}{'steps':>7}{'zru s':>8}{'xarray s':>10}{'xr/zru':>8}{'floor s':>9}"
               f"{'zru/floor':>10}{'zru MB':>8}{'xr MB':>8}{'zru MiB':>9}{'xr MiB':>8}")
     print(header)
     for op, steps, (zs, zp, zb), (xs, xp, xb), floor in rows:
-        fl = f"{floor:>9.2f}" if floor else f"{'-':>9}"
+        fl = fixed(floor, 9, 2) if floor else f"{'-':>9}"
         ratio = f"{zs / floor:>10.2f}" if floor else f"{'-':>10}"
-        print(f"{op:<10}{steps:>7}{zs:>8.2f}{xs:>10.2f}{xs / zs:>8.1f}{fl}{ratio}"
-              f"{zb / 1e6:>8.1f}{xb / 1e6:>8.1f}{zp:>9.0f}{xp:>8.0f}")
+        print(f"{op:<10}{steps:>7}{fixed(zs, 8, 2)}{fixed(xs, 10, 2)}{xs / zs:>8.1f}{fl}{ratio}"
+              f"{fixed(zb / 1e6, 8, 1)}{fixed(xb / 1e6, 8, 1)}{zp:>9.0f}{xp:>8.0f}")
+
+
+def print_scaling(rows, all_steps):
     by = {(op, steps): (z, x) for op, steps, z, x, _ in rows}
-    if len(args.steps) > 1:
-        hi = args.steps[-1]
-        print("\nstore-length scaling (per-file time at the longest store / at the shortest):")
-        for op in ["append", "overwrite"]:
-            (z_hi, x_hi), (z_lo, x_lo) = by[(op, hi)], by[(op, base)]
-            print(f"  {op:<9} zru {z_hi[0] / z_lo[0]:.2f}   xarray {x_hi[0] / x_lo[0]:.2f}")
+    base, hi = all_steps[0], all_steps[-1]
+    print("\nstore-length scaling (per-file time at the longest store / at the shortest):")
+    for op in ["append", "overwrite"]:
+        (z_hi, x_hi), (z_lo, x_lo) = by[(op, hi)], by[(op, base)]
+        print(f"  {op:<9} zru {z_hi[0] / z_lo[0]:.2f}   xarray {x_hi[0] / x_lo[0]:.2f}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", choices=GROUPS, default=GROUPS, help="row groups to run")
+    parser.add_argument("--lat", type=int, default=4500)
+    parser.add_argument("--lon", type=int, default=6000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--steps", type=int, nargs="+", default=[10, 1000, 10000])
+    parser.add_argument("--profiles", type=int, default=100000, help="profiles in the argo store")
+    parser.add_argument("--flush-files", type=int, default=100)
+    parser.add_argument("--flush-lat", type=int, default=720)
+    parser.add_argument("--flush-lon", type=int, default=1440)
+    parser.add_argument("--work", type=Path, default=ROOT / "bench/work-compare")
+    args = parser.parse_args()
+    if not ZRU.exists():
+        sys.exit(f"{ZRU} not found: run `cargo build --release` first")
+    args.work.mkdir(parents=True, exist_ok=True)
+
+    captions, rows = [], []
+    if "gridded" in args.only:
+        rows += gridded_rows(Bench(args.work, args.lat, args.lon, args.runs), args.steps)
+        captions.append(f"gridded: {args.lat} x {args.lon}, 6 packed variables, chunks 1x1000x1000, zstd 3, "
+                        f"Zarr V3; median of {args.runs} runs; {os.cpu_count()} cores")
+    if "argo" in args.only:
+        rows += Argo(args.work, args.profiles, args.runs).rows()
+        captions.append(f"argo: one single-cycle file ({LEVELS} levels) into {args.profiles:,} generated "
+                        f"profiles (steps), chunks N_PROF 500, zstd 3, Zarr V3; new = appended, "
+                        f"rev = revised cycle overwritten in place; median of {args.runs} runs")
+    if "flush" in args.only:
+        rows += Flush(args.work, args.flush_files, args.flush_lat, args.flush_lon, args.runs).rows()
+        captions.append(f"flush: {args.flush_files} queued daily files (steps) of {args.flush_lat} x "
+                        f"{args.flush_lon}, 6 packed variables, chunks 1x500x1000, zstd 3; zru: enqueue + "
+                        f"one flush, xarray: one process appending them in turn; median of {args.runs} runs")
+    print_table(captions, rows)
+    if "gridded" in args.only and len(args.steps) > 1:
+        print_scaling(rows, args.steps)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,12 @@ def run(args, cwd) -> tuple[float, str]:
     return seconds, proc.stdout
 
 
+def write_samples(samples: Path, days: int, lat: int, lon: int) -> list[str]:
+    """Generated daily files (`zru sample gridded`) in `samples`; their names in day order."""
+    run(["sample", "gridded", samples, "--days", days, "--lat", lat, "--lon", lon], cwd=samples.parent)
+    return sorted(p.name for p in samples.glob("*.nc"))
+
+
 def workdir(root: Path, samples: Path) -> Path:
     (root / "config").mkdir(parents=True)
     (root / "config" / "sst.json").write_text(json.dumps(CONFIG))
@@ -57,9 +63,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="zru-bench-pipeline-") as tmp:
         tmp = Path(tmp)
         samples = tmp / "samples"
-        run(["sample", "gridded", samples, "--days", args.files, "--lat", args.lat,
-             "--lon", args.lon], cwd=tmp)
-        files = sorted(p.name for p in samples.glob("*.nc"))
+        files = write_samples(samples, args.files, args.lat, args.lon)
 
         batch = workdir(tmp / "batch", samples)
         paths = [f"data/raw/sst/{f}" for f in files]

@@ -54,9 +54,14 @@ def write_config(work: Path, store: Path) -> Path:
     return config
 
 
-def ingest(work: Path, store: Path, path: Path) -> float:
+def ingest_args(work: Path, store: Path, path: Path) -> list[str]:
+    """`zru` arguments ingesting `path` (under `work/raw`) into `store`."""
     config = write_config(work, store)
-    return run(["ingest", "--config", str(config), "--raw-root", str(work / "raw"), str(path)])
+    return ["ingest", "--config", str(config), "--raw-root", str(work / "raw"), str(path)]
+
+
+def ingest(work: Path, store: Path, path: Path) -> float:
+    return run(ingest_args(work, store, path))
 
 
 def write_profiles(path: Path, first: int, count: int, levels: int, shift: float = 0.0) -> None:
@@ -84,6 +89,16 @@ def write_profiles(path: Path, first: int, count: int, levels: int, shift: float
             var[:] = base + shift + depth[None, :] * 0.01 + (index % 7)[:, None]
             qc = ds.createVariable(f"{name}_QC", "S1", ("N_PROF", "N_LEVELS"), fill_value=b" ")
             qc[:] = np.full((count, levels), b"1", dtype="S1")
+
+
+def single_cycle_files(raw: Path, size: int, levels: int) -> tuple[Path, Path]:
+    """Single-cycle files for a store of `size` generated profiles: a new cycle (the
+    next profile) and a revision of the middle profile (values shifted by 0.5)."""
+    new = raw / "R_new.nc"
+    write_profiles(new, size, 1, levels)
+    revised = raw / "R_mid.nc"
+    write_profiles(revised, size // 2, 1, levels, shift=0.5)
+    return new, revised
 
 
 def median_runs(prepared: Path, work: Path, path: Path, runs: int, keep_index: bool = True) -> float:
@@ -128,10 +143,7 @@ def main() -> None:
             write_profiles(big, 0, size, args.levels)
             prepare = ingest(work, prepared, big)
             big.unlink()
-            new = work / "raw" / "argo" / "R_new.nc"
-            write_profiles(new, size, 1, args.levels)
-            revised = work / "raw" / "argo" / "R_mid.nc"
-            write_profiles(revised, size // 2, 1, args.levels, shift=0.5)
+            new, revised = single_cycle_files(work / "raw" / "argo", size, args.levels)
             append = median_runs(prepared, work, new, args.runs)
             overwrite = median_runs(prepared, work, revised, args.runs)
             rebuild = median_runs(prepared, work, new, args.runs, keep_index=False)
