@@ -165,6 +165,12 @@ def same_values(expected, actual):
         np.testing.assert_array_equal(actual, expected)
 
 
+def cf_packing(var):
+    """The CF encoding keys of a variable read from a file (dtype, packing, fill, time units)."""
+    keys = ("dtype", "scale_factor", "add_offset", "_FillValue", "units", "calendar")
+    return {k: var.encoding[k] for k in keys if k in var.encoding}
+
+
 def encode_like(ds, zru_store):
     """Sets, in each variable's own encoding (dtype, packing and fill kept), the chunks
     of the zru store's array of that name and zstd level 3 (zru's default codec).
@@ -217,11 +223,12 @@ class Bench:
         first = xr.open_dataset(self.file(0))
         times = first.time.values[0] + np.arange(steps).astype("timedelta64[D]")
         template = first.chunk({"time": 1}).isel(time=np.zeros(steps, dtype=int)).assign_coords(time=times)
-        template.time.encoding = first.time.encoding
         codec = zarr.codecs.ZstdCodec(level=3)
-        encoding = {v: {"chunks": (1, CHUNKS["lat"], CHUNKS["lon"]), "compressors": [codec]}
-                    for v in first.data_vars}
-        encoding["time"] = {"chunks": (1024,), "compressors": [codec]}
+        # The file's own packing (int16/int8 with scale, offset and fill) as zru keeps
+        # it; `encoding=` replaces a variable's encoding, so it must carry them.
+        encoding = {v: {**cf_packing(first[v]), "chunks": (1, CHUNKS["lat"], CHUNKS["lon"]),
+                        "compressors": [codec]} for v in first.data_vars}
+        encoding["time"] = {**cf_packing(first.time), "chunks": (1024,), "compressors": [codec]}
         template.to_zarr(base, zarr_format=3, consolidated=True, compute=False, encoding=encoding)
         for i in sorted({0, steps - 1}):
             slot = xr.open_dataset(self.file(i)).drop_vars(["lat", "lon"])
