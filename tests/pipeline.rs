@@ -330,3 +330,62 @@ fn the_watcher_enqueues_complete_files_only_and_removals() {
     assert_eq!(action(2, "removed"), ["unchanged"], "{reports:?}");
     assert_eq!(action(2, "created"), ["skipped(superseded)"], "{reports:?}");
 }
+
+#[test]
+fn a_watcher_starting_late_enqueues_what_changed_while_none_ran() {
+    let work = Work::new(true);
+    work.samples("staging", 4, 0);
+    work.samples("revised", 4, 1);
+    let copy = |dir: &str, day: u32| {
+        std::fs::copy(work.path().join(dir).join(sample_name(day)), work.raw(day))
+            .expect("copy into the raw directory");
+    };
+    for day in [1, 2, 4] {
+        copy("staging", day);
+    }
+    let out = work.zru(&[
+        "ingest",
+        &raw_arg(&work, 1),
+        &raw_arg(&work, 2),
+        &raw_arg(&work, 4),
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+
+    // While no watcher runs: day 3 arrives, day 2 is revised, day 1 is deleted.
+    copy("staging", 3);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    copy("revised", 2);
+    std::fs::remove_file(work.raw(1)).expect("remove day 1");
+
+    let mut watcher = Watcher::start(&work);
+    let lines: Vec<String> = (0..3).map(|_| watcher.next()).collect();
+    for (line, day) in lines.iter().zip([2, 3, 1]) {
+        assert!(
+            line.starts_with(&sample_key(day)) && line.contains("enqueued"),
+            "{lines:?}"
+        );
+    }
+    let out = work.zru(&["flush", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reports: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let actions: Vec<(String, String)> = reports
+        .iter()
+        .map(|r| (r["key"].to_string(), r["action"].to_string()))
+        .collect();
+    // Day 4 did not change: it is not enqueued again.
+    assert_eq!(reports.len(), 3, "{actions:?}");
+    let action = |day: u32| {
+        reports
+            .iter()
+            .find(|r| r["key"] == sample_key(day))
+            .and_then(|r| r["action"].as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(action(1), "blanked", "{actions:?}");
+    assert_eq!(action(2), "overwrote", "{actions:?}");
+    assert_eq!(action(3), "overwrote", "{actions:?}");
+}

@@ -10,12 +10,14 @@
 //! - [`lock`]: the per-store lock file.
 //! - [`plan`], [`append_order`], [`flush`]: draining the queue into stores.
 //! - [`enqueue`]: sending events to the queue, refusing keys no dataset takes.
-//! - [`watch`]: enqueuing the events of a local raw directory.
+//! - [`watch`]: enqueuing the events of a local raw directory; [`catch_up`]: what
+//!   changed while no watcher ran.
 //! - [`report`]: what happened to each event.
 //!
 //! See `docs/pipeline.md`.
 
 pub mod append_order;
+pub mod catch_up;
 pub mod enqueue;
 pub mod event;
 pub mod flush;

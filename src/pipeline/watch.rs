@@ -6,7 +6,8 @@
 //! and modification alone enqueue nothing, so a file still being written is never
 //! enqueued. A deletion or a rename away enqueues a removal. Keys that no dataset
 //! takes are ignored. Close-write events exist on Linux (inotify); elsewhere only
-//! renames into place are seen as complete.
+//! renames into place are seen as complete. At start, what changed while no watcher
+//! ran is enqueued first ([`super::catch_up`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -31,6 +32,14 @@ pub enum WatchError {
     },
     #[error(transparent)]
     Queue(#[from] QueueError),
+    #[error("listing {path}: {source}")]
+    Scan {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Ledger(#[from] super::ledger::LedgerError),
 }
 
 /// What a file system event means for the raw bucket.
@@ -79,8 +88,9 @@ fn object_event(updater: &Updater, change: Change) -> Option<ObjectEvent> {
     }
 }
 
-/// Watches `updater.raw_root` until an error; calls `on_ready` once the watch is in
-/// place (changes before it are not seen), then reports each enqueued event.
+/// Watches `updater.raw_root` until an error. Once the watch is in place, first
+/// enqueues what changed while no watcher ran ([`super::catch_up`]), then calls
+/// `on_ready`, then reports each enqueued event (those of the catch-up too).
 pub fn watch(
     updater: &Updater,
     queue: &dyn Queue,
@@ -97,6 +107,9 @@ pub fn watch(
     watcher
         .watch(root, RecursiveMode::Recursive)
         .map_err(notify_error)?;
+    for report in super::catch_up::catch_up(updater, queue)? {
+        on_report(&report);
+    }
     on_ready();
     for event in rx {
         let event = event.map_err(notify_error)?;
