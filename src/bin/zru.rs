@@ -1,4 +1,4 @@
-//! The `zru` command line: ingest, remove, enqueue, flush, watch, queue, inspect,
+//! The `zru` command line: ingest, remove, adopt, enqueue, flush, watch, queue, inspect,
 //! sample, demo, doctor, config check.
 
 #[path = "zru/pipeline_cli.rs"]
@@ -56,6 +56,19 @@ enum Command {
         /// Only enqueue; a later `zru flush` applies.
         #[arg(long)]
         no_flush: bool,
+        /// Files under the raw root.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Record files as the sources of the slots that already hold their data, without
+    /// writing data: for gridded stores written before zru managed them (e.g. by
+    /// xarray.to_zarr), so that removals and revisions of those files find their slots
+    /// and `zru watch` does not enqueue them again.
+    Adopt {
+        #[command(flatten)]
+        location: Location,
+        #[command(flatten)]
+        pipeline: PipelineArgs,
         /// Files under the raw root.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -259,6 +272,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 no_flush,
                 location.json,
             )
+        }
+        Command::Adopt {
+            location,
+            pipeline,
+            files,
+        } => {
+            let updater = updater(&location)?;
+            pipeline_cli::run_adopt(&updater, &pipeline, &files, location.json)
         }
         Command::Remove {
             location,

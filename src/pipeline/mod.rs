@@ -12,10 +12,12 @@
 //! - [`enqueue`]: sending events to the queue, refusing keys no dataset takes.
 //! - [`watch`]: enqueuing the events of a local raw directory; [`catch_up`]: what
 //!   changed while no watcher ran.
+//! - [`adopt`]: bringing files behind a store written before zru under its management.
 //! - [`report`]: what happened to each event.
 //!
 //! See `docs/pipeline.md`.
 
+pub mod adopt;
 pub mod append_order;
 pub mod catch_up;
 pub mod enqueue;

@@ -65,6 +65,8 @@ pub enum UpdateError {
     },
     #[error("{key}: wrong grid: {reason}")]
     WrongGrid { key: String, reason: String },
+    #[error("{key}: cannot adopt: {reason}")]
+    Adopt { key: String, reason: String },
     #[error("{key}: variable {variable}: {reason}")]
     Schema {
         key: String,

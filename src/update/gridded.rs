@@ -73,6 +73,138 @@ impl Context<'_> {
     }
 }
 
+/// A file opened and placed on the store's time axis.
+struct PlacedFile {
+    source: SourceFile,
+    variables: Vec<String>,
+    placement: Placement,
+}
+
+impl PlacedFile {
+    fn variables(&self) -> Vec<&SourceVariable> {
+        self.variables
+            .iter()
+            .filter_map(|name| self.source.variable(name))
+            .collect()
+    }
+}
+
+/// Opens a file, checks its grid against the store's and places its times.
+fn place_file(
+    cx: &Context<'_>,
+    tx: &Transaction<'_>,
+    path: &Path,
+) -> Result<PlacedFile, UpdateError> {
+    let source = SourceFile::open(path).map_err(|e| cx.source_error(e))?;
+    let time_var = time_variable(cx, &source)?;
+    let file_units = time_units(cx, &time_var)?;
+    let store_units = match tx.array_doc(cx.append_dim()) {
+        Some(doc) => store_time_units(cx, doc)?,
+        None => file_units,
+    };
+    let raw_times = source
+        .read(cx.append_dim())
+        .map_err(|e| cx.source_error(e))?;
+    let file_times = decode_times(
+        cx,
+        &raw_times,
+        &time_var.encoding,
+        &file_units,
+        &store_units,
+    )?;
+
+    let variables = kept_variables(cx, &source);
+    check_grid(cx, tx, &source, &variables)?;
+
+    let rules = PlacementRules {
+        time_step: cx
+            .dataset
+            .time_step_seconds
+            .map(|s| s / store_units.unit_seconds),
+        tolerance: cx.dataset.time_tolerance_seconds / store_units.unit_seconds,
+    };
+    let placement = {
+        let axis = StoreTimeAxis::new(tx, cx.append_dim());
+        place_times(&axis, &file_times, rules).map_err(|source| UpdateError::Placement {
+            key: cx.key.to_string(),
+            source,
+        })?
+    };
+    let variables = variables.iter().map(|v| v.name.clone()).collect();
+    Ok(PlacedFile {
+        source,
+        variables,
+        placement,
+    })
+}
+
+/// Records `key` as the source of the slots its file's times occupy, writing no data:
+/// for slots written before zru managed the store (by `xarray.to_zarr`), so that a
+/// later removal or revision of the key finds them. Every time of the file must
+/// already be in the store, on a slot that no other key holds.
+pub fn apply_adopted(
+    tx: &mut Transaction<'_>,
+    dataset: &Dataset,
+    key: &str,
+    path: &Path,
+) -> Result<Applied, UpdateError> {
+    let cx = Context { dataset, key };
+    if tx.arrays().is_empty() {
+        return Err(UpdateError::NoStore {
+            key: key.to_string(),
+            store: dataset.store_path.clone(),
+        });
+    }
+    let placement = place_file(&cx, tx, path)?.placement;
+    let not_adoptable = |reason: String| UpdateError::Adopt {
+        key: key.to_string(),
+        reason,
+    };
+    if placement.new_len > placement.old_len || placement.indices.is_empty() {
+        return Err(not_adoptable(format!(
+            "its times are not all in the store (it has {} slots): ingest it instead",
+            placement.old_len
+        )));
+    }
+    ensure_provenance(&cx, tx, placement.old_len);
+    let holders = provenance_at(&cx, tx, &placement.indices)?;
+    if let Some((slot, other)) = holders
+        .iter()
+        .find(|(_, holder)| !holder.is_empty() && holder != key)
+    {
+        return Err(not_adoptable(format!("slot {slot} already holds {other}")));
+    }
+    write_provenance(&cx, tx, &placement.indices)?;
+    let region = placement.region();
+    Ok(Applied {
+        action: Action::Adopted,
+        region: slot_region(&cx, region.start, region.stop),
+        note: None,
+        stats: Default::default(),
+    })
+}
+
+/// The provenance (source key, "" if none) of each slot.
+fn provenance_at(
+    cx: &Context<'_>,
+    tx: &Transaction<'_>,
+    slots: &[u64],
+) -> Result<Vec<(u64, String)>, UpdateError> {
+    let name = cx.dataset.provenance_variable();
+    let mut holders = Vec::with_capacity(slots.len());
+    for &slot in slots {
+        let keys = tx
+            .read(name, &[slot], &[1])
+            .map_err(|e| cx.store_error(e))?;
+        let holder = match keys {
+            Values::Text(mut keys) => keys.pop().unwrap_or_default(),
+            _ => String::new(),
+        };
+        holders.push((slot, holder));
+    }
+    Ok(holders)
+}
+
 /// Stages a created (or revised) file into its region of the dataset's store.
 pub fn apply_created(
     tx: &mut Transaction<'_>,
@@ -81,48 +213,18 @@ pub fn apply_created(
     path: &Path,
 ) -> Result<Applied, UpdateError> {
     let cx = Context { dataset, key };
-    let source = SourceFile::open(path).map_err(|e| cx.source_error(e))?;
-    let time_var = time_variable(&cx, &source)?;
-    let file_units = time_units(&cx, &time_var)?;
-    let store_units = match tx.array_doc(cx.append_dim()) {
-        Some(doc) => store_time_units(&cx, doc)?,
-        None => file_units,
-    };
-    let raw_times = source
-        .read(cx.append_dim())
-        .map_err(|e| cx.source_error(e))?;
-    let file_times = decode_times(
-        &cx,
-        &raw_times,
-        &time_var.encoding,
-        &file_units,
-        &store_units,
-    )?;
-
-    let variables = kept_variables(&cx, &source);
-    check_grid(&cx, tx, &source, &variables)?;
-
-    let rules = PlacementRules {
-        time_step: dataset
-            .time_step_seconds
-            .map(|s| s / store_units.unit_seconds),
-        tolerance: dataset.time_tolerance_seconds / store_units.unit_seconds,
-    };
-    let placement = {
-        let axis = StoreTimeAxis::new(tx, cx.append_dim());
-        place_times(&axis, &file_times, rules).map_err(|source| UpdateError::Placement {
-            key: key.to_string(),
-            source,
-        })?
-    };
+    let placed = place_file(&cx, tx, path)?;
+    let (source, placement) = (&placed.source, &placed.placement);
+    let variables = placed.variables();
+    let variables = variables.as_slice();
 
     if tx.arrays().is_empty() {
         tx.root_attrs = source.global_attributes().map_err(|e| cx.source_error(e))?;
     }
-    let created = prepare_arrays(&cx, tx, &source, &variables, &placement)?;
-    write_time_slots(&cx, tx, &placement)?;
-    write_variables(&cx, tx, &source, &variables, &placement, &created)?;
-    blank_uncovered(&cx, tx, &variables, &placement)?;
+    let created = prepare_arrays(&cx, tx, source, variables, placement)?;
+    write_time_slots(&cx, tx, placement)?;
+    write_variables(&cx, tx, source, variables, placement, &created)?;
+    blank_uncovered(&cx, tx, variables, placement)?;
     // A revision whose times moved: the key's earlier slots the file no longer covers
     // are blanked, as if the old version had been removed first.
     let earlier: Vec<u64> = slots_with_provenance(&cx, tx)?
@@ -140,10 +242,7 @@ pub fn apply_created(
     let region = placement.region();
     Ok(Applied {
         action,
-        region: Some(BTreeMap::from([(
-            cx.append_dim().to_string(),
-            [region.start, region.stop],
-        )])),
+        region: slot_region(&cx, region.start, region.stop),
         note: (!earlier.is_empty())
             .then(|| format!("blanked this key's earlier {}", describe_ranges(&earlier))),
         stats: Default::default(),
@@ -171,6 +270,14 @@ fn blank_slots_of_key(
         }
     }
     Ok(ranges)
+}
+
+/// An event's region: slots `[start, stop)` of the append dimension.
+fn slot_region(cx: &Context<'_>, start: u64, stop: u64) -> Option<BTreeMap<String, [u64; 2]>> {
+    Some(BTreeMap::from([(
+        cx.append_dim().to_string(),
+        [start, stop],
+    )]))
 }
 
 fn describe_ranges(ranges: &[IndexRange]) -> String {
@@ -202,10 +309,7 @@ pub fn apply_removed(
     let last = ranges.last().map_or(0, |r| r.stop);
     Ok(Applied {
         action: Action::Blanked,
-        region: Some(BTreeMap::from([(
-            cx.append_dim().to_string(),
-            [first, last],
-        )])),
+        region: slot_region(&cx, first, last),
         note: (ranges.len() > 1).then(|| format!("blanked {}", describe_ranges(&ranges))),
         stats: Default::default(),
     })

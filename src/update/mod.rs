@@ -57,6 +57,8 @@ pub enum Action {
     Blanked,
     /// A removal that found no slot holding the key (never ingested, or superseded).
     Unchanged,
+    /// The key was recorded as the source of slots already holding its data.
+    Adopted,
     Rejected,
 }
 
@@ -67,6 +69,7 @@ impl std::fmt::Display for Action {
             Action::Overwrote => "overwrote",
             Action::Blanked => "blanked",
             Action::Unchanged => "unchanged",
+            Action::Adopted => "adopted",
             Action::Rejected => "rejected",
         };
         f.write_str(text)
@@ -137,6 +140,15 @@ pub struct Applied {
     pub stats: CommitStats,
 }
 
+/// What a batch does with its created events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Write the file into its region (removals blank theirs).
+    Apply,
+    /// Record the key as the source of the slots already holding its data.
+    Adopt,
+}
+
 /// Applies events for every dataset of a catalog, reading objects under `raw_root`.
 #[derive(Debug, Clone)]
 pub struct Updater {
@@ -163,6 +175,18 @@ impl Updater {
     /// as it succeeded, and array and consolidated metadata are written once at the end.
     /// Stores are independent, so events of different datasets keep their own order.
     pub fn apply_batch(&self, events: &[Event]) -> Vec<Outcome> {
+        self.batch(events, Mode::Apply)
+    }
+
+    /// Adopts created events' files into gridded stores written before zru managed
+    /// them: each key becomes the source of the slots its file's times occupy, so a
+    /// later removal or revision finds them; no data is written. Same transaction and
+    /// outcomes as [`Self::apply_batch`].
+    pub fn adopt_batch(&self, events: &[Event]) -> Vec<Outcome> {
+        self.batch(events, Mode::Adopt)
+    }
+
+    fn batch(&self, events: &[Event], mode: Mode) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
         let mut groups: Vec<(&Dataset, Vec<usize>)> = Vec::new();
         for (i, event) in events.iter().enumerate() {
@@ -178,7 +202,7 @@ impl Updater {
             let batch: Vec<&Event> = indices.iter().map(|&i| &events[i]).collect();
             for (i, outcome) in indices
                 .into_iter()
-                .zip(self.apply_to_store(dataset, &batch))
+                .zip(self.apply_to_store(dataset, &batch, mode))
             {
                 outcomes[i] = Some(outcome);
             }
@@ -191,7 +215,7 @@ impl Updater {
     }
 
     /// Applies a dataset's events in one transaction on its store.
-    fn apply_to_store(&self, dataset: &Dataset, events: &[&Event]) -> Vec<Outcome> {
+    fn apply_to_store(&self, dataset: &Dataset, events: &[&Event], mode: Mode) -> Vec<Outcome> {
         let name = Some(dataset.name().to_string());
         let format = if dataset.zarr_format() == 2 {
             ZarrFormat::V2
@@ -214,7 +238,7 @@ impl Updater {
         let mut index = profile_index::IndexCache::default();
         let mut outcomes = Vec::with_capacity(events.len());
         for event in events {
-            let result = self.apply_staged(&mut tx, dataset, event, &mut index);
+            let result = self.apply_staged(&mut tx, dataset, event, &mut index, mode);
             if result.is_err() {
                 index.invalidate();
             }
@@ -248,6 +272,7 @@ impl Updater {
         dataset: &Dataset,
         event: &Event,
         index: &mut profile_index::IndexCache,
+        mode: Mode,
     ) -> Result<Applied, UpdateError> {
         let store_error = |source| UpdateError::Store {
             key: event.key.clone(),
@@ -255,6 +280,7 @@ impl Updater {
         };
         let savepoint = tx.savepoint().map_err(store_error)?;
         let result = match (event.kind, dataset.config.handler) {
+            _ if mode == Mode::Adopt => self.adopt_staged(tx, dataset, event),
             (EventKind::Created, handler) => {
                 let path = self.raw_root.join(&event.key);
                 if !path.is_file() {
@@ -288,6 +314,34 @@ impl Updater {
             Err(error) => {
                 tx.rollback(savepoint).map_err(store_error)?;
                 Err(error)
+            }
+        }
+    }
+
+    fn adopt_staged(
+        &self,
+        tx: &mut Transaction<'_>,
+        dataset: &Dataset,
+        event: &Event,
+    ) -> Result<Applied, UpdateError> {
+        let not_adoptable = |reason: &str| UpdateError::Adopt {
+            key: event.key.clone(),
+            reason: reason.to_string(),
+        };
+        match (event.kind, dataset.config.handler) {
+            (EventKind::Removed, _) => Err(not_adoptable("only existing files can be adopted")),
+            (EventKind::Created, HandlerKind::Profiles) => Err(not_adoptable(
+                "profile rows are found by identity: ingest the file instead (it overwrites its rows in place)",
+            )),
+            (EventKind::Created, HandlerKind::Gridded) => {
+                let path = self.raw_root.join(&event.key);
+                if !path.is_file() {
+                    return Err(UpdateError::MissingObject {
+                        key: event.key.clone(),
+                        path,
+                    });
+                }
+                gridded::apply_adopted(tx, dataset, &event.key, &path)
             }
         }
     }

@@ -138,6 +138,22 @@ pub fn enqueue_and_flush(
     ))
 }
 
+/// `zru adopt`: records files as the sources of the slots already holding their data.
+pub fn run_adopt(
+    updater: &Updater,
+    pipeline: &PipelineArgs,
+    files: &[PathBuf],
+    json: bool,
+) -> Result<ExitCode> {
+    let (events, mut reports) = created_events(updater, files);
+    reports.extend(zru::pipeline::adopt::adopt(
+        updater,
+        events,
+        &pipeline.flush_options()?,
+    )?);
+    Ok(exit_code(print_reports(&reports, json)))
+}
+
 /// Drains the queue with a progress bar on a terminal and a summary on stderr.
 pub fn run_flush(
     updater: &Updater,
