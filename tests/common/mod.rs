@@ -27,6 +27,11 @@ pub fn sample_key(day: u32) -> String {
 impl Work {
     /// A work directory whose dataset has (or has not) a `time_step`.
     pub fn new(time_step: bool) -> Self {
+        Self::with_format(time_step, 3)
+    }
+
+    /// A work directory whose dataset creates a store of Zarr format `zarr_format`.
+    pub fn with_format(time_step: bool, zarr_format: u8) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("config");
         std::fs::create_dir_all(&config).expect("config dir");
@@ -38,7 +43,7 @@ impl Work {
         let json = format!(
             r#"{{"name": "sst", "handler": "gridded", "key_patterns": ["^sst/.*\\.nc$"],
                "store": "data/zarr/sst.zarr", "append_dim": "time",
-               "chunks": {{"time": 2, "lat": 8, "lon": 8}}{step}}}"#
+               "chunks": {{"time": 2, "lat": 8, "lon": 8}}, "zarr_format": {zarr_format}{step}}}"#
         );
         std::fs::write(config.join("sst.json"), json).expect("config");
         std::fs::create_dir_all(dir.path().join("data/raw/sst")).expect("raw dir");
