@@ -109,11 +109,24 @@ pub fn lines_with_action(out: &Output, action: &str) -> Vec<String> {
         .collect()
 }
 
-/// Every array's metadata and decoded values, and the root attributes: equal dumps
-/// mean stores that read the same (whatever the key order in the JSON documents).
-pub fn dump(store: &Path) -> BTreeMap<String, String> {
-    let store = ZarrStore::open(store).expect("open store");
+/// Every array's metadata and decoded values, the root attributes and the consolidated
+/// metadata (what xarray opens): equal dumps mean stores that read the same (whatever
+/// the key order in the JSON documents).
+pub fn dump(store_path: &Path) -> BTreeMap<String, String> {
+    let store = ZarrStore::open(store_path).expect("open store");
     let mut out = BTreeMap::new();
+    let read_json = |name: &str| -> Option<serde_json::Value> {
+        let bytes = std::fs::read(store_path.join(name)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    };
+    let consolidated = read_json("zarr.json")
+        .map(|root| root["consolidated_metadata"].clone())
+        .filter(|c| !c.is_null())
+        .or_else(|| read_json(".zmetadata"));
+    out.insert(
+        "/consolidated".to_string(),
+        format!("{:?}", consolidated.as_ref().map(sorted)),
+    );
     out.insert(
         "/attrs".to_string(),
         format!(
@@ -157,14 +170,15 @@ fn sorted(value: &serde_json::Value) -> serde_json::Value {
     }
 }
 
-/// Store file names (temporary files of a killed writer excluded).
+/// Store file names (temporary files of a killed writer included: recovery removes
+/// them).
 pub fn store_files(store: &Path) -> Vec<String> {
     fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
         for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
             let path = entry.path();
             if path.is_dir() {
                 walk(&path, root, out);
-            } else if !path.to_string_lossy().contains(".zru-tmp-") {
+            } else {
                 out.push(
                     path.strip_prefix(root)
                         .expect("prefix")
