@@ -1,10 +1,11 @@
 //! Fault injection for crash tests.
 //!
 //! With `ZRU_FAULT_KILL_AT=k` in the environment, the process sends itself SIGKILL
-//! right after its k-th durable write: a store key written or erased, the ledger
-//! saved, or queue messages acknowledged. Without the variable, [`point`] does
-//! nothing but one relaxed atomic increment. The crash test runs `zru flush` with
-//! k = 1, 2, ... and checks that a restart ends with the same store as a clean run.
+//! right after its k-th durable write: a store key written or erased (local or S3
+//! store: the store's storage is wrapped while a fault is armed), the ledger saved, or
+//! queue messages acknowledged. Without the variable, [`point`] returns at once. The
+//! crash test runs `zru flush` with k = 1, 2, ... and checks that a restart ends with
+//! the same store as a clean run.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -21,6 +22,11 @@ fn kill_at() -> Option<u64> {
             .ok()
             .and_then(|v| v.trim().parse().ok())
     })
+}
+
+/// True if a fault is armed (the variable is set to a number).
+pub fn armed() -> bool {
+    kill_at().is_some()
 }
 
 /// Marks the end of one durable write; kills the process if it is the armed one.

@@ -17,11 +17,7 @@ fn prepared() -> Work {
     work.samples("data/raw/sst", 3, 0);
     let ingest = work.zru(&["ingest", "data/raw/sst/"]);
     assert!(!ingest.status.success(), "a directory is not a file");
-    let days: Vec<String> = (1..=3).map(|d| work.raw(d).display().to_string()).collect();
-    let mut args = vec!["ingest"];
-    args.extend(days.iter().map(String::as_str));
-    let out = work.zru(&args);
-    assert!(out.status.success(), "{}", stderr(&out));
+    ingest_days(&work, &[], &[1, 2, 3]);
 
     work.samples("rev1", 5, 1);
     work.samples("rev0", 5, 0);
@@ -53,6 +49,19 @@ fn prepared() -> Work {
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
     }
     work
+}
+
+/// `zru ingest OPTIONS FILE...` of these days' raw files, which must succeed.
+fn ingest_days(work: &Work, options: &[&str], days: &[u32]) {
+    let files: Vec<String> = days
+        .iter()
+        .map(|&d| work.raw(d).display().to_string())
+        .collect();
+    let mut args = vec!["ingest"];
+    args.extend(options);
+    args.extend(files.iter().map(String::as_str));
+    let out = work.zru(&args);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
 }
 
 fn sample_key_static(day: u32) -> &'static str {
@@ -95,12 +104,38 @@ fn differing(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> Vec<
         .collect()
 }
 
+/// A copy of `base` (a work directory with events queued).
+fn copy_of(base: &Work) -> Work {
+    let dir = tempfile::tempdir().expect("tmp");
+    copy_tree(base.path(), dir.path());
+    Work { dir }
+}
+
+/// A copy of `base` after a `zru flush` killed right after its k-th durable write, or
+/// `None` if that flush made fewer writes and finished.
+fn flush_killed_at(base: &Work, k: u32) -> Option<Work> {
+    let work = copy_of(base);
+    let status = work
+        .command(FLUSH)
+        .env(zru::fault::KILL_AT_ENV, k.to_string())
+        .output()
+        .expect("run flush");
+    if status.status.success() {
+        return None;
+    }
+    assert_eq!(
+        status.status.signal(),
+        Some(9),
+        "k={k}: {}",
+        stderr(&status)
+    );
+    Some(work)
+}
+
 #[test]
 fn a_flush_killed_after_any_write_and_restarted_matches_a_clean_run() {
     let base = prepared();
-    let clean = tempfile::tempdir().expect("tmp");
-    copy_tree(base.path(), clean.path());
-    let clean = Work { dir: clean };
+    let clean = copy_of(&base);
     let out = clean.zru(FLUSH);
     assert!(out.status.success(), "{}", stderr(&out));
     let expected = dump(&clean.store());
@@ -114,23 +149,9 @@ fn a_flush_killed_after_any_write_and_restarted_matches_a_clean_run() {
 
     let mut killed = 0;
     for k in 1..500 {
-        let dir = tempfile::tempdir().expect("tmp");
-        copy_tree(base.path(), dir.path());
-        let work = Work { dir };
-        let status = work
-            .command(FLUSH)
-            .env(zru::fault::KILL_AT_ENV, k.to_string())
-            .output()
-            .expect("run flush");
-        if status.status.success() {
+        let Some(work) = flush_killed_at(&base, k) else {
             break;
-        }
-        assert_eq!(
-            status.status.signal(),
-            Some(9),
-            "k={k}: {}",
-            stderr(&status)
-        );
+        };
         killed += 1;
         let restart = work.zru(FLUSH);
         assert!(restart.status.success(), "k={k}: {}", stderr(&restart));
@@ -144,4 +165,78 @@ fn a_flush_killed_after_any_write_and_restarted_matches_a_clean_run() {
         queue_is_empty(&work);
     }
     assert!(killed >= 20, "only {killed} crash points were exercised");
+}
+
+/// Days 1-3 applied cleanly; days 4 and 5 queued: one batch that grows the store
+/// (three slots to five), in a store of Zarr format `zarr_format`.
+fn growing_batch_queued(zarr_format: u8) -> Work {
+    let work = Work::with_format(true, zarr_format);
+    work.samples("data/raw/sst", 3, 0);
+    ingest_days(&work, &[], &[1, 2, 3]);
+    work.samples("later", 6, 0);
+    for day in [4, 5] {
+        let from = work.path().join("later").join(common::sample_name(day));
+        std::fs::copy(from, work.raw(day)).expect("copy sample");
+    }
+    ingest_days(&work, &["--no-flush"], &[4, 5]);
+    work
+}
+
+/// Days 4 and 5 are withdrawn (deleted from the raw bucket) before they were
+/// acknowledged, and day 6 arrives: slots 3 and 4 are gaps, which read as blank.
+fn withdraw_then_append_day_6(work: &Work) {
+    for day in [4, 5] {
+        std::fs::remove_file(work.raw(day)).expect("remove raw file");
+    }
+    let out = work.zru(&["remove", "--no-flush", &sample_key(4), &sample_key(5)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let from = work.path().join("later").join(common::sample_name(6));
+    std::fs::copy(from, work.raw(6)).expect("copy sample");
+    ingest_days(work, &["--batch-size", "2"], &[6]);
+}
+
+/// A flush killed while it grows the store leaves chunks beyond the committed shape;
+/// when the events it was applying are withdrawn and a later batch leaves gaps over
+/// those slots, the gaps must read blank (as in a store that never saw the crash),
+/// not the dead batch's data. Zarr V3 and V2 key layouts.
+#[test]
+fn chunks_of_a_killed_growing_batch_never_show_through_later_gaps() {
+    for zarr_format in [3, 2] {
+        let base = growing_batch_queued(zarr_format);
+        let clean = copy_of(&base);
+        withdraw_then_append_day_6(&clean);
+        let expected = dump(&clean.store());
+        let expected_files = store_files(&clean.store());
+        assert_eq!(
+            expected["zru_source_key/values"],
+            format!(
+                "Text([{:?}, {:?}, {:?}, \"\", \"\", {:?}])",
+                sample_key(1),
+                sample_key(2),
+                sample_key(3),
+                sample_key(6)
+            )
+        );
+
+        let mut killed = 0;
+        for k in 1..200 {
+            let Some(work) = flush_killed_at(&base, k) else {
+                break;
+            };
+            killed += 1;
+            withdraw_then_append_day_6(&work);
+            assert_eq!(
+                differing(&dump(&work.store()), &expected),
+                Vec::<String>::new(),
+                "v{zarr_format} k={k}"
+            );
+            assert_eq!(
+                store_files(&work.store()),
+                expected_files,
+                "v{zarr_format} k={k}"
+            );
+            queue_is_empty(&work);
+        }
+        assert!(killed >= 5, "v{zarr_format}: only {killed} crash points");
+    }
 }

@@ -12,6 +12,8 @@ use zarrs::storage::{
     StorageError, StoreKey, StoreKeys, StoreKeysPrefixes, StorePrefix, WritableStorageTraits,
 };
 
+use super::staged::SIDECAR_DIR;
+
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// [`FilesystemStore`] with write-to-temporary-then-rename semantics for `set`.
@@ -36,6 +38,20 @@ impl AtomicFilesystemStore {
         name.push(format!(".zru-tmp-{}-{n}", std::process::id()));
         destination.with_file_name(name)
     }
+}
+
+/// Removes `dir` and the directories below it that hold no file (best effort: an error,
+/// such as a file appearing, leaves a directory where it is). True if `dir` is gone.
+pub fn remove_empty_dirs(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    let mut empty = true;
+    for entry in entries.flatten() {
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        empty &= is_dir && remove_empty_dirs(&entry.path());
+    }
+    empty && std::fs::remove_dir(dir).is_ok()
 }
 
 impl ReadableStorageTraits for AtomicFilesystemStore {
@@ -68,7 +84,6 @@ impl WritableStorageTraits for AtomicFilesystemStore {
             let _ = std::fs::remove_file(&temp);
             StorageError::from(e)
         })?;
-        crate::fault::point();
         Ok(())
     }
 
@@ -84,7 +99,12 @@ impl WritableStorageTraits for AtomicFilesystemStore {
 
     fn erase(&self, key: &StoreKey) -> Result<(), StorageError> {
         self.inner.erase(key)?;
-        crate::fault::point();
+        // zru's sidecar directory (`.zru/`, its intent record erased after every batch)
+        // is not left behind empty: readers that list the group would warn about it.
+        if key.as_str().starts_with(&format!("{SIDECAR_DIR}/")) {
+            let sidecar = self.inner.key_to_fspath(&StoreKey::new(SIDECAR_DIR)?);
+            remove_empty_dirs(&sidecar);
+        }
         Ok(())
     }
 

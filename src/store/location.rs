@@ -26,6 +26,7 @@ use zarrs_storage::storage_adapter::async_to_sync::{
 };
 
 use super::atomic_fs::AtomicFilesystemStore;
+use super::fault_points::with_fault_points;
 use super::staged::Storage;
 
 /// A store location as written in a dataset's `store` key.
@@ -116,10 +117,11 @@ impl StoreLocation {
     /// The storage zru reads and writes the store through. Local stores' directory is
     /// created; nothing is written to S3.
     pub fn storage(&self) -> Result<Arc<Storage>, StorageError> {
-        match self {
-            Self::Local(path) => Ok(Arc::new(AtomicFilesystemStore::new(path)?)),
-            Self::S3 { bucket, prefix } => s3_storage(bucket, prefix),
-        }
+        let storage: Arc<Storage> = match self {
+            Self::Local(path) => Arc::new(AtomicFilesystemStore::new(path)?),
+            Self::S3 { bucket, prefix } => s3_storage(bucket, prefix)?,
+        };
+        Ok(with_fault_points(storage))
     }
 }
 

@@ -5,13 +5,17 @@
 //! - [`atomic_fs`]: atomic writes of single keys.
 //! - [`location`]: where a store lives (directory or `s3://bucket/prefix`) and the
 //!   storage backend for it.
+//! - [`recovery`]: the intent record of a batch in progress, and the recovery pass
+//!   that undoes a batch interrupted before its metadata commit.
 //!
 //! zru reads and writes metadata itself (so xarray's own metadata survives untouched)
 //! and lets zarrs encode and decode chunks.
 
 pub mod array_doc;
 pub mod atomic_fs;
+mod fault_points;
 pub mod location;
+pub mod recovery;
 pub mod staged;
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,6 +29,7 @@ use zarrs::storage::{Bytes, StorageError, StoreKey, StorePrefix};
 
 pub use array_doc::{ArrayDoc, ArrayDocError, Compressor, NewArray, ZarrFormat};
 pub use location::{LocationError, StoreLocation};
+pub use recovery::{Intent, Recovered, INTENT_KEY};
 pub use staged::{CommitStats, StagedStore, Storage, SIDECAR_DIR};
 
 use crate::values::{ElementType, Values};
@@ -244,31 +249,37 @@ impl ZarrStore {
         let mut arrays = BTreeMap::new();
         for prefix in listing.prefixes() {
             let name = prefix.as_str().trim_end_matches('/').to_string();
-            let doc = match self.format {
-                ZarrFormat::V3 => match self.read_json(&format!("{name}/zarr.json"))? {
-                    Some(meta) if meta.get("node_type") == Some(&json!("array")) => ArrayDoc {
-                        name: name.clone(),
-                        format: ZarrFormat::V3,
-                        meta,
-                        v2_attrs: Map::new(),
-                    },
-                    _ => continue,
-                },
-                ZarrFormat::V2 => match self.read_json(&format!("{name}/.zarray"))? {
-                    Some(meta) => ArrayDoc {
-                        name: name.clone(),
-                        format: ZarrFormat::V2,
-                        meta,
-                        v2_attrs: self
-                            .read_json(&format!("{name}/.zattrs"))?
-                            .unwrap_or_default(),
-                    },
-                    None => continue,
-                },
-            };
-            arrays.insert(name, doc);
+            if let Some(doc) = self.load_array(&name)? {
+                arrays.insert(name, doc);
+            }
         }
         Ok(arrays)
+    }
+
+    /// The metadata of array `name` as stored, if it has any.
+    fn load_array(&self, name: &str) -> Result<Option<ArrayDoc>, StoreError> {
+        Ok(match self.format {
+            ZarrFormat::V3 => match self.read_json(&format!("{name}/zarr.json"))? {
+                Some(meta) if meta.get("node_type") == Some(&json!("array")) => Some(ArrayDoc {
+                    name: name.to_string(),
+                    format: ZarrFormat::V3,
+                    meta,
+                    v2_attrs: Map::new(),
+                }),
+                _ => None,
+            },
+            ZarrFormat::V2 => match self.read_json(&format!("{name}/.zarray"))? {
+                Some(meta) => Some(ArrayDoc {
+                    name: name.to_string(),
+                    format: ZarrFormat::V2,
+                    meta,
+                    v2_attrs: self
+                        .read_json(&format!("{name}/.zattrs"))?
+                        .unwrap_or_default(),
+                }),
+                None => None,
+            },
+        })
     }
 
     pub fn array(&self, name: &str) -> Option<&ArrayDoc> {
@@ -285,6 +296,7 @@ impl ZarrStore {
             opened: Mutex::new(HashMap::new()),
             stats: CommitStats::default(),
             written_last: Vec::new(),
+            intent: None,
         }
     }
 
@@ -297,6 +309,57 @@ impl ZarrStore {
         })?;
         let array = open_array(&self.location, self.storage.clone(), doc)?;
         read_region(&self.location, &array, doc, start, shape)
+    }
+
+    /// The root group's documents for these arrays and root attributes, with
+    /// consolidated metadata (V2: `.zgroup` and `.zattrs` only where they change).
+    fn root_documents(
+        &self,
+        arrays: &BTreeMap<String, ArrayDoc>,
+        root_attrs: &Map<String, Value>,
+    ) -> Vec<(String, Value)> {
+        let mut documents = Vec::new();
+        match self.format {
+            ZarrFormat::V3 => {
+                let consolidated: Map<String, Value> = arrays
+                    .values()
+                    .map(|doc| (doc.name.clone(), Value::Object(doc.meta.clone())))
+                    .collect();
+                let mut root = Map::new();
+                root.insert("attributes".into(), Value::Object(root_attrs.clone()));
+                root.insert("zarr_format".into(), json!(3));
+                root.insert(
+                    "consolidated_metadata".into(),
+                    json!({"kind": "inline", "must_understand": false, "metadata": consolidated}),
+                );
+                root.insert("node_type".into(), json!("group"));
+                for (k, v) in &self.group_meta {
+                    root.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+                documents.push(("zarr.json".into(), Value::Object(root)));
+            }
+            ZarrFormat::V2 => {
+                let mut consolidated = Map::new();
+                consolidated.insert(".zgroup".into(), json!({"zarr_format": 2}));
+                consolidated.insert(".zattrs".into(), Value::Object(root_attrs.clone()));
+                for doc in arrays.values() {
+                    for (k, v) in doc.documents() {
+                        consolidated.insert(k, v);
+                    }
+                }
+                if !self.exists {
+                    documents.push((".zgroup".into(), json!({"zarr_format": 2})));
+                }
+                if !self.exists || *root_attrs != self.root_attrs {
+                    documents.push((".zattrs".into(), Value::Object(root_attrs.clone())));
+                }
+                documents.push((
+                    ".zmetadata".into(),
+                    json!({"metadata": consolidated, "zarr_consolidated_format": 1}),
+                ));
+            }
+        }
+        documents
     }
 }
 
@@ -359,6 +422,27 @@ fn read_region<S: ?Sized + zarrs::storage::ReadableStorageTraits + 'static>(
     })
 }
 
+/// Writes `values` (already in the array's type) into `region` of `array`.
+fn write_region<S: ?Sized + zarrs::storage::ReadableWritableStorageTraits + 'static>(
+    array: &Array<S>,
+    region: &ArraySubset,
+    values: Values,
+) -> Result<(), zarrs::array::ArrayError> {
+    match values {
+        Values::I8(v) => array.store_array_subset(region, v),
+        Values::U8(v) => array.store_array_subset(region, v),
+        Values::I16(v) => array.store_array_subset(region, v),
+        Values::U16(v) => array.store_array_subset(region, v),
+        Values::I32(v) => array.store_array_subset(region, v),
+        Values::U32(v) => array.store_array_subset(region, v),
+        Values::I64(v) => array.store_array_subset(region, v),
+        Values::U64(v) => array.store_array_subset(region, v),
+        Values::F32(v) => array.store_array_subset(region, v),
+        Values::F64(v) => array.store_array_subset(region, v),
+        Values::Text(v) => array.store_array_subset(region, v),
+    }
+}
+
 /// A set of changes to one store.
 ///
 /// Writes are staged in memory. [`Transaction::savepoint`] and
@@ -376,6 +460,8 @@ pub struct Transaction<'s> {
     stats: CommitStats,
     /// Arrays whose chunks are written after all others (see [`Self::write_last`]).
     written_last: Vec<String>,
+    /// The intent record as written to the store, once the transaction has written.
+    intent: Option<Intent>,
 }
 
 /// The state of a transaction before one file was applied.
@@ -486,8 +572,27 @@ impl Transaction<'_> {
             .map_err(|e| self.storage_error(e))
     }
 
+    /// Records (or extends) the store's intent record before the transaction writes
+    /// what it does not cover yet: the arrays it creates or grows, up to their shape
+    /// now (see [`recovery`]).
+    fn record_intent(&mut self) -> Result<(), StoreError> {
+        let intent = Intent::new(self.store, &self.arrays, self.intent.as_ref());
+        if self.intent.as_ref() != Some(&intent) {
+            self.store.write_intent(&intent)?;
+            self.intent = Some(intent);
+        }
+        Ok(())
+    }
+
     /// Writes the chunks staged so far; metadata stays staged until [`Self::commit`].
     pub fn flush_chunks(&mut self) -> Result<CommitStats, StoreError> {
+        if self
+            .staged
+            .has_chunks()
+            .map_err(|e| self.storage_error(e))?
+        {
+            self.record_intent()?;
+        }
         let stats = self
             .staged
             .commit_chunks(&self.written_last)
@@ -519,20 +624,8 @@ impl Transaction<'_> {
     ) -> Result<(), StoreError> {
         let array = self.array(name)?;
         let region = subset(start, shape);
-        let result = match values {
-            Values::I8(v) => array.store_array_subset(&region, v),
-            Values::U8(v) => array.store_array_subset(&region, v),
-            Values::I16(v) => array.store_array_subset(&region, v),
-            Values::U16(v) => array.store_array_subset(&region, v),
-            Values::I32(v) => array.store_array_subset(&region, v),
-            Values::U32(v) => array.store_array_subset(&region, v),
-            Values::I64(v) => array.store_array_subset(&region, v),
-            Values::U64(v) => array.store_array_subset(&region, v),
-            Values::F32(v) => array.store_array_subset(&region, v),
-            Values::F64(v) => array.store_array_subset(&region, v),
-            Values::Text(v) => array.store_array_subset(&region, v),
-        };
-        result.map_err(|e| self.error(name, format!("cannot write region {region}: {e}")))
+        write_region(&array, &region, values)
+            .map_err(|e| self.error(name, format!("cannot write region {region}: {e}")))
     }
 
     /// Reads a region, seeing this transaction's staged writes.
@@ -617,15 +710,27 @@ impl Transaction<'_> {
                 .map_err(|e| self.storage_error(e))?;
             }
         }
+        if metadata_changed
+            || self
+                .staged
+                .has_pending()
+                .map_err(|e| self.storage_error(e))?
+        {
+            self.record_intent()?;
+        }
         let stats = self
             .staged
             .commit(&self.written_last)
             .map_err(|e| self.storage_error(e))?;
         self.stats += stats;
+        if self.intent.is_some() {
+            self.store.erase_intent()?;
+        }
         Ok(self.stats)
     }
 
-    /// Every array document plus the root group's, with consolidated metadata.
+    /// Every array document that changed plus the root group's, with consolidated
+    /// metadata.
     fn metadata_documents(&self) -> Vec<(String, Value)> {
         let mut documents: Vec<(String, Value)> = Vec::new();
         for doc in self.arrays.values() {
@@ -633,47 +738,7 @@ impl Transaction<'_> {
                 documents.extend(doc.documents());
             }
         }
-        match self.store.format {
-            ZarrFormat::V3 => {
-                let consolidated: Map<String, Value> = self
-                    .arrays
-                    .values()
-                    .map(|doc| (doc.name.clone(), Value::Object(doc.meta.clone())))
-                    .collect();
-                let mut root = Map::new();
-                root.insert("attributes".into(), Value::Object(self.root_attrs.clone()));
-                root.insert("zarr_format".into(), json!(3));
-                root.insert(
-                    "consolidated_metadata".into(),
-                    json!({"kind": "inline", "must_understand": false, "metadata": consolidated}),
-                );
-                root.insert("node_type".into(), json!("group"));
-                for (k, v) in &self.store.group_meta {
-                    root.entry(k.clone()).or_insert_with(|| v.clone());
-                }
-                documents.push(("zarr.json".into(), Value::Object(root)));
-            }
-            ZarrFormat::V2 => {
-                let mut consolidated = Map::new();
-                consolidated.insert(".zgroup".into(), json!({"zarr_format": 2}));
-                consolidated.insert(".zattrs".into(), Value::Object(self.root_attrs.clone()));
-                for doc in self.arrays.values() {
-                    for (k, v) in doc.documents() {
-                        consolidated.insert(k, v);
-                    }
-                }
-                if !self.store.exists {
-                    documents.push((".zgroup".into(), json!({"zarr_format": 2})));
-                }
-                if !self.store.exists || self.root_attrs != self.store.root_attrs {
-                    documents.push((".zattrs".into(), Value::Object(self.root_attrs.clone())));
-                }
-                documents.push((
-                    ".zmetadata".into(),
-                    json!({"metadata": consolidated, "zarr_consolidated_format": 1}),
-                ));
-            }
-        }
+        documents.extend(self.store.root_documents(&self.arrays, &self.root_attrs));
         documents
     }
 }

@@ -96,6 +96,16 @@ impl StagedStore {
         Ok(self.pending()?.get(key).cloned())
     }
 
+    /// True if anything is staged.
+    pub fn has_pending(&self) -> Result<bool, StorageError> {
+        Ok(!self.pending()?.is_empty())
+    }
+
+    /// True if chunks (keys other than metadata) are staged.
+    pub fn has_chunks(&self) -> Result<bool, StorageError> {
+        Ok(self.pending()?.keys().any(|k| metadata_rank(k).is_none()))
+    }
+
     /// A copy of everything staged (cheap: values are reference counted).
     pub fn snapshot(&self) -> Result<HashMap<StoreKey, Option<Bytes>>, StorageError> {
         Ok(self.pending()?.clone())

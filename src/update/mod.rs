@@ -222,7 +222,18 @@ impl Updater {
         } else {
             ZarrFormat::V3
         };
-        let store = match ZarrStore::open_or_new_at(&dataset.location, format) {
+        // A batch that stopped between its first write and its commit is undone first.
+        let store = ZarrStore::recover_at(&dataset.location)
+            .map(|recovered| {
+                if let Some(recovered) = recovered {
+                    tracing::warn!(
+                        store = %dataset.location,
+                        "recovered from an interrupted batch: {recovered}"
+                    );
+                }
+            })
+            .and_then(|()| ZarrStore::open_or_new_at(&dataset.location, format));
+        let store = match store {
             Ok(store) => store,
             Err(error) => {
                 let reason = |e: &Event| format!("{}: {error}", e.key);

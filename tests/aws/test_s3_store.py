@@ -4,7 +4,9 @@ store as local mode, byte for byte, and xarray reads it through zarr-python on S
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import xarray as xr
@@ -101,3 +103,70 @@ def test_missing_bucket_is_a_clear_rejection(tmp_path, moto, zru_bin):
     proc = run(zru_bin, env, "ingest", "--config", cfg, "--raw-root", raw, "--state-dir",
                tmp_path / "state", path, ok=False)
     assert "rejected" in proc.stdout and "no-such-bucket" in proc.stdout, proc.stdout
+
+
+def test_a_flush_killed_while_growing_an_s3_store_leaves_nothing_in_later_gaps(
+        tmp_path, moto, zru_bin):
+    """A flush killed (`ZRU_FAULT_KILL_AT=k`: after its k-th store key, ledger or
+    acknowledgement) while a batch grows the store from 3 slots to 5; days 4 and 5 are
+    then withdrawn and day 6 arrives: the gap slots 3 and 4 read blank, and the store's
+    objects are those of a run that never crashed, byte for byte (the recovery pass
+    erased the dead batch's chunks beyond the committed shape, by key, on S3)."""
+    s3 = moto.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    files = interop.sample(tmp_path / "gen", days=6, lat=LAT, lon=LON)
+    keys = [f"sst/{f.name}" for f in files]
+    env = zru_env(moto)
+
+    def options(work: Path) -> list:
+        interop.write_config(work / "cfg", "sst", store=f"s3://{BUCKET}/{work.name}/sst.zarr",
+                             chunks={"time": 2, "lat": LAT, "lon": LON})
+        return ["--config", work / "cfg", "--raw-root", work / "raw",
+                "--state-dir", work / "state"]
+
+    # Days 1-3 in the store, days 4 and 5 queued.
+    base = tmp_path / "base"
+    run(zru_bin, env, "ingest", *options(base),
+        *[interop.place(f, base / "raw", k) for f, k in zip(files[:3], keys[:3])])
+    run(zru_bin, env, "ingest", "--no-flush", *options(base),
+        *[interop.place(f, base / "raw", k) for f, k in zip(files[3:5], keys[3:5])])
+
+    def copy_of_base(name: str) -> list:
+        work = tmp_path / name
+        for part in ("raw", "state"):
+            shutil.copytree(base / part, work / part)
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET,
+                                                                Prefix="base/"):
+            for obj in page.get("Contents", []):
+                s3.copy_object(Bucket=BUCKET, Key=name + obj["Key"][len("base"):],
+                               CopySource={"Bucket": BUCKET, "Key": obj["Key"]})
+        return options(work)
+
+    def withdraw_then_append_day_6(work_options: list) -> None:
+        raw = work_options[3]
+        for key in keys[3:5]:
+            (raw / key).unlink()
+        run(zru_bin, env, "remove", "--no-flush", *work_options, *keys[3:5])
+        run(zru_bin, env, "ingest", *work_options, interop.place(files[5], raw, keys[5]))
+
+    withdraw_then_append_day_6(copy_of_base("clean"))
+    expected = s3_objects(moto, BUCKET, "clean/sst.zarr")
+    clean = open_s3_dataset(moto, BUCKET, "clean/sst.zarr")
+    assert interop.source_keys(clean) == [*keys[:3], "", "", keys[5]]
+    for slot in (3, 4):
+        interop.assert_slot_blank(clean, "time", slot)
+
+    killed = 0
+    for k in range(1, 200):
+        work_options = copy_of_base(f"k{k}")
+        proc = run(zru_bin, zru_env(moto, ZRU_FAULT_KILL_AT=k), "flush", *work_options,
+                   ok=None)
+        if proc.returncode == 0:
+            break
+        assert proc.returncode == -9, proc.stderr
+        killed += 1
+        withdraw_then_append_day_6(work_options)
+        got = s3_objects(moto, BUCKET, f"k{k}/sst.zarr")
+        assert sorted(got) == sorted(expected), f"k={k}"
+        assert [n for n in expected if got[n] != expected[n]] == [], f"k={k}"
+    assert killed >= 10, f"only {killed} crash points"

@@ -27,6 +27,11 @@ pub fn sample_key(day: u32) -> String {
 impl Work {
     /// A work directory whose dataset has (or has not) a `time_step`.
     pub fn new(time_step: bool) -> Self {
+        Self::with_format(time_step, 3)
+    }
+
+    /// A work directory whose dataset creates a store of Zarr format `zarr_format`.
+    pub fn with_format(time_step: bool, zarr_format: u8) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("config");
         std::fs::create_dir_all(&config).expect("config dir");
@@ -38,7 +43,7 @@ impl Work {
         let json = format!(
             r#"{{"name": "sst", "handler": "gridded", "key_patterns": ["^sst/.*\\.nc$"],
                "store": "data/zarr/sst.zarr", "append_dim": "time",
-               "chunks": {{"time": 2, "lat": 8, "lon": 8}}{step}}}"#
+               "chunks": {{"time": 2, "lat": 8, "lon": 8}}, "zarr_format": {zarr_format}{step}}}"#
         );
         std::fs::write(config.join("sst.json"), json).expect("config");
         std::fs::create_dir_all(dir.path().join("data/raw/sst")).expect("raw dir");
@@ -104,11 +109,24 @@ pub fn lines_with_action(out: &Output, action: &str) -> Vec<String> {
         .collect()
 }
 
-/// Every array's metadata and decoded values, and the root attributes: equal dumps
-/// mean stores that read the same (whatever the key order in the JSON documents).
-pub fn dump(store: &Path) -> BTreeMap<String, String> {
-    let store = ZarrStore::open(store).expect("open store");
+/// Every array's metadata and decoded values, the root attributes and the consolidated
+/// metadata (what xarray opens): equal dumps mean stores that read the same (whatever
+/// the key order in the JSON documents).
+pub fn dump(store_path: &Path) -> BTreeMap<String, String> {
+    let store = ZarrStore::open(store_path).expect("open store");
     let mut out = BTreeMap::new();
+    let read_json = |name: &str| -> Option<serde_json::Value> {
+        let bytes = std::fs::read(store_path.join(name)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    };
+    let consolidated = read_json("zarr.json")
+        .map(|root| root["consolidated_metadata"].clone())
+        .filter(|c| !c.is_null())
+        .or_else(|| read_json(".zmetadata"));
+    out.insert(
+        "/consolidated".to_string(),
+        format!("{:?}", consolidated.as_ref().map(sorted)),
+    );
     out.insert(
         "/attrs".to_string(),
         format!(
@@ -152,14 +170,15 @@ fn sorted(value: &serde_json::Value) -> serde_json::Value {
     }
 }
 
-/// Store file names (temporary files of a killed writer excluded).
+/// Store file names (temporary files of a killed writer included: recovery removes
+/// them).
 pub fn store_files(store: &Path) -> Vec<String> {
     fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
         for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
             let path = entry.path();
             if path.is_dir() {
                 walk(&path, root, out);
-            } else if !path.to_string_lossy().contains(".zru-tmp-") {
+            } else {
                 out.push(
                     path.strip_prefix(root)
                         .expect("prefix")
