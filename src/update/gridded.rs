@@ -71,6 +71,22 @@ impl Context<'_> {
             reason,
         }
     }
+
+    /// The metadata and element type of the store array that file variable `name` is
+    /// written to, which the file's preparation created if it was missing.
+    pub(super) fn prepared_array<'t>(
+        &self,
+        tx: &'t Transaction<'_>,
+        name: &str,
+    ) -> Result<(&'t ArrayDoc, ElementType), UpdateError> {
+        let doc = tx
+            .array_doc(name)
+            .ok_or_else(|| self.schema(name, "array missing after preparation".into()))?;
+        let element = doc
+            .element_type()
+            .map_err(|e| self.schema(name, e.to_string()))?;
+        Ok((doc, element))
+    }
 }
 
 /// Stages a created (or revised) file into its region of the dataset's store.
@@ -625,12 +641,7 @@ fn write_variable(
     raw: Values,
     placement: &Placement,
 ) -> Result<(), UpdateError> {
-    let doc = tx
-        .array_doc(&var.name)
-        .ok_or_else(|| cx.schema(&var.name, "array missing after preparation".into()))?;
-    let store_type = doc
-        .element_type()
-        .map_err(|e| cx.schema(&var.name, e.to_string()))?;
+    let (doc, store_type) = cx.prepared_array(tx, &var.name)?;
     let values = convert(raw, &var.encoding, store_type, &doc.cf_encoding())
         .map_err(|e| cx.values_error(&var.name, e))?;
     if !var.has_dim(cx.append_dim()) {
