@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use aws_sdk_sqs::types::{
-    MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
-    SendMessageBatchRequestEntry,
+    BatchResultErrorEntry, DeleteMessageBatchRequestEntry, MessageAttributeValue,
+    MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
 };
 use thiserror::Error;
 
@@ -59,6 +59,31 @@ pub struct QueueInfo {
     pub dead_letter_url: Option<String>,
 }
 
+fn request_error(url: &str, reason: impl Into<String>) -> SqsError {
+    SqsError::Request {
+        url: url.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// An error naming the entries of a batch request that SQS did not accept, if any.
+fn check_batch(url: &str, failed: &[BatchResultErrorEntry], total: usize) -> Result<(), SqsError> {
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let reasons = failed
+        .iter()
+        .map(|f| format!("{}: {}", f.code(), f.message().unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(SqsError::NotSent {
+        url: url.to_string(),
+        failed: failed.len(),
+        total,
+        reasons,
+    })
+}
+
 /// SQS deduplication ids are at most 128 characters of `[!-~]`: longer or other ids
 /// (keys can hold any character) are replaced by a hex digest of themselves.
 pub fn dedup_id(raw: &str) -> String {
@@ -99,10 +124,7 @@ pub async fn send(
                     .message_deduplication_id(dedup_id(&m.dedup_id))
                     .message_body(&m.body)
                     .build()
-                    .map_err(|e| SqsError::Request {
-                        url: url.to_string(),
-                        reason: e.to_string(),
-                    })
+                    .map_err(|e| request_error(url, e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let response = client
@@ -111,24 +133,8 @@ pub async fn send(
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|e| SqsError::Request {
-                url: url.to_string(),
-                reason: describe(&e),
-            })?;
-        let failed = response.failed();
-        if !failed.is_empty() {
-            let reasons = failed
-                .iter()
-                .map(|f| format!("{}: {}", f.code(), f.message().unwrap_or_default()))
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err(SqsError::NotSent {
-                url: url.to_string(),
-                failed: failed.len(),
-                total: messages.len(),
-                reasons,
-            });
-        }
+            .map_err(|e| request_error(url, describe(&e)))?;
+        check_batch(url, response.failed(), messages.len())?;
         sent += chunk.len();
     }
     Ok(sent)
@@ -151,10 +157,7 @@ pub async fn receive(
         .message_system_attribute_names(MessageSystemAttributeName::All)
         .send()
         .await
-        .map_err(|e| SqsError::Request {
-            url: url.to_string(),
-            reason: describe(&e),
-        })?;
+        .map_err(|e| request_error(url, describe(&e)))?;
     Ok(response
         .messages()
         .iter()
@@ -186,14 +189,11 @@ pub async fn delete(
             .iter()
             .enumerate()
             .map(|(i, handle)| {
-                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                DeleteMessageBatchRequestEntry::builder()
                     .id(i.to_string())
                     .receipt_handle(handle)
                     .build()
-                    .map_err(|e| SqsError::Request {
-                        url: url.to_string(),
-                        reason: e.to_string(),
-                    })
+                    .map_err(|e| request_error(url, e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let response = client
@@ -202,24 +202,8 @@ pub async fn delete(
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|e| SqsError::Request {
-                url: url.to_string(),
-                reason: describe(&e),
-            })?;
-        if !response.failed().is_empty() {
-            let reasons = response
-                .failed()
-                .iter()
-                .map(|f| format!("{}: {}", f.code(), f.message().unwrap_or_default()))
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err(SqsError::NotSent {
-                url: url.to_string(),
-                failed: response.failed().len(),
-                total: receipt_handles.len(),
-                reasons,
-            });
-        }
+            .map_err(|e| request_error(url, describe(&e)))?;
+        check_batch(url, response.failed(), receipt_handles.len())?;
     }
     Ok(())
 }
@@ -238,10 +222,7 @@ pub async fn retry_after(
         .visibility_timeout(seconds)
         .send()
         .await
-        .map_err(|e| SqsError::Request {
-            url: url.to_string(),
-            reason: describe(&e),
-        })?;
+        .map_err(|e| request_error(url, describe(&e)))?;
     Ok(())
 }
 
@@ -259,14 +240,9 @@ pub async fn dead_letter(
             .string_value(value)
             .build()
     };
-    let reason_value = text(reason).map_err(|e| SqsError::Request {
-        url: dead_letter_url.to_string(),
-        reason: e.to_string(),
-    })?;
-    let receives = text(&message.receive_count.to_string()).map_err(|e| SqsError::Request {
-        url: dead_letter_url.to_string(),
-        reason: e.to_string(),
-    })?;
+    let reason_value = text(reason).map_err(|e| request_error(dead_letter_url, e.to_string()))?;
+    let receives = text(&message.receive_count.to_string())
+        .map_err(|e| request_error(dead_letter_url, e.to_string()))?;
     client
         .send_message()
         .queue_url(dead_letter_url)
@@ -277,26 +253,19 @@ pub async fn dead_letter(
         .message_attributes("zru_receive_count", receives)
         .send()
         .await
-        .map_err(|e| SqsError::Request {
-            url: dead_letter_url.to_string(),
-            reason: describe(&e),
-        })?;
+        .map_err(|e| request_error(dead_letter_url, describe(&e)))?;
     Ok(())
 }
 
 /// Whether the queue is FIFO, and its redrive policy.
 pub async fn queue_info(client: &aws_sdk_sqs::Client, url: &str) -> Result<QueueInfo, SqsError> {
-    let request_error = |reason: String| SqsError::Request {
-        url: url.to_string(),
-        reason,
-    };
     let attributes: HashMap<QueueAttributeName, String> = client
         .get_queue_attributes()
         .queue_url(url)
         .attribute_names(QueueAttributeName::All)
         .send()
         .await
-        .map_err(|e| request_error(describe(&e)))?
+        .map_err(|e| request_error(url, describe(&e)))?
         .attributes
         .unwrap_or_default();
     let fifo = attributes
@@ -311,7 +280,7 @@ pub async fn queue_info(client: &aws_sdk_sqs::Client, url: &str) -> Result<Queue
     };
     if let Some(policy) = attributes.get(&QueueAttributeName::RedrivePolicy) {
         let policy: serde_json::Value = serde_json::from_str(policy)
-            .map_err(|e| request_error(format!("redrive policy is not JSON: {e}")))?;
+            .map_err(|e| request_error(url, format!("redrive policy is not JSON: {e}")))?;
         info.max_receive_count = match &policy["maxReceiveCount"] {
             serde_json::Value::Number(n) => n.as_u64().map(|n| n as u32),
             serde_json::Value::String(s) => s.parse().ok(),
@@ -324,7 +293,9 @@ pub async fn queue_info(client: &aws_sdk_sqs::Client, url: &str) -> Result<Queue
                 .queue_name(name)
                 .send()
                 .await
-                .map_err(|e| request_error(format!("dead-letter queue {arn}: {}", describe(&e))))?;
+                .map_err(|e| {
+                    request_error(url, format!("dead-letter queue {arn}: {}", describe(&e)))
+                })?;
             info.dead_letter_url = dlq.queue_url;
         }
     }

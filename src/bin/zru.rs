@@ -438,9 +438,9 @@ fn doctor(args: DoctorArgs) -> Result<ExitCode> {
     });
     for check in &checks {
         if args.json {
-            println!("{}", serde_json::to_string(check)?);
+            say(serde_json::to_string(check)?);
         } else {
-            println!("{}", check.line());
+            say(check.line());
         }
     }
     Ok(if checks.iter().all(|c| c.ok) {

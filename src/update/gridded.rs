@@ -71,6 +71,22 @@ impl Context<'_> {
             reason,
         }
     }
+
+    /// The metadata and element type of the store array that file variable `name` is
+    /// written to, which the file's preparation created if it was missing.
+    pub(super) fn prepared_array<'t>(
+        &self,
+        tx: &'t Transaction<'_>,
+        name: &str,
+    ) -> Result<(&'t ArrayDoc, ElementType), UpdateError> {
+        let doc = tx
+            .array_doc(name)
+            .ok_or_else(|| self.schema(name, "array missing after preparation".into()))?;
+        let element = doc
+            .element_type()
+            .map_err(|e| self.schema(name, e.to_string()))?;
+        Ok((doc, element))
+    }
 }
 
 /// A file opened and placed on the store's time axis.
@@ -754,23 +770,13 @@ fn write_variables(
     })
 }
 
-/// The metadata of an array the file's variables were prepared into.
-fn prepared_doc<'t>(
-    cx: &Context<'_>,
-    tx: &'t Transaction<'_>,
-    name: &str,
-) -> Result<&'t ArrayDoc, UpdateError> {
-    tx.array_doc(name)
-        .ok_or_else(|| cx.schema(name, "array missing after preparation".into()))
-}
-
 /// The store's chunk shape of an array.
 fn store_chunks(
     cx: &Context<'_>,
     tx: &Transaction<'_>,
     name: &str,
 ) -> Result<Vec<u64>, UpdateError> {
-    let doc = prepared_doc(cx, tx, name)?;
+    let (doc, _) = cx.prepared_array(tx, name)?;
     doc.chunk_shape()
         .map_err(|e| cx.schema(name, e.to_string()))
 }
@@ -784,10 +790,7 @@ fn write_band(
     band: Band,
     placement: &Placement,
 ) -> Result<(), UpdateError> {
-    let doc = prepared_doc(cx, tx, &var.name)?;
-    let store_type = doc
-        .element_type()
-        .map_err(|e| cx.schema(&var.name, e.to_string()))?;
+    let (doc, store_type) = cx.prepared_array(tx, &var.name)?;
     let values = convert(band.values, &var.encoding, store_type, &doc.cf_encoding())
         .map_err(|e| cx.values_error(&var.name, e))?;
     let mut start = vec![0; var.shape.len()];

@@ -309,12 +309,7 @@ fn write_variables(
     let runs = runs_by_position(&plan.rows);
     for var in kept {
         let values_error = |e| cx.values_error(&var.name, e);
-        let doc = tx
-            .array_doc(&var.name)
-            .ok_or_else(|| cx.schema(&var.name, "array missing after preparation".into()))?;
-        let store_type = doc
-            .element_type()
-            .map_err(|e| cx.schema(&var.name, e.to_string()))?;
+        let (doc, store_type) = cx.prepared_array(tx, &var.name)?;
         let mut row_shape = doc
             .shape()
             .map_err(|e| cx.schema(&var.name, e.to_string()))?;

@@ -73,10 +73,12 @@ class Workspace:
         return target
 
     def run(self, *args: str) -> tuple[int, list[dict]]:
+        # The queue and locks go under the workspace (not data/state of the working
+        # directory), which is also the working directory: the repository stays clean.
         result = subprocess.run(
             [str(zru_bin()), *args, "--json", "--config", str(self.config),
-             "--raw-root", str(self.raw)],
-            capture_output=True, text=True, check=False,
+             "--raw-root", str(self.raw), "--state-dir", str(self.root / "state")],
+            capture_output=True, text=True, check=False, cwd=self.root,
         )
         assert result.returncode in (0, 1), result.stderr
         return result.returncode, [json.loads(line) for line in result.stdout.splitlines()]
