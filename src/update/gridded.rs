@@ -200,25 +200,37 @@ pub fn apply_adopted(
     })
 }
 
-/// The provenance (source key, "" if none) of each slot.
+/// The provenance (source key, "" if none) of each slot, reading each run of
+/// consecutive slots at once.
 fn provenance_at(
     cx: &Context<'_>,
     tx: &Transaction<'_>,
     slots: &[u64],
 ) -> Result<Vec<(u64, String)>, UpdateError> {
-    let name = cx.dataset.provenance_variable();
     let mut holders = Vec::with_capacity(slots.len());
-    for &slot in slots {
-        let keys = tx
-            .read(name, &[slot], &[1])
-            .map_err(|e| cx.store_error(e))?;
-        let holder = match keys {
-            Values::Text(mut keys) => keys.pop().unwrap_or_default(),
-            _ => String::new(),
-        };
-        holders.push((slot, holder));
+    for range in ranges_from_indices(slots) {
+        let keys = provenance_keys(cx, tx, range.start, range.len())?;
+        holders.extend((range.start..range.stop).zip(keys));
     }
     Ok(holders)
+}
+
+/// The provenance keys of slots `[start, start + count)` ("" for each if the array
+/// does not hold text).
+fn provenance_keys(
+    cx: &Context<'_>,
+    tx: &Transaction<'_>,
+    start: u64,
+    count: u64,
+) -> Result<Vec<String>, UpdateError> {
+    let name = cx.dataset.provenance_variable();
+    match tx
+        .read(name, &[start], &[count])
+        .map_err(|e| cx.store_error(e))?
+    {
+        Values::Text(keys) => Ok(keys),
+        _ => Ok(vec![String::new(); count as usize]),
+    }
 }
 
 /// Stages a created (or revised) file into its region of the dataset's store.
@@ -910,17 +922,13 @@ fn slots_with_provenance(cx: &Context<'_>, tx: &Transaction<'_>) -> Result<Vec<u
     let mut start = 0;
     while start < len {
         let count = chunk.min(len - start);
-        if let Values::Text(keys) = tx
-            .read(name, &[start], &[count])
-            .map_err(|e| cx.store_error(e))?
-        {
-            slots.extend(
-                keys.iter()
-                    .enumerate()
-                    .filter(|(_, k)| k.as_str() == cx.key)
-                    .map(|(i, _)| start + i as u64),
-            );
-        }
+        let keys = provenance_keys(cx, tx, start, count)?;
+        slots.extend(
+            keys.iter()
+                .enumerate()
+                .filter(|(_, k)| k.as_str() == cx.key)
+                .map(|(i, _)| start + i as u64),
+        );
         start += count;
     }
     Ok(slots)
