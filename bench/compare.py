@@ -186,6 +186,18 @@ def encode_like(ds, zru_store):
     return ds
 
 
+def xarray_copy(source, zru_store, base):
+    """`base`, made once by xarray itself from `source` (to_zarr, V3, consolidated) with
+    the zru store's chunks and codec (see encode_like)."""
+    if not base.exists():
+        making = base.with_name(f"making-{base.name}")
+        shutil.rmtree(making, ignore_errors=True)
+        ds = encode_like(xr.open_dataset(source), zru_store)
+        ds.to_zarr(making, zarr_format=3, consolidated=True)
+        making.rename(base)
+    return base
+
+
 class Bench:
     def __init__(self, work, lat, lon, runs):
         self.work, self.lat, self.lon, self.runs = work, lat, lon, runs
@@ -289,14 +301,8 @@ class Argo:
         return base
 
     def xarray_store(self):
-        base = self.work / f"base-xarray-{self.size}.zarr"
-        if not base.exists():
-            making = self.work / "making-xarray.zarr"
-            shutil.rmtree(making, ignore_errors=True)
-            ds = encode_like(xr.open_dataset(self.collection), self.zru_store())
-            ds.to_zarr(making, zarr_format=3, consolidated=True)
-            making.rename(base)
-        return base
+        return xarray_copy(self.collection, self.zru_store(),
+                           self.work / f"base-xarray-{self.size}.zarr")
 
     def rows(self):
         """(operation, profiles, zru, xarray, floor) of a new cycle and a revised one."""
@@ -346,14 +352,7 @@ class Flush:
         return base
 
     def xarray_store(self):
-        base = self.zarr / "base-xarray.zarr"
-        if not base.exists():
-            making = self.zarr / "making-xarray.zarr"
-            shutil.rmtree(making, ignore_errors=True)
-            ds = encode_like(xr.open_dataset(self.first), self.zru_store())
-            ds.to_zarr(making, zarr_format=3, consolidated=True)
-            making.rename(base)
-        return base
+        return xarray_copy(self.first, self.zru_store(), self.zarr / "base-xarray.zarr")
 
     def check(self, store):
         """The store's time axis is the first day's then the files' in order, and the

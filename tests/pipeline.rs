@@ -230,6 +230,16 @@ fn keys_escaping_the_raw_root_are_refused_before_the_queue() {
     assert_eq!(doc["groups"].as_array().map(Vec::len), Some(0), "{doc}");
 }
 
+/// Runs `zru flush --json`, which must succeed; its reports, one per event.
+fn flush_reports(work: &Work) -> Vec<serde_json::Value> {
+    let out = work.zru(&["flush", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
 struct Watcher {
     child: Child,
     lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
@@ -313,12 +323,7 @@ fn the_watcher_enqueues_complete_files_only_and_removals() {
         "{line}"
     );
 
-    let out = work.zru(&["flush", "--json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let reports: Vec<serde_json::Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect();
+    let reports = flush_reports(&work);
     let action = |day: u32, event: &str| {
         reports
             .iter()
@@ -365,12 +370,7 @@ fn a_watcher_starting_late_enqueues_what_changed_while_none_ran() {
             "{lines:?}"
         );
     }
-    let out = work.zru(&["flush", "--json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let reports: Vec<serde_json::Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect();
+    let reports = flush_reports(&work);
     let actions: Vec<(String, String)> = reports
         .iter()
         .map(|r| (r["key"].to_string(), r["action"].to_string()))
