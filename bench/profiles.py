@@ -30,7 +30,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 ZRU = Path(os.environ.get("ZRU_BIN", ROOT / "target/release/zru"))
-ARGO = ROOT.parent / "shared" / "data" / "imos" / "argo"
+ARGO = ROOT / "tests" / "data" / "imos" / "argo"
 REAL = ["2902093_prof.nc", "ct64-M001-09_prof.nc"]
 
 

@@ -1,7 +1,7 @@
 """Small helpers shared by the notebooks in this directory.
 
 They find the repository, the ``zru`` binary (``$ZRU_BIN``, else
-``<repo>/target/release/zru``) and the real files (``<repo>/../shared/data``), run
+``<repo>/target/release/zru``) and the real files (``<repo>/tests/data``), run
 zru through ``subprocess`` in a throw-away workspace (raw bucket + config + stores in
 a temporary directory), and draw the provenance strips. Everything the notebooks
 claim is checked in the notebooks themselves.
@@ -28,7 +28,7 @@ def _find_repo() -> Path:
 
 
 REPO = _find_repo()
-SHARED_DATA = Path(os.environ.get("ZRU_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED_DATA = Path(os.environ.get("ZRU_SHARED_DATA", REPO / "tests" / "data"))
 PROVENANCE = "zru_source_key"
 
 
@@ -44,7 +44,7 @@ def zru_bin() -> Path:
 def shared_file(*parts: str) -> Path:
     path = SHARED_DATA.joinpath(*parts)
     if not path.is_file():
-        raise FileNotFoundError(f"real file missing: {path} (see ../shared/data/README.md)")
+        raise FileNotFoundError(f"real file missing: {path} (see tests/data/README.md)")
     return path
 
 

@@ -25,7 +25,7 @@ pub struct DemoOptions {
     pub raw_root: PathBuf,
     /// The demo's own queue and locks (emptied at the start of each run).
     pub state_dir: PathBuf,
-    /// `shared/data` with the real IMOS files (optional).
+    /// `tests/data` with the real IMOS files (shipped in the repository).
     pub shared_data: PathBuf,
     pub lat: usize,
     pub lon: usize,

@@ -225,14 +225,14 @@ mod tests {
 
     fn gsla_2011() -> Option<std::path::PathBuf> {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(
-            "../shared/data/imos/gsla/IMOS_OceanCurrent_HV_20110901T000000Z_GSLA_FV02_NRT.nc",
+            "tests/data/imos/gsla/IMOS_OceanCurrent_HV_20110901T000000Z_GSLA_FV02_NRT.nc",
         );
         path.is_file().then_some(path)
     }
 
     #[test]
     fn a_whole_real_classic_file_passes_and_its_truncations_fail() {
-        let source = gsla_2011().expect("../shared/data/imos/gsla must be present for this test");
+        let source = gsla_2011().expect("tests/data/imos/gsla must be present for this test");
         assert!(check_size(&source).is_ok());
         let bytes = std::fs::read(&source).unwrap();
         let needed = needed_bytes(&bytes).unwrap() as usize;
@@ -257,11 +257,11 @@ mod tests {
     }
 
     #[test]
-    fn every_real_file_in_shared_data_passes() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/imos");
+    fn every_real_file_in_tests_data_passes() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/imos");
         let mut checked = 0;
         for family in ["gsla", "argo"] {
-            for entry in std::fs::read_dir(root.join(family)).expect("shared data present") {
+            for entry in std::fs::read_dir(root.join(family)).expect("tests/data present") {
                 let path = entry.unwrap().path();
                 assert_eq!(check_size(&path), Ok(()), "{}", path.display());
                 checked += 1;

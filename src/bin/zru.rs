@@ -137,8 +137,8 @@ enum Command {
         /// The demo's own queue and locks (emptied at the start of each run).
         #[arg(long, default_value = "data/state/demo")]
         state_dir: PathBuf,
-        /// Directory holding imos/gsla/*.nc (the real files).
-        #[arg(long, default_value = "../shared/data")]
+        /// Directory holding imos/gsla/*.nc and imos/argo/*.nc (the real files, shipped in tests/data).
+        #[arg(long, default_value = "tests/data")]
         shared_data: PathBuf,
         #[arg(long, default_value_t = 720)]
         lat: usize,

@@ -3,7 +3,7 @@
 These tests drive the real ``zru`` binary (path in the ``ZRU_BIN`` environment
 variable, set by ``scripts/test.sh``) and read the stores it writes with
 xarray and zarr-python, comparing against what xarray reads from the source
-NetCDF files.  A missing binary or missing shared data is a test *failure*,
+NetCDF files.  A missing binary or missing real data is a test *failure*,
 never a skip.
 """
 
@@ -23,7 +23,7 @@ import pytest
 import xarray as xr
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+SHARED_DATA = REPO_ROOT / "tests" / "data"
 GSLA_DIR = SHARED_DATA / "imos" / "gsla"
 
 PROVENANCE = "zru_source_key"
@@ -231,8 +231,8 @@ def assert_tree_unchanged(before: dict[str, str], root: Path, context: str = "")
 def gsla_files() -> list[Path]:
     """The four real IMOS GSLA files, in time order."""
     if not GSLA_DIR.is_dir():
-        pytest.fail(f"shared data missing: expected the IMOS GSLA files in {GSLA_DIR} "
-                    f"(<repo root>/../shared/data/imos/gsla)", pytrace=False)
+        pytest.fail(f"real data missing: expected the IMOS GSLA files in {GSLA_DIR} "
+                    f"(<repo root>/tests/data/imos/gsla)", pytrace=False)
     files = sorted(GSLA_DIR.glob("IMOS_OceanCurrent_HV_*_GSLA_FV02_NRT.nc"))
     if len(files) != 4:
         pytest.fail(f"expected 4 GSLA files in {GSLA_DIR}, found {len(files)}: "

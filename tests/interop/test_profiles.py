@@ -1,7 +1,7 @@
 """Profile collections (Argo): stores written by zru, read back with xarray.
 
 Self-contained: runs the zru binary from $ZRU_BIN (default <repo>/target/release/zru)
-on the real files in ../shared/data/imos/argo/ and on files this test derives from
+on the real files in tests/data/imos/argo/ and on files this test derives from
 them (revised, split into single cycles, broken). Missing inputs fail, never skip.
 
 How text compares: zru stores `char` arrays as strings as the file holds them
@@ -24,7 +24,7 @@ import pytest
 import xarray as xr
 
 ROOT = Path(__file__).resolve().parents[2]
-ARGO = ROOT.parent / "shared" / "data" / "imos" / "argo"
+ARGO = ROOT / "tests" / "data" / "imos" / "argo"
 FLOAT = "2902093_prof.nc"
 SEAL = "ct64-M001-09_prof.nc"
 IDENTITY = ["PLATFORM_NUMBER", "CYCLE_NUMBER", "DIRECTION"]
