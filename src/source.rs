@@ -276,13 +276,38 @@ impl SourceFile {
             ElementType::U64 => Values::U64(variable.get_values(e).map_err(read_error)?),
             ElementType::F32 => Values::F32(variable.get_values(e).map_err(read_error)?),
             ElementType::F64 => Values::F64(variable.get_values(e).map_err(read_error)?),
-            ElementType::Text => {
-                let bytes = variable.get_raw_values(e).map_err(read_error)?;
-                Values::Text(chars_to_strings(&bytes, described.char_len.unwrap_or(1)))
-            }
+            ElementType::Text => match described.char_len {
+                Some(len) => {
+                    let bytes = variable.get_raw_values(e).map_err(read_error)?;
+                    Values::Text(chars_to_strings(&bytes, len))
+                }
+                // Strings are read whole (text is never split into bands).
+                None => {
+                    Values::Text(read_strings(&variable, &described.shape).map_err(read_error)?)
+                }
+            },
         };
         Ok(values)
     }
+}
+
+/// Every element of a netCDF-4 string variable of `shape`, in C order.
+fn read_strings(variable: &netcdf::Variable<'_>, shape: &[u64]) -> netcdf::Result<Vec<String>> {
+    let count: u64 = shape.iter().product();
+    let mut strings = Vec::with_capacity(count as usize);
+    let mut index = vec![0usize; shape.len()];
+    for _ in 0..count {
+        strings.push(variable.get_string(index.as_slice())?);
+        // The next index in C order.
+        for axis in (0..shape.len()).rev() {
+            index[axis] += 1;
+            if (index[axis] as u64) < shape[axis] {
+                break;
+            }
+            index[axis] = 0;
+        }
+    }
+    Ok(strings)
 }
 
 /// Splits a `char` array into strings of `len` bytes, dropping trailing NULs
@@ -335,6 +360,10 @@ fn describe(
         .collect();
     let vartype = variable.vartype();
     let (element, char_len) = match element_type(&vartype) {
+        // netCDF-4 variable-length strings: one string per element.
+        Some(ElementType::Text) if matches!(vartype, NcVariableType::String) => {
+            (ElementType::Text, None)
+        }
         Some(ElementType::Text) if dims.last().is_some_and(|d| string_dims.contains(d)) => {
             // The last dimension of this char array is its string length.
             let len = shape.pop().unwrap_or(1) as usize;
@@ -411,7 +440,7 @@ fn element_type(vartype: &NcVariableType) -> Option<ElementType> {
         NcVariableType::Int(IntType::U64) => ElementType::U64,
         NcVariableType::Float(FloatType::F32) => ElementType::F32,
         NcVariableType::Float(FloatType::F64) => ElementType::F64,
-        NcVariableType::Char => ElementType::Text,
+        NcVariableType::Char | NcVariableType::String => ElementType::Text,
         _ => return None,
     })
 }

@@ -133,6 +133,11 @@ def assert_store_equals(store: Path, files, *, drop=()):
         assert got.dims == exp.dims, f"{name}: dims {got.dims} != {exp.dims}"
         if exp.dtype.kind == "f":
             xr.testing.assert_allclose(got, exp, rtol=1e-6)
+        elif exp.dtype.kind in "SOUT" and got.dtype.kind not in "mMO":
+            # Text: xarray reads a file's char arrays as bytes and the store's as str.
+            as_text = np.vectorize(lambda v: v.decode() if isinstance(v, bytes) else str(v),
+                                   otypes=[object])
+            np.testing.assert_array_equal(as_text(got.values), as_text(exp.values), name)
         else:
             xr.testing.assert_equal(got, exp)
     return ds
@@ -394,3 +399,99 @@ def test_a_panic_while_staging_one_file_rejects_it_alone(tmp_path):
     assert bool(ds["sst"].isel(time=1).isnull().all()), "the panicked file's rows were kept"
     want = concat_files([files[0], files[2]])
     xr.testing.assert_allclose(ds["sst"].isel(time=[0, 2]), want["sst"])
+
+
+# --------------------------------------------------------------------------
+# Packing, text, curvilinear grids
+# --------------------------------------------------------------------------
+
+
+def test_files_packed_differently_are_repacked_and_overflow_is_rejected(tmp_path):
+    """The second file packs sst with another scale and offset: its physical values land
+    repacked in the store's int16; a third whose values do not fit is rejected."""
+    raw, cfg, store = workspace(tmp_path)
+    a = gridded_file(tmp_path / "src/a.nc", [9000])
+    b = gridded_file(tmp_path / "src/b.nc", [9001])
+    with netCDF4.Dataset(b, "a") as nc:
+        sst = nc["sst"]
+        sst.set_auto_maskandscale(True)
+        physical = sst[:]
+        sst.scale_factor = 0.02
+        sst.add_offset = 10.0
+        sst[:] = physical
+    ingest(cfg, raw, [place(a, raw, "obs/a.nc"), place(b, raw, "obs/b.nc")], cwd=tmp_path)
+    ds = open_store(store)
+    want = concat_files([a, b])
+    # The store keeps the first file's packing (0.01): b's values round to it.
+    xr.testing.assert_allclose(ds["sst"], want["sst"], atol=0.0051, rtol=0)
+    before = tree_hash(store)
+    hot = gridded_file(tmp_path / "src/c.nc", [9002])
+    with netCDF4.Dataset(hot, "a") as nc:
+        nc["sst"].scale_factor = 1.0  # physical values up to ~32767: beyond 0.01 * int16
+    res = ingest(cfg, raw, [place(hot, raw, "obs/c.nc")], cwd=tmp_path, expect_ok=False)
+    rec = assert_event(res, "obs/c.nc", "rejected")
+    assert "sst" in rec["reason"], rec
+    assert_tree_unchanged(before, store, "values that do not fit the store's packing")
+
+
+def text_file(path: Path, day: int, fmt: str) -> Path:
+    """A gridded file with a per-time char array (S1 x strlen) and, in netCDF-4, a
+    variable-length string variable along time."""
+    with netCDF4.Dataset(path, "w", format=fmt) as nc:
+        nc.createDimension("time", None)
+        nc.createDimension("strlen", 8)
+        t = nc.createVariable("time", "f8", ("time",))
+        t.units = "days since 1985-01-01"
+        t[:] = [day]
+        platform = nc.createVariable("platform", "S1", ("time", "strlen"))
+        platform[:] = netCDF4.stringtochar(np.array([f"ship{day % 100:02d}"], dtype="S8"))
+        if fmt == "NETCDF4":
+            note = nc.createVariable("note", str, ("time",))
+            note[0] = f"day {day} ok"
+        value = nc.createVariable("value", "f4", ("time",))
+        value[:] = [day * 0.5]
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["NETCDF4", "NETCDF3_CLASSIC"])
+def test_char_and_string_variables_along_time(tmp_path, fmt):
+    raw, cfg, store = workspace(tmp_path, chunks={"time": 1})
+    tmp_path.joinpath("src").mkdir()
+    files = [text_file(tmp_path / f"src/{d}.nc", 9000 + d, fmt) for d in range(3)]
+    ingest(cfg, raw, [place(f, raw, f"obs/{f.name}") for f in files], cwd=tmp_path)
+    assert_store_equals(store, files)
+
+
+def test_a_curvilinear_grid_is_static_and_checked(tmp_path):
+    """2-D latitude/longitude (y, x) are stored once; a file on another grid is rejected."""
+    def curvilinear(path: Path, day: int, shift: float = 0.0) -> Path:
+        with netCDF4.Dataset(path, "w") as nc:
+            nc.createDimension("time", None)
+            nc.createDimension("y", 3)
+            nc.createDimension("x", 4)
+            t = nc.createVariable("time", "f8", ("time",))
+            t.units = "days since 1985-01-01"
+            t[:] = [day]
+            yy, xx = np.meshgrid(np.arange(3), np.arange(4), indexing="ij")
+            lat = nc.createVariable("lat", "f8", ("y", "x"))
+            lat.units = "degrees_north"
+            lat[:] = -40 + yy * 0.5 + xx * 0.1 + shift
+            lon = nc.createVariable("lon", "f8", ("y", "x"))
+            lon.units = "degrees_east"
+            lon[:] = 140 + xx * 0.5 - yy * 0.1
+            v = nc.createVariable("ssh", "f4", ("time", "y", "x"), fill_value=np.float32(-9e9))
+            v.coordinates = "lat lon"
+            v[:] = (yy + xx + day % 5)[None].astype("f4")
+        return path
+
+    raw, cfg, store = workspace(tmp_path, chunks={"time": 1, "y": 3, "x": 4})
+    tmp_path.joinpath("src").mkdir()
+    files = [curvilinear(tmp_path / f"src/{d}.nc", 9000 + d) for d in range(2)]
+    ingest(cfg, raw, [place(f, raw, f"obs/{f.name}") for f in files], cwd=tmp_path)
+    assert_store_equals(store, files)
+    before = tree_hash(store)
+    other = curvilinear(tmp_path / "src/other.nc", 9002, shift=0.25)
+    res = ingest(cfg, raw, [place(other, raw, "obs/other.nc")], cwd=tmp_path, expect_ok=False)
+    rec = assert_event(res, "obs/other.nc", "rejected")
+    assert "static variable lat[" in rec["reason"], rec
+    assert_tree_unchanged(before, store, "another curvilinear grid")
