@@ -381,7 +381,7 @@ fn real_gsla(demo: &mut Demo<'_>, options: &DemoOptions) -> Result<()> {
     demo.flush()?;
 
     demo.step(&format!(
-        "the last file arrives truncated (upload cut at half): rejected with its reason on each of {MAX_RECEIVES} receives, then dead-lettered; the store is untouched"
+        "the last file arrives truncated (upload cut at half): rejected with its reason, a permanent error, so dead-lettered at once (transient errors are retried with backoff, up to {MAX_RECEIVES} receives); the store is untouched"
     ))?;
     let Some(last_key) = upload(std::slice::from_ref(last), options, GSLA_PREFIX)?.pop() else {
         bail!("no key for {}", last.display());

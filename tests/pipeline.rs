@@ -27,13 +27,18 @@ fn a_corrupt_file_is_dead_lettered_with_its_reason_and_replays_once_fixed() {
     let reason = dead[0].split('\t').nth(3).unwrap_or_default();
     let (error, note) = reason.split_once(" [").expect("dead-letter note");
     assert!(error.contains(&sample_name(1)), "{reason}");
-    assert!(note.contains("dead letter after 2 receives"), "{reason}");
+    // A corrupt file is a permanent error: dead-lettered on its first receive, not
+    // retried until --max-receives is used up.
+    assert!(
+        note.contains("dead letter (permanent error, not retried)"),
+        "{reason}"
+    );
 
     let queue = work.zru(&["queue", "--json"]);
     let doc: serde_json::Value = serde_json::from_slice(&queue.stdout).expect("json");
     let letters = doc["dead_letters"].as_array().expect("dead letters");
     assert_eq!(letters.len(), 1);
-    assert_eq!(letters[0]["receive_count"], 2);
+    assert_eq!(letters[0]["receive_count"], 1);
     assert_eq!(letters[0]["event"]["key"], sample_key(1));
     assert_eq!(letters[0]["last_error"], error);
 

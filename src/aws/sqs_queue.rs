@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::sqs::Received;
 use crate::pipeline::event::ObjectEvent;
 use crate::pipeline::queue::{
-    DeadLetter, Failed, GroupStats, Message, NewMessage, Queue, QueueError, Receipt, Sent,
+    DeadLetter, Failed, GroupStats, Message, NewMessage, Queue, QueueError, Receipt, Retry, Sent,
 };
 
 /// The body of a queue message: the event, and when the watcher stamped it (the
@@ -205,14 +205,17 @@ impl Queue for SqsBatch {
         Ok(count)
     }
 
-    fn fail(&self, receipt: Receipt, error: &str) -> Result<Failed, QueueError> {
+    fn fail(&self, receipt: Receipt, error: &str, retry: Retry) -> Result<Failed, QueueError> {
         let mut entries = self.entries()?;
         let Some(entry) = entries.iter_mut().find(|e| e.message.receipt == receipt) else {
             return Ok(Failed::Stale);
         };
-        let last = self
-            .max_receive_count
-            .is_some_and(|max| entry.message.receive_count >= max);
+        // A permanent failure goes to the DLQ now; a transient one comes back after the
+        // queue's visibility timeout (per-message backoff: the AWS issue).
+        let last = retry == Retry::Never
+            || self
+                .max_receive_count
+                .is_some_and(|max| entry.message.receive_count >= max);
         entry.fate = Fate::Failed {
             reason: error.to_string(),
             last,
@@ -313,7 +316,9 @@ mod tests {
         assert!(queue.receive("sst", 10, Duration::ZERO).unwrap().is_empty());
         assert_eq!(queue.ack(&[sst[0].receipt]).unwrap(), 1);
         assert_eq!(
-            queue.fail(sst[1].receipt, "bad file").unwrap(),
+            queue
+                .fail(sst[1].receipt, "bad file", Retry::After(Duration::ZERO))
+                .unwrap(),
             Failed::DeadLettered
         );
         let fates = queue.fates().unwrap();

@@ -16,7 +16,7 @@ use super::append_order::order_for_store;
 use super::ledger::{Ledger, LedgerEntry};
 use super::lock::StoreLock;
 use super::plan::plan_batch;
-use super::queue::{Failed, Message, Queue, Receipt};
+use super::queue::{Failed, Message, Queue, Receipt, Retry};
 use super::report::{Report, ReportAction, SkipReason};
 use super::PipelineError;
 use crate::config::Dataset;
@@ -107,8 +107,9 @@ impl Flusher<'_> {
             }
             let mut batch = Vec::new();
             for message in messages {
-                let report = message_report(&message, None, ReportAction::Rejected)
+                let mut report = message_report(&message, None, ReportAction::Rejected)
                     .with_reason(format!("{}: {reason}", message.event.key));
+                report.permanent = true;
                 batch.push(self.fail(message.receipt, report)?);
             }
             progress(&batch);
@@ -124,13 +125,24 @@ impl Flusher<'_> {
     }
 
     /// Records a failed receive; the report says so if it moved to the dead letters.
+    /// Records a rejected message: a permanent failure goes to the dead letters at
+    /// once, a transient one is retried after an exponential backoff.
     fn fail(&self, receipt: Receipt, mut report: Report) -> Result<Report, PipelineError> {
         let reason = report.reason.clone().unwrap_or_default();
-        if self.queue.fail(receipt, &reason)? == Failed::DeadLettered {
+        let retry = if report.permanent {
+            Retry::Never
+        } else {
+            Retry::backoff(report.receive_count)
+        };
+        if self.queue.fail(receipt, &reason, retry)? == Failed::DeadLettered {
             report.dead_lettered = true;
+            let why = if report.permanent {
+                "permanent error, not retried".to_string()
+            } else {
+                format!("after {} receives", report.receive_count)
+            };
             report.reason = Some(format!(
-                "{reason} [dead letter after {} receives: `zru queue replay` retries it]",
-                report.receive_count
+                "{reason} [dead letter ({why}): `zru queue replay` retries it]"
             ));
         }
         Ok(report)

@@ -36,7 +36,7 @@ use thiserror::Error;
 
 pub use event::{EventOrder, ObjectEvent};
 pub use flush::{FlushOptions, Flusher};
-pub use queue::{Queue, QueueError};
+pub use queue::{Queue, QueueError, Retry};
 pub use report::{Report, ReportAction, SkipReason};
 pub use sqlite_queue::{QueueOptions, SqliteQueue};
 

@@ -80,6 +80,25 @@ pub enum Failed {
     Stale,
 }
 
+/// When a failed message may be received again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// A transient failure: visible again after this delay (exponential backoff), or
+    /// dead-lettered if it was its last allowed receive.
+    After(Duration),
+    /// A permanent failure (a retry cannot succeed): to the dead letters at once.
+    Never,
+}
+
+impl Retry {
+    /// Backoff of a transient failure on the `receive_count`-th receive: 1 s, 2 s, 4 s,
+    /// ... doubling up to 15 minutes.
+    pub fn backoff(receive_count: u32) -> Self {
+        let exponent = receive_count.saturating_sub(1).min(10);
+        Self::After(Duration::from_secs(1 << exponent).min(Duration::from_secs(900)))
+    }
+}
+
 /// Counts per message group.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct GroupStats {
@@ -118,8 +137,9 @@ pub trait Queue {
     fn recover(&self, group: &str) -> Result<u64, QueueError>;
     /// Deletes received messages; returns how many receipts were current.
     fn ack(&self, receipts: &[Receipt]) -> Result<u64, QueueError>;
-    /// Records a failed receive: visible again, or dead-lettered after N receives.
-    fn fail(&self, receipt: Receipt, error: &str) -> Result<Failed, QueueError>;
+    /// Records a failed receive: visible again after the retry's delay, or
+    /// dead-lettered (a permanent failure, or after N receives).
+    fn fail(&self, receipt: Receipt, error: &str, retry: Retry) -> Result<Failed, QueueError>;
     /// Groups that have messages not dead-lettered.
     fn groups(&self) -> Result<Vec<String>, QueueError>;
     fn stats(&self) -> Result<Vec<GroupStats>, QueueError>;

@@ -70,8 +70,12 @@ pub struct Report {
     pub region: Option<BTreeMap<String, [u64; 2]>>,
     pub reason: Option<String>,
     pub receive_count: u32,
-    /// Rejected on its last allowed receive: now in the dead letters.
+    /// Rejected on its last allowed receive, or for good: now in the dead letters.
     pub dead_lettered: bool,
+    /// Rejected for a reason no retry can get past (the file, key or schema):
+    /// dead-lettered at once instead of retried.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub permanent: bool,
     pub sequencer: Option<String>,
     pub stats: Option<CommitStats>,
 }
@@ -89,6 +93,7 @@ impl Report {
             reason: None,
             receive_count: 0,
             dead_lettered: false,
+            permanent: false,
             sequencer: None,
             stats: None,
         }
@@ -105,6 +110,7 @@ impl Report {
             region: outcome.region,
             reason: outcome.reason,
             stats: outcome.stats,
+            permanent: outcome.permanent,
             ..Self::new(
                 &outcome.key,
                 outcome.event,

@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::event::{now_us, ObjectEvent};
 use super::queue::{
-    DeadLetter, Failed, GroupStats, Message, NewMessage, Queue, QueueError, Receipt, Sent,
+    DeadLetter, Failed, GroupStats, Message, NewMessage, Queue, QueueError, Receipt, Retry, Sent,
 };
 
 const SCHEMA: &str = "
@@ -277,7 +277,7 @@ impl Queue for SqliteQueue {
         Ok(acked)
     }
 
-    fn fail(&self, receipt: Receipt, error: &str) -> Result<Failed, QueueError> {
+    fn fail(&self, receipt: Receipt, error: &str, retry: Retry) -> Result<Failed, QueueError> {
         let tx = self.begin()?;
         let count: Option<u32> = tx
             .query_row(
@@ -287,16 +287,20 @@ impl Queue for SqliteQueue {
             )
             .optional()
             .map_err(|e| self.error(e))?;
-        let failed = match count {
-            None => Failed::Stale,
-            Some(count) if count >= self.options.max_receives => {
+        let failed = match (count, retry) {
+            (None, _) => Failed::Stale,
+            (Some(_), Retry::Never) => {
                 self.move_to_dead_letters(&tx, receipt.id, error)?;
                 Failed::DeadLettered
             }
-            Some(_) => {
+            (Some(count), Retry::After(_)) if count >= self.options.max_receives => {
+                self.move_to_dead_letters(&tx, receipt.id, error)?;
+                Failed::DeadLettered
+            }
+            (Some(_), Retry::After(delay)) => {
                 tx.execute(
-                    "UPDATE messages SET visible_at_us = 0, last_error = ?2 WHERE id = ?1",
-                    params![receipt.id, error],
+                    "UPDATE messages SET visible_at_us = ?3, last_error = ?2 WHERE id = ?1",
+                    params![receipt.id, error, now_us().saturating_add(micros(delay))],
                 )
                 .map_err(|e| self.error(e))?;
                 Failed::Retry
@@ -454,17 +458,67 @@ mod tests {
     }
 
     #[test]
+    fn permanent_failures_dead_letter_at_once_and_transient_ones_wait_their_backoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = queue(dir.path(), 5);
+        q.send(&[message("sst", "bad", "1"), message("argo", "io", "2")])
+            .unwrap();
+        let bad = q.receive("sst", 1, LONG).unwrap().remove(0);
+        assert_eq!(
+            q.fail(bad.receipt, "corrupt", Retry::Never).unwrap(),
+            Failed::DeadLettered
+        );
+        assert_eq!(q.dead_letters().unwrap()[0].receive_count, 1);
+        let io = q.receive("argo", 1, LONG).unwrap().remove(0);
+        let delay = Duration::from_millis(300);
+        assert_eq!(
+            q.fail(io.receipt, "disk full", Retry::After(delay))
+                .unwrap(),
+            Failed::Retry
+        );
+        // Not visible during its backoff, visible after it.
+        assert!(q.receive("argo", 1, LONG).unwrap().is_empty());
+        std::thread::sleep(delay + Duration::from_millis(100));
+        let again = q.receive("argo", 1, LONG).unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].receive_count, 2);
+    }
+
+    #[test]
+    fn backoff_doubles_from_one_second_up_to_fifteen_minutes() {
+        let secs = |n| match Retry::backoff(n) {
+            Retry::After(d) => d.as_secs(),
+            Retry::Never => u64::MAX,
+        };
+        assert_eq!([secs(1), secs(2), secs(3), secs(5)], [1, 2, 4, 16]);
+        assert_eq!(secs(40), 900);
+    }
+
+    #[test]
     fn failures_dead_letter_after_max_receives_and_replay_brings_them_back() {
         let dir = tempfile::tempdir().unwrap();
         let q = queue(dir.path(), 2);
         q.send(&[message("sst", "bad", "1")]).unwrap();
         let first = q.receive("sst", 1, LONG).unwrap().remove(0);
-        assert_eq!(q.fail(first.receipt, "corrupt").unwrap(), Failed::Retry);
+        assert_eq!(
+            q.fail(first.receipt, "corrupt", Retry::After(Duration::ZERO))
+                .unwrap(),
+            Failed::Retry
+        );
         let second = q.receive("sst", 1, LONG).unwrap().remove(0);
         assert_eq!(second.receive_count, 2);
-        assert_eq!(q.fail(first.receipt, "old").unwrap(), Failed::Stale);
         assert_eq!(
-            q.fail(second.receipt, "still corrupt").unwrap(),
+            q.fail(first.receipt, "old", Retry::After(Duration::ZERO))
+                .unwrap(),
+            Failed::Stale
+        );
+        assert_eq!(
+            q.fail(
+                second.receipt,
+                "still corrupt",
+                Retry::After(Duration::ZERO)
+            )
+            .unwrap(),
             Failed::DeadLettered
         );
         assert!(q.receive("sst", 1, LONG).unwrap().is_empty());

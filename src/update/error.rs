@@ -87,3 +87,17 @@ pub enum UpdateError {
     #[error("{key}: internal error: {message} (please report it with the file)")]
     Internal { key: String, message: String },
 }
+
+impl UpdateError {
+    /// True when retrying cannot succeed: the file, its key, the store's schema or zru
+    /// itself is at fault, so the event goes to the dead letters at once. Store and
+    /// index I/O and an object not (yet) readable are transient: retried with backoff.
+    pub fn is_permanent(&self) -> bool {
+        !matches!(
+            self,
+            UpdateError::Store { .. }
+                | UpdateError::Index { .. }
+                | UpdateError::MissingObject { .. }
+        )
+    }
+}

@@ -22,15 +22,41 @@ pub use error::UpdateError;
 use crate::config::{Catalog, Dataset, HandlerKind};
 use crate::store::{CommitStats, Transaction, ZarrFormat, ZarrStore};
 
-fn rejected(event: &Event, dataset: Option<String>, reason: String) -> Outcome {
+fn rejected(event: &Event, dataset: Option<String>, error: Rejection) -> Outcome {
     Outcome {
         key: event.key.clone(),
         event: event.kind,
         dataset,
         action: Action::Rejected,
         region: None,
-        reason: Some(reason),
+        reason: Some(error.reason),
         stats: None,
+        permanent: error.permanent,
+    }
+}
+
+/// Why an event was rejected, and whether a retry could succeed.
+struct Rejection {
+    reason: String,
+    permanent: bool,
+}
+
+impl Rejection {
+    /// A failure that a retry may get past (store I/O, a commit that failed).
+    fn transient(reason: String) -> Self {
+        Self {
+            reason,
+            permanent: false,
+        }
+    }
+}
+
+impl From<UpdateError> for Rejection {
+    fn from(error: UpdateError) -> Self {
+        Self {
+            permanent: error.is_permanent(),
+            reason: error.to_string(),
+        }
     }
 }
 
@@ -88,6 +114,9 @@ pub struct Outcome {
     pub region: Option<BTreeMap<String, [u64; 2]>>,
     pub reason: Option<String>,
     pub stats: Option<CommitStats>,
+    /// For a rejection: retrying cannot succeed (dead-letter it at once).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub permanent: bool,
 }
 
 impl Outcome {
@@ -166,7 +195,7 @@ impl Updater {
     pub fn apply(&self, event: &Event) -> Outcome {
         self.apply_batch(std::slice::from_ref(event))
             .pop()
-            .unwrap_or_else(|| rejected(event, None, "no outcome".into()))
+            .unwrap_or_else(|| rejected(event, None, Rejection::transient("no outcome".into())))
     }
 
     /// Applies events in order and returns one outcome per event, in the same order.
@@ -196,7 +225,7 @@ impl Updater {
                     Some((_, indices)) => indices.push(i),
                     None => groups.push((dataset, vec![i])),
                 },
-                Err(error) => outcomes[i] = Some(rejected(event, None, error.to_string())),
+                Err(error) => outcomes[i] = Some(rejected(event, None, error.into())),
             }
         }
         for (dataset, indices) in groups {
@@ -211,7 +240,9 @@ impl Updater {
         outcomes
             .into_iter()
             .zip(events)
-            .map(|(o, e)| o.unwrap_or_else(|| rejected(e, None, "not applied".into())))
+            .map(|(o, e)| {
+                o.unwrap_or_else(|| rejected(e, None, Rejection::transient("not applied".into())))
+            })
             .collect()
     }
 
@@ -240,7 +271,7 @@ impl Updater {
                 let reason = |e: &Event| format!("{}: {error}", e.key);
                 return events
                     .iter()
-                    .map(|e| rejected(e, name.clone(), reason(e)))
+                    .map(|e| rejected(e, name.clone(), Rejection::transient(reason(e))))
                     .collect();
             }
         };
@@ -263,8 +294,9 @@ impl Updater {
                     region: applied.region,
                     reason: applied.note,
                     stats: Some(applied.stats),
+                    permanent: false,
                 },
-                Err(error) => rejected(event, name.clone(), error.to_string()),
+                Err(error) => rejected(event, name.clone(), error.into()),
             };
             outcomes.push(outcome);
         }
