@@ -181,7 +181,7 @@ fn stale_and_duplicate_s3_events_are_skipped_and_visible() {
 
     let older = format!(
         r#"{{"Records":[{}]}}"#,
-        record("ObjectRemoved:Delete", "FF")
+        record("ObjectRemoved:Delete", "00FF")
     );
     std::fs::write(work.path().join("older.json"), older).expect("events");
     assert!(work.zru(&["enqueue", "older.json"]).status.success());

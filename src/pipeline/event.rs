@@ -1,7 +1,7 @@
 //! Object events as a bucket notifies them, and their order for one key.
 //!
 //! S3 gives every event of a key a `sequencer`: hex strings that order events of the
-//! same key once left-padded to equal length. Emulators (and local watchers) have
+//! same key once the shorter is right-padded with zeros to equal length. Emulators (and local watchers) have
 //! none; events are then ordered by event time, then by arrival in the queue.
 
 use std::cmp::Ordering;
@@ -138,10 +138,16 @@ impl EventOrder {
     }
 }
 
-/// Compares S3 sequencers: hex strings left-padded with zeros to equal length.
+/// Compares S3 sequencers of one key.
+///
+/// Amazon S3 User Guide, "Event message structure"
+/// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-content-structure.html>),
+/// on the `sequencer` key: sequencers can be of different lengths, so to compare them
+/// first right-pad the shorter value with zeros, then compare lexicographically; the
+/// greater hexadecimal value is the later event. Hex digits compare case-insensitively.
 pub fn compare_sequencers(a: &str, b: &str) -> Ordering {
     let width = a.len().max(b.len());
-    let pad = |s: &str| format!("{:0>width$}", s.to_ascii_uppercase());
+    let pad = |s: &str| format!("{:0<width$}", s.to_ascii_uppercase());
     pad(a).cmp(&pad(b))
 }
 
@@ -158,19 +164,30 @@ mod tests {
     }
 
     #[test]
-    fn sequencers_compare_after_left_padding() {
-        assert_eq!(compare_sequencers("FF", "100"), Ordering::Less);
-        assert_eq!(compare_sequencers("0a", "A"), Ordering::Equal);
+    fn sequencers_of_different_lengths_compare_after_right_padding() {
+        // "FF" is "FF0" against "100": later (left-padding said earlier).
+        assert_eq!(compare_sequencers("FF", "100"), Ordering::Greater);
+        assert_eq!(compare_sequencers("0A", "0a0"), Ordering::Equal);
+        assert_eq!(compare_sequencers("0a", "A"), Ordering::Less);
         assert_eq!(
             compare_sequencers("0055AED6DCD90281E5", "0055AED6DCD90281E4"),
+            Ordering::Greater
+        );
+        // A longer sequencer with the same leading digits is later.
+        assert_eq!(
+            compare_sequencers("0055AED6DCD90281E5", "0055AED6DCD90281E501"),
+            Ordering::Less
+        );
+        assert_eq!(
+            compare_sequencers("0055AED6DCD90281E6", "0055AED6DCD90281E5FF"),
             Ordering::Greater
         );
     }
 
     #[test]
     fn sequencer_wins_over_event_time_and_arrival() {
-        let early = order(Some("FF"), 200, 9);
-        let late = order(Some("100"), 100, 1);
+        let early = order(Some("100"), 200, 9);
+        let late = order(Some("FF"), 100, 1);
         assert_eq!(early.compare(&late), Ordering::Less);
     }
 

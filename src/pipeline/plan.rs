@@ -128,9 +128,9 @@ mod tests {
             vec![
                 message(1, "a", EventKind::Removed, "07"),
                 message(2, "a", EventKind::Created, "05"),
-                message(3, "b", EventKind::Created, "FF"),
-                message(4, "b", EventKind::Created, "100"),
-                message(5, "a", EventKind::Removed, "7"),
+                message(3, "b", EventKind::Created, "100"),
+                message(4, "b", EventKind::Created, "FF"),
+                message(5, "a", EventKind::Removed, "070"),
             ],
         );
         assert_eq!(ids(&plan.apply), [1, 4]);
