@@ -7,6 +7,9 @@ mod common;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use zru::pipeline::lock::StoreLock;
 
 use common::{lines_with_action, sample_key, sample_name, stderr, stdout, Work};
 
@@ -110,11 +113,13 @@ fn a_held_lock_makes_flush_wait_then_fail_with_a_clear_error() {
         .zru(&["ingest", "--no-flush", &raw_arg(&work, 1)])
         .status
         .success());
-    let lock_dir = work.path().join("data/state/locks");
-    std::fs::create_dir_all(&lock_dir).expect("lock dir");
-    let path = zru::pipeline::lock::lock_path(&lock_dir, &work.store());
-    let held = File::create(&path).expect("lock file");
-    held.lock().expect("hold the lock");
+    let store = zru::store::StoreLocation::Local(work.store());
+    let held = StoreLock::acquire(
+        &work.path().join("data/state/locks"),
+        &store,
+        Duration::ZERO,
+    )
+    .expect("hold the lock");
     let out = work.zru(&["flush", "--lock-timeout", "0.3"]);
     assert_eq!(out.status.code(), Some(2));
     let error = stderr(&out);
@@ -126,6 +131,44 @@ fn a_held_lock_makes_flush_wait_then_fail_with_a_clear_error() {
     let out = work.zru(&["flush"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(lines_with_action(&out, "appended").len(), 1);
+}
+
+/// Issue 12 (#4): the lock belongs to the store, not to the caller's state directory:
+/// a writer with another `--state-dir` (and so another queue and lock directory) waits
+/// for the holder and recovers nothing under it.
+#[test]
+fn writers_with_different_state_dirs_exclude_each_other_on_one_store() {
+    let work = Work::new(true);
+    work.samples("data/raw/sst", 2, 0);
+    for (state, day) in [("state-a", 1), ("state-b", 2)] {
+        let out = work.zru(&[
+            "ingest",
+            "--no-flush",
+            "--state-dir",
+            state,
+            &raw_arg(&work, day),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    // The holder: a writer whose state directory is state-a.
+    let store = zru::store::StoreLocation::Local(work.store());
+    let held = StoreLock::acquire(&work.path().join("state-a/locks"), &store, Duration::ZERO)
+        .expect("hold the lock");
+    let out = work.zru(&["flush", "--state-dir", "state-b", "--lock-timeout", "0.3"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stderr(&out).contains("timed out"), "{}", stderr(&out));
+    assert!(!work.store().join("zarr.json").exists());
+    drop(held);
+    for state in ["state-a", "state-b"] {
+        let out = work.zru(&["flush", "--state-dir", state]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(
+            lines_with_action(&out, "appended").len(),
+            1,
+            "{}",
+            stdout(&out)
+        );
+    }
 }
 
 #[test]

@@ -74,7 +74,7 @@ impl Flusher<'_> {
         };
         let _lock = StoreLock::acquire(
             &self.options.lock_dir,
-            &dataset.store_path,
+            &dataset.location,
             self.options.lock_timeout,
         )?;
         self.queue.recover(group)?;
