@@ -310,10 +310,13 @@ fn load_all(dir: &Path) -> Result<(Vec<Dataset>, Vec<ConfigError>), ConfigError>
 
 /// Loads and validates one dataset file.
 pub fn load_file(file: &Path) -> Result<Dataset, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
-        file: file.to_path_buf(),
-        source,
-    })?;
+    // Not blocking: a FIFO named like a config is refused instead of hanging.
+    let text = crate::store::atomic_fs::read_regular(file)
+        .and_then(|bytes| String::from_utf8(bytes).map_err(std::io::Error::other))
+        .map_err(|source| ConfigError::Read {
+            file: file.to_path_buf(),
+            source,
+        })?;
     let config: DatasetConfig = serde_json::from_str(&text).map_err(|e| ConfigError::Parse {
         file: file.to_path_buf(),
         reason: e.to_string(),
@@ -619,5 +622,33 @@ mod tests {
         );
         let err = Catalog::load_dir(dir.path()).unwrap_err().to_string();
         assert!(err.contains("`store`") && err.contains("gs://"), "{err}");
+    }
+
+    #[test]
+    fn a_fifo_named_like_a_config_is_refused_without_hanging() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "gsla.json", GSLA);
+        let fifo = dir.path().join("x.json");
+        let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let path = dir.path().to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(
+                Catalog::load_dir(&path)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+            );
+        });
+        // Bounded: the old reader blocked forever in open(2) on the FIFO.
+        let result = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("loading the config finished");
+        let error = result.unwrap_err();
+        assert!(
+            error.contains("x.json") && error.contains("not a regular file"),
+            "{error}"
+        );
     }
 }

@@ -68,7 +68,8 @@ impl Demo<'_> {
                     .with_context(|| format!("reading {}", path.display()))?
             }
             EventKind::Removed => ObjectEvent::local_removed(key.to_string()),
-        })
+        }
+        .with_raw_root(&self.updater.raw_root))
     }
 
     /// Sends events to the queue; prints those not enqueued (duplicates, refusals).

@@ -13,6 +13,7 @@
 //! - [`fault`]: fault injection for crash tests.
 //! - [`inspect`]: describing a store.
 //! - [`sample`]: generated GHRSST-like files for demos, tests and benchmarks.
+//! - [`text`]: printing untrusted text: control characters escaped, URL credentials hidden.
 
 pub mod aws;
 pub mod config;
@@ -24,5 +25,6 @@ pub mod pipeline;
 pub mod sample;
 pub mod source;
 pub mod store;
+pub mod text;
 pub mod update;
 pub mod values;

@@ -104,10 +104,30 @@ fn differing(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> Vec<
         .collect()
 }
 
-/// A copy of `base` (a work directory with events queued).
+/// A copy of `base` (a work directory with events queued). Queued local events name
+/// the raw root they were made for, and a flush refuses events of another raw root:
+/// the copy's queue is pointed at the copy's own raw root, as if its events had been
+/// enqueued there.
 fn copy_of(base: &Work) -> Work {
     let dir = tempfile::tempdir().expect("tmp");
     copy_tree(base.path(), dir.path());
+    let canonical = |p: &Path| {
+        std::fs::canonicalize(p)
+            .expect("canonical")
+            .display()
+            .to_string()
+    };
+    let queue = rusqlite::Connection::open(dir.path().join("data/state/queue.sqlite"))
+        .expect("open the copied queue");
+    queue
+        .execute(
+            "UPDATE messages SET body = replace(body, ?1, ?2)",
+            [
+                format!("\"raw_root\":\"{}", canonical(base.path())),
+                format!("\"raw_root\":\"{}", canonical(dir.path())),
+            ],
+        )
+        .expect("relocate the queued events");
     Work { dir }
 }
 

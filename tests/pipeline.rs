@@ -7,6 +7,9 @@ mod common;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use zru::pipeline::lock::StoreLock;
 
 use common::{lines_with_action, sample_key, sample_name, stderr, stdout, Work};
 
@@ -115,11 +118,13 @@ fn a_held_lock_makes_flush_wait_then_fail_with_a_clear_error() {
         .zru(&["ingest", "--no-flush", &raw_arg(&work, 1)])
         .status
         .success());
-    let lock_dir = work.path().join("data/state/locks");
-    std::fs::create_dir_all(&lock_dir).expect("lock dir");
-    let path = zru::pipeline::lock::lock_path(&lock_dir, &work.store());
-    let held = File::create(&path).expect("lock file");
-    held.lock().expect("hold the lock");
+    let store = zru::store::StoreLocation::Local(work.store());
+    let held = StoreLock::acquire(
+        &work.path().join("data/state/locks"),
+        &store,
+        Duration::ZERO,
+    )
+    .expect("hold the lock");
     let out = work.zru(&["flush", "--lock-timeout", "0.3"]);
     assert_eq!(out.status.code(), Some(2));
     let error = stderr(&out);
@@ -131,6 +136,44 @@ fn a_held_lock_makes_flush_wait_then_fail_with_a_clear_error() {
     let out = work.zru(&["flush"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(lines_with_action(&out, "appended").len(), 1);
+}
+
+/// Issue 12 (#4): the lock belongs to the store, not to the caller's state directory:
+/// a writer with another `--state-dir` (and so another queue and lock directory) waits
+/// for the holder and recovers nothing under it.
+#[test]
+fn writers_with_different_state_dirs_exclude_each_other_on_one_store() {
+    let work = Work::new(true);
+    work.samples("data/raw/sst", 2, 0);
+    for (state, day) in [("state-a", 1), ("state-b", 2)] {
+        let out = work.zru(&[
+            "ingest",
+            "--no-flush",
+            "--state-dir",
+            state,
+            &raw_arg(&work, day),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    // The holder: a writer whose state directory is state-a.
+    let store = zru::store::StoreLocation::Local(work.store());
+    let held = StoreLock::acquire(&work.path().join("state-a/locks"), &store, Duration::ZERO)
+        .expect("hold the lock");
+    let out = work.zru(&["flush", "--state-dir", "state-b", "--lock-timeout", "0.3"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stderr(&out).contains("timed out"), "{}", stderr(&out));
+    assert!(!work.store().join("zarr.json").exists());
+    drop(held);
+    for state in ["state-a", "state-b"] {
+        let out = work.zru(&["flush", "--state-dir", state]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(
+            lines_with_action(&out, "appended").len(),
+            1,
+            "{}",
+            stdout(&out)
+        );
+    }
 }
 
 #[test]
@@ -186,7 +229,7 @@ fn stale_and_duplicate_s3_events_are_skipped_and_visible() {
 
     let older = format!(
         r#"{{"Records":[{}]}}"#,
-        record("ObjectRemoved:Delete", "FF")
+        record("ObjectRemoved:Delete", "00FF")
     );
     std::fs::write(work.path().join("older.json"), older).expect("events");
     assert!(work.zru(&["enqueue", "older.json"]).status.success());
@@ -252,8 +295,12 @@ struct Watcher {
 
 impl Watcher {
     fn start(work: &Work) -> Self {
+        Self::start_at(work, "data/raw")
+    }
+
+    fn start_at(work: &Work, raw_dir: &str) -> Self {
         let mut child = work
-            .command(&["watch", "data/raw"])
+            .command(&["watch", raw_dir])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -393,4 +440,339 @@ fn a_watcher_starting_late_enqueues_what_changed_while_none_ran() {
     assert_eq!(action(1), "blanked", "{actions:?}");
     assert_eq!(action(2), "overwrote", "{actions:?}");
     assert_eq!(action(3), "overwrote", "{actions:?}");
+}
+
+/// Runs `zru` with `args`, failing the test instead of hanging if it does not finish
+/// within a generous bound (the defects below used to block forever).
+fn zru_bounded(work: &Work, args: &[&str]) -> std::process::Output {
+    let mut child = work
+        .command(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn zru");
+    let start = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("zru {args:?} did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// Every file under `dir` with its bytes.
+fn files_with_bytes(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    common::store_files(dir)
+        .into_iter()
+        .map(|name| {
+            let bytes = std::fs::read(dir.join(&name)).expect("read");
+            (name, bytes)
+        })
+        .collect()
+}
+
+fn mkfifo(path: &std::path::Path) {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+/// An S3 notification of one record for `key` (percent-encoded here).
+fn s3_doc(name: &str, key: &str, time: &str) -> String {
+    let key = key.replace('%', "%25").replace('-', "%2D");
+    format!(
+        r#"{{"Records":[{{"eventTime":"{time}","eventName":"{name}","s3":{{"bucket":{{"name":"raw"}},"object":{{"key":"{key}"}}}}}}]}}"#
+    )
+}
+
+fn queue_json(work: &Work) -> serde_json::Value {
+    let out = work.zru(&["queue", "--json"]);
+    serde_json::from_slice(&out.stdout).expect("queue json")
+}
+
+/// Issue 12 (#5): a symbolic link planted at the lock path is refused; its target is
+/// neither truncated nor written.
+#[test]
+fn a_symlink_planted_at_the_lock_path_is_refused_and_its_target_untouched() {
+    let work = Work::new(true);
+    work.samples("data/raw/sst", 1, 0);
+    std::fs::create_dir_all(work.path().join("data/zarr")).expect("dir");
+    let victim = work.path().join("victim.txt");
+    std::fs::write(&victim, b"precious").expect("victim");
+    std::os::unix::fs::symlink(&victim, work.path().join("data/zarr/sst.zarr.zru-lock"))
+        .expect("plant");
+    let out = work.zru(&["ingest", &raw_arg(&work, 1)]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stderr(&out).contains("symbolic link"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&victim).expect("victim"), b"precious");
+}
+
+/// Issue 12 (#6): a directory inside the store replaced by a link to elsewhere: the
+/// removal refuses to delete through it, and nothing outside the store is touched.
+#[test]
+fn a_removal_never_deletes_through_a_symlinked_directory_of_the_store() {
+    let work = Work::new(true);
+    work.samples("data/raw/sst", 1, 0);
+    assert!(work.zru(&["ingest", &raw_arg(&work, 1)]).status.success());
+    // The data array's chunk directory moves out and is linked back.
+    let chunks = work.store().join("sea_surface_temperature/c");
+    let outside = work.path().join("outside");
+    std::fs::rename(&chunks, &outside).expect("move");
+    std::os::unix::fs::symlink(&outside, &chunks).expect("link");
+    let before = files_with_bytes(&outside);
+    assert!(!before.is_empty());
+    let out = work.zru(&["remove", &sample_key(1)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let rejected = lines_with_action(&out, "rejected");
+    assert!(rejected[0].contains("symbolic link"), "{rejected:?}");
+    assert_eq!(files_with_bytes(&outside), before);
+}
+
+/// Issue 12 (#7): the root metadata lost while arrays remain: the next ingest is an
+/// error naming the problem, never a new store over the old chunks.
+#[test]
+fn a_store_without_root_metadata_but_with_arrays_is_an_error_not_a_new_store() {
+    let work = Work::new(true);
+    work.samples("data/raw/sst", 2, 0);
+    assert!(work.zru(&["ingest", &raw_arg(&work, 1)]).status.success());
+    std::fs::remove_file(work.store().join("zarr.json")).expect("lose the root");
+    let time_meta = std::fs::read(work.store().join("time/zarr.json")).expect("time");
+    let chunks = files_with_bytes(&work.store().join("sea_surface_temperature"));
+    let out = work.zru(&["ingest", &raw_arg(&work, 2)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let rejected = lines_with_action(&out, "rejected");
+    assert!(
+        rejected[0].contains("incomplete") && rejected[0].contains("no root group metadata"),
+        "{rejected:?}"
+    );
+    let out = work.zru(&["remove", &sample_key(1)]);
+    assert_eq!(
+        lines_with_action(&out, "rejected").len(),
+        1,
+        "{}",
+        stdout(&out)
+    );
+    assert!(!work.store().join("zarr.json").exists());
+    assert_eq!(
+        std::fs::read(work.store().join("time/zarr.json")).expect("time"),
+        time_meta
+    );
+    assert_eq!(
+        files_with_bytes(&work.store().join("sea_surface_temperature")),
+        chunks
+    );
+}
+
+/// Issue 12 (#8): an event time in the far future is refused (at enqueue, and by the
+/// flush if it reached the queue another way); the key's later events still apply.
+#[test]
+fn events_from_the_future_are_refused_and_do_not_make_later_events_stale() {
+    let work = Work::new(true);
+    work.samples("data/raw/sst", 1, 0);
+    let future = s3_doc("ObjectCreated:Put", &sample_key(1), "9999-12-31T00:00:00Z");
+    std::fs::write(work.path().join("future.json"), future).expect("doc");
+    let out = work.zru(&["enqueue", "future.json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let rejected = lines_with_action(&out, "rejected");
+    assert!(
+        rejected[0].contains("ahead of this host's clock"),
+        "{rejected:?}"
+    );
+
+    // The same event put into the queue directly (as an older zru or another sender
+    // could): the flush rejects it into the dead letters, not into the ledger.
+    let queue = zru::pipeline::SqliteQueue::open(
+        &work.path().join("data/state/queue.sqlite"),
+        zru::pipeline::QueueOptions::default(),
+    )
+    .expect("queue");
+    let mut event = zru::pipeline::ObjectEvent::local_removed(sample_key(1));
+    event.kind = zru::update::EventKind::Created;
+    event.bucket = "raw".into();
+    event.event_time_us = 253_402_214_400_000_000;
+    zru::pipeline::Queue::send(
+        &queue,
+        &[zru::pipeline::queue::NewMessage {
+            group: "sst".into(),
+            dedup_id: event.dedup_id(),
+            event,
+        }],
+    )
+    .expect("send");
+    let out = work.zru(&["flush", "--max-receives", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("ahead of this host's clock"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        queue_json(&work)["dead_letters"].as_array().map(Vec::len),
+        Some(1)
+    );
+    // A creation and a removal now: both applied.
+    let out = work.zru(&["ingest", &raw_arg(&work, 1)]);
+    assert_eq!(
+        lines_with_action(&out, "appended").len(),
+        1,
+        "{}",
+        stdout(&out)
+    );
+    let out = work.zru(&["remove", &sample_key(1)]);
+    assert_eq!(
+        lines_with_action(&out, "blanked").len(),
+        1,
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// Issue 12 (#10): a FIFO named like a data file does not hang the flush (which holds
+/// the store's lock): it is refused with a reason, and `zru ingest` refuses it at once.
+#[test]
+fn a_fifo_named_like_a_data_file_is_refused_without_hanging() {
+    let work = Work::new(true);
+    mkfifo(&work.raw(1));
+    let out = zru_bounded(&work, &["ingest", &raw_arg(&work, 1)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("a FIFO"), "{}", stdout(&out));
+    let doc = s3_doc("ObjectCreated:Put", &sample_key(1), "2024-05-01T12:00:00Z");
+    std::fs::write(work.path().join("fifo.json"), doc).expect("doc");
+    assert!(work.zru(&["enqueue", "fifo.json"]).status.success());
+    let out = zru_bounded(&work, &["flush", "--max-receives", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let rejected = lines_with_action(&out, "rejected");
+    assert!(
+        rejected[0].contains("not a regular file (a FIFO)"),
+        "{rejected:?}"
+    );
+}
+
+/// Issue 12 (#11): non-canonical keys, control bytes in keys, links out of the raw root
+/// and an empty notification document.
+#[test]
+fn keys_are_canonical_printed_escaped_and_links_out_of_the_raw_root_refused() {
+    let work = Work::new(true);
+    work.samples("data/raw/sst", 1, 0);
+    for key in ["sst//x.nc", "sst/x.nc/", "sst/./x.nc"] {
+        let out = work.zru(&["remove", key]);
+        assert_eq!(out.status.code(), Some(1), "{key}");
+        let rejected = lines_with_action(&out, "rejected");
+        assert!(rejected[0].contains("not canonical"), "{key}: {rejected:?}");
+    }
+    let doc = s3_doc("ObjectRemoved:Delete", "sst//x.nc", "2024-05-01T12:00:00Z");
+    std::fs::write(work.path().join("slashes.json"), doc).expect("doc");
+    let out = work.zru(&["enqueue", "slashes.json"]);
+    assert_eq!(
+        lines_with_action(&out, "rejected").len(),
+        1,
+        "{}",
+        stdout(&out)
+    );
+
+    // Control bytes in a key: ESC sequences (title, clear screen), BEL, NUL, DEL, C1.
+    let doc = r#"{"Records":[{"eventTime":"2024-05-01T12:00:00Z","eventName":"ObjectRemoved:Delete",
+        "s3":{"bucket":{"name":"raw"},"object":{"key":"sst/%1B]0;owned%07%1B[2J%00%7F%C2%9B.nc"}}}]}"#;
+    std::fs::write(work.path().join("control.json"), doc).expect("doc");
+    for args in [&["enqueue", "control.json"][..], &["flush"], &["queue"]] {
+        let out = work.zru(args);
+        let text = stdout(&out) + &stderr(&out);
+        assert!(
+            !text
+                .chars()
+                .any(|c| c.is_control() && c != '\t' && c != '\n'),
+            "{args:?}: {text:?}"
+        );
+        if args[0] != "queue" {
+            assert!(
+                text.contains("sst/\\x1b]0;owned\\x07\\x1b[2J\\x00\\x7f\\u{009b}.nc"),
+                "{args:?}: {text:?}"
+            );
+        }
+    }
+    // As a command-line argument too (NUL cannot be one).
+    let out = work.zru(&["remove", "sst/\u{1b}[31mred.nc"]);
+    assert!(
+        stdout(&out).contains("sst/\\x1b[31mred.nc"),
+        "{}",
+        stdout(&out)
+    );
+
+    let secret = work.path().join("secret.nc");
+    std::fs::copy(work.raw(1), &secret).expect("copy");
+    let link = work.path().join("data/raw/sst/link.nc");
+    std::os::unix::fs::symlink(&secret, &link).expect("link");
+    let out = work.zru(&["ingest", &link.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("outside the raw root"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!work.store().join("zarr.json").exists());
+
+    std::fs::write(work.path().join("empty.json"), "\n  \n").expect("doc");
+    let out = work.zru(&["enqueue", "empty.json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stderr(&out).contains("empty"), "{}", stderr(&out));
+}
+
+/// Issue 12 (#14): credentials in a URL never reach the output.
+#[test]
+fn passwords_in_urls_are_redacted_in_messages() {
+    let work = Work::new(true);
+    let config = work.path().join("config/sst.json");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace("data/zarr/sst.zarr", "s3://admin:hunter2@bucket/sst.zarr"),
+    )
+    .expect("config");
+    let out = work.zru(&["flush"]);
+    assert_eq!(out.status.code(), Some(2));
+    let error = stderr(&out);
+    assert!(
+        error.contains("admin:***@bucket") && !error.contains("hunter2"),
+        "{error}"
+    );
+}
+
+/// Issue 12 (#1): `zru watch raw` then `zru flush` with the default raw root: the
+/// events are refused as made for another raw root (not acknowledged as gone), and a
+/// flush with the watcher's raw root applies them after a replay.
+#[test]
+fn a_flush_reading_another_raw_root_refuses_the_watchers_events() {
+    let work = Work::new(true);
+    work.samples("raw/sst", 1, 0);
+    let mut watcher = Watcher::start_at(&work, "raw");
+    let line = watcher.next();
+    assert!(
+        line.starts_with(&sample_key(1)) && line.contains("enqueued"),
+        "{line}"
+    );
+    drop(watcher);
+    let out = work.zru(&["flush", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let report: serde_json::Value =
+        serde_json::from_str(stdout(&out).lines().next().unwrap_or("")).expect("json");
+    assert_eq!(report["action"], "rejected", "{report}");
+    assert_eq!(report["dead_lettered"], true, "{report}");
+    let reason = report["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("the event is for the raw root") && reason.contains("data/raw"),
+        "{reason}"
+    );
+    assert!(!stdout(&out).contains("skipped(gone)"));
+    assert!(work.zru(&["queue", "replay"]).status.success());
+    let out = work.zru(&["flush", "--raw-root", "raw"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        lines_with_action(&out, "appended").len(),
+        1,
+        "{}",
+        stdout(&out)
+    );
 }

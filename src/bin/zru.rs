@@ -224,7 +224,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) if is_broken_pipe(&error) => ExitCode::from(BROKEN_PIPE_EXIT),
         Err(error) => {
-            eprintln!("zru: error: {error:#}");
+            // Keys in messages are escaped, URL credentials hidden.
+            eprintln!(
+                "zru: error: {}",
+                zru::text::safe_line(&format!("{error:#}"))
+            );
             ExitCode::from(2)
         }
     }
@@ -246,6 +250,7 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 pub(crate) fn say(line: impl std::fmt::Display) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
+    let line = zru::text::redact_urls(&line.to_string());
     if let Err(error) = writeln!(stdout, "{line}") {
         if error.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(i32::from(BROKEN_PIPE_EXIT));
@@ -288,7 +293,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             keys,
         } => {
             let updater = updater(&location)?;
-            let events = keys.into_iter().map(ObjectEvent::local_removed).collect();
+            let events = keys
+                .into_iter()
+                .map(|key| ObjectEvent::local_removed(key).with_raw_root(&updater.raw_root))
+                .collect();
             pipeline_cli::enqueue_and_flush(
                 &updater,
                 &pipeline,

@@ -32,8 +32,7 @@ pub fn adopt(
         if mine.is_empty() {
             continue;
         }
-        let _lock =
-            StoreLock::acquire(&options.lock_dir, &dataset.store_path, options.lock_timeout)?;
+        let _lock = StoreLock::acquire(&options.lock_dir, &dataset.location, options.lock_timeout)?;
         let mut ledger = Ledger::load_at(&dataset.location)?;
         let batch: Vec<Event> = mine.iter().map(|&i| events[i].update_event()).collect();
         for (&i, outcome) in mine.iter().zip(updater.adopt_batch(&batch)) {

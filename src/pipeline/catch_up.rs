@@ -85,7 +85,10 @@ pub fn catch_up(updater: &Updater, queue: &dyn Queue) -> Result<Vec<Report>, Wat
         .into_iter()
         .map(|letter| (letter.event.key, letter.event.etag))
         .collect();
-    let events = missed_events(files, &applied, &dead);
+    let events: Vec<ObjectEvent> = missed_events(files, &applied, &dead)
+        .into_iter()
+        .map(|e| e.with_raw_root(&updater.raw_root))
+        .collect();
     if events.is_empty() {
         return Ok(Vec::new());
     }

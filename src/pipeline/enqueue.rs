@@ -1,8 +1,10 @@
 //! Sending events to the queue. A key that would escape the raw root or that no
-//! dataset takes is refused here (reported `rejected`), never enqueued.
+//! dataset takes, and an event time more than an hour in the future, are refused here
+//! (reported `rejected`), never enqueued.
 
-use super::event::ObjectEvent;
+use super::event::{now_us, ObjectEvent};
 use super::queue::{NewMessage, Queue, QueueError, Sent};
+use super::raw_file::non_canonical_key;
 use super::report::{Report, ReportAction, SkipReason};
 use crate::config::Catalog;
 use crate::update::check_key;
@@ -17,9 +19,12 @@ pub fn enqueue(
     let mut reports: Vec<Report> = Vec::with_capacity(events.len());
     let mut messages = Vec::new();
     let mut slots = Vec::new();
+    let now = now_us();
     for event in events {
         let routed = check_key(&event.key)
             .map_err(|e| e.to_string())
+            .and_then(|_| non_canonical_key(&event.key).map_or(Ok(()), Err))
+            .and_then(|_| event.future_time_error(now).map_or(Ok(()), Err))
             .and_then(|_| catalog.route(&event.key).map_err(|e| e.to_string()));
         match routed {
             Ok(dataset) => {

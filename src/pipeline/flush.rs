@@ -5,18 +5,21 @@
 //! is empty. Per batch: coalesce per key and check the ledger ([`super::plan`]), order
 //! removals then appends by time ([`super::append_order`]), apply everything in one
 //! store transaction (one resize and one consolidated-metadata write per batch), then
-//! save the ledger, then acknowledge. Rejected events are failed receives: visible
-//! again at once, dead-lettered after the queue's maximum number of receives.
+//! save the ledger, then acknowledge. Rejected events are failed receives: a permanent
+//! error goes to the dead letters at once, a transient one is visible again after an
+//! exponential backoff and dead-lettered after the queue's maximum number of receives.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::append_order::order_for_store;
+use super::event::now_us;
 use super::ledger::{Ledger, LedgerEntry};
 use super::lock::StoreLock;
 use super::plan::plan_batch;
 use super::queue::{Failed, Message, Queue, Receipt, Retry};
+use super::raw_file::{canonical_root, check_raw_file, non_canonical_key};
 use super::report::{Report, ReportAction, SkipReason};
 use super::PipelineError;
 use crate::config::Dataset;
@@ -74,7 +77,7 @@ impl Flusher<'_> {
         };
         let _lock = StoreLock::acquire(
             &self.options.lock_dir,
-            &dataset.store_path,
+            &dataset.location,
             self.options.lock_timeout,
         )?;
         self.queue.recover(group)?;
@@ -155,6 +158,24 @@ impl Flusher<'_> {
         messages: Vec<Message>,
     ) -> Result<Vec<Report>, PipelineError> {
         let name = Some(dataset.name());
+        let mut failures = Vec::new();
+        let now = now_us();
+        let root = canonical_root(&self.updater.raw_root)
+            .to_string_lossy()
+            .into_owned();
+        let (refused, messages): (Vec<_>, Vec<_>) = messages
+            .into_iter()
+            .map(|m| (self.refusal(&m, now, &root), m))
+            .partition(|(reason, _)| reason.is_some());
+        for (reason, message) in refused {
+            // A refusal (key, raw root, event time, not a regular file) does not change
+            // on a retry: a permanent error.
+            let mut report = message_report(&message, name, ReportAction::Rejected)
+                .with_reason(reason.unwrap_or_default());
+            report.permanent = true;
+            failures.push((message.receipt, report));
+        }
+        let messages: Vec<Message> = messages.into_iter().map(|(_, m)| m).collect();
         let plan = plan_batch(ledger, messages);
         let mut reports = Vec::new();
         let mut acks = Vec::new();
@@ -192,7 +213,6 @@ impl Flusher<'_> {
         let ordered = order_for_store(dataset, &self.updater.raw_root, present);
         let events: Vec<_> = ordered.iter().map(|m| m.event.update_event()).collect();
         let outcomes = self.updater.apply_batch(&events);
-        let mut failures = Vec::new();
         let mut recorded = reports
             .iter()
             .any(|r| matches!(r.action, ReportAction::Applied(_)));
@@ -243,7 +263,37 @@ impl Flusher<'_> {
             .partition(|m| m.event.kind == EventKind::Removed)
     }
 
-    /// A created event whose object is no longer in the raw bucket.
+    /// Why a message cannot be applied by this flush, if it cannot: an event time from
+    /// the future, a local event made for another raw root than this flush's (`root`,
+    /// canonical), or a created object that is not a regular file inside the raw root.
+    fn refusal(&self, message: &Message, now: i64, root: &str) -> Option<String> {
+        let event = &message.event;
+        if let Some(reason) = non_canonical_key(&event.key) {
+            return Some(reason);
+        }
+        if let Some(reason) = event.future_time_error(now) {
+            return Some(reason);
+        }
+        if let Some(theirs) = event.raw_root.as_deref().filter(|r| *r != root) {
+            return Some(format!(
+                "{}: the event is for the raw root {theirs}, but this flush reads the raw \
+                 root {root} (--raw-root): flush it with `--raw-root {theirs}` (after \
+                 `zru queue replay` if it is in the dead letters)",
+                event.key
+            ));
+        }
+        if event.kind == EventKind::Created && crate::update::check_key(&event.key).is_ok() {
+            let path = self.updater.raw_root.join(&event.key);
+            if let Err(reason) = check_raw_file(&self.updater.raw_root, &path) {
+                return Some(format!("{}: {reason}", event.key));
+            }
+        }
+        None
+    }
+
+    /// A created event whose object is no longer in the raw bucket. Local events reach
+    /// here only when made for this flush's raw root (see [`Self::refusal`]), so the
+    /// object was looked for where the event says it lives.
     fn is_gone(&self, message: &Message) -> bool {
         message.event.kind == EventKind::Created
             && crate::update::check_key(&message.event.key).is_ok()

@@ -4,18 +4,19 @@
 //! `data/zarr/sst.zarr.zru-ledger.json`), so it survives restarts and moves with the
 //! store. It is written after the store's commit (chunks, array metadata,
 //! consolidated metadata) and before the queue acknowledgement, atomically (temporary
-//! file, fsync, rename). An event older than the ledger's entry for its key is stale;
+//! file created exclusively, fsync, rename). A symbolic link at the ledger's path is
+//! refused when it is read, and replaced (its target untouched) if it is written. An event older than the ledger's entry for its key is stale;
 //! an equal one is a duplicate. A store on S3 has its ledger beside it on S3
 //! (`s3://b/sst.zarr` has `s3://b/sst.zarr.zru-ledger.json`), replaced by one PUT.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::event::EventOrder;
+use crate::store::atomic_fs::{read_regular_nofollow, replace_file};
 use crate::store::location::Sibling;
 use crate::store::StoreLocation;
 use crate::update::EventKind;
@@ -85,8 +86,8 @@ impl Ledger {
     /// Loads the ledger of `store` (empty if it has none yet).
     pub fn load(store: &Path) -> Result<Self, LedgerError> {
         let path = Self::path_for_store(store);
-        let entries = match std::fs::read(&path) {
-            Ok(bytes) => {
+        let entries = match read_regular_nofollow(&path) {
+            Ok(Some(bytes)) => {
                 let file: LedgerFile =
                     serde_json::from_slice(&bytes).map_err(|e| LedgerError::Parse {
                         path: path.clone(),
@@ -94,7 +95,7 @@ impl Ledger {
                     })?;
                 file.entries
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Ok(None) => BTreeMap::new(),
             Err(source) => return Err(LedgerError::Io { path, source }),
         };
         Ok(Self {
@@ -173,16 +174,7 @@ impl Ledger {
             crate::fault::point();
             return Ok(());
         }
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let mut temp_name = self.path.as_os_str().to_os_string();
-        temp_name.push(format!(".tmp-{}", std::process::id()));
-        let temp = PathBuf::from(temp_name);
-        let mut out = std::fs::File::create(&temp).map_err(io)?;
-        out.write_all(&bytes).map_err(io)?;
-        out.sync_all().map_err(io)?;
-        std::fs::rename(&temp, &self.path).map_err(io)?;
+        replace_file(&self.path, &bytes).map_err(io)?;
         crate::fault::point();
         Ok(())
     }
@@ -218,6 +210,31 @@ mod tests {
         ledger.save().unwrap();
         let reloaded = Ledger::load(&store).unwrap();
         assert_eq!(reloaded.get("sst/a.nc"), Some(&entry));
+    }
+
+    #[test]
+    fn a_symlink_at_the_ledger_path_is_refused_and_its_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("s.zarr");
+        let victim = dir.path().join("victim.json");
+        std::fs::write(&victim, b"{\"version\": 1, \"entries\": {}}").unwrap();
+        let path = Ledger::path_for_store(&store);
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let error = Ledger::load(&store).unwrap_err().to_string();
+        assert!(error.contains("symbolic link"), "{error}");
+        // Saving replaces the link itself; the target keeps its bytes.
+        let ledger = Ledger {
+            path: path.clone(),
+            remote: None,
+            entries: BTreeMap::new(),
+        };
+        ledger.save().unwrap();
+        assert_eq!(
+            std::fs::read(&victim).unwrap(),
+            b"{\"version\": 1, \"entries\": {}}"
+        );
+        assert!(!std::fs::symlink_metadata(&path).unwrap().is_symlink());
+        assert!(Ledger::load(&store).unwrap().entries().is_empty());
     }
 
     #[test]

@@ -1,16 +1,28 @@
-//! The per-store lock: an exclusive lock on a file in a lock directory (on AWS, an
-//! EFS mount), waited for with a timeout. Whoever holds it is the only writer of the
-//! store, its ledger and the receiver of its message group.
+//! The per-store lock: an exclusive lock on a file that belongs to the store, waited
+//! for with a timeout. Whoever holds it is the only writer of the store, its ledger and
+//! the receiver of its message group, and the only one that may run its recovery.
+//!
+//! A local store's lock file sits beside the store, under its resolved location (the
+//! store directory with symbolic links resolved, plus [`LOCK_SUFFIX`]:
+//! `data/zarr/sst.zarr` has `/abs/data/zarr/sst.zarr.zru-lock`), so every writer of
+//! the store takes the same lock whatever its `--state-dir`, `--lock-dir` or working
+//! directory. A store on S3 has its lock file in the lock directory (on AWS an EFS
+//! mount), named after the store's canonical URL (`s3://bucket/prefix`, no trailing
+//! slash).
 //!
 //! Uses the standard library's `File::try_lock` (flock(2) on Unix): the lock goes
-//! away with the process, however it ends.
+//! away with the process, however it ends. The lock file is opened without following
+//! a symbolic link (`O_NOFOLLOW`) and must be a regular file.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
+
+use crate::store::StoreLocation;
 
 #[derive(Debug, Error)]
 pub enum LockError {
@@ -20,12 +32,14 @@ pub enum LockError {
         #[source]
         source: std::io::Error,
     },
+    #[error("lock {path}: {reason}; remove it (zru creates the lock file itself)")]
+    NotAFile { path: PathBuf, reason: String },
     #[error(
         "timed out after {waited:.1?} waiting for the lock {path} of store {store} (held by {holder}); another `zru flush` is writing this store"
     )]
     Timeout {
         path: PathBuf,
-        store: PathBuf,
+        store: String,
         waited: Duration,
         holder: String,
     },
@@ -40,44 +54,119 @@ pub struct StoreLock {
 
 const POLL: Duration = Duration::from_millis(25);
 
-/// The lock file of `store` in `lock_dir`: the store path with separators replaced.
-pub fn lock_path(lock_dir: &Path, store: &Path) -> PathBuf {
-    // A URL (`s3://bucket/prefix`) names the same store from every working directory.
-    let absolute = if store.to_string_lossy().contains("://") {
-        store.to_path_buf()
-    } else {
-        std::path::absolute(store).unwrap_or_else(|_| store.to_path_buf())
-    };
-    let name: String = absolute
-        .to_string_lossy()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                c
+/// The suffix of a local store's lock file after the store's name.
+pub const LOCK_SUFFIX: &str = ".zru-lock";
+
+/// A local store's directory with symbolic links resolved: the directory itself if it
+/// exists, else its parent (created if missing) and its name.
+pub fn resolved_store_dir(store: &Path) -> std::io::Result<PathBuf> {
+    let absolute = std::path::absolute(store)?;
+    if let Ok(resolved) = std::fs::canonicalize(&absolute) {
+        return Ok(resolved);
+    }
+    let name = absolute.file_name().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{}: a store path needs a directory name", store.display()),
+        )
+    })?;
+    let parent = absolute
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(parent)?;
+    Ok(std::fs::canonicalize(parent)?.join(name))
+}
+
+/// The lock file of `store`: beside a local store's resolved directory, or in
+/// `lock_dir` for a store on S3 (named after its canonical URL).
+pub fn lock_path(lock_dir: &Path, store: &StoreLocation) -> std::io::Result<PathBuf> {
+    match store {
+        StoreLocation::Local(path) => {
+            let resolved = resolved_store_dir(path)?;
+            let mut name = resolved
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_else(|| "store".into());
+            name.push(LOCK_SUFFIX);
+            Ok(resolved.with_file_name(name))
+        }
+        StoreLocation::S3 { .. } => {
+            let name: String = store
+                .to_string()
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            Ok(lock_dir.join(format!("{}.lock", name.trim_start_matches('_'))))
+        }
+    }
+}
+
+/// Opens (creating) a lock or state file for reading and writing without following a
+/// symbolic link at its path, without blocking on a FIFO, and refuses anything but a
+/// regular file.
+fn open_lock_file(path: &Path) -> Result<File, LockError> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|source| {
+            if source.raw_os_error() == Some(libc::ELOOP) {
+                LockError::NotAFile {
+                    path: path.to_path_buf(),
+                    reason: "is a symbolic link, which zru does not follow".into(),
+                }
             } else {
-                '_'
+                LockError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                }
             }
-        })
-        .collect();
-    lock_dir.join(format!("{}.lock", name.trim_start_matches('_')))
+        })?;
+    let kind = file
+        .metadata()
+        .map_err(|source| LockError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .file_type();
+    if !kind.is_file() {
+        return Err(LockError::NotAFile {
+            path: path.to_path_buf(),
+            reason: "is not a regular file".into(),
+        });
+    }
+    Ok(file)
 }
 
 impl StoreLock {
-    /// Waits up to `timeout` for the lock of `store`.
-    pub fn acquire(lock_dir: &Path, store: &Path, timeout: Duration) -> Result<Self, LockError> {
-        let path = lock_path(lock_dir, store);
+    /// Waits up to `timeout` for the lock of `store` (see [`lock_path`]).
+    pub fn acquire(
+        lock_dir: &Path,
+        store: &StoreLocation,
+        timeout: Duration,
+    ) -> Result<Self, LockError> {
+        let path = lock_path(lock_dir, store).map_err(|source| LockError::Io {
+            path: store.display_path(),
+            source,
+        })?;
         let io = |source| LockError::Io {
             path: path.clone(),
             source,
         };
-        std::fs::create_dir_all(lock_dir).map_err(io)?;
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(io)?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let mut file = open_lock_file(&path)?;
         let start = Instant::now();
         loop {
             match file.try_lock() {
@@ -87,9 +176,9 @@ impl StoreLock {
                 }
                 Err(TryLockError::WouldBlock) => {
                     return Err(LockError::Timeout {
-                        holder: holder(&path),
+                        holder: holder(&mut file),
                         path,
-                        store: store.to_path_buf(),
+                        store: crate::text::redact_urls(&store.to_string()),
                         waited: start.elapsed(),
                     })
                 }
@@ -102,22 +191,32 @@ impl StoreLock {
     }
 }
 
-fn holder(path: &Path) -> String {
-    std::fs::read_to_string(path)
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "an unknown process".into())
+/// What the holder wrote in the lock file (read through the already opened file).
+fn holder(file: &mut File) -> String {
+    use std::io::{Read, Seek};
+    let mut text = String::new();
+    let _ = file.rewind();
+    let _ = file.take(256).read_to_string(&mut text);
+    let text = text.trim();
+    if text.is_empty() {
+        "an unknown process".into()
+    } else {
+        crate::text::printable(text)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn local(path: &Path) -> StoreLocation {
+        StoreLocation::Local(path.to_path_buf())
+    }
+
     #[test]
     fn a_second_holder_times_out_with_a_clear_error_until_the_first_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let store = dir.path().join("data/zarr/sst.zarr");
+        let store = local(&dir.path().join("data/zarr/sst.zarr"));
         let first = StoreLock::acquire(dir.path(), &store, Duration::ZERO).unwrap();
         let error = StoreLock::acquire(dir.path(), &store, Duration::from_millis(50))
             .unwrap_err()
@@ -133,10 +232,69 @@ mod tests {
     }
 
     #[test]
-    fn lock_files_are_named_after_the_store() {
-        let name = lock_path(Path::new("/locks"), Path::new("/a/b c/sst.zarr"));
-        assert_eq!(name, PathBuf::from("/locks/a_b_c_sst.zarr.lock"));
-        let s3 = lock_path(Path::new("/locks"), Path::new("s3://b/stores/sst.zarr"));
-        assert_eq!(s3, PathBuf::from("/locks/s3___b_stores_sst.zarr.lock"));
+    fn a_local_store_has_one_lock_whatever_the_lock_dir_or_the_path_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("data/zarr/sst.zarr");
+        std::fs::create_dir_all(&store).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("data"), dir.path().join("alias")).unwrap();
+        let expected = std::fs::canonicalize(dir.path())
+            .unwrap()
+            .join("data/zarr/sst.zarr.zru-lock");
+        let first = StoreLock::acquire(&dir.path().join("state-a"), &local(&store), Duration::ZERO)
+            .unwrap();
+        assert_eq!(first.path, expected);
+        for (lock_dir, path) in [
+            ("state-b", store.clone()),
+            ("state-c", dir.path().join("alias/zarr/sst.zarr")),
+            ("state-d", dir.path().join("data/zarr/../zarr/sst.zarr")),
+        ] {
+            let other = StoreLock::acquire(
+                &dir.path().join(lock_dir),
+                &local(&path),
+                Duration::from_millis(30),
+            );
+            assert!(
+                matches!(other, Err(LockError::Timeout { .. })),
+                "{path:?}: {other:?}"
+            );
+        }
+        // The lock of a store that does not exist yet sits beside where it will be.
+        let new = dir.path().join("new/zarr/x.zarr");
+        assert_eq!(
+            lock_path(Path::new("/unused"), &local(&new)).unwrap(),
+            std::fs::canonicalize(dir.path())
+                .unwrap()
+                .join("new/zarr/x.zarr.zru-lock")
+        );
+    }
+
+    #[test]
+    fn s3_lock_files_are_named_after_the_canonical_url() {
+        let s3 = StoreLocation::parse("s3://b/stores/sst.zarr/").unwrap();
+        assert_eq!(
+            lock_path(Path::new("/locks"), &s3).unwrap(),
+            PathBuf::from("/locks/s3___b_stores_sst.zarr.lock")
+        );
+    }
+
+    #[test]
+    fn a_symlink_or_a_fifo_at_the_lock_path_is_refused_and_its_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local(&dir.path().join("sst.zarr"));
+        let path = lock_path(dir.path(), &store).unwrap();
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, b"precious").unwrap();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let error = StoreLock::acquire(dir.path(), &store, Duration::ZERO).unwrap_err();
+        assert!(matches!(error, LockError::NotAFile { .. }), "{error}");
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+
+        std::fs::remove_file(&path).unwrap();
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let error = StoreLock::acquire(dir.path(), &store, Duration::ZERO).unwrap_err();
+        assert!(error.to_string().contains("not a regular file"), "{error}");
     }
 }

@@ -13,6 +13,7 @@
 //! - [`watch`]: enqueuing the events of a local raw directory; [`catch_up`]: what
 //!   changed while no watcher ran.
 //! - [`adopt`]: bringing files behind a store written before zru under its management.
+//! - [`raw_file`]: which raw files may be read, and a local event's raw root.
 //! - [`report`]: what happened to each event.
 //!
 //! See `docs/pipeline.md`.
@@ -27,6 +28,7 @@ pub mod ledger;
 pub mod lock;
 pub mod plan;
 pub mod queue;
+pub mod raw_file;
 pub mod report;
 pub mod s3_event;
 pub mod sqlite_queue;

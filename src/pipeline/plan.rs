@@ -5,6 +5,7 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
+use super::event::now_us;
 use super::ledger::Ledger;
 use super::queue::Message;
 use super::report::SkipReason;
@@ -32,6 +33,7 @@ pub fn plan_batch(ledger: &Ledger, messages: Vec<Message>) -> Plan {
             .push(message);
     }
     let mut plan = Plan::default();
+    let now = now_us();
     for key in keys {
         let Some(group) = by_key.remove(&key) else {
             continue;
@@ -48,8 +50,11 @@ pub fn plan_batch(ledger: &Ledger, messages: Vec<Message>) -> Plan {
             };
             plan.skip.push((loser, reason));
         }
+        // A ledger entry stamped in the future without a sequencer (recorded before such
+        // event times were refused) is not trusted: the new event is applied.
         let against_ledger = ledger
             .get(&key)
+            .filter(|entry| !entry.order.is_untrusted_future(now))
             .map(|entry| winner.event.order(winner.id).compare(&entry.order));
         match against_ledger {
             Some(Ordering::Less) => plan.skip.push((winner, SkipReason::Stale)),
@@ -96,6 +101,10 @@ mod tests {
     }
 
     fn ledger_with(key: &str, sequencer: &str) -> (tempfile::TempDir, Ledger) {
+        ledger_at(key, Some(sequencer), 0)
+    }
+
+    fn ledger_at(key: &str, sequencer: Option<&str>, time: i64) -> (tempfile::TempDir, Ledger) {
         let dir = tempfile::tempdir().unwrap();
         let mut ledger = Ledger::load(&dir.path().join("s.zarr")).unwrap();
         ledger.record(
@@ -103,8 +112,8 @@ mod tests {
             LedgerEntry {
                 kind: EventKind::Created,
                 order: EventOrder {
-                    sequencer: Some(sequencer.into()),
-                    event_time_us: 0,
+                    sequencer: sequencer.map(String::from),
+                    event_time_us: time,
                     arrival: 0,
                 },
                 etag: None,
@@ -128,9 +137,9 @@ mod tests {
             vec![
                 message(1, "a", EventKind::Removed, "07"),
                 message(2, "a", EventKind::Created, "05"),
-                message(3, "b", EventKind::Created, "FF"),
-                message(4, "b", EventKind::Created, "100"),
-                message(5, "a", EventKind::Removed, "7"),
+                message(3, "b", EventKind::Created, "100"),
+                message(4, "b", EventKind::Created, "FF"),
+                message(5, "a", EventKind::Removed, "070"),
             ],
         );
         assert_eq!(ids(&plan.apply), [1, 4]);
@@ -158,5 +167,20 @@ mod tests {
         assert_eq!(plan.skip[0].1, SkipReason::Duplicate);
         let plan = plan_batch(&ledger, vec![message(1, "a", EventKind::Removed, "11")]);
         assert_eq!(ids(&plan.apply), [1]);
+    }
+
+    #[test]
+    fn a_ledger_entry_from_the_future_does_not_make_later_events_stale() {
+        let mut removal = message(1, "a", EventKind::Removed, "");
+        removal.event.sequencer = None;
+        // 9999-12-31, recorded before such times were refused.
+        let (_dir, ledger) = ledger_at("a", None, 253_402_214_400_000_000);
+        let plan = plan_batch(&ledger, vec![removal.clone()]);
+        assert_eq!(ids(&plan.apply), [1]);
+        // A believable later time in the ledger still makes the removal stale.
+        let (_dir, ledger) = ledger_at("a", None, now_us() + 60_000_000);
+        let plan = plan_batch(&ledger, vec![removal]);
+        assert!(plan.apply.is_empty());
+        assert_eq!(plan.skip[0].1, SkipReason::Stale);
     }
 }

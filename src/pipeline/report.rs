@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Serialize, Serializer};
 
 use crate::store::CommitStats;
+use crate::text::{printable, redact_urls, safe_line};
 use crate::update::{event_line, Action, EventKind, Outcome};
 
 /// Why an event was acknowledged without being applied.
@@ -130,15 +131,28 @@ impl Report {
         self.action == ReportAction::Rejected
     }
 
-    /// One line: key, dataset, action, region or reason.
+    /// One line: key, dataset, action, region or reason. Control characters in the
+    /// key, dataset and reason are escaped (a key is untrusted text that must not drive
+    /// the terminal or split the line) and credentials in URLs are hidden
+    /// ([`crate::text`]).
     pub fn line(&self) -> String {
+        let reason = self.reason.as_deref().map(safe_line);
         event_line(
-            &self.key,
-            self.dataset.as_deref(),
+            &printable(&self.key),
+            self.dataset.as_deref().map(printable).as_deref(),
             &self.action,
             self.region.as_ref(),
-            self.reason.as_deref(),
+            reason.as_deref(),
         )
+    }
+
+    /// The report with credentials in URLs of its reason hidden (for JSON output,
+    /// where serde escapes control characters).
+    pub fn redacted(&self) -> Self {
+        Self {
+            reason: self.reason.as_deref().map(redact_urls),
+            ..self.clone()
+        }
     }
 }
 
@@ -184,6 +198,35 @@ mod tests {
         assert_eq!(
             summary(&[stale, dead]),
             "2 events: 1 rejected, 1 skipped(stale)"
+        );
+    }
+
+    #[test]
+    fn keys_with_control_bytes_print_escaped_and_urls_redacted() {
+        let key = "sst/\x1b]0;pwned\x07a\0b\tc\nd\x7f\u{9b}.nc";
+        let report = Report::new(key, EventKind::Created, Some("sst"), ReportAction::Rejected)
+            .with_reason(format!(
+                "{key}: GET https://user:hunter2@minio:9000/raw/{key} failed"
+            ));
+        let line = report.line();
+        assert!(
+            !line.chars().any(|c| c.is_control() && c != '\t'),
+            "{line:?}"
+        );
+        // Exactly the line's own three separators.
+        assert_eq!(line.matches('\t').count(), 3, "{line:?}");
+        assert!(
+            line.starts_with("sst/\\x1b]0;pwned\\x07a\\x00b\\x09c\\x0ad\\x7f\\u{009b}.nc\t"),
+            "{line:?}"
+        );
+        assert!(
+            !line.contains("hunter2") && line.contains("https://user:***@minio:9000"),
+            "{line}"
+        );
+        let json = serde_json::to_string(&report.redacted()).unwrap();
+        assert!(
+            !json.contains("hunter2") && !json.contains('\x1b'),
+            "{json}"
         );
     }
 }

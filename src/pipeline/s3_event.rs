@@ -89,6 +89,7 @@ pub fn parse_notification(json: &str) -> Result<Vec<ObjectEvent>, S3EventError> 
             size: object.size,
             version_id: object.version_id.filter(|v| !v.is_empty()),
             event_time_us,
+            raw_root: None,
         });
     }
     Ok(events)

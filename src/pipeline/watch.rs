@@ -81,11 +81,12 @@ fn object_event(updater: &Updater, change: Change) -> Option<ObjectEvent> {
     };
     let key = updater.key_for_path(&path).ok()?;
     updater.catalog.route(&key).ok()?;
-    match (complete, path.is_file()) {
+    let event = match (complete, path.is_file()) {
         (true, true) => ObjectEvent::local_created(key, &path).ok(),
         (false, false) => Some(ObjectEvent::local_removed(key)),
         _ => None,
-    }
+    };
+    event.map(|e| e.with_raw_root(&updater.raw_root))
 }
 
 /// Watches `updater.raw_root` until an error. Once the watch is in place, first

@@ -28,6 +28,7 @@ use zarrs_storage::storage_adapter::async_to_sync::{
 use super::atomic_fs::AtomicFilesystemStore;
 use super::fault_points::with_fault_points;
 use super::staged::Storage;
+use crate::text::redact_urls;
 
 /// A store location as written in a dataset's `store` key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -62,10 +63,10 @@ impl StoreLocation {
         if let Some(rest) = text.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(LocationError::NoBucket(text.to_string()));
+                return Err(LocationError::NoBucket(redact_urls(text)));
             }
             let bad = |reason: &str| LocationError::BadS3 {
-                url: text.to_string(),
+                url: redact_urls(text),
                 reason: reason.to_string(),
             };
             if !bucket
@@ -89,7 +90,7 @@ impl StoreLocation {
             });
         }
         if text.contains("://") {
-            return Err(LocationError::Scheme(text.to_string()));
+            return Err(LocationError::Scheme(redact_urls(text)));
         }
         Ok(Self::Local(PathBuf::from(text)))
     }
@@ -177,11 +178,8 @@ impl Sibling {
     /// Its bytes, or `None` if it does not exist yet.
     pub fn read(&self) -> Result<Option<Vec<u8>>, StorageError> {
         match self {
-            Self::Local(path) => match std::fs::read(path) {
-                Ok(bytes) => Ok(Some(bytes)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(e.into()),
-            },
+            Self::Local(path) => Ok(super::atomic_fs::read_regular_nofollow(path)
+                .map_err(|e| StorageError::Other(format!("{}: {e}", path.display())))?),
             Self::S3 { bucket, key } => Ok(Self::s3_storage(bucket)?
                 .get(&Self::s3_key(key)?)?
                 .map(|b| b.to_vec())),
@@ -191,20 +189,7 @@ impl Sibling {
     /// Replaces it atomically: temporary file, fsync, rename locally; one PUT on S3.
     pub fn write(&self, bytes: &[u8]) -> Result<(), StorageError> {
         match self {
-            Self::Local(path) => {
-                use std::io::Write;
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)?;
-                }
-                let mut temp = path.as_os_str().to_os_string();
-                temp.push(format!(".zru-tmp-{}", std::process::id()));
-                let temp = PathBuf::from(temp);
-                let mut file = std::fs::File::create(&temp)?;
-                file.write_all(bytes)?;
-                file.sync_all()?;
-                std::fs::rename(&temp, path)?;
-                Ok(())
-            }
+            Self::Local(path) => Ok(super::atomic_fs::replace_file(path, bytes)?),
             Self::S3 { bucket, key } => Self::s3_storage(bucket)?.set(
                 &Self::s3_key(key)?,
                 zarrs::storage::Bytes::copy_from_slice(bytes),
@@ -269,7 +254,7 @@ fn s3_storage(bucket: &str, prefix: &str) -> Result<Arc<Storage>, StorageError> 
     }
     let s3 = builder
         .build()
-        .map_err(|e| StorageError::Other(format!("s3://{bucket}: {e}")))?;
+        .map_err(|e| StorageError::Other(redact_urls(&format!("s3://{bucket}: {e}"))))?;
     let runtime = runtime()?;
     let block_on = BlockOn(runtime.handle().clone());
     Ok(if prefix.is_empty() {
@@ -358,5 +343,17 @@ mod tests {
             StoreLocation::parse("gs://b/x"),
             Err(LocationError::Scheme(_))
         ));
+    }
+
+    #[test]
+    fn credentials_in_store_urls_are_never_printed() {
+        for url in [
+            "s3://user:hunter2@bucket/x",
+            "https://user:hunter2@host/x.zarr",
+        ] {
+            let error = StoreLocation::parse(url).unwrap_err().to_string();
+            assert!(!error.contains("hunter2"), "{error}");
+            assert!(error.contains("user:***@"), "{error}");
+        }
     }
 }

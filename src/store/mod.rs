@@ -51,6 +51,14 @@ pub enum StoreError {
     },
     #[error("store {store}: not a Zarr group (no zarr.json or .zgroup at its root)")]
     NotAGroup { store: PathBuf },
+    #[error(
+        "store {store}: incomplete: it holds arrays ({}) but no root group metadata \
+         (zarr.json for Zarr 3, .zgroup for Zarr 2); zru will not create a new store over \
+         them. Restore the root metadata (from a backup, or as docs/pipeline.md \
+         \"Incomplete stores\" shows), then run zru again",
+        arrays.join(", ")
+    )]
+    Incomplete { store: PathBuf, arrays: Vec<String> },
     #[error("store {store}: {source}")]
     Doc {
         store: PathBuf,
@@ -98,14 +106,56 @@ impl ZarrStore {
         location.join("zarr.json").is_file() || location.join(".zgroup").is_file()
     }
 
-    /// True if `location` holds a Zarr group (a GET of its root metadata on S3).
+    /// True if `location` holds a Zarr group (a GET of its root metadata on S3). A
+    /// store that has arrays but no root metadata is an error
+    /// ([`StoreError::Incomplete`]), never a store that does not exist.
     pub fn exists_at(location: &StoreLocation) -> Result<bool, StoreError> {
         match location {
-            StoreLocation::Local(path) => Ok(Self::exists(path)),
-            StoreLocation::S3 { .. } => {
+            StoreLocation::Local(path) if Self::exists(path) => Ok(true),
+            StoreLocation::Local(path) if !path.is_dir() => Ok(false),
+            _ => {
                 let storage = Self::storage(location)?;
-                Ok(Self::has_group(location, storage.as_ref())?.is_some())
+                if Self::has_group(location, storage.as_ref())?.is_some() {
+                    return Ok(true);
+                }
+                Self::refuse_incomplete(location, storage.as_ref())?;
+                Ok(false)
             }
+        }
+    }
+
+    /// An error if `storage`, which has no root group metadata, holds arrays (array
+    /// metadata one level below its root): the root metadata was lost, and a new store
+    /// written there would overwrite the arrays' chunks.
+    fn refuse_incomplete(location: &StoreLocation, storage: &Storage) -> Result<(), StoreError> {
+        let error = |source| StoreError::Storage {
+            store: location.display_path(),
+            source,
+        };
+        let listing = storage.list_dir(&StorePrefix::root()).map_err(error)?;
+        let mut arrays = Vec::new();
+        for prefix in listing.prefixes() {
+            let name = prefix.as_str().trim_end_matches('/');
+            if name == SIDECAR_DIR || name.is_empty() {
+                continue;
+            }
+            for meta in ["zarr.json", ".zarray"] {
+                let Ok(meta_key) = StoreKey::new(format!("{name}/{meta}")) else {
+                    continue;
+                };
+                if storage.size_key(&meta_key).map_err(error)?.is_some() {
+                    arrays.push(name.to_string());
+                    break;
+                }
+            }
+        }
+        if arrays.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::Incomplete {
+                store: location.display_path(),
+                arrays,
+            })
         }
     }
 
@@ -153,6 +203,9 @@ impl ZarrStore {
                 storage
             }
         };
+        // No root metadata: a new store, unless arrays are there (the root metadata
+        // was lost).
+        Self::refuse_incomplete(location, storage.as_ref())?;
         Ok(Self {
             location: location.display_path(),
             storage,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -135,6 +136,14 @@ def test_a_flush_killed_while_growing_an_s3_store_leaves_nothing_in_later_gaps(
         work = tmp_path / name
         for part in ("raw", "state"):
             shutil.copytree(base / part, work / part)
+        # Queued local events name their raw root, and a flush refuses events of
+        # another one: the copy's events are pointed at the copy's raw root.
+        queue = sqlite3.connect(work / "state" / "queue.sqlite")
+        with queue:
+            queue.execute("UPDATE messages SET body = replace(body, ?, ?)",
+                          (f'"raw_root":"{(base / "raw").resolve()}"',
+                           f'"raw_root":"{(work / "raw").resolve()}"'))
+        queue.close()
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET,
                                                                 Prefix="base/"):
             for obj in page.get("Contents", []):

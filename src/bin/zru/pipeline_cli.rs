@@ -10,21 +10,25 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use zru::pipeline::enqueue::enqueue;
 use zru::pipeline::queue::Queue;
+use zru::pipeline::raw_file::check_raw_file;
 use zru::pipeline::report::summary;
 use zru::pipeline::s3_event::parse_notification;
 use zru::pipeline::watch::watch;
 use zru::pipeline::{
     FlushOptions, Flusher, ObjectEvent, QueueOptions, Report, ReportAction, SqliteQueue,
 };
+use zru::text::{printable, safe_line};
 use zru::update::{EventKind, Updater};
 
 /// Where the queue and the locks live, and how the flush receives.
 #[derive(Args, Clone)]
 pub struct PipelineArgs {
-    /// State directory: the durable queue (queue.sqlite) and, by default, the locks.
+    /// State directory: the durable queue (queue.sqlite) and, by default, the locks of
+    /// S3 stores.
     #[arg(long, default_value = "data/state")]
     state_dir: PathBuf,
-    /// Directory of the per-store lock files [default: STATE_DIR/locks].
+    /// Directory of the lock files of S3 stores [default: STATE_DIR/locks]. A local
+    /// store's lock file is beside the store (`STORE.zru-lock`), whatever this says.
     #[arg(long)]
     lock_dir: Option<PathBuf>,
     /// Seconds to wait for a store's lock before giving up with an error.
@@ -96,7 +100,7 @@ enum QueueAction {
 pub fn print_reports(reports: &[Report], json: bool) -> bool {
     for report in reports {
         if json {
-            super::say(serde_json::to_string(report).unwrap_or_default());
+            super::say(serde_json::to_string(&report.redacted()).unwrap_or_default());
         } else {
             super::say(report.line());
         }
@@ -213,7 +217,11 @@ pub fn created_events(updater: &Updater, files: &[PathBuf]) -> (Vec<ObjectEvent>
             .key_for_path(file)
             .map_err(|e| e.to_string())
             .and_then(|key| {
+                // Links out of the raw root and FIFOs, sockets, devices are refused,
+                // as the watcher's catch-up does.
+                check_raw_file(&updater.raw_root, file).map_err(|e| format!("{key}: {e}"))?;
                 ObjectEvent::local_created(key.clone(), file)
+                    .map(|e| e.with_raw_root(&updater.raw_root))
                     .map_err(|e| format!("{key}: cannot read {}: {e}", file.display()))
             });
         match event {
@@ -245,6 +253,16 @@ pub fn s3_events(sources: &[PathBuf]) -> Result<Vec<ObjectEvent>> {
             std::fs::read_to_string(source)
                 .with_context(|| format!("reading {}", source.display()))?
         };
+        if text.trim().is_empty() {
+            anyhow::bail!(
+                "{}: empty: no S3 event notification to enqueue",
+                if source.as_os_str() == "-" {
+                    "stdin".to_string()
+                } else {
+                    source.display().to_string()
+                }
+            );
+        }
         let documents: Vec<&str> = match parse_notification(&text) {
             Ok(parsed) => {
                 events.extend(parsed);
@@ -313,10 +331,10 @@ pub fn run_queue(command: QueueCommand) -> Result<ExitCode> {
             super::say(format!(
                 "{}\t{}\t{}\t{kind}\t{}\t{}",
                 d.id,
-                d.group,
-                d.event.key,
+                printable(&d.group),
+                printable(&d.event.key),
                 d.receive_count,
-                d.last_error.as_deref().unwrap_or("")
+                safe_line(d.last_error.as_deref().unwrap_or(""))
             ));
         }
     }
