@@ -50,7 +50,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
 from conftest import PROVENANCE, _attr_equal, run_zru, tree_hash
@@ -73,6 +73,8 @@ settings.register_profile(
     **_COMMON)
 PROFILE = os.environ.get("ZRU_DIFF_PROFILE", "ci")
 SETTINGS = settings.get_profile(PROFILE)
+if os.environ.get("ZRU_DIFF_NO_SHRINK"):  # quick triage: report failures unshrunk
+    SETTINGS = settings(SETTINGS, phases=[Phase.explicit, Phase.reuse, Phase.generate])
 STATS_FILE = os.environ.get("ZRU_DIFF_STATS")
 
 DATASET = "d"
@@ -97,14 +99,17 @@ class Features:
     time_not_first: bool = False   # data variables with (lat, time), (lat, lon, time), ...
     scalar: bool = False           # 0-d variables (a `crs` grid mapping)
     static: bool = True            # lat/lon coordinates (always) and a 2-D static field
-    bounds: bool = False           # time_bnds(time, nv), lat_bnds(lat, nv)
+    bounds: bool = False           # time_bnds(time, nv), lat_bnds(lat, nv); with
+                                   # units_vary, time_bnds in other units than the store's
     char: bool = False             # char (S1) variables along time
     string: bool = False           # vlen string variables (netCDF-4 only)
     packing: bool = True           # scale_factor/add_offset on integer variables
     packing_varies: bool = False   # other packing in some files than in the store
+    uint64: bool = True            # uint64 variables (netCDF-4)
     fills: bool = True             # _FillValue present/absent, fill values in the data
     nan: bool = True               # NaN in float variables
     attrs: bool = True             # variable and global attributes of several types
+    unicode_attrs: bool = False    # non-ASCII text attributes (NC_STRING in netCDF-4)
     calendars: bool = False        # noleap, 360_day, julian, proleptic_gregorian
     units_vary: bool = False       # time units and dtype chosen per file
     nc3: bool = True               # netCDF3 classic / 64-bit offset / netCDF-4 classic
@@ -117,25 +122,45 @@ class Features:
     fine_times: bool = False       # samples 0.5 s apart (closer than the 1 s tolerance)
     far_future: bool = False       # times past 2049-01-19 (int32 seconds since 1981)
     time_step: bool = True         # the dataset config has a `time_step`
+    focus: frozenset = frozenset()  # features every example of the group uses
 
 
-ALL = Features(**{f.name: True for f in dataclasses.fields(Features)})
+def use(draw, feats: Features, name: str) -> bool:
+    """Whether this example uses feature ``name``: never when it is off, always when
+    the group focuses on it, else drawn."""
+    if not getattr(feats, name):
+        return False
+    return name in feats.focus or draw(st.booleans())
+
+
+ALL = Features(**{f.name: True for f in dataclasses.fields(Features) if f.name != "focus"})
 CORE = Features()
 GROUPS = {
     # What the binary is expected to handle today.
     "core": CORE,
-    "cf_breadth": dataclasses.replace(CORE, bounds=True, calendars=True, units_vary=True,
-                                      optional_vars=True, char=True, string=True),
-    "dim_order": dataclasses.replace(CORE, time_not_first=True),
-    "scalar": dataclasses.replace(CORE, scalar=True),
-    "time_edges": dataclasses.replace(CORE, off_grid=True, fine_times=True, far_future=True,
-                                      units_vary=True),
+    "units_vary": dataclasses.replace(CORE, units_vary=True, optional_vars=True),
+    "bounds": dataclasses.replace(CORE, bounds=True, units_vary=True,
+                                  focus=frozenset({"bounds"})),
+    "char": dataclasses.replace(CORE, char=True, focus=frozenset({"char"})),
+    "string": dataclasses.replace(CORE, string=True, nc3=False, focus=frozenset({"string"})),
+    "unicode_attrs": dataclasses.replace(CORE, unicode_attrs=True),
+    "dim_order": dataclasses.replace(CORE, time_not_first=True,
+                                     focus=frozenset({"time_not_first"})),
+    "scalar": dataclasses.replace(CORE, scalar=True, focus=frozenset({"scalar"})),
+    "calendars": dataclasses.replace(CORE, calendars=True, units_vary=True,
+                                     focus=frozenset({"calendars"})),
+    "off_grid": dataclasses.replace(CORE, off_grid=True, units_vary=True),
+    "fine_times": dataclasses.replace(CORE, fine_times=True, units_vary=True,
+                                      focus=frozenset({"fine_times"})),
+    "far_future": dataclasses.replace(CORE, far_future=True, units_vary=True,
+                                      focus=frozenset({"far_future"})),
     "packing_varies": dataclasses.replace(CORE, packing_varies=True, bad_grid=True),
     # Everything at once.
     "all": ALL,
 }
-CI_EXAMPLES = {"core": 14, "cf_breadth": 8, "dim_order": 6, "scalar": 4, "time_edges": 8,
-               "packing_varies": 6, "all": 10}
+CI_EXAMPLES = {"core": 14, "units_vary": 5, "bounds": 4, "char": 4, "string": 4,
+               "unicode_attrs": 4, "dim_order": 5, "scalar": 4, "calendars": 5,
+               "off_grid": 5, "fine_times": 4, "far_future": 4, "packing_varies": 5, "all": 8}
 
 
 # --------------------------------------------------------------------------
@@ -235,9 +260,11 @@ class Scenario:
 # --------------------------------------------------------------------------
 
 
-def _attr_values(draw, dtype: str):
-    out = [("long_name", draw(st.sampled_from(["sea surface temperature", "flag", "x",
-                                                 "température de surface", ""])))]
+def _attr_values(draw, feats: Features):
+    names = ["sea surface temperature", "flag", "x", ""]
+    if feats.unicode_attrs:
+        names.append("température de surface")  # NC_STRING in netCDF-4 files
+    out = [("long_name", draw(st.sampled_from(names)))]
     if draw(st.booleans()):
         out.append(("valid_count", np.int32(draw(st.integers(-5, 1000)))))
     if draw(st.booleans()):
@@ -259,13 +286,18 @@ def _fill_for(dtype: str, draw):
 
 @st.composite
 def data_var(draw, feats: Features, nc_class: str, name: str, time_first: bool):
-    types = list(NC4_TYPES if nc_class == "nc4" else NC3_TYPES)
+    types = [t for t in (NC4_TYPES if nc_class == "nc4" else NC3_TYPES)
+             if t != "u8" or feats.uint64]
     kinds = ["num"] * 6
     if feats.char:
         kinds.append("char")
     if feats.string and nc_class == "nc4":
         kinds.append("str")
     kind = draw(st.sampled_from(kinds))
+    if name == "v0" and "char" in feats.focus:
+        kind = "char"
+    if name == "v0" and "string" in feats.focus and nc_class == "nc4":
+        kind = "str"
     if kind in ("char", "str"):
         if time_first:
             dims = draw(st.sampled_from([("time",), ("time", "lat")]))
@@ -273,8 +305,8 @@ def data_var(draw, feats: Features, nc_class: str, name: str, time_first: bool):
             dims = draw(st.sampled_from([("time",), ("lat", "time"), ("time", "lat")]))
         if kind == "char":
             return VarSpec(name, dims + ("strlen",), "S1",
-                           attrs=_attr_values(draw, "S1") if feats.attrs else ())
-        return VarSpec(name, dims, "str", attrs=_attr_values(draw, "str") if feats.attrs else ())
+                           attrs=_attr_values(draw, feats) if feats.attrs else ())
+        return VarSpec(name, dims, "str", attrs=_attr_values(draw, feats) if feats.attrs else ())
     dtype = draw(st.sampled_from(types))
     if time_first:
         dims = draw(st.sampled_from([("time", "lat", "lon"), ("time",), ("time", "lon")]))
@@ -289,7 +321,7 @@ def data_var(draw, feats: Features, nc_class: str, name: str, time_first: bool):
                    draw(st.sampled_from(["f4", "f8"])))
     nan = feats.nan and np.dtype(dtype).kind == "f" and draw(st.booleans())
     wide = np.dtype(dtype).kind in "iu" and draw(st.booleans())
-    attrs = _attr_values(draw, dtype) if feats.attrs else ()
+    attrs = _attr_values(draw, feats) if feats.attrs else ()
     return VarSpec(name, dims, dtype, fill, packing, nan, attrs, wide)
 
 
@@ -297,24 +329,27 @@ def data_var(draw, feats: Features, nc_class: str, name: str, time_first: bool):
 def families(draw, feats: Features) -> Family:
     classes = [c for c, on in (("nc3", feats.nc3), ("nc4", feats.nc4)) if on]
     nc_class = draw(st.sampled_from(classes))
-    time_first = not (feats.time_not_first and draw(st.booleans()))
+    time_first = not use(draw, feats, "time_not_first")
     n_vars = draw(st.integers(1, 3))
     variables = [draw(data_var(feats, nc_class, f"v{i}", time_first)) for i in range(n_vars)]
     if feats.static and draw(st.booleans()):
         variables.append(VarSpec("mask", ("lat", "lon"), "i1",
                                  attrs=(("flag_values", np.array([0, 1], "i1")),
                                         ("flag_meanings", "water land"))))
-    if feats.bounds and draw(st.booleans()):
+    if use(draw, feats, "bounds"):
         variables.append(VarSpec("lat_bnds", ("lat", "nv"), "f8"))
-    if feats.scalar and draw(st.booleans()):
+    if use(draw, feats, "scalar"):
         variables.append(VarSpec("crs", (), "i4", attrs=(
             ("grid_mapping_name", "latitude_longitude"),
             ("semi_major_axis", 6378137.0), ("inverse_flattening", 298.257223563))))
     if feats.scalar and draw(st.booleans()):
         variables.append(VarSpec("depth", (), "f4", attrs=(("units", "m"),)))
-    fine = feats.fine_times and draw(st.booleans())
-    calendar = draw(st.sampled_from(CALENDARS)) if feats.calendars else "standard"
-    if feats.far_future and draw(st.booleans()):
+    fine = use(draw, feats, "fine_times")
+    calendar = "standard"
+    if feats.calendars:
+        calendar = draw(st.sampled_from(CALENDARS[1:] if "calendars" in feats.focus
+                                        else CALENDARS))
+    if use(draw, feats, "far_future"):
         base = (2049, 1, 15, 0)
     else:
         base = draw(st.sampled_from([(1990, 3, 1, 0), (2024, 1, 1, 12), (2001, 7, 30, 0)]))
@@ -343,7 +378,7 @@ def families(draw, feats: Features) -> Family:
         write_calendar=calendar != "standard" or draw(st.booleans()), base=base,
         step_seconds=0.5 if fine else 86400.0, units=units, time_dtype=time_dtype,
         unlimited=unlimited, lat_f4=draw(st.booleans()), variables=tuple(variables),
-        time_bnds=feats.bounds and draw(st.booleans()), global_attrs=global_attrs,
+        time_bnds=use(draw, feats, "bounds"), global_attrs=global_attrs,
         zarr_format=draw(st.sampled_from([2, 3])), time_step=time_step, chunks=chunks)
 
 
@@ -744,7 +779,7 @@ def blank_like(store_var: xr.DataArray):
 
 
 def compare_slot(name: str, slot: int, got: xr.DataArray, want: xr.DataArray | None,
-                 calendar: str, atol: float) -> None:
+                 calendar: str, atol: float, blank=None) -> None:
     where = f"{name} at time slot {slot}"
     if want is not None and got.dims != want.dims:
         raise Mismatch(f"{where}: dims {got.dims}, file {want.dims}")
@@ -755,7 +790,7 @@ def compare_slot(name: str, slot: int, got: xr.DataArray, want: xr.DataArray | N
             raise Mismatch(f"{where}: times {got.values!r} (s {g}), expected "
                            f"{None if want is None else want.values!r} (s {w})")
         return
-    if got.dtype.kind in "OSU" or (want is not None and want.dtype.kind in "OSU"):
+    if got.dtype.kind in "OSUT" or (want is not None and want.dtype.kind in "OSUT"):
         g = text_values(got.values)
         w = [""] * len(g) if want is None else text_values(want.values)
         if g != w:
@@ -763,8 +798,10 @@ def compare_slot(name: str, slot: int, got: xr.DataArray, want: xr.DataArray | N
         return
     g = np.asarray(got.values)
     if want is None:
-        blank = blank_like(got)
-        ok = np.all(np.isnan(g)) if isinstance(blank, float) else np.all(g == blank)
+        blank = blank_like(got) if blank is None else blank
+        ok = (np.all(np.isnan(g)) if isinstance(blank, float) and np.isnan(blank)
+              else np.allclose(g.astype("f8"), blank, rtol=1e-6, atol=0)
+              if g.dtype.kind == "f" else np.all(g == blank))
         if not ok:
             raise Mismatch(f"{where}: blank slot reads {g.ravel()[:8]}... "
                            f"(dtype {g.dtype}), expected all {blank}")
@@ -795,8 +832,12 @@ def check_store(store: Path, model: Model, cache: dict) -> None:
     fam = model.fam
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with xr.open_zarr(store, consolidated=True) as ds:
-            ds = ds.load()
+        try:
+            with xr.open_zarr(store, consolidated=True) as ds:
+                ds = ds.load()
+        except Exception as exc:  # the store must always read
+            raise Mismatch(f"xarray cannot read the store: {type(exc).__name__}: "
+                           f"{str(exc)[:600]}") from exc
 
     def file_ds(path):
         if path not in cache:
@@ -833,9 +874,18 @@ def check_store(store: Path, model: Model, cache: dict) -> None:
                 raise Mismatch(f"static {name} not in the first file")
             compare_slot(name, -1, var, ref, fam.calendar, 0.0)
         else:
-            atol = 0.0
+            atol, blank = 0.0, None
             if spec is not None and spec.packing is not None:
-                atol = spec.packing[0] * model.packing.get(name, 1.0) * 0.5001
+                sf = spec.packing[0] * model.packing.get(name, 1.0)
+                atol = sf * 0.5001
+                if spec.fill is None:
+                    # Documented rule: an integer variable without _FillValue is blank as
+                    # netCDF's default fill for its type, here decoded with the packing.
+                    d = np.dtype(spec.dtype)
+                    raw = netCDF4.default_fillvals[f"{d.kind}{d.itemsize}"]
+                    blank = float(np.dtype(spec.packing[2]).type(raw) * np.dtype(
+                        spec.packing[2]).type(sf) + np.dtype(spec.packing[2]).type(
+                        spec.packing[1]))
             for s in range(len(model.axis)):
                 got = var.isel(time=s)
                 c = model.content[s]
@@ -845,7 +895,7 @@ def check_store(store: Path, model: Model, cache: dict) -> None:
                     f = file_ds(path)
                     if name in f:
                         want = f[name].isel(time=j)
-                compare_slot(name, s, got, want, fam.calendar, atol)
+                compare_slot(name, s, got, want, fam.calendar, atol, blank)
         # Attributes: every decoded attribute of the file is carried over.
         if ref is not None:
             skip = {"_FillValue", "scale_factor", "add_offset", "missing_value"}
@@ -959,6 +1009,9 @@ def run_scenario(sc: Scenario, work: Path, stats: dict) -> None:
             if ev.key not in reason and Path(ev.key).name not in reason:
                 raise Mismatch(f"{ctx}: the reason does not name the key\n" + res.describe())
             after = tree_hash(store) if store.exists() else None
+            if before is None and after == {}:
+                stats["empty_store_dir_left"] = stats.get("empty_store_dir_left", 0) + 1
+                after = None  # an empty directory at the store path, no file written
             if after != before:
                 changed = sorted(k for k in set(before or {}) | set(after or {})
                                  if (before or {}).get(k) != (after or {}).get(k))
@@ -1021,8 +1074,13 @@ def _settings_for(group: str):
     return SETTINGS
 
 
+# Triage only (never in CI): ZRU_DIFF_EXCLUDE=string,unicode_attrs turns features off in
+# every group, to look past a known failure for the next one.
+EXCLUDED = {x for x in os.environ.get("ZRU_DIFF_EXCLUDE", "").split(",") if x}
+
+
 def _make_test(group: str):
-    feats = GROUPS[group]
+    feats = dataclasses.replace(GROUPS[group], **{x: False for x in EXCLUDED})
 
     @_settings_for(group)
     @given(sc=scenarios(feats))
@@ -1033,9 +1091,159 @@ def _make_test(group: str):
 
 
 test_differential_core = _make_test("core")
-test_differential_cf_breadth = _make_test("cf_breadth")
+test_differential_units_vary = _make_test("units_vary")
+test_differential_bounds = _make_test("bounds")
+test_differential_char = _make_test("char")
+test_differential_string = _make_test("string")
+test_differential_unicode_attrs = _make_test("unicode_attrs")
 test_differential_dim_order = _make_test("dim_order")
 test_differential_scalar = _make_test("scalar")
-test_differential_time_edges = _make_test("time_edges")
+test_differential_calendars = _make_test("calendars")
+test_differential_off_grid = _make_test("off_grid")
+test_differential_fine_times = _make_test("fine_times")
+test_differential_far_future = _make_test("far_future")
 test_differential_packing_varies = _make_test("packing_varies")
 test_differential_all = _make_test("all")
+
+
+# --------------------------------------------------------------------------
+# Regression examples: each failure the generator found, fixed and named
+# --------------------------------------------------------------------------
+
+
+def family(**kw) -> Family:
+    base = dict(nc_class="nc4", ny=2, nx=3, strlen=3, calendar="standard", write_calendar=True,
+                base=(2024, 1, 1, 0), step_seconds=86400.0, units="days since 1985-01-01",
+                time_dtype="f8", unlimited=True, lat_f4=False,
+                variables=(VarSpec("v0", ("time", "lat", "lon"), "f4"),), time_bnds=False,
+                global_attrs=(("title", "zru differential test"),), zarr_format=3,
+                time_step=None, chunks=(("time", 1), ("lat", 2), ("lon", 3)))
+    base.update(kw)
+    return Family(**base)
+
+
+def version(times, seed=1, **kw) -> Version:
+    base = dict(times=tuple(float(t) for t in times), seed=seed, fmt="NETCDF4",
+                units="days since 1985-01-01", time_dtype="f8", zlib=0, chunked=False)
+    base.update(kw)
+    return Version(**base)
+
+
+def create(key, ver) -> Event:
+    return Event("create", f"{KEY_PREFIX}{key}", ver)
+
+
+def remove_(key) -> Event:
+    return Event("remove", f"{KEY_PREFIX}{key}")
+
+
+def run_regression(sc: Scenario, tmp_path: Path) -> None:
+    stats = new_stats()
+    try:
+        run_scenario(sc, tmp_path, stats)
+    except Mismatch as exc:
+        raise Mismatch(f"{exc}\nrecipe:\n{sc.recipe()}") from None
+
+
+def test_regression_time_bnds_in_other_units(tmp_path):
+    """time_bnds(time, nv) of a file whose time units differ from the store's are
+    written unconverted (found: a day of 2001 stored as year 3222 in a julian store, or
+    1951 instead of 2024): time-like variables other than the coordinate must be
+    converted to the store's units like the coordinate."""
+    fam = family(time_bnds=True)
+    run_regression(Scenario(fam, (
+        create("a.nc", version([0], units="days since 1985-01-01")),
+        create("b.nc", version([1], units="hours since 1950-01-01 00:00:00")),
+    )), tmp_path)
+
+
+def test_regression_time_bnds_in_other_units_360_day(tmp_path):
+    """Same in a 360_day calendar: the unconverted bounds make the whole store
+    unreadable by xarray ("unable to decode time units ... calendar '360_day'")."""
+    fam = family(time_bnds=True, calendar="360_day", base=(2001, 7, 30, 0))
+    run_regression(Scenario(fam, (
+        create("a.nc", version([0], units="days since 1985-01-01")),
+        create("b.nc", version([1], units="seconds since 1981-01-01")),
+    )), tmp_path)
+
+
+def test_regression_uint64_without_fill_blank(tmp_path):
+    """A removed slot of a uint64 variable without _FillValue must read as netCDF's
+    default fill 18446744073709551614 (docs/config.md); zru wrote 2**64-1."""
+    fam = family(variables=(VarSpec("v0", ("time",), "u8"),))
+    run_regression(Scenario(fam, (
+        create("a.nc", version([0])),
+        create("b.nc", version([1])),
+        remove_("a.nc"),
+    )), tmp_path)
+
+
+def test_regression_vlen_string_variable(tmp_path):
+    """A netCDF-4 vlen string variable along time is rejected ("variable v0 has type
+    String, which zru cannot store"); issue 11 asks for string variables in gridded
+    collections."""
+    fam = family(variables=(VarSpec("v0", ("time",), "str"),
+                            VarSpec("v1", ("time", "lat", "lon"), "f4")))
+    run_regression(Scenario(fam, (
+        create("a.nc", version([0])),
+        create("b.nc", version([1], seed=2)),
+        remove_("a.nc"),
+    )), tmp_path)
+
+
+def test_regression_non_ascii_text_attribute(tmp_path):
+    """netCDF4-python writes a non-ASCII text attribute of a netCDF-4 file as NC_STRING;
+    xarray reads it as a str, zru stored it as a one-element list
+    (['température de surface'])."""
+    fam = family(variables=(VarSpec("v0", ("time", "lat", "lon"), "f4",
+                                    attrs=(("long_name", "température de surface"),)),))
+    run_regression(Scenario(fam, (create("a.nc", version([0])),)), tmp_path)
+
+
+def test_regression_int32_seconds_store_past_2049(tmp_path):
+    """A store whose time is int32 "seconds since 1981-01-01" (the first file's, GHRSST's
+    layout) cannot hold a time after 2049-01-19T03:14:07: the file must be rejected
+    (or the store's encoding widened), never clamped to 2**31-1."""
+    fam = family(base=(2049, 1, 15, 0))
+    run_regression(Scenario(fam, (
+        create("a.nc", version([0], units="seconds since 1981-01-01", time_dtype="i4")),
+        create("b.nc", version([6], units="days since 1985-01-01", time_dtype="f8")),
+        create("c.nc", version([7], units="days since 1985-01-01", time_dtype="f8")),
+    )), tmp_path)
+
+
+def test_regression_half_second_samples_revised(tmp_path):
+    """Samples 0.5 s apart (closer than the old 1 s default tolerance): a revision of
+    the same times must overwrite exactly its own slots."""
+    fam = family(base=(2024, 1, 1, 6), step_seconds=0.5, units="seconds since 1981-01-01")
+    a = version(range(4), units="seconds since 1981-01-01")
+    run_regression(Scenario(fam, (
+        create("a.nc", a),
+        create("b.nc", version(range(4, 8), seed=3, units="seconds since 1981-01-01")),
+        create("a.nc", dataclasses.replace(a, seed=9)),
+    )), tmp_path)
+
+
+def test_regression_scalar_grid_mapping(tmp_path):
+    """A 0-d `crs` grid mapping and a 0-d `depth` (issue 11: zru panicked on any scalar
+    variable)."""
+    fam = family(variables=(
+        VarSpec("v0", ("time", "lat", "lon"), "i2", fill=np.int16(-1),
+                packing=(0.01, 10.5, "f4")),
+        VarSpec("crs", (), "i4", attrs=(("grid_mapping_name", "latitude_longitude"),)),
+        VarSpec("depth", (), "f4", attrs=(("units", "m"),))))
+    run_regression(Scenario(fam, (
+        create("a.nc", version([0])), create("b.nc", version([1])), remove_("a.nc"),
+    )), tmp_path)
+
+
+def test_regression_append_dim_not_first(tmp_path):
+    """Variables on (lat, time, lon) and (lon, time) (issue 11: rejected because the
+    append dimension was not first)."""
+    fam = family(unlimited=False, variables=(
+        VarSpec("v0", ("lat", "time", "lon"), "f8", nan=True),
+        VarSpec("v1", ("lon", "time"), "i4", fill=np.int32(-1))))
+    run_regression(Scenario(fam, (
+        create("a.nc", version([0, 1])), create("b.nc", version([2])),
+        create("a.nc", version([0, 1], seed=5)), remove_("b.nc"),
+    )), tmp_path)
