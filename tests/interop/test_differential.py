@@ -105,7 +105,7 @@ class Features:
     string: bool = False           # vlen string variables (netCDF-4 only)
     packing: bool = True           # scale_factor/add_offset on integer variables
     packing_varies: bool = False   # other packing in some files than in the store
-    uint64: bool = True            # uint64 variables (netCDF-4)
+    int64: bool = True             # int64 and uint64 variables (netCDF-4)
     fills: bool = True             # _FillValue present/absent, fill values in the data
     nan: bool = True               # NaN in float variables
     attrs: bool = True             # variable and global attributes of several types
@@ -143,7 +143,8 @@ GROUPS = {
                                   focus=frozenset({"bounds"})),
     "char": dataclasses.replace(CORE, char=True, focus=frozenset({"char"})),
     "string": dataclasses.replace(CORE, string=True, nc3=False, focus=frozenset({"string"})),
-    "unicode_attrs": dataclasses.replace(CORE, unicode_attrs=True),
+    "unicode_attrs": dataclasses.replace(CORE, unicode_attrs=True,
+                                         focus=frozenset({"unicode_attrs"})),
     "dim_order": dataclasses.replace(CORE, time_not_first=True,
                                      focus=frozenset({"time_not_first"})),
     "scalar": dataclasses.replace(CORE, scalar=True, focus=frozenset({"scalar"})),
@@ -158,9 +159,46 @@ GROUPS = {
     # Everything at once.
     "all": ALL,
 }
-CI_EXAMPLES = {"core": 14, "units_vary": 5, "bounds": 4, "char": 4, "string": 4,
-               "unicode_attrs": 4, "dim_order": 5, "scalar": 4, "calendars": 5,
-               "off_grid": 5, "fine_times": 4, "far_future": 4, "packing_varies": 5, "all": 8}
+CI_EXAMPLES = {"core": 12, "units_vary": 4, "bounds": 4, "char": 4, "string": 3,
+               "unicode_attrs": 3, "dim_order": 4, "scalar": 4, "calendars": 4,
+               "off_grid": 4, "fine_times": 4, "far_future": 4, "packing_varies": 4, "all": 8}
+
+# Failures found and not fixed in the binary this file was last run against: the test
+# is expected to fail (strict: it fails the suite once the bug is fixed, so the mark
+# is removed with the fix). Keyed by test function name.
+BUG_TIME_BNDS = ("time_bnds of a file in other time units than the store's are stored "
+                 "unconverted (wrong dates; a store xarray cannot open in 360_day)")
+BUG_INT64_FILL = ("a blanked int64/uint64 variable without _FillValue reads -2**63 / 2**64-1, "
+                  "not netCDF's default fill (-9223372036854775806 / 18446744073709551614)")
+BUG_VLEN_STRING = "netCDF-4 vlen string variables are rejected (\"type String\")"
+BUG_NC_STRING_ATTR = ("a netCDF-4 NC_STRING text attribute (non-ASCII) is stored as a "
+                      "one-element list")
+KNOWN_FAILURES = {
+    "test_differential_string": BUG_VLEN_STRING,
+    "test_differential_unicode_attrs": BUG_NC_STRING_ATTR,
+    "test_differential_all": "; ".join([BUG_VLEN_STRING, BUG_NC_STRING_ATTR, BUG_TIME_BNDS,
+                                        BUG_INT64_FILL]),
+    "test_regression_time_bnds_in_other_units": BUG_TIME_BNDS,
+    "test_regression_time_bnds_in_other_units_360_day": BUG_TIME_BNDS,
+    "test_regression_int64_uint64_without_fill_blank": BUG_INT64_FILL,
+    "test_regression_vlen_string_variable": BUG_VLEN_STRING,
+    "test_regression_non_ascii_text_attribute": BUG_NC_STRING_ATTR,
+}
+
+
+def known_failure(name: str):
+    """The strict xfail mark of a known, unfixed failure (or no mark)."""
+    if name in KNOWN_FAILURES:
+        return [pytest.mark.xfail(strict=True, raises=AssertionError,
+                                  reason=f"zru bug: {KNOWN_FAILURES[name]}")]
+    return []
+
+
+def xfail_if_known(fn):
+    """Marks a regression test listed in KNOWN_FAILURES as a strict xfail."""
+    for mark in known_failure(fn.__name__):
+        fn = mark(fn)
+    return fn
 
 
 # --------------------------------------------------------------------------
@@ -264,7 +302,8 @@ def _attr_values(draw, feats: Features):
     names = ["sea surface temperature", "flag", "x", ""]
     if feats.unicode_attrs:
         names.append("température de surface")  # NC_STRING in netCDF-4 files
-    out = [("long_name", draw(st.sampled_from(names)))]
+    out = [("long_name", names[-1] if "unicode_attrs" in feats.focus
+            else draw(st.sampled_from(names)))]
     if draw(st.booleans()):
         out.append(("valid_count", np.int32(draw(st.integers(-5, 1000)))))
     if draw(st.booleans()):
@@ -287,7 +326,7 @@ def _fill_for(dtype: str, draw):
 @st.composite
 def data_var(draw, feats: Features, nc_class: str, name: str, time_first: bool):
     types = [t for t in (NC4_TYPES if nc_class == "nc4" else NC3_TYPES)
-             if t != "u8" or feats.uint64]
+             if t not in ("i8", "u8") or feats.int64]
     kinds = ["num"] * 6
     if feats.char:
         kinds.append("char")
@@ -1070,7 +1109,12 @@ def run_and_record(sc: Scenario, group: str) -> None:
 
 def _settings_for(group: str):
     if PROFILE == "ci":
-        return settings(SETTINGS, max_examples=CI_EXAMPLES[group])
+        extra = {}
+        if f"test_differential_{group}" in KNOWN_FAILURES:
+            # A known failure: report it unshrunk (shrinking takes minutes in CI).
+            extra["phases"] = [Phase.explicit, Phase.reuse, Phase.generate]
+            extra["report_multiple_bugs"] = False
+        return settings(SETTINGS, max_examples=CI_EXAMPLES[group], **extra)
     return SETTINGS
 
 
@@ -1087,6 +1131,9 @@ def _make_test(group: str):
     def test(sc):
         run_and_record(sc, group)
 
+    test.__name__ = f"test_differential_{group}"
+    for mark in known_failure(test.__name__):
+        test = mark(test)
     return test
 
 
@@ -1145,6 +1192,7 @@ def run_regression(sc: Scenario, tmp_path: Path) -> None:
         raise Mismatch(f"{exc}\nrecipe:\n{sc.recipe()}") from None
 
 
+@xfail_if_known
 def test_regression_time_bnds_in_other_units(tmp_path):
     """time_bnds(time, nv) of a file whose time units differ from the store's are
     written unconverted (found: a day of 2001 stored as year 3222 in a julian store, or
@@ -1157,6 +1205,7 @@ def test_regression_time_bnds_in_other_units(tmp_path):
     )), tmp_path)
 
 
+@xfail_if_known
 def test_regression_time_bnds_in_other_units_360_day(tmp_path):
     """Same in a 360_day calendar: the unconverted bounds make the whole store
     unreadable by xarray ("unable to decode time units ... calendar '360_day'")."""
@@ -1167,10 +1216,13 @@ def test_regression_time_bnds_in_other_units_360_day(tmp_path):
     )), tmp_path)
 
 
-def test_regression_uint64_without_fill_blank(tmp_path):
-    """A removed slot of a uint64 variable without _FillValue must read as netCDF's
-    default fill 18446744073709551614 (docs/config.md); zru wrote 2**64-1."""
-    fam = family(variables=(VarSpec("v0", ("time",), "u8"),))
+@xfail_if_known
+def test_regression_int64_uint64_without_fill_blank(tmp_path):
+    """A removed slot of an int64 / uint64 variable without _FillValue must read as
+    netCDF's default fill, -9223372036854775806 / 18446744073709551614
+    (docs/config.md); zru wrote -2**63 and 2**64-1 (the default fill passed through
+    a float64)."""
+    fam = family(variables=(VarSpec("v0", ("time",), "u8"), VarSpec("v1", ("time",), "i8")))
     run_regression(Scenario(fam, (
         create("a.nc", version([0])),
         create("b.nc", version([1])),
@@ -1178,6 +1230,7 @@ def test_regression_uint64_without_fill_blank(tmp_path):
     )), tmp_path)
 
 
+@xfail_if_known
 def test_regression_vlen_string_variable(tmp_path):
     """A netCDF-4 vlen string variable along time is rejected ("variable v0 has type
     String, which zru cannot store"); issue 11 asks for string variables in gridded
@@ -1191,6 +1244,7 @@ def test_regression_vlen_string_variable(tmp_path):
     )), tmp_path)
 
 
+@xfail_if_known
 def test_regression_non_ascii_text_attribute(tmp_path):
     """netCDF4-python writes a non-ASCII text attribute of a netCDF-4 file as NC_STRING;
     xarray reads it as a str, zru stored it as a one-element list
@@ -1200,6 +1254,7 @@ def test_regression_non_ascii_text_attribute(tmp_path):
     run_regression(Scenario(fam, (create("a.nc", version([0])),)), tmp_path)
 
 
+@xfail_if_known
 def test_regression_int32_seconds_store_past_2049(tmp_path):
     """A store whose time is int32 "seconds since 1981-01-01" (the first file's, GHRSST's
     layout) cannot hold a time after 2049-01-19T03:14:07: the file must be rejected
@@ -1212,6 +1267,7 @@ def test_regression_int32_seconds_store_past_2049(tmp_path):
     )), tmp_path)
 
 
+@xfail_if_known
 def test_regression_half_second_samples_revised(tmp_path):
     """Samples 0.5 s apart (closer than the old 1 s default tolerance): a revision of
     the same times must overwrite exactly its own slots."""
@@ -1224,6 +1280,7 @@ def test_regression_half_second_samples_revised(tmp_path):
     )), tmp_path)
 
 
+@xfail_if_known
 def test_regression_scalar_grid_mapping(tmp_path):
     """A 0-d `crs` grid mapping and a 0-d `depth` (issue 11: zru panicked on any scalar
     variable)."""
@@ -1237,6 +1294,7 @@ def test_regression_scalar_grid_mapping(tmp_path):
     )), tmp_path)
 
 
+@xfail_if_known
 def test_regression_append_dim_not_first(tmp_path):
     """Variables on (lat, time, lon) and (lon, time) (issue 11: rejected because the
     append dimension was not first)."""
