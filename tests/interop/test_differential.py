@@ -166,20 +166,19 @@ CI_EXAMPLES = {"core": 12, "units_vary": 4, "bounds": 4, "char": 4, "string": 3,
 # Failures found and not fixed in the binary this file was last run against: the test
 # is expected to fail (strict: it fails the suite once the bug is fixed, so the mark
 # is removed with the fix). Keyed by test function name.
-BUG_TIME_BNDS = ("time_bnds of a file in other time units than the store's are stored "
-                 "unconverted (wrong dates; a store xarray cannot open in 360_day)")
 BUG_INT64_FILL = ("a blanked int64/uint64 variable without _FillValue reads -2**63 / 2**64-1, "
                   "not netCDF's default fill (-9223372036854775806 / 18446744073709551614)")
 BUG_VLEN_STRING = "netCDF-4 vlen string variables are rejected (\"type String\")"
 BUG_NC_STRING_ATTR = ("a netCDF-4 NC_STRING text attribute (non-ASCII) is stored as a "
                       "one-element list")
+BUG_INT_TIME_BLANK = ("a blanked integer time-like variable without _FillValue "
+                      "(time_bnds int32 hours) reads as a date in year -243030, not NaT")
 KNOWN_FAILURES = {
+    "test_regression_blank_integer_time_bounds": BUG_INT_TIME_BLANK,
     "test_differential_string": BUG_VLEN_STRING,
     "test_differential_unicode_attrs": BUG_NC_STRING_ATTR,
-    "test_differential_all": "; ".join([BUG_VLEN_STRING, BUG_NC_STRING_ATTR, BUG_TIME_BNDS,
-                                        BUG_INT64_FILL]),
-    "test_regression_time_bnds_in_other_units": BUG_TIME_BNDS,
-    "test_regression_time_bnds_in_other_units_360_day": BUG_TIME_BNDS,
+    "test_differential_all": "; ".join([BUG_VLEN_STRING, BUG_NC_STRING_ATTR, BUG_INT64_FILL,
+                                        BUG_INT_TIME_BLANK]),
     "test_regression_int64_uint64_without_fill_blank": BUG_INT64_FILL,
     "test_regression_vlen_string_variable": BUG_VLEN_STRING,
     "test_regression_non_ascii_text_attribute": BUG_NC_STRING_ATTR,
@@ -780,10 +779,23 @@ def to_seconds(values, calendar: str) -> np.ndarray:
     flat = arr.ravel()
     out = np.full(flat.shape, np.nan)
     for i, v in enumerate(flat):
-        if v is None or (isinstance(v, float) and np.isnan(v)):
+        if v is None or (isinstance(v, (float, np.floating)) and np.isnan(v)):
             continue
+        if not isinstance(v, cftime.datetime):
+            raise Mismatch(f"value {v!r} ({type(v).__name__}) is not a decoded time")
         out[i] = cftime.date2num(v, "seconds since 1970-01-01", calendar=v.calendar or calendar)
     return out.reshape(arr.shape)
+
+
+def decode_raw_times(da: xr.DataArray, units: str, calendar: str) -> xr.DataArray:
+    """Undecoded CF times as cftime objects (None where missing)."""
+    vals = np.asarray(da.values, dtype="f8")
+    out = np.full(vals.shape, None, dtype=object)
+    ok = np.isfinite(vals)
+    if ok.any():
+        out[ok] = cftime.num2date(vals[ok], units, calendar=calendar,
+                                  only_use_cftime_datetimes=True)
+    return xr.DataArray(out, dims=da.dims, attrs=da.attrs)
 
 
 def is_time_like(da: xr.DataArray) -> bool:
@@ -871,12 +883,30 @@ def check_store(store: Path, model: Model, cache: dict) -> None:
     fam = model.fam
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        raw_times = False
         try:
             with xr.open_zarr(store, consolidated=True) as ds:
                 ds = ds.load()
         except Exception as exc:  # the store must always read
-            raise Mismatch(f"xarray cannot read the store: {type(exc).__name__}: "
-                           f"{str(exc)[:600]}") from exc
+            if not ("All-NaN slice encountered" in str(exc)
+                    and fam.calendar not in ("standard", "proleptic_gregorian")):
+                raise Mismatch(f"xarray cannot read the store: {type(exc).__name__}: "
+                               f"{str(exc)[:600]}") from exc
+            # xarray limitation, not zru's: open_zarr cannot decode a cftime variable
+            # with a chunk that is all missing (a store xarray itself writes fails the
+            # same way). Read the times undecoded and decode them here.
+            raw_times = True
+            with xr.open_zarr(store, consolidated=True, decode_times=False) as ds:
+                ds = ds.load()
+            tattrs = dict(ds["time"].attrs)
+            for name in list(ds.variables):
+                attrs = ds[name].attrs
+                if name == tattrs.get("bounds"):  # CF: bounds take the time's units
+                    attrs = {**tattrs, **attrs}
+                units = attrs.get("units", "")
+                if " since " in units:
+                    ds[name] = decode_raw_times(ds[name], units,
+                                                attrs.get("calendar", fam.calendar))
 
     def file_ds(path):
         if path not in cache:
@@ -892,7 +922,12 @@ def check_store(store: Path, model: Model, cache: dict) -> None:
     if got_t.shape != want_t.shape or not np.allclose(got_t, want_t, rtol=0, atol=1e-3):
         raise Mismatch(f"time axis {ds['time'].values!r}, expected slots {model.axis} "
                        f"(seconds since 1970 {want_t}, got {got_t})")
-    enc_units = ds["time"].encoding.get("units")
+    ref_time = file_ds(model.static_file)["time"]
+    if not raw_times and (ds["time"].dtype.kind == "M") != (ref_time.dtype.kind == "M"):
+        raise Mismatch(f"store time decodes as {ds['time'].dtype}, the file's as "
+                       f"{ref_time.dtype} (calendar {fam.calendar})")
+    enc_units = ds["time"].encoding.get("units", ds["time"].attrs.get("units")
+                                        if raw_times else None)
     if enc_units != model.time_units:
         raise Mismatch(f"store time units {enc_units!r}, the first file's {model.time_units!r}")
 
@@ -1132,8 +1167,9 @@ def _make_test(group: str):
         run_and_record(sc, group)
 
     test.__name__ = f"test_differential_{group}"
-    for mark in known_failure(test.__name__):
-        test = mark(test)
+    if PROFILE == "ci":  # a long run reports known failures as failures found
+        for mark in known_failure(test.__name__):
+            test = mark(test)
     return test
 
 
@@ -1304,4 +1340,31 @@ def test_regression_append_dim_not_first(tmp_path):
     run_regression(Scenario(fam, (
         create("a.nc", version([0, 1])), create("b.nc", version([2])),
         create("a.nc", version([0, 1], seed=5)), remove_("b.nc"),
+    )), tmp_path)
+
+
+@xfail_if_known
+def test_regression_blank_integer_time_bounds(tmp_path):
+    """A removed slot of an integer time_bnds (int32 "hours since 1950", no _FillValue)
+    is blanked with netCDF's default fill -2147483647, which xarray decodes as a date in
+    year -243030 instead of NaT: a time-like variable's blank must read as missing."""
+    fam = family(time_bnds=True, units="hours since 1950-01-01 00:00:00", time_dtype="i4")
+    hours = dict(units="hours since 1950-01-01 00:00:00", time_dtype="i4")
+    run_regression(Scenario(fam, (
+        create("a.nc", version([0], **hours)),
+        create("b.nc", version([1], **hours)),
+        remove_("a.nc"),
+    )), tmp_path)
+
+
+@xfail_if_known
+def test_regression_blanked_time_bounds_360_day(tmp_path):
+    """A blanked float time_bnds in a 360_day store: zru is right, but xr.open_zarr
+    cannot decode a cftime variable with an all-missing chunk ("All-NaN slice
+    encountered"; a store xarray writes itself fails the same way), so the oracle reads
+    the times undecoded there. Found by the `all` group."""
+    fam = family(time_bnds=True, calendar="360_day")
+    run_regression(Scenario(fam, (
+        create("a.nc", version([0])), create("b.nc", version([1])), remove_("a.nc"),
+        create("c.nc", version([2], units="hours since 1950-01-01 00:00:00")),
     )), tmp_path)
