@@ -646,11 +646,7 @@ def write_file(path: Path, fam: Family, ver: Version) -> None:
                 var[:] = ((np.arange(ny)[:, None] + np.arange(fam.nx)[None, :]) % 2).astype("i1")
                 continue
             sub = np.random.default_rng([ver.seed, sum(map(ord, spec.name))])
-            vals = var_values(spec, shape, sub, ver.pack_factor)
-            if spec.dtype == "str":
-                var[...] = vals
-            else:
-                var[...] = vals
+            var[...] = var_values(spec, shape, sub, ver.pack_factor)
         if any(v.name == "crs" for v in fam.variables):
             for spec in fam.variables:
                 if spec.along_time and spec.dtype not in ("S1", "str") \
