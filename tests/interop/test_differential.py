@@ -1129,6 +1129,7 @@ def run_and_record(sc: Scenario, group: str) -> None:
     except BaseException as exc:
         first = (str(exc).splitlines() or [""])[0]
         first = re.sub(r"^event \d+ \(\w+ \S+\): ", "", first)
+        first = re.sub(r"/\S+", "PATH", first)
         outcome = "fail: " + re.sub(r"-?\d+(\.\d+)?", "N", first)[:120]
         raise
     finally:
