@@ -171,12 +171,14 @@ BUG_INT64_FILL = ("a blanked int64/uint64 variable without _FillValue reads -2**
 BUG_NC_STRING_ATTR = ("a netCDF-4 NC_STRING text attribute (non-ASCII) is stored as a "
                       "one-element list")
 BUG_INT_TIME_BLANK = ("a blanked integer time-like variable without _FillValue "
-                      "(time_bnds int32 hours) reads as a date in year -243030, not NaT")
+                      "(time_bnds int32 hours) reads as a date in year -243030, not NaT; "
+                      "with int64 times the store becomes unreadable by xarray")
 BUG_REPACK_FILL = ("repacking to the store's packing maps a valid value onto the store's "
                    "_FillValue raw value: it reads as missing")
 KNOWN_FAILURES = {
     "test_regression_repacked_value_becomes_fill": BUG_REPACK_FILL,
     "test_regression_blank_integer_time_bounds": BUG_INT_TIME_BLANK,
+    "test_regression_blank_int64_time_bounds_unreadable": BUG_INT_TIME_BLANK,
     "test_differential_unicode_attrs": BUG_NC_STRING_ATTR,
     "test_differential_all": "; ".join([BUG_NC_STRING_ATTR, BUG_INT64_FILL, BUG_REPACK_FILL,
                                         BUG_INT_TIME_BLANK]),
@@ -1378,4 +1380,18 @@ def test_regression_repacked_value_becomes_fill(tmp_path):
     run_regression(Scenario(fam, (
         create("a.nc", version([0], seed=3, pack_factor=2.0)),
         create("b.nc", version([1], seed=11, pack_factor=1.0)),  # raw -2 at [0, 1, 1]
+    )), tmp_path)
+
+
+@xfail_if_known
+def test_regression_blank_int64_time_bounds_unreadable(tmp_path):
+    """Same with int64 times in a julian store: a revision at moved times blanks slot 0
+    and the blank int64 time_bnds makes the whole store unreadable by xarray ("unable
+    to decode time units 'hours since 1950-01-01 00:00:00' with calendar 'julian'").
+    Found by the `all` group."""
+    hours = dict(units="hours since 1950-01-01 00:00:00", time_dtype="i8")
+    fam = family(time_bnds=True, calendar="julian", base=(2049, 1, 15, 0), **hours)
+    run_regression(Scenario(fam, (
+        create("a.nc", version([0, 1, 2], **hours)),
+        create("a.nc", version([1, 2, 3], seed=7, **hours)),
     )), tmp_path)
