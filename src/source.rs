@@ -502,6 +502,9 @@ pub fn attribute_json(value: AttributeValue) -> Value {
         AttributeValue::Double(x) => float_json(x),
         AttributeValue::Doubles(x) => Value::Array(x.into_iter().map(float_json).collect()),
         AttributeValue::Str(s) => Value::String(s),
+        // netCDF4-python writes non-ASCII text attributes as NC_STRING; one string reads
+        // as a plain string in xarray.
+        AttributeValue::Strs(mut s) if s.len() == 1 => Value::String(s.remove(0)),
         AttributeValue::Strs(s) => list(s),
     }
 }

@@ -76,7 +76,8 @@ impl ElementType {
         }
     }
 
-    /// netCDF-C's default fill for the type (`NC_FILL_SHORT`, ...): what an unwritten
+    /// netCDF-C's default fill for the type (`NC_FILL_SHORT`, ...; the 64-bit ones only
+    /// approximately: see [`NC_FILL_INT64`]): what an unwritten
     /// element of a variable without `_FillValue` holds. Floats use NaN instead.
     pub fn netcdf_default_fill(self) -> f64 {
         match self {
@@ -141,6 +142,11 @@ const ALL: [ElementType; 11] = [
     ElementType::F64,
     ElementType::Text,
 ];
+
+/// netCDF-C's `NC_FILL_INT64`, which an `f64` rounds to `i64::MIN`.
+pub const NC_FILL_INT64: i64 = -9_223_372_036_854_775_806;
+/// netCDF-C's `NC_FILL_UINT64`, which an `f64` rounds to 2^64.
+pub const NC_FILL_UINT64: u64 = 18_446_744_073_709_551_614;
 
 /// A flat, C-ordered buffer of one element type.
 #[derive(Debug, Clone, PartialEq)]
@@ -266,6 +272,16 @@ impl Values {
         match element {
             ElementType::Text => Values::Text(vec![String::new(); len]),
             _ => build_values!(element, make, len, fill),
+        }
+    }
+
+    /// `len` copies of netCDF-C's default fill of `element` (exact, also for the 64-bit
+    /// integers, whose defaults an `f64` cannot hold; NaN for floats, "" for text).
+    pub fn filled_with_netcdf_default(element: ElementType, len: usize) -> Self {
+        match element {
+            ElementType::I64 => Values::I64(vec![NC_FILL_INT64; len]),
+            ElementType::U64 => Values::U64(vec![NC_FILL_UINT64; len]),
+            _ => Self::filled(element, len, element.netcdf_default_fill()),
         }
     }
 
@@ -424,6 +440,10 @@ pub enum ValuesError {
         scale: f64,
         offset: f64,
     },
+    #[error(
+        "value {value} packs to {fill}, the store's _FillValue, and would read back as missing"
+    )]
+    PacksToFill { value: f64, fill: f64 },
 }
 
 /// How a variable's stored numbers map to physical values (CF conventions).
@@ -528,6 +548,13 @@ pub fn convert(
                 to: to_type,
                 scale: to.scale_factor,
                 offset: to.add_offset,
+            });
+        }
+        // A real value that packs onto the store's fill would read back as missing.
+        if to.fill_value == Some(packed) {
+            return Err(ValuesError::PacksToFill {
+                value: physical,
+                fill: packed,
             });
         }
         out.push(packed);

@@ -178,6 +178,8 @@ impl ArrayDoc {
             (_, _, Some(fill)) => json_number(fill, element),
             (_, e, None) if e.is_float() => json!("NaN"),
             (ZarrFormat::V2, _, None) => Value::Null,
+            (ZarrFormat::V3, ElementType::I64, None) => json!(crate::values::NC_FILL_INT64),
+            (ZarrFormat::V3, ElementType::U64, None) => json!(crate::values::NC_FILL_UINT64),
             (ZarrFormat::V3, e, None) => json_number(e.netcdf_default_fill(), e),
         };
         let mut attributes = new.attributes;

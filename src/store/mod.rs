@@ -707,12 +707,11 @@ impl Transaction<'_> {
         let blank_value = doc.blank_value();
         if !doc.missing_chunk_is_blank() {
             let len = shape.iter().product::<u64>() as usize;
-            return self.write(
-                name,
-                start,
-                shape,
-                Values::filled(element, len, blank_value),
-            );
+            let blank = match doc.cf_encoding().fill_value {
+                Some(fill) => Values::filled(element, len, fill),
+                None => Values::filled_with_netcdf_default(element, len),
+            };
+            return self.write(name, start, shape, blank);
         }
         let chunks = array
             .chunks_in_array_subset(&region)

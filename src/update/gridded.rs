@@ -655,12 +655,18 @@ fn prepare_arrays(
     let mut created = Vec::new();
     let new_len = placement.new_len;
     let time_var = time_variable(cx, source)?;
+    let bounds = time_var
+        .attributes
+        .get("bounds")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let mut to_create: Vec<&SourceVariable> = vec![&time_var];
     to_create.extend(variables.iter().copied());
     for var in to_create {
         if tx.array_doc(&var.name).is_some() {
             continue;
         }
+        let var = &with_time_fill(var, &append_dim, bounds.as_deref());
         let shape: Vec<u64> = var
             .dims
             .iter()
@@ -673,6 +679,27 @@ fn prepare_arrays(
     ensure_provenance(cx, tx, new_len);
     grow_append_arrays(cx, tx, new_len)?;
     Ok(created)
+}
+
+/// A time-like integer variable (CF time units, or the time coordinate's bounds) other
+/// than the time coordinate, without a `_FillValue`, gets netCDF's default fill as its
+/// `_FillValue` in the store: its blanked slots then read as NaT in xarray instead of as
+/// a date (-2147483647 hours since 1950 is a valid instant). No real time equals it.
+fn with_time_fill(var: &SourceVariable, append_dim: &str, bounds: Option<&str>) -> SourceVariable {
+    let mut var = var.clone();
+    let time_like = var
+        .time_units()
+        .0
+        .is_some_and(|units| units.contains(" since "))
+        || bounds == Some(var.name.as_str());
+    if var.name != append_dim
+        && time_like
+        && var.element.is_integer()
+        && var.encoding.fill_value.is_none()
+    {
+        var.encoding.fill_value = Some(var.element.netcdf_default_fill());
+    }
+    var
 }
 
 /// Metadata of a new array for a file variable, with the given shape.
