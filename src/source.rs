@@ -48,6 +48,8 @@ pub enum SourceError {
          variables of the root group only (write the data variables in the root group)"
     )]
     Groups { path: PathBuf, groups: String },
+    #[error("{path}: {reason}")]
+    Header { path: PathBuf, reason: String },
     #[error("{path}: variable {variable}: {reason}")]
     TooLarge {
         path: PathBuf,
@@ -143,6 +145,10 @@ impl SourceFile {
         crate::netcdf3::check_size(path).map_err(|source| SourceError::Classic {
             path: path.to_path_buf(),
             source,
+        })?;
+        diagnose::check_names(path).map_err(|reason| SourceError::Header {
+            path: path.to_path_buf(),
+            reason,
         })?;
         let file = netcdf::open(path).map_err(|source| SourceError::Open {
             path: path.to_path_buf(),

@@ -274,3 +274,144 @@ mod tests {
         assert!(said.starts_with("truncated"), "{said}");
     }
 }
+
+/// Checks, through netCDF-C's own calls, that every group, dimension, variable and
+/// attribute name in the file is UTF-8. The `netcdf` crate panics on a name that is not
+/// (a damaged header, or a file written with another encoding); this turns that into a
+/// reason. `Ok` also when the file cannot be opened here (the open reports it).
+pub fn check_names(path: &Path) -> Result<(), String> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
+        return Ok(());
+    };
+    let _guard = netcdf_sys::libnetcdf_lock.lock();
+    let mut ncid = 0;
+    // SAFETY: a valid NUL-terminated path and out-pointer; closed below.
+    unsafe {
+        if netcdf_sys::nc_open(c_path.as_ptr(), netcdf_sys::NC_NOWRITE, &mut ncid) != 0 {
+            return Ok(());
+        }
+        let result = check_group_names(ncid, "", 0);
+        netcdf_sys::nc_close(ncid);
+        result
+    }
+}
+
+/// A name buffer as netCDF-C fills it (at most `NC_MAX_NAME` bytes and a NUL).
+type NameBuffer = [std::os::raw::c_char; netcdf_sys::NC_MAX_NAME as usize + 1];
+
+fn utf8_name(buffer: &NameBuffer, what: &str) -> Result<String, String> {
+    // SAFETY: netCDF-C NUL-terminates names within NC_MAX_NAME + 1 bytes; the buffer
+    // starts zeroed, so a NUL is there even if a call wrote nothing.
+    let bytes = unsafe { std::ffi::CStr::from_ptr(buffer.as_ptr()) }.to_bytes();
+    std::str::from_utf8(bytes).map(str::to_string).map_err(|_| {
+        format!(
+            "the name of {what} is not valid UTF-8 ({:?}): a damaged header, or a file \
+             written in another encoding",
+            String::from_utf8_lossy(bytes)
+        )
+    })
+}
+
+/// Ids listed by an `nc_inq_*ids`-style call (count first, then the ids).
+unsafe fn ids(
+    list: impl Fn(*mut std::os::raw::c_int, *mut std::os::raw::c_int) -> std::os::raw::c_int,
+) -> Vec<std::os::raw::c_int> {
+    let mut count = 0;
+    if list(&mut count, std::ptr::null_mut()) != 0 || !(0..=1 << 20).contains(&count) {
+        return Vec::new();
+    }
+    let mut out = vec![0; count as usize];
+    if list(&mut count, out.as_mut_ptr()) != 0 {
+        return Vec::new();
+    }
+    out.truncate(count.max(0) as usize);
+    out
+}
+
+unsafe fn check_attribute_names(
+    ncid: std::os::raw::c_int,
+    varid: std::os::raw::c_int,
+    owner: &str,
+) -> Result<(), String> {
+    let mut count = 0;
+    let status = if varid == netcdf_sys::NC_GLOBAL {
+        netcdf_sys::nc_inq_natts(ncid, &mut count)
+    } else {
+        netcdf_sys::nc_inq_varnatts(ncid, varid, &mut count)
+    };
+    if status != 0 {
+        return Ok(());
+    }
+    for number in 0..count.clamp(0, 1 << 16) {
+        let mut name: NameBuffer = [0; netcdf_sys::NC_MAX_NAME as usize + 1];
+        if netcdf_sys::nc_inq_attname(ncid, varid, number, name.as_mut_ptr()) == 0 {
+            utf8_name(&name, &format!("attribute {number} of {owner}"))?;
+        }
+    }
+    Ok(())
+}
+
+unsafe fn check_group_names(
+    ncid: std::os::raw::c_int,
+    group: &str,
+    depth: usize,
+) -> Result<(), String> {
+    let owner = if group.is_empty() { "/" } else { group };
+    for dimid in ids(|n, out| netcdf_sys::nc_inq_dimids(ncid, n, out, 0)) {
+        let mut name: NameBuffer = [0; netcdf_sys::NC_MAX_NAME as usize + 1];
+        if netcdf_sys::nc_inq_dimname(ncid, dimid, name.as_mut_ptr()) == 0 {
+            utf8_name(&name, &format!("dimension {dimid} of group {owner}"))?;
+        }
+    }
+    check_attribute_names(ncid, netcdf_sys::NC_GLOBAL, &format!("group {owner}"))?;
+    for varid in ids(|n, out| netcdf_sys::nc_inq_varids(ncid, n, out)) {
+        let mut name: NameBuffer = [0; netcdf_sys::NC_MAX_NAME as usize + 1];
+        if netcdf_sys::nc_inq_varname(ncid, varid, name.as_mut_ptr()) == 0 {
+            let var = utf8_name(&name, &format!("variable {varid} of group {owner}"))?;
+            check_attribute_names(ncid, varid, &format!("variable {group}/{var}"))?;
+        }
+    }
+    if depth >= 32 {
+        return Err("groups nested more than 32 deep".into());
+    }
+    for child in ids(|n, out| netcdf_sys::nc_inq_grps(ncid, n, out)) {
+        let mut name: NameBuffer = [0; netcdf_sys::NC_MAX_NAME as usize + 1];
+        if netcdf_sys::nc_inq_grpname(child, name.as_mut_ptr()) == 0 {
+            let child_name = utf8_name(&name, &format!("a group in {owner}"))?;
+            check_group_names(child, &format!("{group}/{child_name}"), depth + 1)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn a_name_that_is_not_utf8_is_a_reason_not_a_panic() {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/imos/gsla/IMOS_OceanCurrent_HV_20110901T000000Z_GSLA_FV02_NRT.nc");
+        let mut bytes = std::fs::read(source).unwrap();
+        // The first attribute name in the classic header: a global attribute's.
+        let at = bytes.windows(11).position(|w| w == b"Conventions").unwrap();
+        bytes[at] = 0xff;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("latin1.nc");
+        std::fs::write(&path, &bytes).unwrap();
+        let err = check_names(&path).unwrap_err();
+        assert!(
+            err.starts_with("the name of attribute ") && err.contains("is not valid UTF-8"),
+            "{err}"
+        );
+        let err = crate::source::SourceFile::open(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is not valid UTF-8"), "{err}");
+        let good = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/imos/gsla/IMOS_OceanCurrent_HV_20240101T000000Z_GSLA_FV02_NRT.nc");
+        assert_eq!(check_names(&good), Ok(()));
+    }
+}
