@@ -275,10 +275,11 @@ mod tests {
     }
 }
 
-/// Checks, through netCDF-C's own calls, that every group, dimension, variable and
-/// attribute name in the file is UTF-8. The `netcdf` crate panics on a name that is not
-/// (a damaged header, or a file written with another encoding); this turns that into a
-/// reason. `Ok` also when the file cannot be opened here (the open reports it).
+/// Checks, through netCDF-C's own calls, what the `netcdf` crate assumes when it lists a
+/// file: every group, dimension, variable and attribute can be inquired about, and every
+/// name is UTF-8. The crate panics otherwise (a damaged header, or names written in
+/// another encoding); this turns that into a reason. `Ok` also when the file cannot be
+/// opened here (the open then reports it).
 pub fn check_names(path: &Path) -> Result<(), String> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
@@ -298,8 +299,24 @@ pub fn check_names(path: &Path) -> Result<(), String> {
     }
 }
 
+type Int = std::os::raw::c_int;
+
 /// A name buffer as netCDF-C fills it (at most `NC_MAX_NAME` bytes and a NUL).
 type NameBuffer = [std::os::raw::c_char; netcdf_sys::NC_MAX_NAME as usize + 1];
+
+/// `Err` naming `what` when a netCDF-C call failed.
+fn status(code: Int, what: impl FnOnce() -> String) -> Result<(), String> {
+    if code == 0 {
+        return Ok(());
+    }
+    // SAFETY: nc_strerror returns a static NUL-terminated message for any code.
+    let message = unsafe { std::ffi::CStr::from_ptr(netcdf_sys::nc_strerror(code)) };
+    Err(format!(
+        "cannot read {} (netCDF error {code}: {}): a damaged header?",
+        what(),
+        message.to_string_lossy()
+    ))
+}
 
 fn utf8_name(buffer: &NameBuffer, what: &str) -> Result<String, String> {
     // SAFETY: netCDF-C NUL-terminates names within NC_MAX_NAME + 1 bytes; the buffer
@@ -315,73 +332,96 @@ fn utf8_name(buffer: &NameBuffer, what: &str) -> Result<String, String> {
 }
 
 /// Ids listed by an `nc_inq_*ids`-style call (count first, then the ids).
-unsafe fn ids(
-    list: impl Fn(*mut std::os::raw::c_int, *mut std::os::raw::c_int) -> std::os::raw::c_int,
-) -> Vec<std::os::raw::c_int> {
+unsafe fn ids(what: &str, list: impl Fn(*mut Int, *mut Int) -> Int) -> Result<Vec<Int>, String> {
     let mut count = 0;
-    if list(&mut count, std::ptr::null_mut()) != 0 || !(0..=1 << 20).contains(&count) {
-        return Vec::new();
+    status(list(&mut count, std::ptr::null_mut()), || what.to_string())?;
+    if !(0..=1 << 24).contains(&count) {
+        return Err(format!("{what}: {count} of them"));
     }
     let mut out = vec![0; count as usize];
-    if list(&mut count, out.as_mut_ptr()) != 0 {
-        return Vec::new();
-    }
+    status(list(&mut count, out.as_mut_ptr()), || what.to_string())?;
     out.truncate(count.max(0) as usize);
-    out
+    Ok(out)
 }
 
-unsafe fn check_attribute_names(
-    ncid: std::os::raw::c_int,
-    varid: std::os::raw::c_int,
-    owner: &str,
-) -> Result<(), String> {
+unsafe fn check_attribute_names(ncid: Int, varid: Int, owner: &str) -> Result<(), String> {
     let mut count = 0;
-    let status = if varid == netcdf_sys::NC_GLOBAL {
+    let code = if varid == netcdf_sys::NC_GLOBAL {
         netcdf_sys::nc_inq_natts(ncid, &mut count)
     } else {
         netcdf_sys::nc_inq_varnatts(ncid, varid, &mut count)
     };
-    if status != 0 {
-        return Ok(());
-    }
+    status(code, || format!("the attributes of {owner}"))?;
     for number in 0..count.clamp(0, 1 << 16) {
         let mut name: NameBuffer = [0; netcdf_sys::NC_MAX_NAME as usize + 1];
-        if netcdf_sys::nc_inq_attname(ncid, varid, number, name.as_mut_ptr()) == 0 {
-            utf8_name(&name, &format!("attribute {number} of {owner}"))?;
-        }
+        let what = || format!("attribute {number} of {owner}");
+        status(
+            netcdf_sys::nc_inq_attname(ncid, varid, number, name.as_mut_ptr()),
+            what,
+        )?;
+        let attr = utf8_name(&name, &what())?;
+        let (mut kind, mut len) = (0, 0);
+        status(
+            netcdf_sys::nc_inq_att(ncid, varid, name.as_ptr(), &mut kind, &mut len),
+            || format!("attribute {attr} of {owner}"),
+        )?;
     }
     Ok(())
 }
 
-unsafe fn check_group_names(
-    ncid: std::os::raw::c_int,
-    group: &str,
-    depth: usize,
-) -> Result<(), String> {
+unsafe fn check_group_names(ncid: Int, group: &str, depth: usize) -> Result<(), String> {
     let owner = if group.is_empty() { "/" } else { group };
-    for dimid in ids(|n, out| netcdf_sys::nc_inq_dimids(ncid, n, out, 0)) {
+    let listed = format!("the dimensions of group {owner}");
+    for dimid in ids(&listed, |n, out| netcdf_sys::nc_inq_dimids(ncid, n, out, 0))? {
         let mut name: NameBuffer = [0; netcdf_sys::NC_MAX_NAME as usize + 1];
-        if netcdf_sys::nc_inq_dimname(ncid, dimid, name.as_mut_ptr()) == 0 {
-            utf8_name(&name, &format!("dimension {dimid} of group {owner}"))?;
-        }
+        let mut len = 0;
+        let what = || format!("dimension {dimid} of group {owner}");
+        status(
+            netcdf_sys::nc_inq_dim(ncid, dimid, name.as_mut_ptr(), &mut len),
+            what,
+        )?;
+        utf8_name(&name, &what())?;
     }
     check_attribute_names(ncid, netcdf_sys::NC_GLOBAL, &format!("group {owner}"))?;
-    for varid in ids(|n, out| netcdf_sys::nc_inq_varids(ncid, n, out)) {
+    let listed = format!("the variables of group {owner}");
+    for varid in ids(&listed, |n, out| netcdf_sys::nc_inq_varids(ncid, n, out))? {
         let mut name: NameBuffer = [0; netcdf_sys::NC_MAX_NAME as usize + 1];
-        if netcdf_sys::nc_inq_varname(ncid, varid, name.as_mut_ptr()) == 0 {
-            let var = utf8_name(&name, &format!("variable {varid} of group {owner}"))?;
-            check_attribute_names(ncid, varid, &format!("variable {group}/{var}"))?;
+        let what = || format!("variable {varid} of group {owner}");
+        status(
+            netcdf_sys::nc_inq_varname(ncid, varid, name.as_mut_ptr()),
+            what,
+        )?;
+        let var = utf8_name(&name, &what())?;
+        let (mut kind, mut ndims) = (0, 0);
+        status(netcdf_sys::nc_inq_vartype(ncid, varid, &mut kind), || {
+            format!("the type of variable {group}/{var}")
+        })?;
+        status(netcdf_sys::nc_inq_varndims(ncid, varid, &mut ndims), || {
+            format!("the dimensions of variable {group}/{var}")
+        })?;
+        let mut dimids = vec![0; ndims.clamp(0, 1024) as usize];
+        status(
+            netcdf_sys::nc_inq_vardimid(ncid, varid, dimids.as_mut_ptr()),
+            || format!("the dimensions of variable {group}/{var}"),
+        )?;
+        for dimid in dimids {
+            let mut len = 0;
+            status(netcdf_sys::nc_inq_dimlen(ncid, dimid, &mut len), || {
+                format!("dimension {dimid} of variable {group}/{var}")
+            })?;
         }
+        check_attribute_names(ncid, varid, &format!("variable {group}/{var}"))?;
     }
     if depth >= 32 {
         return Err("groups nested more than 32 deep".into());
     }
-    for child in ids(|n, out| netcdf_sys::nc_inq_grps(ncid, n, out)) {
+    let listed = format!("the groups in {owner}");
+    for child in ids(&listed, |n, out| netcdf_sys::nc_inq_grps(ncid, n, out))? {
         let mut name: NameBuffer = [0; netcdf_sys::NC_MAX_NAME as usize + 1];
-        if netcdf_sys::nc_inq_grpname(child, name.as_mut_ptr()) == 0 {
-            let child_name = utf8_name(&name, &format!("a group in {owner}"))?;
-            check_group_names(child, &format!("{group}/{child_name}"), depth + 1)?;
-        }
+        let what = || format!("a group in {owner}");
+        status(netcdf_sys::nc_inq_grpname(child, name.as_mut_ptr()), what)?;
+        let child_name = utf8_name(&name, &what())?;
+        check_group_names(child, &format!("{group}/{child_name}"), depth + 1)?;
     }
     Ok(())
 }
