@@ -42,6 +42,10 @@ pub const DEFAULT_IDENTITY: [&str; 3] = ["PLATFORM_NUMBER", "CYCLE_NUMBER", "DIR
 /// Default level dimension of profile collections.
 pub const DEFAULT_LEVEL_DIM: &str = "N_LEVELS";
 
+/// Default `time_tolerance` (1 ms): far below the spacing of 1 Hz data, far above the
+/// rounding of a time converted between units.
+pub const DEFAULT_TIME_TOLERANCE_SECONDS: f64 = 1e-3;
+
 /// Default chunk length along the append dimension of profile collections.
 pub const DEFAULT_PROFILE_CHUNK: u64 = 1000;
 
@@ -72,7 +76,7 @@ pub struct DatasetConfig {
     /// Regular spacing of the time axis, e.g. `"1 day"`: every instant has a slot.
     #[serde(default)]
     pub time_step: Option<String>,
-    /// Two times closer than this are the same instant (default `"1 second"`).
+    /// Two times closer than this are the same instant (default `"1 millisecond"`).
     #[serde(default)]
     pub time_tolerance: Option<String>,
     /// Zarr format of stores zru creates: 3 (default) or 2. Existing stores keep theirs.
@@ -362,7 +366,8 @@ fn validate(config: DatasetConfig, file: &Path) -> Result<Dataset, ConfigError> 
             .transpose()
     };
     let time_step_seconds = duration("time_step", &config.time_step)?;
-    let time_tolerance_seconds = duration("time_tolerance", &config.time_tolerance)?.unwrap_or(1.0);
+    let time_tolerance_seconds = duration("time_tolerance", &config.time_tolerance)?
+        .unwrap_or(DEFAULT_TIME_TOLERANCE_SECONDS);
     if let Some(format) = config.zarr_format {
         if format != 2 && format != 3 {
             return Err(invalid("zarr_format", format!("{format} is not 2 or 3")));

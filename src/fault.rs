@@ -6,6 +6,10 @@
 //! queue messages acknowledged. Without the variable, [`point`] returns at once. The
 //! crash test runs `zru flush` with k = 1, 2, ... and checks that a restart ends with
 //! the same store as a clean run.
+//!
+//! With `ZRU_FAULT_PANIC_ON_KEY=KEY`, staging the event of object `KEY` panics after
+//! its first data write: the test that no input can crash the process (the panic must
+//! become that event's rejection, rolled back, and the rest of the batch go on).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -22,6 +26,18 @@ fn kill_at() -> Option<u64> {
             .ok()
             .and_then(|v| v.trim().parse().ok())
     })
+}
+
+/// The environment variable that names the key whose staging panics.
+pub const PANIC_ON_KEY_ENV: &str = "ZRU_FAULT_PANIC_ON_KEY";
+
+/// Panics if `key` is the one named by [`PANIC_ON_KEY_ENV`].
+pub fn panic_point(key: &str) {
+    static PANIC_ON: OnceLock<Option<String>> = OnceLock::new();
+    let armed = PANIC_ON.get_or_init(|| std::env::var(PANIC_ON_KEY_ENV).ok());
+    if armed.as_deref() == Some(key) {
+        panic!("injected panic ({PANIC_ON_KEY_ENV})");
+    }
 }
 
 /// True if a fault is armed (the variable is set to a number).

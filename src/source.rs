@@ -99,8 +99,6 @@ pub struct SourceVariable {
     pub attributes: Map<String, Value>,
     /// Length of the trailing string dimension of a `char` variable.
     char_len: Option<usize>,
-    /// A netCDF-4 variable-length `string` variable (read element by element).
-    vlen_string: bool,
     /// `_FillValue` of a `char` variable (`" "` in Argo files), which xarray masks.
     pub text_fill: Option<String>,
 }
@@ -351,16 +349,38 @@ impl SourceFile {
             ElementType::U64 => Values::U64(variable.get_values(e).map_err(read_error)?),
             ElementType::F32 => Values::F32(variable.get_values(e).map_err(read_error)?),
             ElementType::F64 => Values::F64(variable.get_values(e).map_err(read_error)?),
-            ElementType::Text if described.vlen_string => {
-                Values::Text(read_strings(&variable, &e).map_err(read_error)?)
-            }
-            ElementType::Text => {
-                let bytes = variable.get_raw_values(e).map_err(read_error)?;
-                Values::Text(chars_to_strings(&bytes, described.char_len.unwrap_or(1)))
-            }
+            ElementType::Text => match described.char_len {
+                Some(len) => {
+                    let bytes = variable.get_raw_values(e).map_err(read_error)?;
+                    Values::Text(chars_to_strings(&bytes, len))
+                }
+                // Strings are read whole (text is never split into bands).
+                None => {
+                    Values::Text(read_strings(&variable, &described.shape).map_err(read_error)?)
+                }
+            },
         };
         Ok(values)
     }
+}
+
+/// Every element of a netCDF-4 string variable of `shape`, in C order.
+fn read_strings(variable: &netcdf::Variable<'_>, shape: &[u64]) -> netcdf::Result<Vec<String>> {
+    let count: u64 = shape.iter().product();
+    let mut strings = Vec::with_capacity(count as usize);
+    let mut index = vec![0usize; shape.len()];
+    for _ in 0..count {
+        strings.push(variable.get_string(index.as_slice())?);
+        // The next index in C order.
+        for axis in (0..shape.len()).rev() {
+            index[axis] += 1;
+            if (index[axis] as u64) < shape[axis] {
+                break;
+            }
+            index[axis] = 0;
+        }
+    }
+    Ok(strings)
 }
 
 /// Splits a `char` array into strings of `len` bytes, dropping trailing NULs
@@ -414,7 +434,10 @@ fn describe(
     let vartype = variable.vartype();
     let vlen_string = matches!(vartype, NcVariableType::String);
     let (element, char_len) = match element_type(&vartype) {
-        Some(ElementType::Text) if vlen_string => (ElementType::Text, None),
+        // netCDF-4 variable-length strings: one string per element.
+        Some(ElementType::Text) if matches!(vartype, NcVariableType::String) => {
+            (ElementType::Text, None)
+        }
         Some(ElementType::Text) if dims.last().is_some_and(|d| string_dims.contains(d)) => {
             // The last dimension of this char array is its string length.
             let len = shape.pop().unwrap_or(1) as usize;
@@ -506,7 +529,6 @@ fn describe(
         encoding,
         attributes,
         char_len,
-        vlen_string,
         text_fill,
     })
 }
@@ -576,32 +598,6 @@ fn json_number(value: &Value) -> Option<f64> {
         Value::String(s) if s == "-Infinity" => Some(f64::NEG_INFINITY),
         _ => None,
     }
-}
-
-/// Reads every element of a variable-length string variable (always whole).
-fn read_strings(
-    variable: &netcdf::Variable<'_>,
-    _extents: &netcdf::Extents,
-) -> Result<Vec<String>, netcdf::Error> {
-    let shape: Vec<usize> = variable.dimensions().iter().map(|d| d.len()).collect();
-    if shape.is_empty() {
-        return Ok(vec![variable.get_string(netcdf::Extents::All)?]);
-    }
-    let count: usize = shape.iter().product();
-    let mut out = Vec::with_capacity(count);
-    let mut index = vec![0usize; shape.len()];
-    for _ in 0..count {
-        let extents: Vec<netcdf::Extent> = index.iter().map(|&i| i.into()).collect();
-        out.push(variable.get_string(netcdf::Extents::from(extents))?);
-        for axis in (0..shape.len()).rev() {
-            index[axis] += 1;
-            if index[axis] < shape[axis] {
-                break;
-            }
-            index[axis] = 0;
-        }
-    }
-    Ok(out)
 }
 
 /// Paths of the groups (at any depth) that hold variables, or have groups that do.

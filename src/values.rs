@@ -112,7 +112,7 @@ impl ElementType {
     }
 
     /// Range of values the type holds, for packing checks.
-    fn range(self) -> (f64, f64) {
+    pub fn range(self) -> (f64, f64) {
         match self {
             Self::I8 => (i8::MIN as f64, i8::MAX as f64),
             Self::U8 => (0.0, u8::MAX as f64),
@@ -303,6 +303,46 @@ impl Values {
     pub fn split_off(&mut self, at: usize) -> Values {
         map_values!(self, v => v.split_off(at))
     }
+
+    /// The C-ordered sub-block of these values (a block of `shape`) that keeps
+    /// `count` positions from `start` along `axis` and every position of the others.
+    pub fn select_along(
+        &self,
+        shape: &[u64],
+        axis: usize,
+        start: u64,
+        count: u64,
+    ) -> Result<Values, ValuesError> {
+        let shape_error = || ValuesError::Shape {
+            from: shape.to_vec(),
+            to: shape
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| if i == axis { count } else { n })
+                .collect(),
+        };
+        let fits = axis < shape.len()
+            && start
+                .checked_add(count)
+                .is_some_and(|end| end <= shape[axis])
+            && shape.iter().product::<u64>() == self.len() as u64;
+        if !fits {
+            return Err(shape_error());
+        }
+        let dims: Vec<usize> = shape.iter().map(|&n| n as usize).collect();
+        let range = start as usize..(start + count) as usize;
+        fn select<T: Clone>(
+            v: &[T],
+            dims: &[usize],
+            axis: usize,
+            range: std::ops::Range<usize>,
+        ) -> Option<Vec<T>> {
+            let view = ndarray::ArrayView::from_shape(ndarray::IxDyn(dims), v).ok()?;
+            let part = view.slice_axis(ndarray::Axis(axis), range.into());
+            Some(part.iter().cloned().collect())
+        }
+        Ok(map_values!(self, v => select(v, &dims, axis, range.clone()).ok_or_else(shape_error)?))
+    }
 }
 
 /// Copies a C-ordered block of shape `from` into a block of shape `to` (each axis at
@@ -412,6 +452,15 @@ impl CfEncoding {
             && same_fill(self.fill_value, other.fill_value)
     }
 
+    /// The physical value of a raw one: unpacked, NaN where missing.
+    pub fn physical(&self, raw: f64) -> f64 {
+        if self.is_missing(raw) {
+            f64::NAN
+        } else {
+            raw * self.scale_factor + self.add_offset
+        }
+    }
+
     fn is_missing(&self, raw: f64) -> bool {
         raw.is_nan() || self.fill_value.is_some_and(|f| f == raw)
     }
@@ -497,6 +546,18 @@ pub fn from_f64_values(element: ElementType, values: &[f64]) -> Values {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn select_along_keeps_a_run_of_positions_of_any_axis() {
+        // A (2, 3, 2) block numbered 0..12 in C order.
+        let block = Values::I32((0..12).collect());
+        let middle = block.select_along(&[2, 3, 2], 1, 1, 2).unwrap();
+        assert_eq!(middle, Values::I32(vec![2, 3, 4, 5, 8, 9, 10, 11]));
+        let last = block.select_along(&[2, 3, 2], 2, 1, 1).unwrap();
+        assert_eq!(last, Values::I32(vec![1, 3, 5, 7, 9, 11]));
+        assert!(block.select_along(&[2, 3, 2], 1, 2, 2).is_err());
+        assert!(block.select_along(&[2, 3], 1, 0, 1).is_err());
+    }
 
     fn packed(scale: f64, offset: f64, fill: f64) -> CfEncoding {
         CfEncoding {

@@ -2,10 +2,13 @@
 //!
 //! Files of one collection may use different epochs ("days since 1985-01-01" in one
 //! file, "seconds since 1981-01-01" in another). Values are converted through seconds
-//! since the Unix epoch. Only calendars whose dates after 1582 are the proleptic
-//! Gregorian ones are accepted (`standard`, `gregorian`, `proleptic_gregorian`).
+//! since the start of 1970 in the units' calendar. The CF calendars are supported:
+//! `standard`/`gregorian` (reference dates from 1582-10-15 on, where it is the
+//! proleptic Gregorian calendar), `proleptic_gregorian`, `julian`, `noleap`/`365_day`,
+//! `all_leap`/`366_day` and `360_day`. Values convert only between units of one
+//! calendar: a file whose calendar differs from its store's is rejected.
 
-use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
+use chrono::{NaiveDate, NaiveTime, Timelike};
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq)]
@@ -16,8 +19,94 @@ pub enum TimeUnitsError {
     Unit { unit: String, units: String },
     #[error("cannot parse reference date {date:?} in time units {units:?}")]
     Date { date: String, units: String },
-    #[error("calendar {0:?} is not supported (use standard, gregorian or proleptic_gregorian)")]
+    #[error("calendar {0:?} is not a CF calendar (standard, gregorian, proleptic_gregorian, julian, noleap, 365_day, all_leap, 366_day, 360_day)")]
     Calendar(String),
+    #[error("reference date {date:?} is before 1582-10-15 in the mixed Julian/Gregorian {calendar} calendar, which zru does not convert: use calendar proleptic_gregorian or a later reference date")]
+    MixedCalendar { date: String, calendar: String },
+}
+
+/// A CF calendar: how dates count days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Calendar {
+    /// `standard`, `gregorian` (from 1582-10-15 on) and `proleptic_gregorian`.
+    Gregorian,
+    /// `julian`: a leap year every four years.
+    Julian,
+    /// `noleap`, `365_day`.
+    NoLeap,
+    /// `all_leap`, `366_day`.
+    AllLeap,
+    /// `360_day`: twelve months of 30 days.
+    Day360,
+}
+
+impl Calendar {
+    /// The calendar of a CF `calendar` attribute (none or empty: standard).
+    pub fn parse(text: Option<&str>) -> Result<Self, TimeUnitsError> {
+        let name = text
+            .map(|c| c.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        Ok(match name.as_str() {
+            "" | "standard" | "gregorian" | "proleptic_gregorian" => Self::Gregorian,
+            "julian" => Self::Julian,
+            "noleap" | "365_day" => Self::NoLeap,
+            "all_leap" | "366_day" => Self::AllLeap,
+            "360_day" => Self::Day360,
+            _ => return Err(TimeUnitsError::Calendar(name)),
+        })
+    }
+
+    /// Days from 1970-01-01 to `year-month-day` in this calendar; `None` for a date the
+    /// calendar does not have (2001-02-29, 2001-02-30 outside `360_day`).
+    pub fn days_since_1970(self, year: i64, month: u32, day: u32) -> Option<i64> {
+        if !(1..=12).contains(&month) || day == 0 {
+            return None;
+        }
+        let fixed = |leap: bool| -> Option<i64> {
+            let lengths = [
+                31,
+                if leap { 29 } else { 28 },
+                31,
+                30,
+                31,
+                30,
+                31,
+                31,
+                30,
+                31,
+                30,
+                31,
+            ];
+            let length = lengths[month as usize - 1];
+            (day <= length).then(|| {
+                let before: u32 = lengths[..month as usize - 1].iter().sum();
+                i64::from(before + day - 1)
+            })
+        };
+        match self {
+            Self::Gregorian => {
+                let date = NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)?;
+                let epoch = NaiveDate::from_ymd_opt(1970, 1, 1)?;
+                Some((date - epoch).num_days())
+            }
+            Self::Julian => {
+                // Julian day number of a Julian calendar date, less that of 1970-01-01
+                // (Gregorian): real days, so Julian times convert to real instants.
+                let leap = year.rem_euclid(4) == 0;
+                fixed(leap)?;
+                let a = (14 - i64::from(month)) / 12;
+                let y = year + 4800 - a;
+                let m = i64::from(month) + 12 * a - 3;
+                let jdn = i64::from(day) + (153 * m + 2) / 5 + 365 * y + y.div_euclid(4) - 32083;
+                Some(jdn - 2_440_588)
+            }
+            Self::NoLeap => Some((year - 1970) * 365 + fixed(false)?),
+            Self::AllLeap => Some((year - 1970) * 366 + fixed(true)?),
+            Self::Day360 => {
+                (day <= 30).then(|| (year - 1970) * 360 + i64::from((month - 1) * 30 + day - 1))
+            }
+        }
+    }
 }
 
 /// Parsed CF time units.
@@ -25,14 +114,17 @@ pub enum TimeUnitsError {
 pub struct TimeUnits {
     /// Length of one unit in seconds.
     pub unit_seconds: f64,
-    /// The reference date, in seconds since 1970-01-01T00:00:00Z.
+    /// The reference date, in seconds since 1970-01-01T00:00:00 of the calendar (for
+    /// the Gregorian and Julian calendars, since the Unix epoch).
     pub epoch_unix_seconds: f64,
+    /// The calendar the dates count in.
+    pub calendar: Calendar,
 }
 
 impl TimeUnits {
     /// Parses a CF `units` string and checks the `calendar` attribute (if any).
-    pub fn parse(units: &str, calendar: Option<&str>) -> Result<Self, TimeUnitsError> {
-        check_calendar(calendar)?;
+    pub fn parse(units: &str, calendar_name: Option<&str>) -> Result<Self, TimeUnitsError> {
+        let calendar = Calendar::parse(calendar_name)?;
         let lower = units.trim();
         let (unit, date) = lower
             .split_once(" since ")
@@ -41,14 +133,23 @@ impl TimeUnits {
             unit: unit.trim().to_string(),
             units: units.to_string(),
         })?;
-        let epoch_unix_seconds =
-            parse_reference_date(date.trim()).ok_or_else(|| TimeUnitsError::Date {
+        let reference =
+            parse_reference_date(date.trim(), calendar).ok_or_else(|| TimeUnitsError::Date {
                 date: date.trim().to_string(),
                 units: units.to_string(),
             })?;
+        let proleptic =
+            calendar_name.is_some_and(|c| c.trim().eq_ignore_ascii_case("proleptic_gregorian"));
+        if calendar == Calendar::Gregorian && !proleptic && reference.before_gregorian_reform {
+            return Err(TimeUnitsError::MixedCalendar {
+                date: date.trim().to_string(),
+                calendar: calendar_name.unwrap_or("standard").trim().to_string(),
+            });
+        }
         Ok(Self {
             unit_seconds,
-            epoch_unix_seconds,
+            epoch_unix_seconds: reference.seconds,
+            calendar,
         })
     }
 
@@ -68,21 +169,6 @@ impl TimeUnits {
             return value;
         }
         self.from_unix_seconds(other.to_unix_seconds(value))
-    }
-}
-
-fn check_calendar(calendar: Option<&str>) -> Result<(), TimeUnitsError> {
-    match calendar.map(|c| c.trim().to_ascii_lowercase()) {
-        None => Ok(()),
-        Some(c)
-            if matches!(
-                c.as_str(),
-                "" | "standard" | "gregorian" | "proleptic_gregorian"
-            ) =>
-        {
-            Ok(())
-        }
-        Some(c) => Err(TimeUnitsError::Calendar(c)),
     }
 }
 
@@ -112,9 +198,18 @@ pub fn parse_duration_seconds(text: &str) -> Option<f64> {
     Some(count * unit_seconds(unit)?)
 }
 
+/// A parsed reference date.
+struct ReferenceDate {
+    /// Seconds since 1970-01-01T00:00:00 of the calendar.
+    seconds: f64,
+    /// Before 1582-10-15, where `standard` is the Julian calendar.
+    before_gregorian_reform: bool,
+}
+
 /// Parses "1985-01-01", "1985-01-01 00:00:00", "1985-01-01T00:00:00Z",
-/// "1950-01-01 00:00:00 UTC", "1985-01-01 00:00:00+00:00", "1981-1-1 0:0:0".
-fn parse_reference_date(text: &str) -> Option<f64> {
+/// "1950-01-01 00:00:00 UTC", "1985-01-01 00:00:00+00:00", "1981-1-1 0:0:0", in the
+/// given calendar ("2000-02-30" is a `360_day` date).
+fn parse_reference_date(text: &str, calendar: Calendar) -> Option<ReferenceDate> {
     let mut text = text.trim();
     for suffix in ["UTC", "GMT", "Z"] {
         if let Some(stripped) = text.strip_suffix(suffix) {
@@ -125,7 +220,7 @@ fn parse_reference_date(text: &str) -> Option<f64> {
     let text = text.replacen('T', " ", 1);
     let (text, offset_seconds) = split_utc_offset(&text);
     let mut fields = text.split_whitespace();
-    let date = NaiveDate::parse_from_str(fields.next()?, "%Y-%m-%d").ok()?;
+    let (year, month, day) = parse_ymd(fields.next()?)?;
     let time = match fields.next() {
         None => NaiveTime::MIN,
         Some(t) => parse_time_of_day(t)?,
@@ -133,10 +228,30 @@ fn parse_reference_date(text: &str) -> Option<f64> {
     if fields.next().is_some() {
         return None;
     }
-    let datetime = NaiveDateTime::new(date, time);
-    let seconds = datetime.and_utc().timestamp() as f64
-        + f64::from(datetime.and_utc().timestamp_subsec_nanos()) * 1e-9;
-    Some(seconds - offset_seconds)
+    let days = calendar.days_since_1970(year, month, day)?;
+    let seconds = days as f64 * 86400.0
+        + f64::from(time.num_seconds_from_midnight())
+        + f64::from(time.nanosecond()) * 1e-9;
+    Some(ReferenceDate {
+        seconds: seconds - offset_seconds,
+        before_gregorian_reform: (year, month, day) < (1582, 10, 15),
+    })
+}
+
+/// `Y-M-D` with a possibly negative year and unpadded month and day.
+fn parse_ymd(text: &str) -> Option<(i64, u32, u32)> {
+    let (sign, rest) = match text.strip_prefix('-') {
+        Some(rest) => (-1, rest),
+        None => (1, text),
+    };
+    let mut parts = rest.split('-');
+    let year: i64 = parts.next()?.parse().ok()?;
+    let month: u32 = parts.next()?.parse().ok()?;
+    let day: u32 = parts.next()?.parse().ok()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((sign * year, month, day))
 }
 
 fn parse_time_of_day(text: &str) -> Option<NaiveTime> {
@@ -234,9 +349,46 @@ mod tests {
             Err(TimeUnitsError::Date { .. })
         ));
         assert!(matches!(
-            TimeUnits::parse("days since 1985-01-01", Some("noleap")),
+            TimeUnits::parse("days since 1985-01-01", Some("lunar")),
             Err(TimeUnitsError::Calendar(_))
         ));
+        assert!(matches!(
+            TimeUnits::parse("days since 2001-02-29", None),
+            Err(TimeUnitsError::Date { .. })
+        ));
+        assert!(matches!(
+            TimeUnits::parse("days since 0001-01-01", Some("standard")),
+            Err(TimeUnitsError::MixedCalendar { .. })
+        ));
+        assert!(TimeUnits::parse("days since 0001-01-01", Some("proleptic_gregorian")).is_ok());
+    }
+
+    #[test]
+    fn converts_within_each_cf_calendar() {
+        // noleap: 2000 has no Feb 29, so 2000-03-01 is 59 days after 2000-01-01.
+        let noleap_2000 = TimeUnits::parse("days since 2000-01-01", Some("noleap")).unwrap();
+        let noleap_march = TimeUnits::parse("days since 2000-03-01", Some("365_day")).unwrap();
+        assert_eq!(noleap_2000.calendar, Calendar::NoLeap);
+        assert_eq!(noleap_2000.convert_from(&noleap_march, 0.0), 59.0);
+        // 360_day: every month 30 days, and 2001-02-30 exists.
+        let d360 = TimeUnits::parse("days since 2001-01-01", Some("360_day")).unwrap();
+        let d360_feb = TimeUnits::parse("hours since 2001-02-30", Some("360_day")).unwrap();
+        assert_eq!(d360.convert_from(&d360_feb, 24.0), 60.0);
+        // all_leap: 2001 has Feb 29.
+        let leap = TimeUnits::parse("days since 2001-01-01", Some("all_leap")).unwrap();
+        let leap_march = TimeUnits::parse("days since 2001-03-01", Some("366_day")).unwrap();
+        assert_eq!(leap.convert_from(&leap_march, 0.0), 60.0);
+        // julian: 1900 is a leap year; Julian 1970-01-01 is Gregorian 1970-01-14.
+        let julian = TimeUnits::parse("days since 1900-01-01", Some("julian")).unwrap();
+        let julian_march = TimeUnits::parse("days since 1900-03-01", Some("julian")).unwrap();
+        assert_eq!(julian.convert_from(&julian_march, 0.0), 60.0);
+        let julian_1970 = TimeUnits::parse("days since 1970-01-01", Some("julian")).unwrap();
+        assert_eq!(julian_1970.epoch_unix_seconds, 13.0 * DAY);
+        // The Gregorian names are one calendar.
+        let standard = TimeUnits::parse("days since 1985-01-01", Some("standard")).unwrap();
+        let proleptic =
+            TimeUnits::parse("days since 1985-01-01", Some("proleptic_gregorian")).unwrap();
+        assert_eq!(standard, proleptic);
     }
 
     #[test]

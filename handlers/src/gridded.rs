@@ -4,6 +4,11 @@
 //! times either match existing slots (overwrite), lie after the end (append), or, with
 //! a regular `time_step`, land on a blank slot inside the axis (fill). Anything else
 //! would break the order and is rejected.
+//!
+//! The time tolerance never lets two times share a slot: the file's consecutive times
+//! must be more than twice the tolerance apart, a time must be within the tolerance of
+//! at most one store slot, and with a step the tolerance must be under half the step.
+//! Such files or configurations are rejected, never matched approximately.
 
 use thiserror::Error;
 
@@ -36,7 +41,13 @@ pub struct PlacementRules {
     pub time_step: Option<f64>,
     /// Two times closer than this are the same instant.
     pub tolerance: f64,
+    /// Most slots one file may add to the axis (its own times and the gap before
+    /// them): bounds the allocation of a file dated absurdly far ahead.
+    pub max_new_slots: u64,
 }
+
+/// Default of [`PlacementRules::max_new_slots`].
+pub const DEFAULT_MAX_NEW_SLOTS: u64 = 10_000_000;
 
 #[derive(Debug, Error)]
 pub enum PlacementError {
@@ -64,6 +75,35 @@ pub enum PlacementError {
         "time {value} is not in the store and falls before its last time {last}: inserting it would break the increasing order of the time axis (set time_step to allow filling slots)"
     )]
     BreaksOrder { value: f64, last: f64 },
+    #[error(
+        "times #{position} ({value}) and #{previous_position} ({previous}) of the file are not more than twice the time tolerance ({tolerance}) apart, so both could match one slot: lower time_tolerance in the dataset's configuration"
+    )]
+    TimesTooClose {
+        position: usize,
+        value: f64,
+        previous_position: usize,
+        previous: f64,
+        tolerance: f64,
+    },
+    #[error(
+        "time {value} is within the time tolerance ({tolerance}) of two store slots, {first} ({first_time}) and {second} ({second_time}): lower time_tolerance in the dataset's configuration"
+    )]
+    AmbiguousSlot {
+        value: f64,
+        tolerance: f64,
+        first: u64,
+        first_time: f64,
+        second: u64,
+        second_time: f64,
+    },
+    #[error(
+        "the time tolerance ({tolerance}) is not under half the time step ({step}): two times could match one slot"
+    )]
+    ToleranceTooLarge { tolerance: f64, step: f64 },
+    #[error(
+        "time {value} would add {slots} slots to the store's time axis (at most {max} per file): the time is wrong, or the file must be split"
+    )]
+    TooManyNewSlots { value: f64, slots: f64, max: u64 },
     #[error(transparent)]
     Axis(#[from] AxisReadError),
 }
@@ -73,6 +113,9 @@ pub enum PlacementError {
 pub struct Placement {
     /// Store index of each file time, in the file's order.
     pub indices: Vec<u64>,
+    /// The file's times (store units), in the file's order: every slot the file covers
+    /// gets its time, so a slot's time does not depend on the order files arrived in.
+    pub times: Vec<f64>,
     /// Length of the axis before the update.
     pub old_len: u64,
     /// Length of the axis after the update.
@@ -112,10 +155,10 @@ pub fn place_times(
     file_times: &[f64],
     rules: PlacementRules,
 ) -> Result<Placement, PlacementError> {
-    check_file_times(file_times)?;
+    check_file_times(file_times, rules.tolerance)?;
     let old_len = axis.len();
     let indices = match rules.time_step {
-        Some(step) => place_on_grid(axis, file_times, step, rules.tolerance)?,
+        Some(step) => place_on_grid(axis, file_times, step, rules)?,
         None => place_by_search(axis, file_times, rules.tolerance)?,
     };
     let new_len = indices
@@ -127,13 +170,14 @@ pub fn place_times(
     let new_slot_times = new_slot_times(axis, file_times, &indices, old_len, new_len, rules)?;
     Ok(Placement {
         indices,
+        times: file_times.to_vec(),
         old_len,
         new_len,
         new_slot_times,
     })
 }
 
-fn check_file_times(file_times: &[f64]) -> Result<(), PlacementError> {
+fn check_file_times(file_times: &[f64], tolerance: f64) -> Result<(), PlacementError> {
     if file_times.is_empty() {
         return Err(PlacementError::NoTimes);
     }
@@ -141,13 +185,37 @@ fn check_file_times(file_times: &[f64]) -> Result<(), PlacementError> {
         if !value.is_finite() {
             return Err(PlacementError::NotFinite { position, value });
         }
-        if position > 0 && value <= file_times[position - 1] {
+        let Some(&previous) = position.checked_sub(1).and_then(|p| file_times.get(p)) else {
+            continue;
+        };
+        if value <= previous {
             return Err(PlacementError::FileNotIncreasing {
                 position,
                 value,
-                previous: file_times[position - 1],
+                previous,
             });
         }
+        if value - previous <= 2.0 * tolerance {
+            return Err(PlacementError::TimesTooClose {
+                position,
+                value,
+                previous_position: position - 1,
+                previous,
+                tolerance,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Rejects a time that would grow the axis by more than the rules allow.
+fn check_growth(value: f64, slots: f64, rules: PlacementRules) -> Result<(), PlacementError> {
+    if slots > rules.max_new_slots as f64 {
+        return Err(PlacementError::TooManyNewSlots {
+            value,
+            slots,
+            max: rules.max_new_slots,
+        });
     }
     Ok(())
 }
@@ -157,20 +225,27 @@ fn place_on_grid(
     axis: &dyn TimeAxis,
     file_times: &[f64],
     step: f64,
-    tolerance: f64,
+    rules: PlacementRules,
 ) -> Result<Vec<u64>, PlacementError> {
+    let tolerance = rules.tolerance;
+    if !(step > 0.0 && tolerance < step / 2.0) {
+        return Err(PlacementError::ToleranceTooLarge { tolerance, step });
+    }
     let first = if axis.is_empty() {
         file_times[0]
     } else {
         axis.value(0)?
     };
+    let len = axis.len() as f64;
     file_times
         .iter()
         .map(|&value| {
             if value < first - tolerance {
                 return Err(PlacementError::BeforeStart { value, first });
             }
-            let index = ((value - first) / step).round().max(0.0) as u64;
+            let position = ((value - first) / step).round().max(0.0);
+            check_growth(value, position + 1.0 - len, rules)?;
+            let index = position as u64;
             let slot = first + index as f64 * step;
             if (value - slot).abs() > tolerance {
                 return Err(PlacementError::OffGrid { value, index, slot });
@@ -208,7 +283,8 @@ fn place_by_search(
         .collect()
 }
 
-/// Binary search for a slot whose time equals `value` within `tolerance`.
+/// Binary search for the slot whose time equals `value` within `tolerance`; a value
+/// within the tolerance of two slots is ambiguous and rejected.
 fn find_slot(
     axis: &dyn TimeAxis,
     value: f64,
@@ -219,6 +295,7 @@ fn find_slot(
         let mid = low + (high - low) / 2;
         let slot = axis.value(mid)?;
         if (slot - value).abs() <= tolerance {
+            check_unambiguous(axis, value, tolerance, mid, slot)?;
             return Ok(Some(mid));
         }
         if slot < value {
@@ -228,6 +305,37 @@ fn find_slot(
         }
     }
     Ok(None)
+}
+
+/// Rejects a match when a neighbour of the matched slot is also within the tolerance
+/// (the store's own times closer than twice the tolerance).
+fn check_unambiguous(
+    axis: &dyn TimeAxis,
+    value: f64,
+    tolerance: f64,
+    index: u64,
+    time: f64,
+) -> Result<(), PlacementError> {
+    let neighbours = [index.checked_sub(1), index.checked_add(1)];
+    for other in neighbours.into_iter().flatten().filter(|&i| i < axis.len()) {
+        let other_time = axis.value(other)?;
+        if (other_time - value).abs() <= tolerance {
+            let ((first, first_time), (second, second_time)) = if other < index {
+                ((other, other_time), (index, time))
+            } else {
+                ((index, time), (other, other_time))
+            };
+            return Err(PlacementError::AmbiguousSlot {
+                value,
+                tolerance,
+                first,
+                first_time,
+                second,
+                second_time,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn new_slot_times(
@@ -284,11 +392,123 @@ mod tests {
     const DAILY: PlacementRules = PlacementRules {
         time_step: Some(1.0),
         tolerance: 1e-3,
+        max_new_slots: DEFAULT_MAX_NEW_SLOTS,
     };
     const IRREGULAR: PlacementRules = PlacementRules {
         time_step: None,
         tolerance: 1e-3,
+        max_new_slots: DEFAULT_MAX_NEW_SLOTS,
     };
+
+    /// A ship track sampled every 0.99999992 s, in seconds.
+    fn one_hertz(n: usize) -> Vec<f64> {
+        (0..n).map(|i| 1000.0 + i as f64 * 0.999_999_92).collect()
+    }
+
+    #[test]
+    fn one_hertz_revision_overwrites_each_time_in_its_own_slot() {
+        let times = one_hertz(100);
+        let axis = Axis(times.clone());
+        // A tolerance of 1 ms separates 1 Hz samples: every time finds its own slot.
+        let p = place_times(&axis, &times, IRREGULAR).unwrap();
+        assert_eq!(p.indices, (0..100).collect::<Vec<u64>>());
+        assert!(!p.appends());
+    }
+
+    #[test]
+    fn a_tolerance_that_joins_two_file_times_is_rejected() {
+        let one_second = PlacementRules {
+            tolerance: 1.0,
+            ..IRREGULAR
+        };
+        let err = place_times(&Axis(vec![]), &one_hertz(10), one_second).unwrap_err();
+        assert!(
+            matches!(err, PlacementError::TimesTooClose { position: 1, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("lower time_tolerance"), "{err}");
+        // 1 ms data with the default 1 ms tolerance: rejected; with 0.1 ms: placed.
+        let millis: Vec<f64> = (0..50).map(|i| 5.0 + i as f64 * 1e-3).collect();
+        assert!(matches!(
+            place_times(&Axis(vec![]), &millis, IRREGULAR),
+            Err(PlacementError::TimesTooClose { .. })
+        ));
+        let fine = PlacementRules {
+            tolerance: 1e-4,
+            ..IRREGULAR
+        };
+        let axis = Axis(millis.clone());
+        let p = place_times(&axis, &millis, fine).unwrap();
+        assert_eq!(p.indices, (0..50).collect::<Vec<u64>>());
+    }
+
+    #[test]
+    fn a_time_near_two_store_slots_is_ambiguous() {
+        // A store written with a finer tolerance, read with a coarser one.
+        let axis = Axis(vec![10.0, 10.5, 11.0]);
+        let coarse = PlacementRules {
+            tolerance: 0.3,
+            ..IRREGULAR
+        };
+        let err = place_times(&axis, &[10.26], coarse).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PlacementError::AmbiguousSlot {
+                    first: 0,
+                    second: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_tolerance_of_half_the_step_or_more_is_rejected() {
+        let loose = PlacementRules {
+            tolerance: 0.5,
+            ..DAILY
+        };
+        assert!(matches!(
+            place_times(&Axis(vec![1.0]), &[2.0], loose),
+            Err(PlacementError::ToleranceTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn a_time_absurdly_far_ahead_is_rejected_before_allocating() {
+        let axis = Axis(vec![0.0, 1.0]);
+        let err = place_times(&axis, &[1e9], DAILY).unwrap_err();
+        assert!(
+            matches!(err, PlacementError::TooManyNewSlots { .. }),
+            "{err}"
+        );
+        let tiny_step = PlacementRules {
+            time_step: Some(1e-6),
+            tolerance: 1e-7,
+            ..DAILY
+        };
+        assert!(matches!(
+            place_times(&axis, &[86_400.0], tiny_step),
+            Err(PlacementError::TooManyNewSlots { .. })
+        ));
+        // Up to the bound is fine.
+        let small = PlacementRules {
+            max_new_slots: 10,
+            ..DAILY
+        };
+        assert_eq!(place_times(&axis, &[11.0], small).unwrap().new_len, 12);
+        assert!(place_times(&axis, &[12.0], small).is_err());
+    }
+
+    #[test]
+    fn every_placement_carries_the_file_times() {
+        let axis = Axis(vec![10.0, 11.0]);
+        let p = place_times(&axis, &[11.0004, 12.0], DAILY).unwrap();
+        assert_eq!(p.times, vec![11.0004, 12.0]);
+        assert_eq!(p.indices, vec![1, 2]);
+    }
 
     #[test]
     fn first_file_creates_the_axis() {
@@ -378,7 +598,8 @@ mod tests {
         let axis = Counting(100_000, Cell::new(0));
         let p = place_times(&axis, &[54_321.0], IRREGULAR).unwrap();
         assert_eq!(p.indices, vec![54_321]);
-        assert!(axis.1.get() <= 2 + 18, "read {} slots", axis.1.get());
+        // First and last, the binary search, and the match's two neighbours.
+        assert!(axis.1.get() <= 2 + 18 + 2, "read {} slots", axis.1.get());
     }
 
     #[test]

@@ -87,9 +87,10 @@ impl StagedStore {
     }
 
     fn pending(&self) -> Result<MutexGuard<'_, HashMap<StoreKey, Option<Bytes>>>, StorageError> {
-        self.pending
-            .lock()
-            .map_err(|_| StorageError::Other("staging overlay lock poisoned".into()))
+        // Poisoned only by a panic caught while an event was staged: every insert or
+        // removal completes under the guard, so the map is whole, and the event's
+        // savepoint rollback restores what it had staged.
+        Ok(self.pending.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn staged(&self, key: &StoreKey) -> Result<Option<Option<Bytes>>, StorageError> {

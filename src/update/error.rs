@@ -82,4 +82,8 @@ pub enum UpdateError {
     },
     #[error("{key}: the store {store} does not exist; nothing to remove")]
     NoStore { key: String, store: PathBuf },
+    /// A bug in zru met by this event (a panic, caught): the event is rejected and its
+    /// changes rolled back; the rest of the batch goes on.
+    #[error("{key}: internal error: {message} (please report it with the file)")]
+    Internal { key: String, message: String },
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 use zru_handlers::cf_time::TimeUnits;
-use zru_handlers::gridded::{place_times, Placement, PlacementRules};
+use zru_handlers::gridded::{place_times, Placement, PlacementRules, DEFAULT_MAX_NEW_SLOTS};
 use zru_handlers::{ranges_from_indices, runs_by_position, IndexRange};
 
 use super::time_axis::StoreTimeAxis;
@@ -94,6 +94,8 @@ struct PlacedFile {
     source: SourceFile,
     variables: Vec<String>,
     placement: Placement,
+    /// The time coordinate's units in the file and in the store.
+    time_units: (TimeUnits, TimeUnits),
 }
 
 impl PlacedFile {
@@ -118,6 +120,15 @@ fn place_file(
         Some(doc) => store_time_units(cx, doc)?,
         None => file_units,
     };
+    if file_units.calendar != store_units.calendar {
+        return Err(cx.schema(
+            &time_var.name,
+            format!(
+                "calendar {:?} in the file but {:?} in the store: times convert only within one calendar",
+                file_units.calendar, store_units.calendar
+            ),
+        ));
+    }
     let raw_times = source
         .read(cx.append_dim())
         .map_err(|e| cx.source_error(e))?;
@@ -138,6 +149,7 @@ fn place_file(
             .time_step_seconds
             .map(|s| s / store_units.unit_seconds),
         tolerance: cx.dataset.time_tolerance_seconds / store_units.unit_seconds,
+        max_new_slots: DEFAULT_MAX_NEW_SLOTS,
     };
     let placement = {
         let axis = StoreTimeAxis::new(tx, cx.append_dim());
@@ -151,6 +163,7 @@ fn place_file(
         source,
         variables,
         placement,
+        time_units: (file_units, store_units),
     })
 }
 
@@ -251,7 +264,8 @@ pub fn apply_created(
     }
     let created = prepare_arrays(&cx, tx, source, variables, placement)?;
     write_time_slots(&cx, tx, placement)?;
-    write_variables(&cx, tx, source, variables, placement, &created)?;
+    let times = TimeLikeVariables::new(&cx, source, &placed.time_units);
+    write_variables(&cx, tx, source, variables, placement, &created, &times)?;
     blank_uncovered(&cx, tx, variables, placement)?;
     // A revision whose times moved: the key's earlier slots the file no longer covers
     // are blanked, as if the old version had been removed first.
@@ -446,17 +460,6 @@ fn check_grid(
     variables: &[&SourceVariable],
 ) -> Result<(), UpdateError> {
     let append_dim = cx.append_dim();
-    for var in variables {
-        if var.has_dim(append_dim) && var.dims[0] != append_dim {
-            return Err(cx.schema(
-                &var.name,
-                format!(
-                    "the append dimension {append_dim} must be its first dimension, found {:?}",
-                    var.dims
-                ),
-            ));
-        }
-    }
     if tx.arrays().is_empty() {
         return Ok(());
     }
@@ -478,11 +481,54 @@ fn check_grid(
             check_same_layout(cx, doc, var)?;
         }
     }
+    let grid_mappings = grid_mapping_names(variables);
     for var in variables {
-        let is_coordinate =
-            var.dims.len() == 1 && var.dims[0] == var.name && var.name != append_dim;
-        if is_coordinate && tx.array_doc(&var.name).is_some() {
-            check_coordinate(cx, tx, source, var)?;
+        if var.has_dim(append_dim) {
+            continue;
+        }
+        if let Some(doc) = tx.array_doc(&var.name) {
+            check_static(cx, tx, source, var, doc)?;
+            if grid_mappings.contains(&var.name.as_str()) {
+                check_same_attributes(cx, var, doc)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Variables named by a `grid_mapping` attribute (`"crs"` or the extended form
+/// `"crs: lat lon"`).
+fn grid_mapping_names<'v>(variables: &[&'v SourceVariable]) -> Vec<&'v str> {
+    variables
+        .iter()
+        .filter_map(|v| v.attributes.get("grid_mapping").and_then(Value::as_str))
+        .flat_map(|text| text.split_whitespace())
+        .filter(|word| !word.ends_with(':'))
+        .filter_map(|word| {
+            variables
+                .iter()
+                .find(|v| v.name == word)
+                .map(|v| v.name.as_str())
+        })
+        .collect()
+}
+
+/// Rejects a grid mapping whose attributes differ from the store's.
+fn check_same_attributes(
+    cx: &Context<'_>,
+    var: &SourceVariable,
+    doc: &ArrayDoc,
+) -> Result<(), UpdateError> {
+    let store = doc.attributes();
+    for (name, value) in &var.attributes {
+        if store.get(name) != Some(value) {
+            return Err(cx.wrong_grid(format!(
+                "grid mapping {} has {name} = {value} in the file but {} in the store",
+                var.name,
+                store
+                    .get(name)
+                    .map_or("nothing".to_string(), Value::to_string)
+            )));
         }
     }
     Ok(())
@@ -522,44 +568,73 @@ pub(super) fn check_same_layout(
     Ok(())
 }
 
-fn check_coordinate(
+/// Rejects a static variable (coordinates, grid mappings, 2-D latitude/longitude,
+/// bounds, masks: anything without the append dimension) whose values differ from the
+/// store's. Numbers are compared as physical values (unpacked, fill as missing) with a
+/// relative tolerance, so float32 and float64 copies of one grid agree; text exactly.
+fn check_static(
     cx: &Context<'_>,
     tx: &Transaction<'_>,
     source: &SourceFile,
     var: &SourceVariable,
+    doc: &ArrayDoc,
 ) -> Result<(), UpdateError> {
-    let file_values = source
-        .read(&var.name)
-        .map_err(|e| cx.source_error(e))?
-        .to_f64_vec()
-        .map_err(|e| cx.values_error(&var.name, e))?;
+    let file_values = source.read(&var.name).map_err(|e| cx.source_error(e))?;
+    let start = vec![0; var.shape.len()];
     let store_values = tx
-        .read(&var.name, &[0], &[file_values.len() as u64])
-        .map_err(|e| cx.store_error(e))?
-        .to_f64_vec()
-        .map_err(|e| cx.values_error(&var.name, e))?;
+        .read(&var.name, &start, &var.shape)
+        .map_err(|e| cx.store_error(e))?;
+    let differs = |i: usize, a: &dyn std::fmt::Display, b: &dyn std::fmt::Display| {
+        let what = if var.dims.len() == 1 && var.dims[0] == var.name {
+            "coordinate"
+        } else {
+            "static variable"
+        };
+        Err(cx.wrong_grid(format!(
+            "{what} {}[{i}] is {a} in the file but {b} in the store",
+            var.name
+        )))
+    };
+    if let (Values::Text(a), Values::Text(b)) = (&file_values, &store_values) {
+        return match a.iter().zip(b).position(|(x, y)| x != y) {
+            Some(i) => differs(i, &a[i], &b[i]),
+            None => Ok(()),
+        };
+    }
+    let physical = |values: &Values, encoding: &CfEncoding| {
+        values
+            .to_f64_vec()
+            .map(|raw| {
+                raw.into_iter()
+                    .map(|r| encoding.physical(r))
+                    .collect::<Vec<_>>()
+            })
+            .map_err(|e| cx.values_error(&var.name, e))
+    };
+    let file_values = physical(&file_values, &var.encoding)?;
+    let store_values = physical(&store_values, &doc.cf_encoding())?;
     for (i, (a, b)) in file_values.iter().zip(&store_values).enumerate() {
         let scale = a.abs().max(b.abs()).max(1.0);
-        if (a - b).abs() > COORDINATE_TOLERANCE * scale {
-            return Err(cx.wrong_grid(format!(
-                "coordinate {}[{i}] is {a} in the file but {b} in the store",
-                var.name
-            )));
+        let same = (a.is_nan() && b.is_nan()) || (a - b).abs() <= COORDINATE_TOLERANCE * scale;
+        if !same {
+            return differs(i, a, b);
         }
     }
     Ok(())
 }
 
-/// Names of the transaction's arrays that have the append dimension first.
+/// Names of the transaction's arrays that have the append dimension (on any axis).
 pub(super) fn append_arrays(tx: &Transaction<'_>, append_dim: &str) -> Vec<String> {
     tx.arrays()
         .values()
-        .filter(|doc| {
-            doc.dims()
-                .is_ok_and(|d| d.first().map(String::as_str) == Some(append_dim))
-        })
+        .filter(|doc| append_axis(doc, append_dim).is_some())
         .map(|doc| doc.name.clone())
         .collect()
+}
+
+/// The axis of a store array that is the append dimension, if it has it.
+pub(super) fn append_axis(doc: &ArrayDoc, append_dim: &str) -> Option<usize> {
+    doc.dims().ok()?.iter().position(|d| d == append_dim)
 }
 
 fn compressor_for_new_arrays(cx: &Context<'_>) -> Compressor {
@@ -664,7 +739,7 @@ pub(super) fn ensure_provenance(cx: &Context<'_>, tx: &mut Transaction<'_>, len:
     ));
 }
 
-/// Grows every array that has the append dimension first to `new_len` rows.
+/// Grows every array that has the append dimension to `new_len` along it.
 pub(super) fn grow_append_arrays(
     cx: &Context<'_>,
     tx: &mut Transaction<'_>,
@@ -674,11 +749,14 @@ pub(super) fn grow_append_arrays(
         let Some(doc) = tx.array_doc(&name) else {
             continue;
         };
+        let Some(axis) = append_axis(doc, cx.append_dim()) else {
+            continue;
+        };
         let shape = doc.shape().map_err(|e| cx.schema(&name, e.to_string()))?;
-        if shape.first().copied().unwrap_or(0) < new_len {
+        if shape.get(axis).copied().unwrap_or(0) < new_len {
             let mut grown = doc.clone();
             grown
-                .set_axis_len(0, new_len)
+                .set_axis_len(axis, new_len)
                 .map_err(|e| cx.schema(&name, e.to_string()))?;
             tx.put_array(grown);
         }
@@ -686,7 +764,10 @@ pub(super) fn grow_append_arrays(
     Ok(())
 }
 
-/// Writes the time coordinate of every new slot (file times and gap slots).
+/// Writes the time coordinate of every new slot (file times and gap slots), and the
+/// file's own time into every existing slot it covers: a gap slot filled later, or a
+/// slot overwritten by a time within the tolerance, holds the file's time, as it would
+/// had the files arrived in time order.
 fn write_time_slots(
     cx: &Context<'_>,
     tx: &Transaction<'_>,
@@ -703,6 +784,15 @@ fn write_time_slots(
         let values = time_values(cx, element, &placement.new_slot_times)?;
         let count = placement.new_slot_times.len() as u64;
         tx.write(&name, &[placement.old_len], &[count], values)
+            .map_err(|e| cx.store_error(e))?;
+    }
+    for (position, range) in runs_by_position(&placement.indices) {
+        if range.start >= placement.old_len {
+            continue;
+        }
+        let times = &placement.times[position..position + range.len() as usize];
+        let values = time_values(cx, element, times)?;
+        tx.write(&name, &[range.start], &[range.len()], values)
             .map_err(|e| cx.store_error(e))?;
     }
     Ok(())
@@ -722,6 +812,15 @@ fn time_values(
             return Err(cx.schema(
                 cx.append_dim(),
                 format!("time {t} is not a whole number of the store's integer time units"),
+            ));
+        }
+        let (low, high) = element.range();
+        if let Some(t) = times.iter().find(|t| !(low..=high).contains(&t.round())) {
+            return Err(cx.schema(
+                cx.append_dim(),
+                format!(
+                    "time {t} (in the store's time units) does not fit the store's {element:?} time encoding ({low} to {high}); zru never widens or clips a store's time encoding"
+                ),
             ));
         }
         let rounded: Vec<f64> = times.iter().map(|t| t.round()).collect();
@@ -744,6 +843,7 @@ fn write_variables(
     variables: &[&SourceVariable],
     placement: &Placement,
     created: &[String],
+    times: &TimeLikeVariables,
 ) -> Result<(), UpdateError> {
     let append_dim = cx.append_dim();
     let to_write = variables
@@ -776,10 +876,137 @@ fn write_variables(
         });
         for (var, band) in receiver {
             let band = band.map_err(|e| cx.source_error(e))?;
-            write_band(cx, tx, var, band, placement)?;
+            write_band(cx, tx, var, band, placement, times)?;
         }
         Ok(())
     })
+}
+
+/// The file's variables whose values are times, other than the append coordinate:
+/// those with CF time units (`"hours since 1950-01-01"`) and the time coordinate's
+/// bounds (`time_bnds`, which take the coordinate's units). Their values are converted
+/// to the units of the store's array, as the time coordinate's are.
+struct TimeLikeVariables {
+    /// File units of each time-like variable.
+    file_units: BTreeMap<String, TimeUnits>,
+    /// The time coordinate's bounds variable, if the file names one.
+    bounds: Option<String>,
+    /// The store's time coordinate units (the bounds' units in the store).
+    store_time_units: TimeUnits,
+}
+
+impl TimeLikeVariables {
+    fn new(cx: &Context<'_>, source: &SourceFile, time_units: &(TimeUnits, TimeUnits)) -> Self {
+        let (file_time_units, store_time_units) = *time_units;
+        let bounds = source
+            .variable(cx.append_dim())
+            .and_then(|t| t.attributes.get("bounds"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let mut file_units = BTreeMap::new();
+        for var in source.variables() {
+            if var.name == cx.append_dim() {
+                continue;
+            }
+            let parsed = match var.time_units() {
+                (Some(units), calendar) if units.contains(" since ") => {
+                    TimeUnits::parse(units, calendar).ok()
+                }
+                (None, _) if bounds.as_deref() == Some(var.name.as_str()) => Some(file_time_units),
+                _ => None,
+            };
+            if let Some(units) = parsed {
+                file_units.insert(var.name.clone(), units);
+            }
+        }
+        Self {
+            file_units,
+            bounds,
+            store_time_units,
+        }
+    }
+
+    /// The units of a time-like variable's store array.
+    fn store_units(
+        &self,
+        cx: &Context<'_>,
+        var: &SourceVariable,
+        doc: &ArrayDoc,
+    ) -> Result<TimeUnits, UpdateError> {
+        let attrs = doc.attributes();
+        match attrs.get("units").and_then(Value::as_str) {
+            Some(units) => {
+                let calendar = attrs.get("calendar").and_then(Value::as_str);
+                TimeUnits::parse(units, calendar).map_err(|source| UpdateError::TimeUnits {
+                    key: cx.key.to_string(),
+                    variable: format!("{} (in the store)", var.name),
+                    source,
+                })
+            }
+            None if self.bounds.as_deref() == Some(var.name.as_str()) => Ok(self.store_time_units),
+            None => Err(cx.schema(
+                &var.name,
+                "has time units in the file but none in the store".into(),
+            )),
+        }
+    }
+
+    /// A band's values in the store array's encoding: time-like values converted to
+    /// the store's units first.
+    fn to_store(
+        &self,
+        cx: &Context<'_>,
+        var: &SourceVariable,
+        doc: &ArrayDoc,
+        store_type: ElementType,
+        values: Values,
+    ) -> Result<Values, UpdateError> {
+        let values_error = |e| cx.values_error(&var.name, e);
+        let store_encoding = doc.cf_encoding();
+        let Some(from) = self.file_units.get(&var.name) else {
+            return convert(values, &var.encoding, store_type, &store_encoding)
+                .map_err(values_error);
+        };
+        let to = self.store_units(cx, var, doc)?;
+        if *from == to {
+            return convert(values, &var.encoding, store_type, &store_encoding)
+                .map_err(values_error);
+        }
+        if from.calendar != to.calendar {
+            return Err(cx.schema(
+                &var.name,
+                format!(
+                    "calendar {:?} in the file but {:?} in the store",
+                    from.calendar, to.calendar
+                ),
+            ));
+        }
+        let converted: Vec<f64> = values
+            .to_f64_vec()
+            .map_err(values_error)?
+            .into_iter()
+            .map(|raw| to.convert_from(from, var.encoding.physical(raw)))
+            .collect();
+        if store_type.is_integer() {
+            let packed = |t: f64| (t - store_encoding.add_offset) / store_encoding.scale_factor;
+            if let Some(t) = converted
+                .iter()
+                .find(|t| t.is_finite() && (packed(**t).round() - packed(**t)).abs() > 1e-6)
+            {
+                return Err(cx.schema(
+                    &var.name,
+                    format!("time {t} is not a whole number of the store's integer time units"),
+                ));
+            }
+        }
+        convert(
+            Values::F64(converted),
+            &CfEncoding::default(),
+            store_type,
+            &store_encoding,
+        )
+        .map_err(values_error)
+    }
 }
 
 /// The store's chunk shape of an array.
@@ -794,47 +1021,61 @@ fn store_chunks(
 }
 
 /// Converts one band of a variable to the store's encoding and writes it into its
-/// slots (the append dimension is the variable's first).
+/// slots (the append dimension may be any of the variable's dimensions; a variable
+/// without it, scalars included, is written where it is).
 fn write_band(
     cx: &Context<'_>,
     tx: &Transaction<'_>,
     var: &SourceVariable,
     band: Band,
     placement: &Placement,
+    times: &TimeLikeVariables,
 ) -> Result<(), UpdateError> {
     let (doc, store_type) = cx.prepared_array(tx, &var.name)?;
-    let values = convert(band.values, &var.encoding, store_type, &doc.cf_encoding())
-        .map_err(|e| cx.values_error(&var.name, e))?;
+    let values = times.to_store(cx, var, doc, store_type, band.values)?;
     let mut start = vec![0; var.shape.len()];
     let mut shape = var.shape.clone();
-    start[band.axis] = band.start;
-    shape[band.axis] = band.rows;
-    if !var.has_dim(cx.append_dim()) {
+    if band.axis < shape.len() {
+        start[band.axis] = band.start;
+        shape[band.axis] = band.rows;
+    }
+    let Some(axis) = var.dims.iter().position(|d| d == cx.append_dim()) else {
         return tx
             .write(&var.name, &start, &shape, values)
             .map_err(|e| cx.store_error(e));
-    }
-    // The band's positions along the append dimension, and the slots they go to.
-    let positions = match band.axis {
-        0 => band.start as usize..(band.start + band.rows) as usize,
-        _ => 0..var.shape[0] as usize,
     };
-    let runs = runs_by_position(&placement.indices[positions]);
+    // The band's positions along the append dimension, and the slots they go to.
+    let positions = if band.axis == axis {
+        band.start as usize..(band.start + band.rows) as usize
+    } else {
+        0..var.shape[axis] as usize
+    };
+    let slots = placement.indices.get(positions.clone()).ok_or_else(|| {
+        cx.schema(
+            &var.name,
+            format!(
+                "positions {positions:?} along {} beyond the file's {} times",
+                cx.append_dim(),
+                placement.indices.len()
+            ),
+        )
+    })?;
+    let runs = runs_by_position(slots);
     if let [(0, range)] = runs.as_slice() {
         // The common case: the band is one run of slots; no copy of the values.
-        start[0] = range.start;
-        return tx
-            .write(&var.name, &start, &shape, values)
-            .map_err(|e| cx.store_error(e));
+        start[axis] = range.start;
+        tx.write(&var.name, &start, &shape, values)
+            .map_err(|e| cx.store_error(e))?;
+        crate::fault::panic_point(cx.key);
+        return Ok(());
     }
-    let slab: u64 = shape[1..].iter().product();
+    let band_shape = shape.clone();
     for (position, range) in runs {
-        start[0] = range.start;
-        shape[0] = range.len();
-        let part = values.slice(
-            (position as u64 * slab) as usize,
-            (range.len() * slab) as usize,
-        );
+        start[axis] = range.start;
+        shape[axis] = range.len();
+        let part = values
+            .select_along(&band_shape, axis, position as u64, range.len())
+            .map_err(|e| cx.values_error(&var.name, e))?;
         tx.write(&var.name, &start, &shape, part)
             .map_err(|e| cx.store_error(e))?;
     }
@@ -885,10 +1126,12 @@ pub(super) fn blank_slots(
     let doc = tx
         .array_doc(name)
         .ok_or_else(|| cx.schema(name, "no such array".into()))?;
+    let axis = append_axis(doc, cx.append_dim())
+        .ok_or_else(|| cx.schema(name, format!("has no {} dimension", cx.append_dim())))?;
     let mut shape = doc.shape().map_err(|e| cx.schema(name, e.to_string()))?;
     let mut start = vec![0; shape.len()];
-    start[0] = range.start;
-    shape[0] = range.len();
+    start[axis] = range.start;
+    shape[axis] = range.len();
     tx.blank(name, &start, &shape)
         .map_err(|e| cx.store_error(e))
 }

@@ -12,6 +12,7 @@ mod profiles;
 mod time_axis;
 
 use std::collections::BTreeMap;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -290,7 +291,39 @@ impl Updater {
             source: Box::new(source),
         };
         let savepoint = tx.savepoint().map_err(store_error)?;
-        let result = match (event.kind, dataset.config.handler) {
+        // No input may crash the process: a panic while staging this event becomes its
+        // rejection, and the savepoint undoes whatever it staged.
+        let staged = panic::catch_unwind(AssertUnwindSafe(|| {
+            self.stage_event(tx, dataset, event, index, mode)
+        }));
+        let result = staged.unwrap_or_else(|payload| {
+            Err(UpdateError::Internal {
+                key: event.key.clone(),
+                message: panic_message(payload.as_ref()),
+            })
+        });
+        match result {
+            Ok(mut applied) => {
+                applied.stats = tx.flush_chunks().map_err(store_error)?;
+                Ok(applied)
+            }
+            Err(error) => {
+                tx.rollback(savepoint).map_err(store_error)?;
+                Err(error)
+            }
+        }
+    }
+
+    /// Stages one event's changes in the transaction (no chunk is written yet).
+    fn stage_event(
+        &self,
+        tx: &mut Transaction<'_>,
+        dataset: &Dataset,
+        event: &Event,
+        index: &mut profile_index::IndexCache,
+        mode: Mode,
+    ) -> Result<Applied, UpdateError> {
+        match (event.kind, dataset.config.handler) {
             _ if mode == Mode::Adopt => self.adopt_staged(tx, dataset, event),
             (EventKind::Created, handler) => {
                 let path = self.raw_root.join(&event.key);
@@ -315,16 +348,6 @@ impl Updater {
             }
             (EventKind::Removed, HandlerKind::Profiles) => {
                 profiles::apply_removed(tx, dataset, &event.key, index)
-            }
-        };
-        match result {
-            Ok(mut applied) => {
-                applied.stats = tx.flush_chunks().map_err(store_error)?;
-                Ok(applied)
-            }
-            Err(error) => {
-                tx.rollback(savepoint).map_err(store_error)?;
-                Err(error)
             }
         }
     }
@@ -376,6 +399,15 @@ impl Updater {
         check_key(&key)?;
         Ok(key)
     }
+}
+
+/// The text of a caught panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
 /// Object keys are relative paths that stay inside the raw root.
