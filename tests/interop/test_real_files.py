@@ -4,9 +4,6 @@ and files derived from them, through zru, read back with xarray.
 Each file lands so that ``xr.open_zarr`` of the store equals ``xr.open_dataset`` of the
 file(s) (CF time decoded, fills masked, packing decoded, attributes kept), or zru rejects
 it with a reason and leaves the store unchanged. A panic is never an acceptable outcome.
-
-Tests marked ``xfail(strict=True)`` fail today only because of a known bug named in the
-mark (the lead removes the mark with the fix).
 """
 
 from __future__ import annotations
@@ -53,10 +50,6 @@ ABOVE = NASA / "ABoVE_TVPRM_bbox.nc4"
 MERRA = NASA / "M2T1NXSLV_geo_temporal.nc4"
 GPM = NASA / "GPM_3IMERGHH_bounds.nc4"
 GLIDER_FILE = GLIDER / "Murphy-20150809T135508Z_rt.nc"
-
-SCALAR_BUG = ("lead is fixing: 0-d (scalar) variables panic in gridded write_band "
-              "(index out of bounds), issue 11")
-
 
 def real(path: Path) -> Path:
     assert path.is_file(), f"real data missing: {path} (see tests/data/README.md)"
@@ -216,7 +209,6 @@ def assert_rejected(res, key: str, *patterns: str) -> str:
 MOORING_CHUNKS = {"TIME": 4096, "HEIGHT_ABOVE_SENSOR": 6, "DEPTH": 4}
 
 
-@pytest.mark.xfail(strict=True, reason=SCALAR_BUG)
 def test_mooring_time_series_and_its_revision(tmp_path):
     sp = Space(tmp_path, "mooring", "TIME", MOORING_CHUNKS)
     path, key = sp.put(real(MOORING_1812))
@@ -235,7 +227,6 @@ def test_mooring_time_series_and_its_revision(tmp_path):
     assert_store_equals(sp.store, load(revised, dim="TIME"))
 
 
-@pytest.mark.xfail(strict=True, reason=SCALAR_BUG)
 def test_mooring_next_deployment_with_other_nominal_depth_is_rejected(tmp_path):
     """The next deployment at the site has NOMINAL_DEPTH 27 m (23 m in the store): a
     static coordinate that differs is rejected, the store is unchanged."""
@@ -249,7 +240,6 @@ def test_mooring_next_deployment_with_other_nominal_depth_is_rejected(tmp_path):
     assert_tree_unchanged(before, sp.store, "after the rejected deployment")
 
 
-@pytest.mark.xfail(strict=True, reason=SCALAR_BUG)
 def test_adcp_velocity_profiles_two_files(tmp_path):
     """(TIME, HEIGHT_ABOVE_SENSOR) velocities, TIME-only pressure/depth, scalars; a second
     file with the times shifted past the first appends."""
@@ -264,7 +254,6 @@ def test_adcp_velocity_profiles_two_files(tmp_path):
     assert_store_equals(sp.store, load(ADCP, later, dim="TIME"))
 
 
-@pytest.mark.xfail(strict=True, reason=SCALAR_BUG)
 def test_gridded_mooring_product(tmp_path):
     """TEMP(TIME, DEPTH) on fixed target depths, hourly, scalar LATITUDE/LONGITUDE."""
     sp = Space(tmp_path, "gridded_ts", "TIME", MOORING_CHUNKS)
@@ -280,7 +269,6 @@ def test_gridded_mooring_product(tmp_path):
 ABOVE_CHUNKS = {"time": 5, "y": 20, "x": 20, "nv": 2}
 
 
-@pytest.mark.xfail(strict=True, reason=SCALAR_BUG + " (the scalar string crs)")
 def test_curvilinear_grid_mapping_and_time_bounds(tmp_path):
     """2-D lat/lon, a scalar `crs` grid mapping, time_bnds(time, nv); a second file
     10 hours later appends, lat/lon/crs stay static."""
@@ -295,9 +283,6 @@ def test_curvilinear_grid_mapping_and_time_bounds(tmp_path):
     assert_store_equals(sp.store, load(ABOVE, later, dim="time"))
 
 
-@pytest.mark.xfail(strict=True, reason=SCALAR_BUG + " (the scalar string crs); and the "
-                   "noleap calendar is rejected today ('calendar \"noleap\" is not supported'), "
-                   "issue 11 CF breadth: calendars")
 def test_curvilinear_noleap_calendar_across_february(tmp_path):
     """The ABoVE file re-dated into a `noleap` calendar over 28 Feb - 1 Mar 2008 (a
     leap year in the standard calendar): the store decodes to the same cftime dates."""
@@ -351,7 +336,6 @@ def test_gpm_variables_in_a_group_are_rejected(tmp_path):
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=SCALAR_BUG)
 def test_glider_trajectory_along_time(tmp_path):
     """lat/lon/depth/temperature along `time`, a `char` trajectory name and per-profile
     scalars; the same file re-dated an hour later (its scalars equal) appends."""
@@ -604,3 +588,41 @@ def test_unavailable_filter_is_named(tmp_path, zru_bin):
     assert re.search(r"variable sst: cannot read values \(HDF5 filters of this variable: "
                      r"32015 \(zstd, not available to this netCDF-C", rec[0]["reason"]), rec[0]
     assert not (sp.store / "zarr.json").exists()
+
+
+MUTATED = {
+    "classic": (SHARED_DATA / "imos" / "gsla" /
+                "IMOS_OceanCurrent_HV_20110901T000000Z_GSLA_FV02_NRT.nc", 3000, 3),
+    "netcdf4": (GSLA_2024, 20000, 5),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(MUTATED))
+def test_mutated_headers_never_panic(tmp_path, kind):
+    """Real files with 1-4 random bytes of their header changed (fixed seeds; before
+    the fix these found netcdf-crate panics on non-UTF-8 names and on unreadable
+    netCDF-4 attribute metadata): each is applied or rejected with a reason, never a
+    panic, an abort or a signal."""
+    src, region, seed = MUTATED[kind]
+    data = real(src).read_bytes()
+    rng = np.random.default_rng(seed)
+    outcomes = {}
+    for i in range(25):
+        d = bytearray(data)
+        for _ in range(int(rng.integers(1, 5))):
+            d[int(rng.integers(0, region))] = int(rng.integers(0, 256))
+        sub = tmp_path / f"m{i}"
+        sp = Space(sub, "gsla", "TIME", {"TIME": 1, "LATITUDE": 351, "LONGITUDE": 641})
+        raw_file = sub / "mutated.nc"
+        raw_file.write_bytes(bytes(d))
+        p, k = sp.put(raw_file)
+        res = sp.ingest(p)  # asserts no "panicked" in stderr
+        assert res.returncode in (0, 1), f"mutation {i}: exit {res.returncode}\n" + res.describe()
+        assert "memory allocation" not in res.stderr, res.describe()
+        rec = res.record_for(k)
+        if rec["action"] == "rejected":
+            assert rec.get("reason"), res.describe()
+        else:
+            assert rec["action"] == "appended", res.describe()
+        outcomes[rec["action"]] = outcomes.get(rec["action"], 0) + 1
+    assert outcomes.get("rejected", 0) > 0, f"no mutation was rejected: {outcomes}"
