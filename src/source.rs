@@ -15,22 +15,46 @@ use thiserror::Error;
 use crate::values::{CfEncoding, ElementType, Values};
 
 pub mod bands;
+pub mod diagnose;
 pub use bands::{Band, BandAssembler, BandPlan};
 
 #[derive(Debug, Error)]
 pub enum SourceError {
-    #[error("{path}: cannot open as netCDF: {source}")]
+    #[error("{path}: cannot open as netCDF: {diagnosis} ({source})")]
     Open {
         path: PathBuf,
+        /// What is wrong with the file, found by looking at its bytes (see [`diagnose`]).
+        diagnosis: String,
         #[source]
         source: netcdf::Error,
     },
-    #[error("{path}: variable {variable}: cannot read values: {source}")]
+    #[error("{path}: variable {variable}: cannot read values{hint}: {source}")]
     Read {
         path: PathBuf,
         variable: String,
+        /// What the file says about the failure (its filters), or empty.
+        hint: String,
         #[source]
         source: netcdf::Error,
+    },
+    #[error("{path}: variable {variable}: {reason}")]
+    Encoding {
+        path: PathBuf,
+        variable: String,
+        reason: String,
+    },
+    #[error(
+        "{path}: groups are not supported: the file has groups {groups}; zru reads the \
+         variables of the root group only (write the data variables in the root group)"
+    )]
+    Groups { path: PathBuf, groups: String },
+    #[error("{path}: {reason}")]
+    Header { path: PathBuf, reason: String },
+    #[error("{path}: variable {variable}: {reason}")]
+    TooLarge {
+        path: PathBuf,
+        variable: String,
+        reason: String,
     },
     #[error("{path}: variable {variable} has type {kind}, which zru cannot store")]
     UnsupportedType {
@@ -84,8 +108,11 @@ impl SourceVariable {
         self.dims.iter().any(|d| d == dim)
     }
 
+    /// Number of elements (saturating: a file can declare absurd dimensions).
     pub fn element_count(&self) -> u64 {
-        self.shape.iter().product()
+        self.shape
+            .iter()
+            .fold(1u64, |n, &len| n.saturating_mul(len))
     }
 
     /// `units` and `calendar` attributes, for time variables.
@@ -117,10 +144,26 @@ impl SourceFile {
             path: path.to_path_buf(),
             source,
         })?;
+        diagnose::check_names(path).map_err(|reason| SourceError::Header {
+            path: path.to_path_buf(),
+            reason,
+        })?;
         let file = netcdf::open(path).map_err(|source| SourceError::Open {
             path: path.to_path_buf(),
+            diagnosis: diagnose::diagnose_open(path),
             source,
         })?;
+        let groups = groups_with_variables(&file).map_err(|source| SourceError::Open {
+            path: path.to_path_buf(),
+            diagnosis: "cannot list its groups".into(),
+            source,
+        })?;
+        if !groups.is_empty() {
+            return Err(SourceError::Groups {
+                path: path.to_path_buf(),
+                groups: groups.join(", "),
+            });
+        }
         let joined = string_dims(&file);
         let variables = file
             .variables()
@@ -168,7 +211,32 @@ impl SourceFile {
 
     /// Reads a whole variable in C order.
     pub fn read(&self, name: &str) -> Result<Values, SourceError> {
+        let described = self.described(name)?;
+        self.check_read_size(described, described.element_count())?;
         self.read_extents(name, netcdf::Extents::All)
+    }
+
+    /// Rejects a read of more than [`MAX_READ_BYTES`]: a tiny netCDF-4 file can declare
+    /// huge dimensions (unwritten chunks read as fill), and allocating their values
+    /// would abort the process.
+    fn check_read_size(&self, var: &SourceVariable, elements: u64) -> Result<(), SourceError> {
+        let width = match var.element {
+            ElementType::Text => var.char_len.unwrap_or(1).max(1) as u64,
+            other => other.size() as u64,
+        };
+        let bytes = elements.saturating_mul(width);
+        if bytes > MAX_READ_BYTES {
+            return Err(SourceError::TooLarge {
+                path: self.path.clone(),
+                variable: var.name.clone(),
+                reason: format!(
+                    "shape {:?} needs {bytes} bytes in one read, more than zru reads at once \
+                     ({MAX_READ_BYTES}); configure smaller store chunks for its dimensions",
+                    var.shape
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Reads a variable in bands along one axis (see [`bands`]), calling `emit` with
@@ -199,7 +267,10 @@ impl SourceFile {
             });
             return Ok(());
         };
-        let row_len: u64 = described.shape[plan.axis + 1..].iter().product();
+        let row_len: u64 = described.shape[plan.axis + 1..]
+            .iter()
+            .fold(1u64, |n, &len| n.saturating_mul(len));
+        self.check_read_size(described, plan.piece.saturating_mul(row_len))?;
         let mut assembler = BandAssembler::new(plan, row_len);
         for piece in plan.pieces() {
             let extents: Vec<std::ops::Range<usize>> = described
@@ -234,6 +305,7 @@ impl SourceFile {
         let chunks = variable.chunking().map_err(|source| SourceError::Read {
             path: self.path.clone(),
             variable: name.into(),
+            hint: String::new(),
             source,
         })?;
         Ok(chunks.map(|c| c.into_iter().map(|n| n as u64).collect()))
@@ -262,6 +334,7 @@ impl SourceFile {
         let read_error = |source| SourceError::Read {
             path: self.path.clone(),
             variable: name.into(),
+            hint: diagnose::read_hint(&self.path, name),
             source,
         };
         let e = extents;
@@ -359,6 +432,7 @@ fn describe(
         .map(|d| d.len() as u64)
         .collect();
     let vartype = variable.vartype();
+    let vlen_string = matches!(vartype, NcVariableType::String);
     let (element, char_len) = match element_type(&vartype) {
         // netCDF-4 variable-length strings: one string per element.
         Some(ElementType::Text) if matches!(vartype, NcVariableType::String) => {
@@ -378,13 +452,30 @@ fn describe(
             return Err(SourceError::UnsupportedType {
                 path: path.to_path_buf(),
                 variable: name,
-                kind: format!("{vartype:?}"),
+                kind: type_name(&vartype),
             })
         }
     };
+    let count = shape.iter().try_fold(1u64, |n, &len| n.checked_mul(len));
+    if vlen_string && count.is_none_or(|n| n > MAX_STRINGS) {
+        return Err(SourceError::TooLarge {
+            path: path.to_path_buf(),
+            variable: name,
+            reason: format!(
+                "a string variable of shape {shape:?} is more than zru reads ({MAX_STRINGS} strings)"
+            ),
+        });
+    }
     let mut attributes = Map::new();
     let mut encoding = CfEncoding::default();
     let mut text_fill = None;
+    let mut fill = None;
+    let mut missing = None;
+    let encoding_error = |reason: String| SourceError::Encoding {
+        path: path.to_path_buf(),
+        variable: name.clone(),
+        reason,
+    };
     for attribute in variable.attributes() {
         let attr_name = attribute.name().to_string();
         let value = attribute.value().map_err(|source| SourceError::Attribute {
@@ -393,28 +484,42 @@ fn describe(
             attribute: attr_name.clone(),
             source,
         })?;
-        match attr_name.as_str() {
-            "_FillValue" => {
+        let is_encoding = matches!(
+            attr_name.as_str(),
+            "_FillValue" | "missing_value" | "scale_factor" | "add_offset"
+        );
+        if element == ElementType::Text {
+            // Text: `_FillValue` is text (masked by xarray); packing does not apply.
+            if attr_name == "_FillValue" {
                 if let AttributeValue::Str(text) = &value {
                     text_fill = Some(text.clone());
                 }
-                encoding.fill_value = attribute_number(&value);
                 continue;
             }
-            "scale_factor" => encoding.scale_factor = attribute_number(&value).unwrap_or(1.0),
-            "add_offset" => encoding.add_offset = attribute_number(&value).unwrap_or(0.0),
-            "missing_value" if encoding.fill_value.is_none() => {
-                encoding.fill_value = attribute_number(&value)
+        } else if is_encoding {
+            let number = encoding_number(&attr_name, &value).map_err(&encoding_error)?;
+            match attr_name.as_str() {
+                "_FillValue" => {
+                    fill = Some(number);
+                    continue;
+                }
+                "missing_value" => missing = Some(number),
+                "scale_factor" => encoding.scale_factor = number,
+                _ => encoding.add_offset = number,
             }
-            _ => {}
         }
         attributes.insert(attr_name, attribute_json(value));
     }
-    if element == ElementType::Text {
-        encoding = CfEncoding::default();
-    } else if encoding.fill_value.is_none() && element.is_float() {
-        // netCDF-C's default fill for floats; xarray masks it only when declared, so
-        // only declared fills matter. Keep None.
+    if element != ElementType::Text {
+        encoding.fill_value = match (fill, missing) {
+            (Some(f), Some(m)) if !same_number(f, m) => {
+                return Err(encoding_error(format!(
+                    "_FillValue ({f}) and missing_value ({m}) differ; xarray masks both, \
+                     zru stores one missing value"
+                )))
+            }
+            (f, m) => f.or(m),
+        };
     }
     Ok(SourceVariable {
         name,
@@ -426,6 +531,105 @@ fn describe(
         char_len,
         text_fill,
     })
+}
+
+/// Most bytes zru reads from a variable at once (a whole variable, or one band).
+pub const MAX_READ_BYTES: u64 = 4 << 30;
+
+/// Most strings zru reads from one variable-length string variable.
+const MAX_STRINGS: u64 = 1 << 22;
+
+fn same_number(a: f64, b: f64) -> bool {
+    a == b || (a.is_nan() && b.is_nan())
+}
+
+/// The single number of an encoding attribute (`_FillValue`, `missing_value`,
+/// `scale_factor`, `add_offset`) of a numeric variable. Text, several values, a zero or
+/// non-finite `scale_factor` and a non-finite `add_offset` are errors: xarray would fail
+/// on them or decode wrong values, so zru rejects the file rather than guess.
+fn encoding_number(attr: &str, value: &AttributeValue) -> Result<f64, String> {
+    let numbers: Vec<Option<f64>> = match value {
+        AttributeValue::Str(text) => {
+            return Err(format!("{attr} is a string ({text:?}), expected a number"))
+        }
+        AttributeValue::Strs(texts) if texts.len() == 1 => {
+            return Err(format!(
+                "{attr} is a string ({:?}), expected a number",
+                texts[0]
+            ))
+        }
+        AttributeValue::Strs(texts) => {
+            return Err(format!(
+                "{attr} is a list of strings ({texts:?}), expected a number"
+            ))
+        }
+        other => match attribute_json(other.clone()) {
+            Value::Array(items) => items.iter().map(json_number).collect(),
+            single => vec![json_number(&single)],
+        },
+    };
+    let number = match numbers.as_slice() {
+        [one] => one.ok_or_else(|| format!("{attr} is not a number"))?,
+        [] => return Err(format!("{attr} has no value, expected a number")),
+        many => {
+            return Err(format!(
+                "{attr} has {} values, expected one number",
+                many.len()
+            ))
+        }
+    };
+    match attr {
+        "scale_factor" if number == 0.0 || !number.is_finite() => Err(format!(
+            "scale_factor is {number}; it must be a finite, non-zero number"
+        )),
+        "add_offset" if !number.is_finite() => Err(format!(
+            "add_offset is {number}; it must be a finite number"
+        )),
+        _ => Ok(number),
+    }
+}
+
+/// A number of [`attribute_json`]'s output, non-finite floats (text there) included.
+fn json_number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) if s == "NaN" => Some(f64::NAN),
+        Value::String(s) if s == "Infinity" => Some(f64::INFINITY),
+        Value::String(s) if s == "-Infinity" => Some(f64::NEG_INFINITY),
+        _ => None,
+    }
+}
+
+/// Paths of the groups (at any depth) that hold variables, or have groups that do.
+fn groups_with_variables(file: &netcdf::File) -> Result<Vec<String>, netcdf::Error> {
+    fn walk(group: &netcdf::Group<'_>, prefix: &str, out: &mut Vec<String>) -> bool {
+        let path = format!("{prefix}/{}", group.name());
+        let mut has = group.variables().next().is_some();
+        for sub in group.groups() {
+            has |= walk(&sub, &path, out);
+        }
+        if has && !out.iter().any(|p| p.starts_with(&format!("{path}/"))) {
+            out.push(path);
+        }
+        has
+    }
+    let mut out = Vec::new();
+    for group in file.groups()? {
+        walk(&group, "", &mut out);
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// A readable name of a NetCDF type zru cannot store.
+fn type_name(vartype: &NcVariableType) -> String {
+    match vartype {
+        NcVariableType::Compound(_) => "compound".into(),
+        NcVariableType::Opaque(_) => "opaque".into(),
+        NcVariableType::Enum(_) => "enum".into(),
+        NcVariableType::Vlen(_) => "vlen (variable-length array)".into(),
+        other => format!("{other:?}"),
+    }
 }
 
 fn element_type(vartype: &NcVariableType) -> Option<ElementType> {
@@ -443,16 +647,6 @@ fn element_type(vartype: &NcVariableType) -> Option<ElementType> {
         NcVariableType::Char | NcVariableType::String => ElementType::Text,
         _ => return None,
     })
-}
-
-/// The first number of an attribute (for `_FillValue`, `scale_factor`, ...).
-fn attribute_number(value: &AttributeValue) -> Option<f64> {
-    match attribute_json(value.clone()) {
-        Value::Number(n) => n.as_f64(),
-        Value::Array(items) => items.first().and_then(Value::as_f64),
-        Value::String(s) if s == "NaN" => Some(f64::NAN),
-        _ => None,
-    }
 }
 
 fn float_json(x: f64) -> Value {
@@ -526,8 +720,8 @@ mod tests {
             Value::String("NaN".into())
         );
         assert_eq!(
-            attribute_number(&AttributeValue::Shorts(vec![-32766, 1])),
-            Some(-32766.0)
+            encoding_number("_FillValue", &AttributeValue::Shorts(vec![-32766])),
+            Ok(-32766.0)
         );
     }
 
@@ -571,6 +765,138 @@ mod tests {
         assert!(
             err.contains("bad.nc") && err.contains("cannot open as netCDF"),
             "{err}"
+        );
+    }
+
+    fn encoded_file(dir: &Path, attr: &str, value: AttributeValue) -> PathBuf {
+        let path = dir.join(format!("{attr}.nc"));
+        let mut file = netcdf::create(&path).unwrap();
+        file.add_dimension("t", 2).unwrap();
+        let mut var = file.add_variable::<i16>("PS", &["t"]).unwrap();
+        var.put_attribute(attr, value).unwrap();
+        path
+    }
+
+    #[test]
+    fn encoding_attributes_must_be_one_usable_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (
+                "scale_factor",
+                AttributeValue::Str("0.01".into()),
+                r#"variable PS: scale_factor is a string ("0.01"), expected a number"#,
+            ),
+            (
+                "add_offset",
+                AttributeValue::Str("1".into()),
+                r#"variable PS: add_offset is a string ("1"), expected a number"#,
+            ),
+            (
+                "missing_value",
+                AttributeValue::Str("-9999".into()),
+                r#"variable PS: missing_value is a string ("-9999"), expected a number"#,
+            ),
+            (
+                "scale_factor",
+                AttributeValue::Double(0.0),
+                "variable PS: scale_factor is 0; it must be a finite, non-zero number",
+            ),
+            (
+                "scale_factor",
+                AttributeValue::Float(f32::NAN),
+                "variable PS: scale_factor is NaN; it must be a finite, non-zero number",
+            ),
+            (
+                "add_offset",
+                AttributeValue::Double(f64::INFINITY),
+                "variable PS: add_offset is inf; it must be a finite number",
+            ),
+            (
+                "scale_factor",
+                AttributeValue::Doubles(vec![1.0, 2.0]),
+                "variable PS: scale_factor has 2 values, expected one number",
+            ),
+        ];
+        for (attr, value, want) in cases {
+            let path = encoded_file(dir.path(), attr, value);
+            let err = SourceFile::open(&path).unwrap_err().to_string();
+            assert!(err.ends_with(want), "{attr}: {err}");
+        }
+        // A NaN _FillValue and a one-element list are fine.
+        let path = encoded_file(dir.path(), "_FillValue", AttributeValue::Shorts(vec![-5]));
+        let source = SourceFile::open(&path).unwrap();
+        assert_eq!(
+            source.variable("PS").unwrap().encoding.fill_value,
+            Some(-5.0)
+        );
+        assert_eq!(
+            encoding_number("_FillValue", &AttributeValue::Float(f32::NAN)).map(f64::is_nan),
+            Ok(true)
+        );
+    }
+
+    #[test]
+    fn fill_value_and_a_different_missing_value_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("both.nc");
+        {
+            let mut file = netcdf::create(&path).unwrap();
+            file.add_dimension("t", 2).unwrap();
+            let mut var = file.add_variable::<f32>("PS", &["t"]).unwrap();
+            var.set_fill_value(-9999f32).unwrap();
+            var.put_attribute("missing_value", -1.0f32).unwrap();
+        }
+        let err = SourceFile::open(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("variable PS: _FillValue (-9999) and missing_value (-1) differ"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn variables_in_groups_are_rejected_naming_the_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("groups.nc");
+        {
+            let mut file = netcdf::create(&path).unwrap();
+            file.add_dimension("t", 2).unwrap();
+            file.add_group("meta").unwrap(); // attributes only: ignored
+            for name in ["b", "a"] {
+                let mut group = file.add_group(name).unwrap();
+                let mut inner = group.add_group("deep").unwrap();
+                inner.add_variable::<f32>("sst", &["t"]).unwrap();
+            }
+        }
+        let err = SourceFile::open(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("groups are not supported: the file has groups /a/deep, /b/deep;"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn string_variables_read_as_text_scalars_included() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strings.nc");
+        {
+            let mut file = netcdf::create(&path).unwrap();
+            file.add_dimension("n", 3).unwrap();
+            let mut crs = file.add_string_variable("crs", &[]).unwrap();
+            crs.put_string("albers", netcdf::Extents::All).unwrap();
+            let mut names = file.add_string_variable("names", &["n"]).unwrap();
+            for (i, name) in ["a", "bb", ""].iter().enumerate() {
+                names.put_string(name, [i]).unwrap();
+            }
+        }
+        let source = SourceFile::open(&path).unwrap();
+        assert_eq!(source.variable("crs").unwrap().shape, Vec::<u64>::new());
+        assert_eq!(
+            source.read("crs").unwrap(),
+            Values::Text(vec!["albers".into()])
+        );
+        assert_eq!(
+            source.read("names").unwrap(),
+            Values::Text(vec!["a".into(), "bb".into(), "".into()])
         );
     }
 }

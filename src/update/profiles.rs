@@ -208,13 +208,47 @@ fn read_identities(
     let columns = identity
         .iter()
         .map(|var| {
-            source
-                .read(&var.name)
-                .map(|values| identity_texts(&values))
-                .map_err(|e| cx.source_error(e))
+            let values = source.read(&var.name).map_err(|e| cx.source_error(e))?;
+            if let Some((row, what)) = first_missing_identity(var, &values) {
+                return Err(cx.schema(
+                    &var.name,
+                    format!(
+                        "profile {row} (index along {}) has no identity: {} is {what}; \
+                         a profile without an identity cannot be placed, so the file is \
+                         rejected (fix or drop that profile)",
+                        cx.append_dim(),
+                        var.name
+                    ),
+                ));
+            }
+            Ok(identity_texts(&values))
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(zip_identities(&columns, count))
+}
+
+/// The first row whose identity part is missing, and how: equal to the variable's
+/// `_FillValue`/`missing_value` (Argo's 99999), NaN, or blank text (or the text fill).
+fn first_missing_identity(var: &SourceVariable, values: &Values) -> Option<(usize, String)> {
+    match values {
+        Values::Text(texts) => texts
+            .iter()
+            .position(|t| t.trim().is_empty() || var.text_fill.as_deref().is_some_and(|f| f == t))
+            .map(|row| (row, "blank".to_string())),
+        numbers => {
+            let raw = numbers.to_f64_vec().ok()?;
+            let fill = var.encoding.fill_value;
+            raw.iter().enumerate().find_map(|(row, &x)| {
+                if x.is_nan() {
+                    Some((row, "NaN".to_string()))
+                } else if fill.is_some_and(|f| f == x) {
+                    Some((row, format!("its _FillValue ({})", number_text(x))))
+                } else {
+                    None
+                }
+            })
+        }
+    }
 }
 
 /// Creates the arrays the file brings, grows every append-dimension array to the new
@@ -450,6 +484,40 @@ mod tests {
         let ids = zip_identities(&[platforms, cycles, directions], 2);
         assert_eq!(ids[0].to_string(), "2902093/1/A");
         assert_eq!(ids[1].to_string(), "2902093/2/D");
+    }
+
+    #[test]
+    fn identities_equal_to_their_fill_or_blank_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prof.nc");
+        {
+            let mut file = netcdf::create(&path).unwrap();
+            file.add_dimension("N_PROF", 3).unwrap();
+            let mut cycle = file
+                .add_variable::<i32>("CYCLE_NUMBER", &["N_PROF"])
+                .unwrap();
+            cycle.set_fill_value(99999i32).unwrap();
+            cycle.put_values(&[1, 99999, 3], ..).unwrap();
+            let mut platform = file
+                .add_string_variable("PLATFORM_NUMBER", &["N_PROF"])
+                .unwrap();
+            for (i, text) in ["2902093 ", "2902093 ", "        "].iter().enumerate() {
+                platform.put_string(text, [i]).unwrap();
+            }
+            let mut pres = file.add_variable::<f64>("JULD", &["N_PROF"]).unwrap();
+            pres.put_values(&[1.0, 2.0, f64::NAN], ..).unwrap();
+        }
+        let source = SourceFile::open(&path).unwrap();
+        let missing = |name: &str| {
+            let var = source.variable(name).unwrap();
+            first_missing_identity(var, &source.read(name).unwrap())
+        };
+        assert_eq!(
+            missing("CYCLE_NUMBER"),
+            Some((1, "its _FillValue (99999)".into()))
+        );
+        assert_eq!(missing("PLATFORM_NUMBER"), Some((2, "blank".into())));
+        assert_eq!(missing("JULD"), Some((2, "NaN".into())));
     }
 
     #[test]
