@@ -166,24 +166,18 @@ CI_EXAMPLES = {"core": 12, "units_vary": 4, "bounds": 4, "char": 4, "string": 3,
 # Failures found and not fixed in the binary this file was last run against: the test
 # is expected to fail (strict: it fails the suite once the bug is fixed, so the mark
 # is removed with the fix). Keyed by test function name.
-BUG_INT64_FILL = ("a blanked int64/uint64 variable without _FillValue reads -2**63 / 2**64-1, "
-                  "not netCDF's default fill (-9223372036854775806 / 18446744073709551614)")
-BUG_NC_STRING_ATTR = ("a netCDF-4 NC_STRING text attribute (non-ASCII) is stored as a "
-                      "one-element list")
-BUG_INT_TIME_BLANK = ("a blanked integer time-like variable without _FillValue "
-                      "(time_bnds int32 hours) reads as a date in year -243030, not NaT; "
-                      "with int64 times the store becomes unreadable by xarray")
-BUG_REPACK_FILL = ("repacking to the store's packing maps a valid value onto the store's "
-                   "_FillValue raw value: it reads as missing")
+# Fixed (their regression tests below now pass): NC_STRING text attributes stored as a
+# one-element list; int32 time bounds blanked to a date; a repacked value landing on the
+# store's _FillValue.
+BUG_INT64_FILL = ("a blanked uint64 variable without _FillValue reads 2**64-1, not netCDF's "
+                  "default fill 18446744073709551614 (the blank erases the chunk and the "
+                  "store's fill is read through a float)")
+BUG_INT64_JULIAN_TIME_BLANK = ("int64 time bounds in a julian calendar with a blanked slot: "
+                               "xarray cannot decode the store's time_bnds (the int64 "
+                               "_FillValue -2**63)")
 KNOWN_FAILURES = {
-    "test_regression_repacked_value_becomes_fill": BUG_REPACK_FILL,
-    "test_regression_blank_integer_time_bounds": BUG_INT_TIME_BLANK,
-    "test_regression_blank_int64_time_bounds_unreadable": BUG_INT_TIME_BLANK,
-    "test_differential_unicode_attrs": BUG_NC_STRING_ATTR,
-    "test_differential_all": "; ".join([BUG_NC_STRING_ATTR, BUG_INT64_FILL, BUG_REPACK_FILL,
-                                        BUG_INT_TIME_BLANK]),
     "test_regression_int64_uint64_without_fill_blank": BUG_INT64_FILL,
-    "test_regression_non_ascii_text_attribute": BUG_NC_STRING_ATTR,
+    "test_regression_blank_int64_time_bounds_unreadable": BUG_INT64_JULIAN_TIME_BLANK,
 }
 
 
