@@ -447,8 +447,8 @@ fn load_file_with(file: &Path, places: &checks::Places) -> Result<Dataset, Vec<C
     if !problems.is_empty() {
         return Err(errors(problems));
     }
-    let config: DatasetConfig = serde_json::from_value(document)
-        .map_err(|e| parse(format!("{e}; see docs/config.md")))?;
+    let config: DatasetConfig =
+        serde_json::from_value(document).map_err(|e| parse(format!("{e}; see docs/config.md")))?;
     validate(config, file, places).map_err(errors)
 }
 
@@ -493,11 +493,7 @@ fn validate(
     }
     let location = match StoreLocation::parse(&config.store) {
         Ok(location) => {
-            problems.extend(checks::check_store_place(
-                &config.store,
-                &location,
-                places,
-            ));
+            problems.extend(checks::check_store_place(&config.store, &location, places));
             Some(location)
         }
         Err(e) => {
@@ -506,7 +502,9 @@ fn validate(
         }
     };
     match (durations, location) {
-        (Ok((time_step_seconds, time_tolerance_seconds)), Some(location)) if problems.is_empty() => {
+        (Ok((time_step_seconds, time_tolerance_seconds)), Some(location))
+            if problems.is_empty() =>
+        {
             Ok(Dataset {
                 config,
                 file: file.to_path_buf(),

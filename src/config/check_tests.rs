@@ -177,7 +177,10 @@ fn zero_and_absurd_chunk_lengths_are_rejected() {
         "minimum",
     );
     assert_rejected(
-        &[("gsla.json", &gsla_with("chunks", r#"{"TIME": 1000000000000}"#))],
+        &[(
+            "gsla.json",
+            &gsla_with("chunks", r#"{"TIME": 1000000000000}"#),
+        )],
         "gsla.json",
         "chunks.TIME",
         "maximum",
@@ -195,7 +198,10 @@ fn chunks_of_more_than_2_pow_28_elements_are_rejected() {
     assert_rejected(
         &[(
             "gsla.json",
-            &gsla_with("chunks", r#"{"TIME": 16, "LATITUDE": 8192, "LONGITUDE": 4096}"#),
+            &gsla_with(
+                "chunks",
+                r#"{"TIME": 16, "LATITUDE": 8192, "LONGITUDE": 4096}"#,
+            ),
         )],
         "gsla.json",
         "chunks",
@@ -203,7 +209,10 @@ fn chunks_of_more_than_2_pow_28_elements_are_rejected() {
     );
     assert_accepted(&[(
         "gsla.json",
-        &gsla_with("chunks", r#"{"TIME": 8, "LATITUDE": 8192, "LONGITUDE": 4096}"#),
+        &gsla_with(
+            "chunks",
+            r#"{"TIME": 8, "LATITUDE": 8192, "LONGITUDE": 4096}"#,
+        ),
     )]);
 }
 
@@ -223,7 +232,10 @@ fn empty_slashed_and_hidden_provenance_names_are_rejected() {
         );
     }
     assert_rejected(
-        &[("gsla.json", &gsla_with("provenance_variable", r#""zarr.json""#))],
+        &[(
+            "gsla.json",
+            &gsla_with("provenance_variable", r#""zarr.json""#),
+        )],
         "gsla.json",
         "provenance_variable",
         "metadata",
@@ -266,8 +278,14 @@ fn provenance_names_the_data_can_have_are_rejected() {
     }
     // Profiles: the identity variables and level dimension, defaults included.
     for (text, clash) in [
-        (argo_with("provenance_variable", r#""CYCLE_NUMBER""#), "identity"),
-        (argo_with("provenance_variable", r#""N_LEVELS""#), "level_dim"),
+        (
+            argo_with("provenance_variable", r#""CYCLE_NUMBER""#),
+            "identity",
+        ),
+        (
+            argo_with("provenance_variable", r#""N_LEVELS""#),
+            "level_dim",
+        ),
     ] {
         assert_rejected(
             &[("argo.json", &text)],
@@ -276,7 +294,10 @@ fn provenance_names_the_data_can_have_are_rejected() {
             clash,
         );
     }
-    assert_accepted(&[("gsla.json", &gsla_with("provenance_variable", r#""source_key""#))]);
+    assert_accepted(&[(
+        "gsla.json",
+        &gsla_with("provenance_variable", r#""source_key""#),
+    )]);
 }
 
 // ---- key patterns ----------------------------------------------------------------------
@@ -296,7 +317,10 @@ fn overlapping_key_patterns_of_two_datasets_are_rejected() {
     // Same directory, different file forms that some names satisfy both of.
     let x = GSLA
         .replace("\"gsla\"", "\"x\"")
-        .replace("^IMOS/OceanCurrent/GSLA/.*\\\\.nc$", "^IMOS/OceanCurrent/GSLA/x.*$")
+        .replace(
+            "^IMOS/OceanCurrent/GSLA/.*\\\\.nc$",
+            "^IMOS/OceanCurrent/GSLA/x.*$",
+        )
         .replace("data/zarr/gsla.zarr", "data/zarr/x.zarr");
     assert_rejected(
         &[("a.json", GSLA), ("b.json", &x)],
@@ -315,7 +339,10 @@ fn overlapping_key_patterns_of_two_datasets_are_rejected() {
 #[test]
 fn example_keys_must_match_and_reveal_overlaps() {
     assert_rejected(
-        &[("gsla.json", &gsla_with("example_keys", r#"["IMOS/other/x.nc"]"#))],
+        &[(
+            "gsla.json",
+            &gsla_with("example_keys", r#"["IMOS/other/x.nc"]"#),
+        )],
         "gsla.json",
         "example_keys[0]",
         "not matched",
@@ -323,7 +350,10 @@ fn example_keys_must_match_and_reveal_overlaps() {
     // An overlap the witnesses miss (a case-insensitive pattern whose samples are all
     // upper case), shown by an example key.
     let dir = dir_with(&[("a.json", GSLA), ("b.json", &upper())]);
-    assert!(check(dir.path(), None).is_empty(), "the witnesses found it after all");
+    assert!(
+        check(dir.path(), None).is_empty(),
+        "the witnesses found it after all"
+    );
     let with_example = set(
         &upper(),
         &[("example_keys", r#"["IMOS/OceanCurrent/GSLA/2024/a.nc"]"#)],
@@ -358,10 +388,9 @@ fn raw_keys_matched_by_two_datasets_are_reported() {
     let errors = check(dir.path(), Some(raw.path()));
     let file = dir.path().join("b.json");
     assert!(
-        errors
-            .iter()
-            .any(|e| e.starts_with(&format!("{}: key_patterns: ", file.display()))
-                && e.contains(key)),
+        errors.iter().any(
+            |e| e.starts_with(&format!("{}: key_patterns: ", file.display())) && e.contains(key)
+        ),
         "{errors:#?}"
     );
 }
@@ -448,8 +477,14 @@ fn a_store_through_a_symlinked_parent_is_the_same_store() {
     std::os::unix::fs::symlink(&real, &link).unwrap();
     assert_rejected(
         &[
-            ("a.json", &gsla_named("a", &real.join("s.zarr").display().to_string())),
-            ("b.json", &gsla_named("b", &link.join("s.zarr").display().to_string())),
+            (
+                "a.json",
+                &gsla_named("a", &real.join("s.zarr").display().to_string()),
+            ),
+            (
+                "b.json",
+                &gsla_named("b", &link.join("s.zarr").display().to_string()),
+            ),
         ],
         "b.json",
         "store",
@@ -492,7 +527,10 @@ fn stores_in_forbidden_places_are_rejected() {
     let elsewhere = tempfile::tempdir().unwrap();
     assert_accepted(&[(
         "gsla.json",
-        &gsla_named("gsla", &elsewhere.path().join("x.zarr").display().to_string()),
+        &gsla_named(
+            "gsla",
+            &elsewhere.path().join("x.zarr").display().to_string(),
+        ),
     )]);
 }
 
@@ -583,7 +621,10 @@ fn a_utf8_bom_is_accepted() {
     let with_bom = format!("\u{feff}{GSLA}");
     assert_accepted(&[("gsla.json", &with_bom)]);
     let dir = dir_with(&[("gsla.json", &with_bom)]);
-    assert_eq!(Catalog::load_dir(dir.path()).unwrap().datasets[0].name(), "gsla");
+    assert_eq!(
+        Catalog::load_dir(dir.path()).unwrap().datasets[0].name(),
+        "gsla"
+    );
 }
 
 #[test]
@@ -668,7 +709,10 @@ fn serde_fields<T: serde::de::DeserializeOwned + std::fmt::Debug>(base: &str) ->
     doc["zz_not_a_key"] = 1.into();
     let message = serde_json::from_value::<T>(doc).unwrap_err().to_string();
     // "unknown field `x`, expected one of `a`, `b`" or "..., expected `a` or `b`".
-    let expected = message.split_once(", expected").map(|(_, rest)| rest).unwrap_or_default();
+    let expected = message
+        .split_once(", expected")
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
     let mut fields: Vec<String> = expected
         .split('`')
         .skip(1)
@@ -696,9 +740,22 @@ fn schema_and_serde_know_the_same_keys() {
     assert_eq!(schema::validate(&doc), vec![]);
     // Same for the compressor object.
     let compressor = doc["compressor"].to_string();
-    let compressor_keys = sorted(doc["compressor"].as_object().unwrap().keys().cloned().collect());
-    assert_eq!(serde_fields::<CompressorConfig>(&compressor), compressor_keys);
-    assert_eq!(sorted(schema::property_names(&["compressor"])), compressor_keys);
+    let compressor_keys = sorted(
+        doc["compressor"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect(),
+    );
+    assert_eq!(
+        serde_fields::<CompressorConfig>(&compressor),
+        compressor_keys
+    );
+    assert_eq!(
+        sorted(schema::property_names(&["compressor"])),
+        compressor_keys
+    );
 }
 
 #[test]

@@ -188,17 +188,15 @@ pub(super) fn check_keys(config: &DatasetConfig) -> Vec<Problem> {
             }
         };
         match (compressor.level, range) {
-            (Some(level), Some(range)) if !range.contains(&level) => {
-                problems.push(Problem::new(
-                    "compressor.level",
-                    &format!("{level} is out of range for {}", compressor.name),
-                    &format!(
-                        "write a level from {} to {} (or omit it for the default)",
-                        range.start(),
-                        range.end()
-                    ),
-                ))
-            }
+            (Some(level), Some(range)) if !range.contains(&level) => problems.push(Problem::new(
+                "compressor.level",
+                &format!("{level} is out of range for {}", compressor.name),
+                &format!(
+                    "write a level from {} to {} (or omit it for the default)",
+                    range.start(),
+                    range.end()
+                ),
+            )),
             (Some(_), None) if compressor.name == "none" => problems.push(Problem::new(
                 "compressor.level",
                 "has no meaning without a compressor",
@@ -280,7 +278,9 @@ fn check_provenance(config: &DatasetConfig) -> Vec<Problem> {
         return bad(format!("{name:?} contains a slash (it names one array)"));
     }
     if name.starts_with('.') {
-        return bad(format!("{name:?} starts with '.' (hidden and reserved names)"));
+        return bad(format!(
+            "{name:?} starts with '.' (hidden and reserved names)"
+        ));
     }
     if name == "zarr.json" {
         return bad(format!(
@@ -397,7 +397,11 @@ fn nested(a: &Path, b: &Path) -> bool {
 
 /// A local store's placement: not the working directory or one of its ancestors, not
 /// nested with the configuration directory or the raw root, no `..` escape.
-pub(super) fn check_store_place(text: &str, location: &StoreLocation, places: &Places) -> Vec<Problem> {
+pub(super) fn check_store_place(
+    text: &str,
+    location: &StoreLocation,
+    places: &Places,
+) -> Vec<Problem> {
     let Some(path) = location.local_path() else {
         return Vec::new();
     };

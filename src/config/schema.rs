@@ -5,8 +5,8 @@
 
 use std::sync::OnceLock;
 
-use jsonschema::paths::LocationSegment;
 use jsonschema::error::ValidationErrorKind;
+use jsonschema::paths::LocationSegment;
 use jsonschema::Validator;
 use serde_json::Value;
 

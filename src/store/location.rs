@@ -48,7 +48,9 @@ pub enum LocationError {
     BadS3 { url: String, reason: String },
     #[error("{0:?}: only local paths, file:// and s3:// URLs are supported")]
     Scheme(String),
-    #[error("{0:?} looks like a mistyped URL (a scheme must be lowercase and followed by \"://\")")]
+    #[error(
+        "{0:?} looks like a mistyped URL (a scheme must be lowercase and followed by \"://\")"
+    )]
     Malformed(String),
     #[error("{0:?}: a local path may not contain \"//\" (an empty component; it looks like a mistyped URL)")]
     DoubleSlash(String),
@@ -419,14 +421,26 @@ mod tests {
 
     #[test]
     fn url_lookalikes_never_become_local_directories() {
-        for text in ["s3:/bucket/x", "S3://bucket/x", "s3:bucket", "file:/x", "FILE:///x"] {
+        for text in [
+            "s3:/bucket/x",
+            "S3://bucket/x",
+            "s3:bucket",
+            "file:/x",
+            "FILE:///x",
+        ] {
             assert_eq!(
                 StoreLocation::parse(text),
                 Err(LocationError::Malformed(text.into())),
                 "{text}"
             );
         }
-        for text in ["gs://b/x", "http://host/x", "https://host/x", "az://c/x", "gcs:b"] {
+        for text in [
+            "gs://b/x",
+            "http://host/x",
+            "https://host/x",
+            "az://c/x",
+            "gcs:b",
+        ] {
             assert_eq!(
                 StoreLocation::parse(text),
                 Err(LocationError::Scheme(text.into())),
@@ -440,7 +454,10 @@ mod tests {
                 "{text}"
             );
         }
-        assert_eq!(StoreLocation::parse("s3://"), Err(LocationError::NoBucket("s3://".into())));
+        assert_eq!(
+            StoreLocation::parse("s3://"),
+            Err(LocationError::NoBucket("s3://".into()))
+        );
         assert_eq!(StoreLocation::parse("file://"), Err(LocationError::Empty));
         assert!(matches!(
             StoreLocation::parse("s3://ab/x"),
