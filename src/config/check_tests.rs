@@ -509,13 +509,16 @@ fn stores_in_forbidden_places_are_rejected() {
             needle,
         );
     }
-    // The configuration directory itself, or inside it.
-    let dir = tempfile::tempdir().unwrap();
-    let inside = dir.path().join("x.zarr").display().to_string();
-    for store in [dir.path().display().to_string(), inside] {
-        std::fs::write(dir.path().join("gsla.json"), gsla_named("gsla", &store)).unwrap();
-        let errors = check(dir.path(), None);
-        let prefix = format!("{}: store: ", dir.path().join("gsla.json").display());
+    // The configuration directory itself, or a parent of it (a store inside it is
+    // allowed: only its *.json files are read).
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("config");
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir = dir.as_path();
+    for store in [dir.display().to_string(), base.path().display().to_string()] {
+        std::fs::write(dir.join("gsla.json"), gsla_named("gsla", &store)).unwrap();
+        let errors = check(dir, None);
+        let prefix = format!("{}: store: ", dir.join("gsla.json").display());
         assert!(
             errors
                 .iter()
@@ -523,6 +526,9 @@ fn stores_in_forbidden_places_are_rejected() {
             "{errors:#?}"
         );
     }
+    let inside = dir.join("x.zarr").display().to_string();
+    std::fs::write(dir.join("gsla.json"), gsla_named("gsla", &inside)).unwrap();
+    assert_eq!(check(dir, None), Vec::<String>::new());
     // An absolute path elsewhere is allowed.
     let elsewhere = tempfile::tempdir().unwrap();
     assert_accepted(&[(

@@ -396,7 +396,8 @@ fn nested(a: &Path, b: &Path) -> bool {
 }
 
 /// A local store's placement: not the working directory or one of its ancestors, not
-/// nested with the configuration directory or the raw root, no `..` escape.
+/// the configuration directory or one of its ancestors, not nested with the raw root,
+/// no `..` escape.
 pub(super) fn check_store_place(
     text: &str,
     location: &StoreLocation,
@@ -422,9 +423,11 @@ pub(super) fn check_store_place(
             resolved.display()
         ));
     }
-    if nested(&resolved, &places.config_dir) {
+    // A store inside the configuration directory is allowed (only its *.json files are
+    // read); the directory itself or a parent of it would mix arrays with dataset files.
+    if places.config_dir.starts_with(&resolved) {
         return bad(format!(
-            "{text:?} ({}) is, holds or lies inside the configuration directory {}",
+            "{text:?} ({}) is the configuration directory {} or holds it",
             resolved.display(),
             places.config_dir.display()
         ));
