@@ -62,7 +62,7 @@ pub(super) fn durations(config: &DatasetConfig) -> Result<(Option<f64>, f64), Ve
             problems.push(Problem::new("time_step", &reason, STEP_FIX));
             None
         }
-        Some(Ok(step)) if step == 0.0 => {
+        Some(Ok(step)) if step <= 0.0 => {
             problems.push(Problem::new("time_step", "is zero", STEP_FIX));
             None
         }
