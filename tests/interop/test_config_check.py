@@ -118,3 +118,17 @@ def test_config_with_a_bom_and_schema_key_checks_fine(tmp_path):
     write_dir(tmp_path, {"sst.json": "\ufeff" + json.dumps(doc)})
     res = run_zru("config", "check", "--config", "config", cwd=tmp_path, expect_ok=True)
     assert "ok\tconfig/sst.json\tsst" in res.stdout, res.describe()
+
+
+def test_ingest_rejects_a_file_with_a_variable_named_like_the_provenance(tmp_path):
+    # The config cannot know the files' variables: `quality_level` passes the check,
+    # and the ingest of a file that has it is rejected with a reason, store untouched.
+    from conftest import ingest, place, sample
+    gen = sample(tmp_path / "gen", days=1, lat=10, lon=12)
+    write_dir(tmp_path, {"sst.json": {**GOOD, "provenance_variable": "quality_level"}})
+    run_zru("config", "check", "--config", "config", cwd=tmp_path, expect_ok=True)
+    raw = tmp_path / "data" / "raw"
+    path = place(gen[0], raw, f"sst/{gen[0].name}")
+    res = ingest(tmp_path / "config", raw, [path], cwd=tmp_path, expect_ok=False)
+    assert "provenance_variable" in res.output and "quality_level" in res.output, res.describe()
+    assert not (tmp_path / "data" / "zarr" / "sst.zarr" / "quality_level").exists()
