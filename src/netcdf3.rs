@@ -224,8 +224,9 @@ mod tests {
     use super::*;
 
     fn gsla_2011() -> Option<std::path::PathBuf> {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/data/imos/gsla/IMOS_OceanCurrent_HV_20110901T000000Z_GSLA_FV02_NRT.nc");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(
+            "tests/data/imos/gsla/IMOS_OceanCurrent_HV_20110901T000000Z_GSLA_FV02_NRT.nc",
+        );
         path.is_file().then_some(path)
     }
 
