@@ -10,9 +10,48 @@ use std::path::{Path, PathBuf};
 use regex::Regex;
 use serde::Deserialize;
 use thiserror::Error;
-use zru_handlers::cf_time::parse_duration_seconds;
 
 use crate::store::StoreLocation;
+
+pub mod checks;
+pub mod schema;
+mod witness;
+
+#[cfg(test)]
+mod check_tests;
+
+pub use checks::{MAX_CHUNK_ELEMENTS, MAX_CHUNK_LEN, MIN_TIME_STEP_SECONDS};
+
+/// Default `time_tolerance` (1 ms): far below the spacing of 1 Hz data, far above the
+/// rounding of a time converted between units. See docs/config.md, "Placing files in time".
+pub const DEFAULT_TIME_TOLERANCE: &str = "1 millisecond";
+
+/// One thing wrong with a configuration file: the key, what is wrong, how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub reason: String,
+    pub fix: String,
+}
+
+impl Problem {
+    pub fn new(key: &str, reason: &str, fix: &str) -> Self {
+        Self {
+            key: key.to_string(),
+            reason: reason.to_string(),
+            fix: fix.to_string(),
+        }
+    }
+
+    fn into_error(self, file: &Path) -> ConfigError {
+        ConfigError::Invalid {
+            file: file.to_path_buf(),
+            key: self.key,
+            reason: self.reason,
+            fix: self.fix,
+        }
+    }
+}
 
 /// Which handler family a dataset uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -42,10 +81,6 @@ pub const DEFAULT_IDENTITY: [&str; 3] = ["PLATFORM_NUMBER", "CYCLE_NUMBER", "DIR
 /// Default level dimension of profile collections.
 pub const DEFAULT_LEVEL_DIM: &str = "N_LEVELS";
 
-/// Default `time_tolerance` (1 ms): far below the spacing of 1 Hz data, far above the
-/// rounding of a time converted between units.
-pub const DEFAULT_TIME_TOLERANCE_SECONDS: f64 = 1e-3;
-
 /// Default chunk length along the append dimension of profile collections.
 pub const DEFAULT_PROFILE_CHUNK: u64 = 1000;
 
@@ -64,9 +99,15 @@ pub struct CompressorConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetConfig {
+    /// The schema the file follows (for editors); ignored.
+    #[serde(rename = "$schema", default)]
+    pub schema: Option<String>,
     pub name: String,
     pub handler: HandlerKind,
     pub key_patterns: Vec<String>,
+    /// Keys this dataset must match and no other may (checked by `config check`).
+    #[serde(default)]
+    pub example_keys: Vec<String>,
     /// A path (relative to the working directory), a `file://` or an `s3://` URL.
     pub store: String,
     pub append_dim: String,
@@ -212,18 +253,31 @@ pub enum ConfigError {
     },
     #[error("{file}: {reason}")]
     Parse { file: PathBuf, reason: String },
-    #[error("{file}: key `{key}`: {reason}")]
+    #[error("{file}: {key}: {reason}; {fix}")]
     Invalid {
         file: PathBuf,
         key: String,
         reason: String,
+        fix: String,
     },
-    #[error("{file}: dataset name `{name}` is already used by {other}")]
-    DuplicateName {
-        file: PathBuf,
-        name: String,
-        other: PathBuf,
+    #[error("raw root {root}: {source}")]
+    RawRoot {
+        root: PathBuf,
+        #[source]
+        source: std::io::Error,
     },
+}
+
+impl ConfigError {
+    /// The file the error is about, if any.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            Self::Read { file, .. } | Self::Parse { file, .. } | Self::Invalid { file, .. } => {
+                Some(file)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Every dataset of a configuration directory.
@@ -240,19 +294,38 @@ pub enum RouteError {
     Ambiguous { key: String, datasets: Vec<String> },
 }
 
+/// What a load knows beyond the configuration directory.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// The raw root (local runs): no store may be, hold or lie inside it.
+    pub raw_root: Option<PathBuf>,
+    /// Also read every key under the raw root and report keys two datasets match
+    /// (`zru config check`; a missing raw root is skipped).
+    pub scan_raw_root: bool,
+}
+
 impl Catalog {
     /// Loads and validates every `*.json` file of `dir`; the first error wins.
     pub fn load_dir(dir: &Path) -> Result<Self, ConfigError> {
-        let (datasets, mut errors) = load_all(dir)?;
+        Self::load_dir_with(dir, &LoadOptions::default())
+    }
+
+    /// [`Catalog::load_dir`] knowing the raw root (ingest, flush, watch).
+    pub fn load_dir_with(dir: &Path, options: &LoadOptions) -> Result<Self, ConfigError> {
+        let (datasets, mut errors) = load_all(dir, options)?;
         if let Some(error) = errors.drain(..).next() {
             return Err(error);
         }
         Ok(Self { datasets })
     }
 
-    /// Validates a directory and returns every problem found (for `zru config check`).
-    pub fn check_dir(dir: &Path) -> Result<(Vec<Dataset>, Vec<ConfigError>), ConfigError> {
-        load_all(dir)
+    /// Validates a directory and returns the valid datasets and every problem found
+    /// (for `zru config check`).
+    pub fn check_dir(
+        dir: &Path,
+        options: &LoadOptions,
+    ) -> Result<(Vec<Dataset>, Vec<ConfigError>), ConfigError> {
+        load_all(dir, options)
     }
 
     /// The one dataset whose patterns match `key`.
@@ -273,7 +346,13 @@ impl Catalog {
     }
 }
 
-fn load_all(dir: &Path) -> Result<(Vec<Dataset>, Vec<ConfigError>), ConfigError> {
+/// At most this many raw keys matched by two datasets are reported.
+const MAX_REPORTED_RAW_KEYS: usize = 20;
+
+fn load_all(
+    dir: &Path,
+    options: &LoadOptions,
+) -> Result<(Vec<Dataset>, Vec<ConfigError>), ConfigError> {
     let read_dir = |source| ConfigError::ReadDir {
         dir: dir.to_path_buf(),
         source,
@@ -287,158 +366,161 @@ fn load_all(dir: &Path) -> Result<(Vec<Dataset>, Vec<ConfigError>), ConfigError>
     if files.is_empty() {
         return Err(ConfigError::Empty(dir.to_path_buf()));
     }
+    let places = checks::Places::new(dir, options.raw_root.as_deref());
     let mut datasets: Vec<Dataset> = Vec::new();
     let mut errors = Vec::new();
     for file in files {
-        match load_file(&file) {
-            Ok(dataset) => {
-                if let Some(other) = datasets.iter().find(|d| d.name() == dataset.name()) {
-                    errors.push(ConfigError::DuplicateName {
-                        file: file.clone(),
-                        name: dataset.name().to_string(),
-                        other: other.file.clone(),
-                    });
-                } else {
-                    datasets.push(dataset);
-                }
-            }
-            Err(error) => errors.push(error),
+        match load_file_with(&file, &places) {
+            Ok(dataset) => datasets.push(dataset),
+            Err(problems) => errors.extend(problems),
         }
     }
+    let mut broken: Vec<PathBuf> = Vec::new();
+    for (file, problem) in checks::cross_checks(&datasets, &places.cwd) {
+        broken.push(file.clone());
+        errors.push(problem.into_error(&file));
+    }
+    if options.scan_raw_root {
+        if let Some(root) = options.raw_root.as_deref().filter(|r| r.is_dir()) {
+            let keys = checks::raw_keys(root).map_err(|source| ConfigError::RawRoot {
+                root: root.to_path_buf(),
+                source,
+            })?;
+            let mut reported = 0;
+            for key in keys {
+                let matching: Vec<&Dataset> = datasets.iter().filter(|d| d.matches(&key)).collect();
+                if let [first, .., last] = matching.as_slice() {
+                    broken.push(last.file.clone());
+                    errors.push(ConfigError::Invalid {
+                        file: last.file.clone(),
+                        key: "key_patterns".into(),
+                        reason: format!(
+                            "the raw object {key:?} under {} is matched by dataset {:?} ({}) too",
+                            root.display(),
+                            first.name(),
+                            first.file.display()
+                        ),
+                        fix: "make the patterns disjoint so each key belongs to one dataset".into(),
+                    });
+                    reported += 1;
+                    if reported == MAX_REPORTED_RAW_KEYS {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    datasets.retain(|d| !broken.contains(&d.file));
     Ok((datasets, errors))
 }
 
-/// Loads and validates one dataset file.
+/// Loads and validates one dataset file on its own (no cross-file rules); the first
+/// problem is the error.
 pub fn load_file(file: &Path) -> Result<Dataset, ConfigError> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    load_file_with(file, &checks::Places::new(dir, None))
+        .map_err(|mut errors| errors.swap_remove(0))
+}
+
+/// The UTF-8 byte order mark some editors write at the start of a file.
+const BOM: char = '\u{feff}';
+
+fn load_file_with(file: &Path, places: &checks::Places) -> Result<Dataset, Vec<ConfigError>> {
     // Not blocking: a FIFO named like a config is refused instead of hanging.
     let text = crate::store::atomic_fs::read_regular(file)
         .and_then(|bytes| String::from_utf8(bytes).map_err(std::io::Error::other))
-        .map_err(|source| ConfigError::Read {
-            file: file.to_path_buf(),
-            source,
+        .map_err(|source| {
+            vec![ConfigError::Read {
+                file: file.to_path_buf(),
+                source,
+            }]
         })?;
-    let config: DatasetConfig = serde_json::from_str(&text).map_err(|e| ConfigError::Parse {
-        file: file.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    validate(config, file)
+    let text = text.strip_prefix(BOM).unwrap_or(&text);
+    let parse = |reason: String| {
+        vec![ConfigError::Parse {
+            file: file.to_path_buf(),
+            reason,
+        }]
+    };
+    let document: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| parse(format!("not valid JSON: {e}; fix the syntax there")))?;
+    let problems = schema::validate(&document);
+    let errors = |problems: Vec<Problem>| -> Vec<ConfigError> {
+        problems.into_iter().map(|p| p.into_error(file)).collect()
+    };
+    if !problems.is_empty() {
+        return Err(errors(problems));
+    }
+    let config: DatasetConfig =
+        serde_json::from_value(document).map_err(|e| parse(format!("{e}; see docs/config.md")))?;
+    validate(config, file, places).map_err(errors)
 }
 
-fn validate(config: DatasetConfig, file: &Path) -> Result<Dataset, ConfigError> {
-    let invalid = |key: &str, reason: String| ConfigError::Invalid {
-        file: file.to_path_buf(),
-        key: key.to_string(),
-        reason,
-    };
-    if config.name.trim().is_empty() || config.name.contains(['/', '\\']) {
-        return Err(invalid(
-            "name",
-            "must be a non-empty name without slashes".into(),
-        ));
+fn validate(
+    config: DatasetConfig,
+    file: &Path,
+    places: &checks::Places,
+) -> Result<Dataset, Vec<Problem>> {
+    let mut problems = checks::check_keys(&config);
+    let mut patterns = Vec::new();
+    for (i, pattern) in config.key_patterns.iter().enumerate() {
+        match Regex::new(pattern) {
+            Ok(regex) => patterns.push(regex),
+            Err(e) => problems.push(Problem::new(
+                &format!("key_patterns[{i}]"),
+                &e.to_string(),
+                "write a valid regex (Rust regex syntax), e.g. \"^sst/.*\\\\.nc$\"",
+            )),
+        }
     }
-    if config.key_patterns.is_empty() {
-        return Err(invalid("key_patterns", "needs at least one regex".into()));
+    if patterns.len() == config.key_patterns.len() {
+        for (i, key) in config.example_keys.iter().enumerate() {
+            if !patterns.iter().any(|p| p.is_match(key)) {
+                problems.push(Problem::new(
+                    &format!("example_keys[{i}]"),
+                    &format!("{key:?} is not matched by this dataset's key_patterns"),
+                    "correct the example or the patterns",
+                ));
+            }
+        }
     }
-    let patterns = config
-        .key_patterns
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            Regex::new(p).map_err(|e| invalid(&format!("key_patterns[{i}]"), e.to_string()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
     if config.append_dim.trim().is_empty() {
-        return Err(invalid("append_dim", "must name a dimension".into()));
-    }
-    if let Some((dim, _)) = config.chunks.iter().find(|(_, &len)| len == 0) {
-        return Err(invalid(
-            &format!("chunks.{dim}"),
-            "chunk length must be > 0".into(),
+        problems.push(Problem::new(
+            "append_dim",
+            "is empty",
+            "name the dimension files are appended along, e.g. \"time\"",
         ));
     }
-    let duration = |key: &str, text: &Option<String>| -> Result<Option<f64>, ConfigError> {
-        text.as_deref()
-            .map(|t| {
-                parse_duration_seconds(t).ok_or_else(|| {
-                    invalid(
-                        key,
-                        format!("{t:?} is not a duration like \"1 day\" or \"6 hours\""),
-                    )
-                })
-            })
-            .transpose()
+    let durations = checks::durations(&config);
+    if let Err(more) = &durations {
+        problems.extend(more.iter().cloned());
+    }
+    let location = match StoreLocation::parse(&config.store) {
+        Ok(location) => {
+            problems.extend(checks::check_store_place(&config.store, &location, places));
+            Some(location)
+        }
+        Err(e) => {
+            problems.push(Problem::new("store", &e.to_string(), &e.fix()));
+            None
+        }
     };
-    let time_step_seconds = duration("time_step", &config.time_step)?;
-    let time_tolerance_seconds = duration("time_tolerance", &config.time_tolerance)?
-        .unwrap_or(DEFAULT_TIME_TOLERANCE_SECONDS);
-    if let Some(format) = config.zarr_format {
-        if format != 2 && format != 3 {
-            return Err(invalid("zarr_format", format!("{format} is not 2 or 3")));
+    match (durations, location) {
+        (Ok((time_step_seconds, time_tolerance_seconds)), Some(location))
+            if problems.is_empty() =>
+        {
+            Ok(Dataset {
+                config,
+                file: file.to_path_buf(),
+                patterns,
+                time_step_seconds,
+                time_tolerance_seconds,
+                store_path: location.display_path(),
+                location,
+            })
         }
+        _ => Err(problems),
     }
-    if let Some(compressor) = &config.compressor {
-        if !matches!(compressor.name.as_str(), "zstd" | "blosc" | "gzip" | "none") {
-            return Err(invalid(
-                "compressor.name",
-                format!(
-                    "{:?} is not one of zstd, blosc, gzip, none",
-                    compressor.name
-                ),
-            ));
-        }
-    }
-    if config.keep_variables.is_some() && !config.drop_variables.is_empty() {
-        return Err(invalid(
-            "keep_variables",
-            "use keep_variables or drop_variables, not both".into(),
-        ));
-    }
-    check_handler_keys(&config).map_err(|(key, reason)| invalid(key, reason))?;
-    let location =
-        StoreLocation::parse(&config.store).map_err(|e| invalid("store", e.to_string()))?;
-    Ok(Dataset {
-        config,
-        file: file.to_path_buf(),
-        patterns,
-        time_step_seconds,
-        time_tolerance_seconds,
-        store_path: location.display_path(),
-        location,
-    })
-}
-
-/// Keys that belong to one handler family are errors in the other's files.
-fn check_handler_keys(config: &DatasetConfig) -> Result<(), (&'static str, String)> {
-    let only = |family: &str| format!("only applies to \"handler\": \"{family}\"");
-    match config.handler {
-        HandlerKind::Gridded => {
-            let profile_keys = [
-                ("identity", config.identity.is_some()),
-                ("level_dim", config.level_dim.is_some()),
-                ("other_dims", config.other_dims.is_some()),
-            ];
-            if let Some((key, _)) = profile_keys.iter().find(|(_, set)| *set) {
-                return Err((key, only("profiles")));
-            }
-        }
-        HandlerKind::Profiles => {
-            if config.time_step.is_some() {
-                return Err(("time_step", only("gridded")));
-            }
-            if config.time_tolerance.is_some() {
-                return Err(("time_tolerance", only("gridded")));
-            }
-            if let Some(identity) = &config.identity {
-                if identity.is_empty() || identity.iter().any(|n| n.trim().is_empty()) {
-                    return Err(("identity", "needs at least one variable name".into()));
-                }
-            }
-            if config.level_dim.as_deref() == Some(config.append_dim.as_str()) {
-                return Err(("level_dim", "must differ from append_dim".into()));
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -470,18 +552,6 @@ mod tests {
             catalog.route("other/x.nc").unwrap_err(),
             RouteError::NoMatch("other/x.nc".into())
         );
-    }
-
-    #[test]
-    fn two_matching_datasets_are_ambiguous() {
-        let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "a.json", GSLA);
-        write(dir.path(), "b.json", &GSLA.replace("\"gsla\"", "\"gsla2\""));
-        let catalog = Catalog::load_dir(dir.path()).unwrap();
-        assert!(matches!(
-            catalog.route("IMOS/OceanCurrent/GSLA/a.nc"),
-            Err(RouteError::Ambiguous { .. })
-        ));
     }
 
     #[test]
@@ -520,7 +590,7 @@ mod tests {
                 .replace("\"time_step\"", "\"zarr_format\": 4, \"time_step\"")
                 .replace("\"gsla\"", "\"y\""),
         );
-        let (ok, errors) = Catalog::check_dir(dir.path()).unwrap();
+        let (ok, errors) = Catalog::check_dir(dir.path(), &LoadOptions::default()).unwrap();
         assert_eq!(ok.len(), 1);
         let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         assert_eq!(text.len(), 2, "{text:?}");
@@ -589,7 +659,7 @@ mod tests {
                 .replace("\"chunks\"", "\"other_dims\": \"maybe\", \"chunks\"")
                 .replace("\"argo\"", "\"argo3\""),
         );
-        let (ok, errors) = Catalog::check_dir(dir.path()).unwrap();
+        let (ok, errors) = Catalog::check_dir(dir.path(), &LoadOptions::default()).unwrap();
         assert!(ok.is_empty());
         let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         let has = |file: &str, key: &str| text.iter().any(|t| t.contains(file) && t.contains(key));
@@ -605,13 +675,13 @@ mod tests {
         write(
             dir.path(),
             "s3.json",
-            &GSLA.replace("data/zarr/gsla.zarr", "s3://b/stores/gsla.zarr"),
+            &GSLA.replace("data/zarr/gsla.zarr", "s3://bkt/stores/gsla.zarr"),
         );
         let catalog = Catalog::load_dir(dir.path()).unwrap();
         assert_eq!(
             catalog.datasets[0].location,
             StoreLocation::S3 {
-                bucket: "b".into(),
+                bucket: "bkt".into(),
                 prefix: "stores/gsla.zarr".into()
             }
         );
@@ -621,7 +691,7 @@ mod tests {
             &GSLA.replace("data/zarr/gsla.zarr", "gs://b/gsla.zarr"),
         );
         let err = Catalog::load_dir(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("`store`") && err.contains("gs://"), "{err}");
+        assert!(err.contains(": store: ") && err.contains("gs://"), "{err}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use zru::aws::sdk::Clients;
 use zru::aws::Settings;
-use zru::config::Catalog;
+use zru::config::{Catalog, LoadOptions};
 use zru::demo::{run_demo, DemoOptions};
 use zru::inspect::inspect_at;
 use zru::pipeline::ObjectEvent;
@@ -205,10 +205,16 @@ enum SampleKind {
 
 #[derive(Subcommand)]
 enum ConfigAction {
-    /// Check every *.json file of a directory; name each broken file and key.
+    /// Check every *.json file of a directory against the schema (docs/config.schema.json)
+    /// and the rules between keys and files; name each broken file, key and fix.
+    /// Exit code 1 if any file is broken.
     Check {
         #[arg(long, default_value = "config")]
         config: PathBuf,
+        /// The raw root: no store may be or lie inside it, and every key under it
+        /// (if it exists) must belong to one dataset at most.
+        #[arg(long, default_value = "data/raw")]
+        raw_root: PathBuf,
     },
 }
 
@@ -338,7 +344,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             pipeline,
             json,
         } => {
-            let updater = Updater::new(Catalog::load_dir(&config)?, raw_dir);
+            let options = LoadOptions {
+                raw_root: Some(raw_dir.clone()),
+                scan_raw_root: false,
+            };
+            let updater = Updater::new(Catalog::load_dir_with(&config, &options)?, raw_dir);
             pipeline_cli::run_watch(&updater, &pipeline, json)
         }
         Command::Queue(command) => pipeline_cli::run_queue(command),
@@ -400,9 +410,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Doctor(args) => doctor(args),
         Command::Config {
-            action: ConfigAction::Check { config },
+            action: ConfigAction::Check { config, raw_root },
         } => {
-            let (datasets, errors) = Catalog::check_dir(&config)?;
+            if !raw_root.is_dir() {
+                say(format!(
+                    "note\traw root {} is not a directory: its keys are not checked",
+                    raw_root.display()
+                ));
+            }
+            let options = LoadOptions {
+                raw_root: Some(raw_root),
+                scan_raw_root: true,
+            };
+            let (datasets, errors) = Catalog::check_dir(&config, &options)?;
             for dataset in &datasets {
                 say(format!(
                     "ok\t{}\t{}",
@@ -459,6 +479,10 @@ fn doctor(args: DoctorArgs) -> Result<ExitCode> {
 }
 
 fn updater(location: &Location) -> Result<Updater> {
-    let catalog = Catalog::load_dir(&location.config)?;
+    let options = LoadOptions {
+        raw_root: Some(location.raw_root.clone()),
+        scan_raw_root: false,
+    };
+    let catalog = Catalog::load_dir_with(&location.config, &options)?;
     Ok(Updater::new(catalog, location.raw_root.clone()))
 }

@@ -49,15 +49,55 @@ pub enum LocationError {
     BadS3 { url: String, reason: String },
     #[error("{0:?}: only local paths, file:// and s3:// URLs are supported")]
     Scheme(String),
+    #[error(
+        "{0:?} looks like a mistyped URL (a scheme must be lowercase and followed by \"://\")"
+    )]
+    Malformed(String),
+    #[error("{0:?}: a local path may not contain \"//\" (an empty component; it looks like a mistyped URL)")]
+    DoubleSlash(String),
+}
+
+impl LocationError {
+    /// How to correct the location.
+    pub fn fix(&self) -> String {
+        match self {
+            Self::Empty => "write a path such as \"data/zarr/sst.zarr\", \"file:///srv/zarr/sst.zarr\" or \"s3://bucket/prefix\"".into(),
+            Self::NoBucket(_) | Self::BadS3 { .. } | Self::Malformed(_) => {
+                "write s3://bucket/prefix (bucket: 3 to 63 lowercase letters, digits, '-' and '.'), file:///absolute/path or a plain path".into()
+            }
+            Self::Scheme(_) => "copy the store to S3 (s3://bucket/prefix) or a local directory (a plain path)".into(),
+            Self::DoubleSlash(_) => "write s3://bucket/prefix for S3, or the path with single slashes".into(),
+        }
+    }
+}
+
+/// `scheme:` at the start of `text` (two or more characters, so a Windows drive letter
+/// is not one).
+fn url_scheme(text: &str) -> Option<&str> {
+    let (scheme, _) = text.split_once(':')?;
+    let mut chars = scheme.chars();
+    let first = chars.next()?;
+    (scheme.len() >= 2
+        && first.is_ascii_alphabetic()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-')))
+    .then_some(scheme)
 }
 
 impl StoreLocation {
-    /// Parses `path`, `file://path` or `s3://bucket/prefix`.
+    /// Parses `path`, `file://path` or `s3://bucket/prefix`. Anything else that looks
+    /// like a URL (`s3:/b`, `S3://b`, `gs://b`, `http://h/x`, `file:/x`) or a mistyped
+    /// one (`s3//b`: a path with `//`) is an error, never a local directory.
     pub fn parse(text: &str) -> Result<Self, LocationError> {
         if text.trim().is_empty() {
             return Err(LocationError::Empty);
         }
         if let Some(path) = text.strip_prefix("file://") {
+            if path.trim().is_empty() {
+                return Err(LocationError::Empty);
+            }
+            if path.contains("//") {
+                return Err(LocationError::DoubleSlash(text.to_string()));
+            }
             return Ok(Self::Local(PathBuf::from(path)));
         }
         if let Some(rest) = text.strip_prefix("s3://") {
@@ -77,6 +117,14 @@ impl StoreLocation {
                     "bucket names are lowercase letters, digits, '-' and '.'",
                 ));
             }
+            if !(3..=63).contains(&bucket.len())
+                || !bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+                || !bucket.ends_with(|c: char| c.is_ascii_alphanumeric())
+            {
+                return Err(bad(
+                    "bucket names are 3 to 63 characters and start and end with a letter or digit",
+                ));
+            }
             let prefix = prefix.trim_end_matches('/');
             if prefix
                 .split('/')
@@ -89,8 +137,19 @@ impl StoreLocation {
                 prefix: prefix.to_string(),
             });
         }
+        if let Some(scheme) = url_scheme(text) {
+            let lower = scheme.to_ascii_lowercase();
+            return Err(if lower == "s3" || lower == "file" {
+                LocationError::Malformed(text.to_string())
+            } else {
+                LocationError::Scheme(text.to_string())
+            });
+        }
         if text.contains("://") {
             return Err(LocationError::Scheme(redact_urls(text)));
+        }
+        if text.contains("//") {
+            return Err(LocationError::DoubleSlash(text.to_string()));
         }
         Ok(Self::Local(PathBuf::from(text)))
     }
@@ -295,8 +354,8 @@ mod tests {
         assert_eq!(s3.to_string(), "s3://zarr-bucket/stores/sst.zarr");
         assert!(s3.is_s3() && s3.local_path().is_none());
         assert_eq!(
-            StoreLocation::parse("s3://b").unwrap().to_string(),
-            "s3://b"
+            StoreLocation::parse("s3://bkt").unwrap().to_string(),
+            "s3://bkt"
         );
     }
 
@@ -307,10 +366,10 @@ mod tests {
             local.sibling(".zru-ledger.json"),
             Sibling::Local("data/zarr/sst.zarr.zru-ledger.json".into())
         );
-        let s3 = StoreLocation::parse("s3://b/stores/sst.zarr").unwrap();
+        let s3 = StoreLocation::parse("s3://bkt/stores/sst.zarr").unwrap();
         assert_eq!(
             s3.sibling(".zru-ledger.json").to_string(),
-            "s3://b/stores/sst.zarr.zru-ledger.json"
+            "s3://bkt/stores/sst.zarr.zru-ledger.json"
         );
         let dir = tempfile::tempdir().unwrap();
         let store = StoreLocation::Local(dir.path().join("x.zarr"));
@@ -332,11 +391,11 @@ mod tests {
             Err(LocationError::BadS3 { .. })
         ));
         assert!(matches!(
-            StoreLocation::parse("s3://b/a//c"),
+            StoreLocation::parse("s3://bkt/a//c"),
             Err(LocationError::BadS3 { .. })
         ));
         assert!(matches!(
-            StoreLocation::parse("s3://b/../c"),
+            StoreLocation::parse("s3://bkt/../c"),
             Err(LocationError::BadS3 { .. })
         ));
         assert!(matches!(
@@ -355,5 +414,63 @@ mod tests {
             assert!(!error.contains("hunter2"), "{error}");
             assert!(error.contains("user:***@"), "{error}");
         }
+    }
+
+    #[test]
+    fn url_lookalikes_never_become_local_directories() {
+        for text in [
+            "s3:/bucket/x",
+            "S3://bucket/x",
+            "s3:bucket",
+            "file:/x",
+            "FILE:///x",
+        ] {
+            assert_eq!(
+                StoreLocation::parse(text),
+                Err(LocationError::Malformed(text.into())),
+                "{text}"
+            );
+        }
+        for text in [
+            "gs://b/x",
+            "http://host/x",
+            "https://host/x",
+            "az://c/x",
+            "gcs:b",
+        ] {
+            assert_eq!(
+                StoreLocation::parse(text),
+                Err(LocationError::Scheme(text.into())),
+                "{text}"
+            );
+        }
+        for text in ["s3//bucket", "data//zarr/x.zarr", "file://a//b"] {
+            assert_eq!(
+                StoreLocation::parse(text),
+                Err(LocationError::DoubleSlash(text.into())),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            StoreLocation::parse("s3://"),
+            Err(LocationError::NoBucket("s3://".into()))
+        );
+        assert_eq!(StoreLocation::parse("file://"), Err(LocationError::Empty));
+        assert!(matches!(
+            StoreLocation::parse("s3://ab/x"),
+            Err(LocationError::BadS3 { .. })
+        ));
+        assert!(matches!(
+            StoreLocation::parse("s3://-bucket/x"),
+            Err(LocationError::BadS3 { .. })
+        ));
+        assert_eq!(
+            StoreLocation::parse("C:/zarr/x.zarr"),
+            Ok(StoreLocation::Local("C:/zarr/x.zarr".into()))
+        );
+        assert_eq!(
+            StoreLocation::parse("data/a:b.zarr"),
+            Ok(StoreLocation::Local("data/a:b.zarr".into()))
+        );
     }
 }

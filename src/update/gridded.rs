@@ -64,6 +64,22 @@ impl Context<'_> {
         }
     }
 
+    /// A file with a variable named like the dataset's provenance array is rejected:
+    /// copying it would replace the slots' source keys (docs/config.md).
+    pub(super) fn reject_provenance_clash(&self, source: &SourceFile) -> Result<(), UpdateError> {
+        let name = self.dataset.provenance_variable();
+        if source.variable(name).is_some() {
+            return Err(self.schema(
+                name,
+                format!(
+                    "the file has a variable named like the dataset's provenance_variable {name:?}; set provenance_variable in {} to a name the files do not use",
+                    self.dataset.file.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     pub(super) fn schema(&self, variable: &str, reason: String) -> UpdateError {
         UpdateError::Schema {
             key: self.key.to_string(),
@@ -114,6 +130,7 @@ fn place_file(
     path: &Path,
 ) -> Result<PlacedFile, UpdateError> {
     let source = SourceFile::open(path).map_err(|e| cx.source_error(e))?;
+    cx.reject_provenance_clash(&source)?;
     let time_var = time_variable(cx, &source)?;
     let file_units = time_units(cx, &time_var)?;
     let store_units = match tx.array_doc(cx.append_dim()) {

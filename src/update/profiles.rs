@@ -34,6 +34,7 @@ pub fn apply_created(
 ) -> Result<Applied, UpdateError> {
     let cx = Context { dataset, key };
     let source = SourceFile::open(path).map_err(|e| cx.source_error(e))?;
+    cx.reject_provenance_clash(&source)?;
     let layout = Layout::of(&cx, &source)?;
     check_schema(&cx, tx, &layout.kept)?;
     let identities = read_identities(&cx, &source, &layout.identity)?;
