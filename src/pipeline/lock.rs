@@ -270,10 +270,10 @@ mod tests {
 
     #[test]
     fn s3_lock_files_are_named_after_the_canonical_url() {
-        let s3 = StoreLocation::parse("s3://b/stores/sst.zarr/").unwrap();
+        let s3 = StoreLocation::parse("s3://bkt/stores/sst.zarr/").unwrap();
         assert_eq!(
             lock_path(Path::new("/locks"), &s3).unwrap(),
-            PathBuf::from("/locks/s3___b_stores_sst.zarr.lock")
+            PathBuf::from("/locks/s3___bkt_stores_sst.zarr.lock")
         );
     }
 

@@ -96,7 +96,7 @@ impl StoreLocation {
                 return Err(LocationError::Empty);
             }
             if path.contains("//") {
-                return Err(LocationError::DoubleSlash(text.to_string()));
+                return Err(LocationError::DoubleSlash(redact_urls(text)));
             }
             return Ok(Self::Local(PathBuf::from(path)));
         }
@@ -140,16 +140,16 @@ impl StoreLocation {
         if let Some(scheme) = url_scheme(text) {
             let lower = scheme.to_ascii_lowercase();
             return Err(if lower == "s3" || lower == "file" {
-                LocationError::Malformed(text.to_string())
+                LocationError::Malformed(redact_urls(text))
             } else {
-                LocationError::Scheme(text.to_string())
+                LocationError::Scheme(redact_urls(text))
             });
         }
         if text.contains("://") {
             return Err(LocationError::Scheme(redact_urls(text)));
         }
         if text.contains("//") {
-            return Err(LocationError::DoubleSlash(text.to_string()));
+            return Err(LocationError::DoubleSlash(redact_urls(text)));
         }
         Ok(Self::Local(PathBuf::from(text)))
     }
