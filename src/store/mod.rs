@@ -704,14 +704,9 @@ impl Transaction<'_> {
             store: self.store.location.clone(),
             source,
         })?;
-        let blank_value = doc.blank_value();
         if !doc.missing_chunk_is_blank() {
             let len = shape.iter().product::<u64>() as usize;
-            let blank = match doc.cf_encoding().fill_value {
-                Some(fill) => Values::filled(element, len, fill),
-                None => Values::filled_with_netcdf_default(element, len),
-            };
-            return self.write(name, start, shape, blank);
+            return self.write(name, start, shape, blank_values(doc, element, len));
         }
         let chunks = array
             .chunks_in_array_subset(&region)
@@ -731,8 +726,7 @@ impl Transaction<'_> {
                     .erase_chunk(&chunk)
                     .map_err(|e| self.error(name, e.to_string()))?;
             } else {
-                let len = overlap.num_elements_usize();
-                let fill = Values::filled(element, len, blank_value);
+                let fill = blank_values(doc, element, overlap.num_elements_usize());
                 let (o_start, o_shape) = (overlap.start().to_vec(), overlap.shape().to_vec());
                 self.write(name, &o_start, &o_shape, fill)?;
             }
@@ -792,5 +786,14 @@ impl Transaction<'_> {
         }
         documents.extend(self.store.root_documents(&self.arrays, &self.root_attrs));
         documents
+    }
+}
+
+/// `len` blank values of an array: its CF fill, or netCDF's default fill (exact, also
+/// for the 64-bit integers) where it has none.
+fn blank_values(doc: &ArrayDoc, element: ElementType, len: usize) -> Values {
+    match doc.cf_encoding().fill_value {
+        Some(fill) => Values::filled(element, len, fill),
+        None => Values::filled_with_netcdf_default(element, len),
     }
 }
