@@ -137,15 +137,7 @@ fn place_file(
         Some(doc) => store_time_units(cx, doc)?,
         None => file_units,
     };
-    if file_units.calendar != store_units.calendar {
-        return Err(cx.schema(
-            &time_var.name,
-            format!(
-                "calendar {:?} in the file but {:?} in the store: times convert only within one calendar",
-                file_units.calendar, store_units.calendar
-            ),
-        ));
-    }
+    check_same_calendar(cx, &time_var.name, &file_units, &store_units)?;
     let raw_times = source
         .read(cx.append_dim())
         .map_err(|e| cx.source_error(e))?;
@@ -385,6 +377,26 @@ fn time_variable(cx: &Context<'_>, source: &SourceFile) -> Result<SourceVariable
         return Err(missing());
     }
     Ok(var.clone())
+}
+
+/// Rejects a time variable whose calendar differs from the store's: times convert
+/// only within one calendar.
+fn check_same_calendar(
+    cx: &Context<'_>,
+    variable: &str,
+    file: &TimeUnits,
+    store: &TimeUnits,
+) -> Result<(), UpdateError> {
+    if file.calendar == store.calendar {
+        return Ok(());
+    }
+    Err(cx.schema(
+        variable,
+        format!(
+            "calendar {:?} in the file but {:?} in the store: times convert only within one calendar",
+            file.calendar, store.calendar
+        ),
+    ))
 }
 
 fn time_units(cx: &Context<'_>, var: &SourceVariable) -> Result<TimeUnits, UpdateError> {
@@ -1016,15 +1028,7 @@ impl TimeLikeVariables {
             return convert(values, &var.encoding, store_type, &store_encoding)
                 .map_err(values_error);
         }
-        if from.calendar != to.calendar {
-            return Err(cx.schema(
-                &var.name,
-                format!(
-                    "calendar {:?} in the file but {:?} in the store",
-                    from.calendar, to.calendar
-                ),
-            ));
-        }
+        check_same_calendar(cx, &var.name, from, &to)?;
         let converted: Vec<f64> = values
             .to_f64_vec()
             .map_err(values_error)?
