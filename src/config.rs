@@ -531,7 +531,7 @@ mod tests {
         std::fs::write(dir.join(name), text).unwrap();
     }
 
-    const GSLA: &str = r#"{
+    pub(super) const GSLA: &str = r#"{
       "name": "gsla", "handler": "gridded",
       "key_patterns": ["^IMOS/OceanCurrent/GSLA/.*\\.nc$"],
       "store": "data/zarr/gsla.zarr", "append_dim": "TIME",

@@ -5,12 +5,8 @@ use std::path::Path;
 
 use super::*;
 
-const GSLA: &str = r#"{
-  "name": "gsla", "handler": "gridded",
-  "key_patterns": ["^IMOS/OceanCurrent/GSLA/.*\\.nc$"],
-  "store": "data/zarr/gsla.zarr", "append_dim": "TIME",
-  "chunks": {"TIME": 1, "LATITUDE": 351, "LONGITUDE": 641}, "time_step": "1 day"
-}"#;
+// The documented GSLA example, shared with the loader's tests.
+use super::tests::GSLA;
 
 const ARGO: &str = r#"{
   "name": "argo", "handler": "profiles",
