@@ -10,6 +10,12 @@
 //! With `ZRU_FAULT_PANIC_ON_KEY=KEY`, staging the event of object `KEY` panics after
 //! its first data write: the test that no input can crash the process (the panic must
 //! become that event's rejection, rolled back, and the rest of the batch go on).
+//!
+//! Two store faults that do not kill, for the chaos test: with
+//! `ZRU_FAULT_IO_ERROR_AFTER=k` the k-th and every later write or erase of a store key
+//! fails without writing, with the error a full disk gives (`ENOSPC`); with
+//! `ZRU_FAULT_READ_ONLY=1` every one fails with the error of a read-only filesystem
+//! (`EROFS`). Both are what a flaky disk or a remounted volume does to a batch half-way.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -40,9 +46,45 @@ pub fn panic_point(key: &str) {
     }
 }
 
-/// True if a fault is armed (the variable is set to a number).
+/// The environment variable that makes store writes fail from the k-th on (disk full).
+pub const IO_ERROR_AFTER_ENV: &str = "ZRU_FAULT_IO_ERROR_AFTER";
+
+/// The environment variable that makes every store write fail (read-only filesystem).
+pub const READ_ONLY_ENV: &str = "ZRU_FAULT_READ_ONLY";
+
+static STORE_WRITES: AtomicU64 = AtomicU64::new(0);
+
+fn io_error_after() -> Option<u64> {
+    static AFTER: OnceLock<Option<u64>> = OnceLock::new();
+    *AFTER.get_or_init(|| {
+        std::env::var(IO_ERROR_AFTER_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+fn read_only() -> bool {
+    static READ_ONLY: OnceLock<bool> = OnceLock::new();
+    *READ_ONLY
+        .get_or_init(|| std::env::var(READ_ONLY_ENV).is_ok_and(|v| !matches!(v.trim(), "" | "0")))
+}
+
+/// True if a fault is armed (a kill point, or failing store writes).
 pub fn armed() -> bool {
-    kill_at().is_some()
+    kill_at().is_some() || io_error_after().is_some() || read_only()
+}
+
+/// The error an armed store fault gives the write about to happen, if any: counts
+/// the store writes attempted by this process.
+pub fn store_write_error() -> Option<std::io::Error> {
+    const EROFS: i32 = 30;
+    const ENOSPC: i32 = 28;
+    if read_only() {
+        return Some(std::io::Error::from_raw_os_error(EROFS));
+    }
+    let after = io_error_after()?;
+    let n = STORE_WRITES.fetch_add(1, Ordering::SeqCst) + 1;
+    (n >= after).then(|| std::io::Error::from_raw_os_error(ENOSPC))
 }
 
 /// Marks the end of one durable write; kills the process if it is the armed one.

@@ -785,3 +785,75 @@ fn a_flush_reading_another_raw_root_refuses_the_watchers_events() {
         stdout(&out)
     );
 }
+
+/// Runs `zru ingest` of `days` (their raw files) with `env` set.
+fn ingest_with_env(work: &Work, env: &[(&str, &str)], days: &[u32]) -> std::process::Output {
+    let files: Vec<String> = days.iter().map(|&d| raw_arg(work, d)).collect();
+    let mut args = vec!["ingest"];
+    args.extend(files.iter().map(String::as_str));
+    let mut command = work.command(&args);
+    command.envs(env.iter().copied());
+    command.output().expect("running zru")
+}
+
+#[test]
+fn a_read_only_store_rejects_the_batch_transiently_and_writes_nothing() {
+    let work = Work::new(true);
+    work.samples("data/raw/sst", 2, 0);
+    let out = ingest_with_env(&work, &[], &[1]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let before = common::dump(&work.store());
+    let out = ingest_with_env(&work, &[(zru::fault::READ_ONLY_ENV, "1")], &[2]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let rejected = lines_with_action(&out, "rejected");
+    assert_eq!(rejected.len(), 1, "{}", stdout(&out));
+    assert!(
+        rejected[0].contains("Read-only file system"),
+        "{rejected:?}"
+    );
+    assert_eq!(common::dump(&work.store()), before);
+    // Transient: still queued (not a dead letter), applied once the store is writable.
+    let queue = queue_json(&work);
+    assert_eq!(queue["dead_letters"].as_array().map(Vec::len), Some(0));
+    std::thread::sleep(Duration::from_millis(1_100));
+    let flush = work.zru(&["flush"]);
+    assert!(flush.status.success(), "{}", stdout(&flush));
+    assert_eq!(
+        lines_with_action(&flush, "appended").len(),
+        1,
+        "{}",
+        stdout(&flush)
+    );
+}
+
+#[test]
+fn a_disk_that_fills_half_way_through_a_batch_leaves_a_store_a_retry_completes() {
+    let reference = Work::new(true);
+    reference.samples("data/raw/sst", 3, 0);
+    let out = ingest_with_env(&reference, &[], &[1, 2, 3]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let work = Work::new(true);
+    work.samples("data/raw/sst", 3, 0);
+    let out = ingest_with_env(&work, &[], &[1]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The third store write of the batch (after the intent record and a chunk) and
+    // every later one fail as on a full disk.
+    let out = ingest_with_env(&work, &[(zru::fault::IO_ERROR_AFTER_ENV, "3")], &[2, 3]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let rejected = lines_with_action(&out, "rejected");
+    assert_eq!(rejected.len(), 2, "{}", stdout(&out));
+    assert!(
+        rejected
+            .iter()
+            .all(|l| l.contains("No space left on device")),
+        "{rejected:?}"
+    );
+    std::thread::sleep(Duration::from_millis(1_100));
+    let flush = work.zru(&["flush"]);
+    assert!(flush.status.success(), "{}", stdout(&flush));
+    assert_eq!(
+        common::dump(&work.store()),
+        common::dump(&reference.store())
+    );
+}

@@ -1,6 +1,7 @@
 //! A storage adapter that marks every key written or erased as a durable write for
-//! fault injection ([`crate::fault`]), whatever the backend (local or S3). It wraps a
-//! store's storage only while a fault is armed, so it costs nothing otherwise.
+//! fault injection ([`crate::fault`]), whatever the backend (local or S3), and fails
+//! the writes an injected disk-full or read-only fault refuses. It wraps a store's
+//! storage only while a fault is armed, so it costs nothing otherwise.
 
 use std::sync::Arc;
 
@@ -23,6 +24,14 @@ pub fn with_fault_points(storage: Arc<Storage>) -> Arc<Storage> {
 
 struct FaultPoints(Arc<Storage>);
 
+/// The injected error of a store write, if a store fault refuses it.
+fn refused() -> Result<(), StorageError> {
+    match crate::fault::store_write_error() {
+        Some(error) => Err(StorageError::from(error)),
+        None => Ok(()),
+    }
+}
+
 impl ReadableStorageTraits for FaultPoints {
     fn get_partial_many<'a>(
         &'a self,
@@ -43,6 +52,7 @@ impl ReadableStorageTraits for FaultPoints {
 
 impl WritableStorageTraits for FaultPoints {
     fn set(&self, key: &StoreKey, value: Bytes) -> Result<(), StorageError> {
+        refused()?;
         self.0.set(key, value)?;
         crate::fault::point();
         Ok(())
@@ -53,18 +63,21 @@ impl WritableStorageTraits for FaultPoints {
         key: &StoreKey,
         offset_values: OffsetBytesIterator,
     ) -> Result<(), StorageError> {
+        refused()?;
         self.0.set_partial_many(key, offset_values)?;
         crate::fault::point();
         Ok(())
     }
 
     fn erase(&self, key: &StoreKey) -> Result<(), StorageError> {
+        refused()?;
         self.0.erase(key)?;
         crate::fault::point();
         Ok(())
     }
 
     fn erase_prefix(&self, prefix: &StorePrefix) -> Result<(), StorageError> {
+        refused()?;
         self.0.erase_prefix(prefix)?;
         crate::fault::point();
         Ok(())
