@@ -5,7 +5,7 @@ ack), and the queue's overhead per event.
 
 Usage: .venv/bin/python bench/pipeline.py [--files 100] [--lat 720 --lon 1440]
 
-Needs `cargo build --release` (or ZRU_BIN). Prints a Markdown table for the README.
+Needs `cargo build --release` (or ZRU_BIN). Prints a Markdown table (docs/benchmarks.md).
 Queue overhead is measured without store work: the enqueue of N events
 (`zru ingest --no-flush`), and a flush of N redelivered events that the ledger
 skips as stale (receive, plan, ledger, ack).
