@@ -9,7 +9,9 @@
 //!
 //! With `ZRU_FAULT_PANIC_ON_KEY=KEY`, staging the event of object `KEY` panics after
 //! its first data write: the test that no input can crash the process (the panic must
-//! become that event's rejection, rolled back, and the rest of the batch go on).
+//! become that event's rejection, rolled back, and the rest of the batch go on). With
+//! `ZRU_FAULT_ABORT_ON_KEY=KEY` the process aborts there instead, as a crash inside a
+//! reader library would: the test that one such file does not take its batch down.
 //!
 //! Two store faults that do not kill, for the chaos test: with
 //! `ZRU_FAULT_IO_ERROR_AFTER=k` the k-th and every later write or erase of a store key
@@ -37,12 +39,23 @@ fn kill_at() -> Option<u64> {
 /// The environment variable that names the key whose staging panics.
 pub const PANIC_ON_KEY_ENV: &str = "ZRU_FAULT_PANIC_ON_KEY";
 
-/// Panics if `key` is the one named by [`PANIC_ON_KEY_ENV`].
+/// The environment variable that names the key whose staging aborts the process (as
+/// a crash in a reader library would: no unwinding, no cleanup).
+pub const ABORT_ON_KEY_ENV: &str = "ZRU_FAULT_ABORT_ON_KEY";
+
+/// Panics if `key` is the one named by [`PANIC_ON_KEY_ENV`]; aborts the process if it
+/// is the one named by [`ABORT_ON_KEY_ENV`].
 pub fn panic_point(key: &str) {
     static PANIC_ON: OnceLock<Option<String>> = OnceLock::new();
-    let armed = PANIC_ON.get_or_init(|| std::env::var(PANIC_ON_KEY_ENV).ok());
-    if armed.as_deref() == Some(key) {
+    static ABORT_ON: OnceLock<Option<String>> = OnceLock::new();
+    let panic_on = PANIC_ON.get_or_init(|| std::env::var(PANIC_ON_KEY_ENV).ok());
+    if panic_on.as_deref() == Some(key) {
         panic!("injected panic ({PANIC_ON_KEY_ENV})");
+    }
+    let abort_on = ABORT_ON.get_or_init(|| std::env::var(ABORT_ON_KEY_ENV).ok());
+    if abort_on.as_deref() == Some(key) {
+        eprintln!("injected abort ({ABORT_ON_KEY_ENV})");
+        std::process::abort();
     }
 }
 

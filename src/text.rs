@@ -24,6 +24,26 @@ pub fn printable(text: &str) -> String {
     out
 }
 
+/// A JSON document with its DEL and C1 control characters written as `\u00NN` escapes.
+/// JSON does not require these escaped (serde_json escapes only C0), but a terminal
+/// may act on them; in a serialized document they can only occur inside strings,
+/// where the escape means the same character.
+pub fn json_for_terminal(json: &str) -> String {
+    let is_del_or_c1 = |c: char| matches!(c as u32, 0x7f..=0x9f);
+    if !json.contains(is_del_or_c1) {
+        return json.to_string();
+    }
+    let mut out = String::with_capacity(json.len() + 8);
+    for c in json.chars() {
+        if is_del_or_c1(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// `text` with the credentials of every URL in it hidden: `https://user:secret@host`
 /// becomes `https://user:***@host`, `https://token@host` becomes `https://***@host`.
 /// Text without `://` is returned unchanged.
@@ -72,6 +92,20 @@ pub fn safe_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_for_terminal_escapes_del_and_c1_and_stays_the_same_json() {
+        let doc = serde_json::json!({"key": "sst/a\u{7f}b\u{9b}c\u{85}é.nc"});
+        let raw = serde_json::to_string(&doc).unwrap();
+        let safe = json_for_terminal(&raw);
+        assert!(
+            !safe.chars().any(|c| matches!(c as u32, 0x7f..=0x9f)),
+            "{safe}"
+        );
+        assert!(safe.contains("\\u007f") && safe.contains("\\u009b") && safe.contains('é'));
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back, doc);
+    }
 
     #[test]
     fn control_characters_are_escaped_and_letters_kept() {

@@ -857,3 +857,51 @@ fn a_disk_that_fills_half_way_through_a_batch_leaves_a_store_a_retry_completes()
         common::dump(&reference.store())
     );
 }
+
+#[test]
+fn a_file_that_aborts_the_process_is_dead_lettered_alone_and_its_batch_lands() {
+    let work = Work::new(true);
+    work.samples("data/raw/sst", 4, 0);
+    let poison = sample_key(2);
+    let abort = [(zru::fault::ABORT_ON_KEY_ENV, poison.as_str())];
+    // The batch of days 1-4 stops the process at day 2.
+    let out = ingest_with_env(&work, &abort, &[1, 2, 3, 4]);
+    assert!(out.status.code().is_none(), "{}", stdout(&out));
+    // Its events are retried one at a time: day 1 lands, day 2 stops the process again
+    // (what an aborted process printed is lost: the store says what landed).
+    let mut flush = work.command(&["flush"]);
+    flush.envs(abort);
+    let out = flush.output().expect("running zru");
+    assert!(out.status.code().is_none(), "{}", stdout(&out));
+    assert_eq!(store_sources(&work), vec![sample_key(1)]);
+    // Day 2 stopped it alone: dead-lettered with that reason; days 3 and 4 land.
+    let out = flush.output().expect("running zru");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert_eq!(
+        lines_with_action(&out, "appended").len(),
+        2,
+        "{}",
+        stdout(&out)
+    );
+    let queue = queue_json(&work);
+    let letters = queue["dead_letters"].as_array().expect("dead letters");
+    assert_eq!(letters.len(), 1, "{queue}");
+    assert_eq!(letters[0]["event"]["key"], poison.as_str());
+    let reason = letters[0]["last_error"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("stopped") && reason.contains("alone"),
+        "{reason}"
+    );
+    let landed: Vec<String> = [1, 3, 4].into_iter().map(sample_key).collect();
+    assert_eq!(store_sources(&work), landed);
+}
+
+/// The source keys of the store's slots, in slot order (blank slots left out).
+fn store_sources(work: &Work) -> Vec<String> {
+    let store = zru::store::ZarrStore::open(&work.store()).expect("open store");
+    let len = store.arrays["zru_source_key"].shape().expect("shape")[0];
+    match store.read("zru_source_key", &[0], &[len]) {
+        Ok(zru::values::Values::Text(keys)) => keys.into_iter().filter(|k| !k.is_empty()).collect(),
+        other => panic!("provenance column: {other:?}"),
+    }
+}

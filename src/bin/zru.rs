@@ -265,6 +265,12 @@ pub(crate) fn say(line: impl std::fmt::Display) {
     }
 }
 
+/// Writes one JSON document to stdout as [`say`] does, its DEL and C1 control
+/// characters escaped (they can only be in strings; see [`zru::text::json_for_terminal`]).
+pub(crate) fn say_json(json: String) {
+    say(zru::text::json_for_terminal(&json));
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Ingest {
@@ -358,7 +364,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let summary =
                 inspect_at(&location).with_context(|| format!("inspecting {location}"))?;
             if json {
-                say(serde_json::to_string_pretty(&summary)?);
+                say_json(serde_json::to_string_pretty(&summary)?);
             } else {
                 say(summary.to_string().trim_end());
             }
@@ -466,7 +472,7 @@ fn doctor(args: DoctorArgs) -> Result<ExitCode> {
     });
     for check in &checks {
         if args.json {
-            say(serde_json::to_string(check)?);
+            say_json(serde_json::to_string(check)?);
         } else {
             say(check.line());
         }

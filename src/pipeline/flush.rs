@@ -5,7 +5,10 @@
 //! is empty. Per batch: coalesce per key and check the ledger ([`super::plan`]), order
 //! removals then appends by time ([`super::append_order`]), apply everything in one
 //! store transaction (one resize and one consolidated-metadata write per batch), then
-//! save the ledger, then acknowledge. Rejected events are failed receives: a permanent
+//! save the ledger, then acknowledge. Each batch is written to the store's attempt
+//! record before it is applied ([`super::attempts`]): the events of a batch that never
+//! finished are applied one at a time, and one that stops the process alone is
+//! dead-lettered with that reason. Rejected events are failed receives: a permanent
 //! error goes to the dead letters at once, a transient one is visible again after an
 //! exponential backoff and dead-lettered after the queue's maximum number of receives.
 
@@ -14,6 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::append_order::order_for_store;
+use super::attempts::Attempts;
 use super::event::now_us;
 use super::ledger::{Ledger, LedgerEntry};
 use super::lock::StoreLock;
@@ -82,16 +86,38 @@ impl Flusher<'_> {
         )?;
         self.queue.recover(group)?;
         let mut ledger = Ledger::load_at(&dataset.location)?;
+        let mut attempts = Attempts::load_at(&dataset.location)?;
         let mut reports = Vec::new();
         loop {
-            let messages = self.receive(group)?;
+            let limit = attempts.receive_limit(self.options.batch_size);
+            let messages = self.receive_up_to(group, limit)?;
             if messages.is_empty() {
                 break;
             }
-            let batch = self.process_batch(dataset, &mut ledger, messages)?;
+            attempts.received(&messages);
+            let received = messages.clone();
+            let mut batch = Vec::new();
+            let (culprits, messages): (Vec<_>, Vec<_>) = messages
+                .into_iter()
+                .map(|m| (attempts.culprit_reason(&m), m))
+                .partition(|(reason, _)| reason.is_some());
+            for (reason, message) in culprits {
+                let mut report =
+                    message_report(&message, Some(dataset.name()), ReportAction::Rejected)
+                        .with_reason(reason.unwrap_or_default());
+                report.permanent = true;
+                batch.push(self.fail(message.receipt, report)?);
+            }
+            let messages: Vec<Message> = messages.into_iter().map(|(_, m)| m).collect();
+            if !messages.is_empty() {
+                attempts.begin(&messages)?;
+                batch.extend(self.process_batch(dataset, &mut ledger, messages)?);
+            }
+            attempts.end(&received);
             progress(&batch);
             reports.extend(batch);
         }
+        attempts.finish()?;
         Ok(reports)
     }
 
@@ -121,10 +147,11 @@ impl Flusher<'_> {
     }
 
     fn receive(&self, group: &str) -> Result<Vec<Message>, PipelineError> {
-        let options = &self.options;
-        Ok(self
-            .queue
-            .receive(group, options.batch_size, options.visibility)?)
+        self.receive_up_to(group, self.options.batch_size)
+    }
+
+    fn receive_up_to(&self, group: &str, max: usize) -> Result<Vec<Message>, PipelineError> {
+        Ok(self.queue.receive(group, max, self.options.visibility)?)
     }
 
     /// Records a failed receive; the report says so if it moved to the dead letters.

@@ -8,7 +8,8 @@
 //!   embedded durable implementation.
 //! - [`ledger`]: per store, the last applied event of every key.
 //! - [`lock`]: the per-store lock file.
-//! - [`plan`], [`append_order`], [`flush`]: draining the queue into stores.
+//! - [`plan`], [`append_order`], [`flush`]: draining the queue into stores;
+//!   [`attempts`]: what a flush was applying when it stopped (suspects retried alone).
 //! - [`enqueue`]: sending events to the queue, refusing keys no dataset takes.
 //! - [`watch`]: enqueuing the events of a local raw directory; [`catch_up`]: what
 //!   changed while no watcher ran.
@@ -20,6 +21,7 @@
 
 pub mod adopt;
 pub mod append_order;
+pub mod attempts;
 pub mod catch_up;
 pub mod enqueue;
 pub mod event;
@@ -51,4 +53,6 @@ pub enum PipelineError {
     Ledger(#[from] ledger::LedgerError),
     #[error(transparent)]
     Lock(#[from] lock::LockError),
+    #[error(transparent)]
+    Attempts(#[from] attempts::AttemptError),
 }

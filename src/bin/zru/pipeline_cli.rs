@@ -100,7 +100,7 @@ enum QueueAction {
 pub fn print_reports(reports: &[Report], json: bool) -> bool {
     for report in reports {
         if json {
-            super::say(serde_json::to_string(&report.redacted()).unwrap_or_default());
+            super::say_json(serde_json::to_string(&report.redacted()).unwrap_or_default());
         } else {
             super::say(report.line());
         }
@@ -310,7 +310,7 @@ pub fn run_queue(command: QueueCommand) -> Result<ExitCode> {
     let dead = queue.dead_letters()?;
     if command.json {
         let doc = serde_json::json!({"groups": groups, "dead_letters": dead});
-        super::say(serde_json::to_string_pretty(&doc)?);
+        super::say_json(serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
     }
     super::say("group\tready\tin_flight\tdead");
