@@ -27,6 +27,7 @@ use super::raw_file::{canonical_root, check_raw_file, non_canonical_key};
 use super::report::{Report, ReportAction, SkipReason};
 use super::PipelineError;
 use crate::config::Dataset;
+use crate::store::atomic_fs::sync_filesystem;
 use crate::store::ZarrStore;
 use crate::update::{Action, EventKind, Updater};
 
@@ -259,9 +260,10 @@ impl Flusher<'_> {
             acks.push(message.receipt);
             reports.push(report);
         }
-        // Crash-safety order: the store is committed (apply_batch), then the ledger,
-        // then the acknowledgement.
+        // Crash-safety order: the store is committed (apply_batch) and durable, then
+        // the ledger, then the acknowledgement.
         if recorded {
+            sync_store(dataset)?;
             ledger.save()?;
         }
         if !acks.is_empty() {
@@ -326,6 +328,25 @@ impl Flusher<'_> {
             && crate::update::check_key(&message.event.key).is_ok()
             && !self.updater.raw_root.join(&message.event.key).exists()
     }
+}
+
+/// Makes a local store's writes durable before its ledger records them: chunk files are
+/// renamed into place without an `fsync` each, so after a power cut an acknowledged
+/// batch could otherwise lose chunks. One `syncfs(2)` of the store's filesystem (and of
+/// the ledger's, if the store's root is a link elsewhere). S3 writes are durable when
+/// their PUT returns.
+fn sync_store(dataset: &Dataset) -> Result<(), PipelineError> {
+    let Some(store) = dataset.location.local_path() else {
+        return Ok(());
+    };
+    let parent = store.parent().filter(|p| !p.as_os_str().is_empty());
+    for dir in std::iter::once(store).chain(parent) {
+        sync_filesystem(dir).map_err(|source| PipelineError::Sync {
+            store: store.to_path_buf(),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 fn ledger_entry(message: &Message, report: &Report) -> LedgerEntry {

@@ -55,4 +55,10 @@ pub enum PipelineError {
     Lock(#[from] lock::LockError),
     #[error(transparent)]
     Attempts(#[from] attempts::AttemptError),
+    #[error("store {store}: cannot make the batch's writes durable: {source}")]
+    Sync {
+        store: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
