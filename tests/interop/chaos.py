@@ -433,6 +433,17 @@ class Chaos:
             time.sleep(0.05)
         raise self.fail(f"hang: zru watch not ready after {timeout} s")
 
+    def watcher_events(self) -> int:
+        """Events the watchers reported enqueued (a killed one may lose its last line)."""
+        n = 0
+        for out in self.watcher_outputs:
+            for line in out.read_text().splitlines():
+                try:
+                    n += json.loads(line).get("action") == "enqueued"
+                except json.JSONDecodeError:
+                    pass
+        return n
+
     def kill_watcher(self) -> None:
         if self.watcher is None:
             return
@@ -628,6 +639,7 @@ class Chaos:
         mode_weights = [FLUSH_MODES[m] for m in modes]
         while time.monotonic() < deadline:
             self.reap()
+            self.look()
             if self.watcher is None and time.monotonic() >= self.watcher_restart_at:
                 self.start_watcher()
             action = rng.choices(actions, weights)[0]
@@ -837,14 +849,26 @@ class Chaos:
         terminal = {"appended", "overwrote", "blanked", "unchanged"}
         fates = Counter()
         problems = []
-        killed = [r for r in self.flushes if r.returncode == -signal.SIGKILL]
-        for mid, body in sorted(self.bodies.items()):
+        # Flushes whose reports died with them: killed, or stopped by an error (exit 2).
+        killed = [r for r in self.flushes if r.returncode not in (0, 1)]
+        last_id = max([*self.bodies, *self.reports, 0])
+        for mid in range(1, last_id + 1):
+            # Ids are never reused (AUTOINCREMENT): one the looks never saw was enqueued
+            # and acknowledged between two of them.
             reps = self.reports.get(mid, [])
             final = [r for r in reps if r["action"] in terminal or r["action"].startswith("skipped(")]
+            body = self.bodies.get(mid)
             if final:
                 fates[final[-1]["action"]] += 1
-                if any(r["key"] != body["key"] for r in reps):
+                if body is not None and any(r["key"] != body["key"] for r in reps):
                     problems.append(f"message {mid}: reports name another key: {reps}")
+                continue
+            if body is None:
+                if killed:
+                    fates["never seen in the queue (enqueued and acknowledged between two "
+                          "looks, by a flush killed before its reports)"] += 1
+                else:
+                    problems.append(f"message {mid}: never seen, no report: silently lost")
                 continue
             if mid in self.present:
                 problems.append(f"message {mid} ({body['key']} {body['kind']}) still in the queue")
@@ -874,7 +898,7 @@ class Chaos:
         if problems:
             raise self.fail("events not accounted for:\n  " + "\n  ".join(problems[:40]))
         self.fates = fates
-        self.stats["messages accounted for"] = len(self.bodies)
+        self.stats["messages accounted for"] = last_id
         self.stats["lost"] = 0
 
     # ------------------------------------------------------------------ figures
@@ -893,7 +917,8 @@ class Chaos:
             f"{s['notifications dropped as duplicates by zru enqueue']} dropped by zru enqueue as duplicates",
             f"  watched file changes     {s['local created (renamed)']} renamed into place, "
             f"{s['local created (in place)']} written in place, {s['local removed']} removed",
-            f"  queue messages           {len(self.bodies)}",
+            f"  queue messages           {max([*self.bodies, *self.reports, 0])} "
+            f"({self.watcher_events()} enqueued by zru watch)",
             f"  flushes                  {len(self.flushes)} ("
             + ", ".join(f"{m} {s[f'flushes ({m})']}" for m in FLUSH_MODES) + "), "
             f"{s['two flushes started at once']} times two at once",
