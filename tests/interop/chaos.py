@@ -39,8 +39,9 @@ and replayed, a clean flush applies them. Then :meth:`Chaos.check` compares
    that was killed before printing its reports (``zru flush`` prints them at the end)
    has no report: it is accepted only if it vanished from the queue while a killed
    flush ran and the ledger read right after showed its event or a newer one of its
-   key (applied, stale, duplicate or superseded), or it is a creation whose file a
-   later removal took away (``skipped(gone)``, which the ledger does not record).
+   key (applied, stale, duplicate or superseded), or a later change removed its key's
+   file (a creation ``skipped(gone)``, or an event ``skipped(superseded)`` by such a
+   gone creation: neither is in the ledger; the removal that follows is).
 
 Run it longer with ``scripts/chaos.sh`` (``python tests/interop/chaos.py``).
 """
@@ -835,7 +836,8 @@ class Chaos:
         return (order["event_time_us"], order["arrival"]) >= (body["event_time_us"], mid)
 
     def removed_later(self, body: dict) -> bool:
-        """A created event whose file a later change removed (what skipped(gone) means)."""
+        """A later change removed the key's file: what skipped(gone) means for a
+        creation, and what lets the flush ack an event superseded by a gone creation."""
         key = body["key"]
         if body.get("sequencer") is not None:
             seq = sequencer_int(body["sequencer"])
@@ -887,8 +889,11 @@ class Chaos:
             entry = ledgers.get(dataset, {}).get(body["key"])
             if self.order_at_least(entry, body, mid):
                 fates["acknowledged by a killed flush (ledger holds it or newer)"] += 1
-            elif body["kind"] == "created" and self.removed_later(body):
-                fates["acknowledged by a killed flush (gone: removed later)"] += 1
+            elif self.removed_later(body):
+                # skipped(gone), or skipped(superseded) by a newer creation of its key
+                # that was gone: neither is in the ledger; the removal that follows is.
+                fates["acknowledged by a killed flush (gone or superseded by a gone "
+                      "creation: a later removal of its key follows)"] += 1
             else:
                 problems.append(f"message {mid} ({body}) acknowledged by a killed flush, but the "
                                 f"ledger then held {entry}: lost")
