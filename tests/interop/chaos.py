@@ -680,12 +680,14 @@ class Chaos:
         self.start_watcher()
         self.wait_watcher_ready()
         time.sleep(1.0)
-        self.watcher.send_signal(signal.SIGINT)
+        # SIGTERM, not SIGINT: a shell ignores SIGINT in the background jobs it starts,
+        # and the watcher would inherit that.
+        self.watcher.send_signal(signal.SIGTERM)
         try:
             self.watcher.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.watcher.kill()
-            raise self.fail("hang: zru watch did not stop on SIGINT") from None
+            raise self.fail("hang: zru watch did not stop on SIGTERM") from None
         self.watcher = None
         self.drain("final")
         doc = json.loads(self.run("queue", "--json", "--state-dir", self.state).stdout)
