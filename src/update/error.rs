@@ -20,6 +20,10 @@ pub enum UpdateError {
     Route(#[from] RouteError),
     #[error("{key}: object not found at {path}")]
     MissingObject { key: String, path: PathBuf },
+    /// Reading the file failed while a writer replaced, rewrote or removed it: its next
+    /// event follows, so this is retried like a missing object, not dead-lettered.
+    #[error("{key}: the object changed while it was read (retried): {reason}")]
+    ChangedWhileRead { key: String, reason: String },
     #[error("{path} is not under the raw root {raw_root}")]
     OutsideRawRoot { path: PathBuf, raw_root: PathBuf },
     #[error("{key}: {source}")]
@@ -91,13 +95,15 @@ pub enum UpdateError {
 impl UpdateError {
     /// True when retrying cannot succeed: the file, its key, the store's schema or zru
     /// itself is at fault, so the event goes to the dead letters at once. Store and
-    /// index I/O and an object not (yet) readable are transient: retried with backoff.
+    /// index I/O, an object not (yet) readable and one that changed while it was read
+    /// are transient: retried with backoff.
     pub fn is_permanent(&self) -> bool {
         !matches!(
             self,
             UpdateError::Store { .. }
                 | UpdateError::Index { .. }
                 | UpdateError::MissingObject { .. }
+                | UpdateError::ChangedWhileRead { .. }
         )
     }
 }

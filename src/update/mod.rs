@@ -359,15 +359,29 @@ impl Updater {
             _ if mode == Mode::Adopt => self.adopt_staged(tx, dataset, event),
             (EventKind::Created, handler) => {
                 let path = self.raw_root.join(&event.key);
-                if !path.is_file() {
-                    Err(UpdateError::MissingObject {
+                let before = file_stamp(&path);
+                if before.is_none() {
+                    return Err(UpdateError::MissingObject {
                         key: event.key.clone(),
                         path,
-                    })
-                } else if handler == HandlerKind::Profiles {
+                    });
+                }
+                let result = if handler == HandlerKind::Profiles {
                     profiles::apply_created(tx, dataset, &event.key, &path, index)
                 } else {
                     gridded::apply_created(tx, dataset, &event.key, &path)
+                };
+                match result {
+                    // A file removed or rewritten in place while it was read (found by
+                    // the chaos test: "the file is empty", a wrong grid, no such file)
+                    // is not the file's fault: its next event follows.
+                    Err(error) if error.is_permanent() && file_stamp(&path) != before => {
+                        Err(UpdateError::ChangedWhileRead {
+                            key: event.key.clone(),
+                            reason: error.to_string(),
+                        })
+                    }
+                    other => other,
                 }
             }
             // A removal needs a store to remove from (the file itself is not read).
@@ -431,6 +445,12 @@ impl Updater {
         check_key(&key)?;
         Ok(key)
     }
+}
+
+/// A regular file's size and modification time (`None`: not a regular file, or gone).
+fn file_stamp(path: &Path) -> Option<(u64, Option<std::time::SystemTime>)> {
+    let meta = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
+    Some((meta.len(), meta.modified().ok()))
 }
 
 /// The text of a caught panic's payload.
