@@ -273,10 +273,15 @@ impl Flusher<'_> {
                     )
                     .describe()
                 );
-                report.reason = Some(match report.reason.take() {
-                    Some(reason) => format!("{why}; {reason}"),
-                    None => why,
-                });
+                // A line shows the reason instead of the region: keep both.
+                let region = report.region.as_ref().map(crate::update::format_region);
+                report.reason = Some(
+                    [Some(why), report.reason.take(), region]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                );
             }
             if report.failed() {
                 failures.push((message.receipt, report));
