@@ -43,20 +43,22 @@ pub fn local_path(raw_root: &Path, key: &str) -> Option<PathBuf> {
 }
 
 /// True for the errors of a GET or HEAD that say the object (or the version asked
-/// for) does not exist: `NoSuchKey`, `NoSuchVersion`, `NotFound`, any 404. A HEAD of a
-/// key whose current version is a delete marker is a 404.
+/// for) does not exist: `NoSuchKey`, `NoSuchVersion`, `NotFound`, any other 404 but
+/// `NoSuchBucket`. A HEAD of a key whose current version is a delete marker is a 404
+/// (a HEAD has no body: a missing bucket is a 404 `NotFound` there too, and the GETs
+/// of the batch's created objects report it).
 fn is_missing<E>(error: &aws_sdk_s3::error::SdkError<E, HttpResponse>) -> bool
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata,
 {
     use aws_sdk_s3::error::SdkError;
     match error {
-        SdkError::ServiceError(service) => {
-            matches!(
-                service.err().code(),
-                Some("NoSuchKey" | "NoSuchVersion" | "NotFound")
-            ) || service.raw().status().as_u16() == 404
-        }
+        SdkError::ServiceError(service) => match service.err().code() {
+            // A bucket that does not exist is a configuration error, not a gone object.
+            Some("NoSuchBucket") => false,
+            Some("NoSuchKey" | "NoSuchVersion" | "NotFound") => true,
+            _ => service.raw().status().as_u16() == 404,
+        },
         _ => false,
     }
 }
