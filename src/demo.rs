@@ -90,6 +90,7 @@ impl Demo<'_> {
             updater: &self.updater,
             queue: &self.queue,
             options: self.flush.clone(),
+            current: None,
         };
         let reports = flusher.flush(&mut |_| {})?;
         for report in &reports {

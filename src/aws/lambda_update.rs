@@ -7,12 +7,15 @@
 //!   messages are deleted only after their events are committed.
 //!
 //! Both go through [`apply_batch`]: created objects are streamed from S3 into a
-//! scratch raw root (removed ones are not read), then the pipeline's flusher runs on a
+//! scratch raw root, at the event's version when it names one; the key of a removal
+//! is checked with a HEAD and, if it still has a current version (versioned buckets),
+//! that version is downloaded too ([`stages`], [`crate::pipeline::current`]); then the pipeline's flusher runs on a
 //! blocking thread (zarrs' sync API over S3 must not run inside the async runtime)
 //! over the batch as an [`SqsBatch`] queue. A message that fails on its last allowed
 //! receive is moved to the dead-letter queue by the updater itself, with its reason
 //! in the `zru_reason` attribute, then deleted.
 
+use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
@@ -28,6 +31,8 @@ use super::settings::{Settings, SettingsError};
 use super::sqs::{self, QueueInfo, Received, SqsError};
 use super::sqs_queue::{Fate, SqsBatch};
 use crate::config::Catalog;
+use crate::pipeline::current::CurrentObjects;
+use crate::pipeline::queue::Message;
 use crate::pipeline::{FlushOptions, Flusher, PipelineError, Report};
 use crate::update::{EventKind, Updater};
 
@@ -116,24 +121,36 @@ pub async fn apply_batch(
             source,
         })?;
     let (queue, bad) = SqsBatch::new(batch, deployment.max_receive_count());
-    let mut fetched: HashSet<(String, String)> = HashSet::new();
-    for event in queue.events().map_err(PipelineError::from)? {
-        if event.kind != EventKind::Created
-            || deployment.catalog.route(&event.key).is_err()
-            || !fetched.insert((event.bucket.clone(), event.key.clone()))
-        {
-            continue;
-        }
-        match raw::download(
-            &deployment.clients.s3,
-            &event.bucket,
-            &event.key,
-            scratch.path(),
-        )
-        .await
-        {
-            Ok(_) | Err(RawError::BadKey { .. }) => {}
-            Err(error) => return Err(error.into()),
+    let messages = queue.messages().map_err(PipelineError::from)?;
+    let s3 = &deployment.clients.s3;
+    let root = scratch.path();
+    let mut current = CurrentObjects::default();
+    for stage in stages(&deployment.catalog, &messages) {
+        match stage {
+            Stage::Fetch {
+                bucket,
+                key,
+                version_id,
+            } => match raw::download(s3, &bucket, &key, version_id.as_deref(), root).await {
+                // A missing object (or version) is the flush's `skipped(gone)`; a bad
+                // key its rejection.
+                Ok(_) | Err(RawError::BadKey { .. }) => {}
+                Err(error) => return Err(error.into()),
+            },
+            Stage::Check { bucket, key } => {
+                if raw::local_path(root, &key).is_none() {
+                    continue;
+                }
+                let mut object = raw::head(s3, &bucket, &key).await?;
+                if let Some(found) = &object {
+                    let version = found.version_id.as_deref();
+                    if !raw::download(s3, &bucket, &key, version, root).await? {
+                        // Deleted between the HEAD and the GET.
+                        object = None;
+                    }
+                }
+                current.record(&key, object);
+            }
         }
     }
     let updater = Updater::new(deployment.catalog.clone(), scratch.path().to_path_buf());
@@ -148,6 +165,7 @@ pub async fn apply_batch(
             updater: &updater,
             queue: &queue,
             options,
+            current: Some(&current),
         };
         let reports = flusher.flush(&mut |_| {});
         (queue, reports)
@@ -192,6 +210,55 @@ pub async fn apply_batch(
         }
     }
     Ok(result)
+}
+
+/// What the updater reads from the raw bucket before a batch, for one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stage {
+    /// A creation: download the object, at the event's version when it names one.
+    Fetch {
+        bucket: String,
+        key: String,
+        version_id: Option<String>,
+    },
+    /// A removal: HEAD the key (no version id); if it still has a current version,
+    /// download that version (see [`crate::pipeline::current`]).
+    Check { bucket: String, key: String },
+}
+
+/// Per key that a dataset takes, what its newest event in the batch needs (only the
+/// newest event of a key can be applied: the flush skips the others as superseded),
+/// in the order keys first appear.
+pub fn stages(catalog: &Catalog, messages: &[Message]) -> Vec<Stage> {
+    let mut newest: Vec<&Message> = Vec::new();
+    for message in messages {
+        if catalog.route(&message.event.key).is_err() {
+            continue;
+        }
+        let order = message.event.order(message.id);
+        match newest.iter_mut().find(|m| m.event.key == message.event.key) {
+            Some(best) => {
+                if order.compare(&best.event.order(best.id)) == Ordering::Greater {
+                    *best = message;
+                }
+            }
+            None => newest.push(message),
+        }
+    }
+    newest
+        .into_iter()
+        .map(|m| {
+            let (bucket, key) = (m.event.bucket.clone(), m.event.key.clone());
+            match m.event.kind {
+                EventKind::Created => Stage::Fetch {
+                    bucket,
+                    key,
+                    version_id: m.event.version_id.clone(),
+                },
+                EventKind::Removed => Stage::Check { bucket, key },
+            }
+        })
+        .collect()
 }
 
 /// The SQS event source's records as received messages.
@@ -361,5 +428,62 @@ mod tests {
             Invocation::classify(schedule).unwrap(),
             Invocation::Scheduled
         ));
+    }
+
+    #[test]
+    fn each_key_is_staged_for_its_newest_event_at_its_version() {
+        use crate::pipeline::event::ObjectEvent;
+        use crate::pipeline::queue::Receipt;
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("sst.json"),
+            serde_json::json!({
+                "name": "sst", "handler": "gridded", "key_patterns": ["^sst/"],
+                "store": dir.path().join("sst.zarr"), "append_dim": "time"
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let catalog = Catalog::load_dir(dir.path()).unwrap();
+        let message = |id: i64, key: &str, kind: EventKind, sequencer: &str, version: &str| {
+            let mut event = ObjectEvent::local_removed(key.into());
+            event.bucket = "raw".into();
+            event.kind = kind;
+            event.sequencer = Some(sequencer.into());
+            event.version_id = Some(version.into());
+            Message {
+                id,
+                group: "sst".into(),
+                receipt: Receipt { id, token: id },
+                receive_count: 1,
+                event,
+            }
+        };
+        let fetch = |key: &str, version: &str| Stage::Fetch {
+            bucket: "raw".into(),
+            key: key.into(),
+            version_id: Some(version.into()),
+        };
+        let messages = [
+            // v2's event delivered before v1's: v2 is still the one to read.
+            message(1, "sst/a.nc", EventKind::Created, "0B", "v2"),
+            message(2, "sst/a.nc", EventKind::Created, "0A", "v1"),
+            message(3, "sst/b.nc", EventKind::Created, "01", "v1"),
+            message(4, "sst/b.nc", EventKind::Removed, "02", "dm"),
+            message(5, "other/c.nc", EventKind::Created, "01", "v1"),
+            message(6, "sst/d.nc", EventKind::Created, "01", "v7"),
+        ];
+        assert_eq!(
+            stages(&catalog, &messages),
+            [
+                fetch("sst/a.nc", "v2"),
+                Stage::Check {
+                    bucket: "raw".into(),
+                    key: "sst/b.nc".into()
+                },
+                fetch("sst/d.nc", "v7"),
+            ]
+        );
     }
 }

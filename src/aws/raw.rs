@@ -1,6 +1,9 @@
 //! Raw objects read from S3: streamed to a file under a local raw root, so the
-//! updater reads them as it reads local files (`raw_root/key`). Removed objects are
-//! never read.
+//! updater reads them as it reads local files (`raw_root/key`). A created event's
+//! object is read at the event's version (`versionId`) when it has one. The key of a
+//! removal is checked with a HEAD (no version id): if it still has a current version
+//! (versioned buckets), that version is downloaded too (see
+//! [`crate::pipeline::current`]).
 
 use std::path::{Component, Path, PathBuf};
 
@@ -8,6 +11,8 @@ use thiserror::Error;
 use tokio::io::AsyncWriteExt;
 
 use super::sdk::describe;
+use crate::pipeline::current::CurrentObject;
+use aws_sdk_s3::config::http::HttpResponse;
 
 #[derive(Debug, Error)]
 pub enum RawError {
@@ -37,12 +42,57 @@ pub fn local_path(raw_root: &Path, key: &str) -> Option<PathBuf> {
     normal.then(|| raw_root.join(relative))
 }
 
-/// Downloads `s3://bucket/key` to `raw_root/key` (streamed, written to a temporary
-/// name then renamed). Returns `false` if the object does not exist (any more).
+/// True for the errors of a GET or HEAD that say the object (or the version asked
+/// for) does not exist: `NoSuchKey`, `NoSuchVersion`, `NotFound`, any other 404 but
+/// `NoSuchBucket`. A HEAD of a key whose current version is a delete marker is a 404
+/// (a HEAD has no body: a missing bucket is a 404 `NotFound` there too, and the GETs
+/// of the batch's created objects report it).
+fn is_missing<E>(error: &aws_sdk_s3::error::SdkError<E, HttpResponse>) -> bool
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata,
+{
+    use aws_sdk_s3::error::SdkError;
+    match error {
+        SdkError::ServiceError(service) => match service.err().code() {
+            // A bucket that does not exist is a configuration error, not a gone object.
+            Some("NoSuchBucket") => false,
+            Some("NoSuchKey" | "NoSuchVersion" | "NotFound") => true,
+            _ => service.raw().status().as_u16() == 404,
+        },
+        _ => false,
+    }
+}
+
+/// The current object of `s3://bucket/key` (HEAD without version id): its version id
+/// and etag, or `None` if the key has no current version (never created, deleted, or a
+/// delete marker is current).
+pub async fn head(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<CurrentObject>, RawError> {
+    match s3.head_object().bucket(bucket).key(key).send().await {
+        Ok(head) => Ok(Some(CurrentObject::new(
+            head.version_id().map(String::from),
+            head.e_tag().map(String::from),
+        ))),
+        Err(error) if is_missing(&error) => Ok(None),
+        Err(error) => Err(RawError::S3 {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            reason: format!("HEAD: {}", describe(&error)),
+        }),
+    }
+}
+
+/// Downloads `s3://bucket/key` (at `version_id` if given, else its current version) to
+/// `raw_root/key` (streamed, written to a temporary name then renamed). Returns `false`
+/// if the object, or that version of it, does not exist (any more).
 pub async fn download(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
+    version_id: Option<&str>,
     raw_root: &Path,
 ) -> Result<bool, RawError> {
     let path = local_path(raw_root, key).ok_or_else(|| RawError::BadKey {
@@ -54,15 +104,15 @@ pub async fn download(
         key: key.to_string(),
         reason,
     };
-    let response = match s3.get_object().bucket(bucket).key(key).send().await {
+    let request = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .set_version_id(version_id.map(String::from));
+    let response = match request.send().await {
         Ok(response) => response,
-        Err(error) => {
-            let missing = error.as_service_error().is_some_and(|e| e.is_no_such_key());
-            if missing {
-                return Ok(false);
-            }
-            return Err(s3_error(describe(&error)));
-        }
+        Err(error) if is_missing(&error) => return Ok(false),
+        Err(error) => return Err(s3_error(describe(&error))),
     };
     let io = |source| RawError::Io {
         path: path.clone(),

@@ -12,12 +12,13 @@
 //! error goes to the dead letters at once, a transient one is visible again after an
 //! exponential backoff and dead-lettered after the queue's maximum number of receives.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::append_order::order_for_store;
 use super::attempts::Attempts;
+use super::current::{removal_check, CurrentObject, CurrentObjects, RemovalCheck};
 use super::event::now_us;
 use super::ledger::{Ledger, LedgerEntry};
 use super::lock::StoreLock;
@@ -47,6 +48,10 @@ pub struct Flusher<'a> {
     pub updater: &'a Updater,
     pub queue: &'a dyn Queue,
     pub options: FlushOptions,
+    /// What the raw bucket holds now under the keys of removals (checked by the
+    /// updater before the batch, see [`super::current`]); `None` in local mode, where
+    /// removals are not checked.
+    pub current: Option<&'a CurrentObjects>,
 }
 
 fn message_report(message: &Message, dataset: Option<&str>, action: ReportAction) -> Report {
@@ -215,8 +220,40 @@ impl Flusher<'_> {
             ));
             acks.push(message.receipt);
         }
+        let mut restored = HashSet::new();
+        let mut apply = Vec::new();
+        for message in plan.apply {
+            if message.event.kind != EventKind::Removed {
+                apply.push(message);
+                continue;
+            }
+            let entry = ledger.get(&message.event.key);
+            match removal_check(self.current, &message.event.key, entry) {
+                RemovalCheck::Blank => apply.push(message),
+                RemovalCheck::StillExists(object) => {
+                    reports.push(
+                        message_report(
+                            &message,
+                            name,
+                            ReportAction::Skipped(SkipReason::StillExists),
+                        )
+                        .with_reason(format!(
+                            "{}: the key still exists ({}, the one the store holds): a \
+                             noncurrent version was deleted; nothing to blank",
+                            message.event.key,
+                            object.describe()
+                        )),
+                    );
+                    acks.push(message.receipt);
+                }
+                RemovalCheck::Restore(object) => {
+                    restored.insert(message.id);
+                    apply.push(restore(message, object));
+                }
+            }
+        }
         let (gone, present): (Vec<Message>, Vec<Message>) =
-            plan.apply.into_iter().partition(|m| self.is_gone(m));
+            apply.into_iter().partition(|m| self.is_gone(m));
         for message in gone {
             reports.push(
                 message_report(&message, name, ReportAction::Skipped(SkipReason::Gone))
@@ -245,12 +282,35 @@ impl Flusher<'_> {
             .iter()
             .any(|r| matches!(r.action, ReportAction::Applied(_)));
         for (message, outcome) in ordered.into_iter().zip(outcomes) {
-            let report = Report {
+            let mut report = Report {
                 message_id: Some(message.id),
                 receive_count: message.receive_count,
                 sequencer: message.event.sequencer.clone(),
                 ..Report::from_outcome(outcome)
             };
+            if restored.contains(&message.id) {
+                report.event = EventKind::Removed;
+                let why = format!(
+                    "{}: the key still exists ({}: a delete marker was removed, or the \
+                     current version was deleted): its current version was applied instead \
+                     of blanking",
+                    message.event.key,
+                    CurrentObject::new(
+                        message.event.version_id.clone(),
+                        message.event.etag.clone()
+                    )
+                    .describe()
+                );
+                // A line shows the reason instead of the region: keep both.
+                let region = report.region.as_ref().map(crate::update::format_region);
+                report.reason = Some(
+                    [Some(why), report.reason.take(), region]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                );
+            }
             if report.failed() {
                 failures.push((message.receipt, report));
                 continue;
@@ -347,6 +407,18 @@ fn sync_store(dataset: &Dataset) -> Result<(), PipelineError> {
         })?;
     }
     Ok(())
+}
+
+/// A removal of a key that still exists, as the creation of its current version: same
+/// place in the key's order (so a redelivery of the removal is a duplicate), the
+/// current object's version id and etag (so the ledger says which version the store
+/// holds).
+fn restore(mut message: Message, object: CurrentObject) -> Message {
+    message.event.kind = EventKind::Created;
+    message.event.version_id = object.version_id;
+    message.event.etag = object.etag;
+    message.event.size = None;
+    message
 }
 
 fn ledger_entry(message: &Message, report: &Report) -> LedgerEntry {

@@ -14,6 +14,8 @@
 //! - [`watch`]: enqueuing the events of a local raw directory; [`catch_up`]: what
 //!   changed while no watcher ran.
 //! - [`adopt`]: bringing files behind a store written before zru under its management.
+//! - [`current`]: what the raw bucket holds under a key now, checked before a
+//!   removal (versioned buckets).
 //! - [`raw_file`]: which raw files may be read, and a local event's raw root.
 //! - [`report`]: what happened to each event.
 //!
@@ -23,6 +25,7 @@ pub mod adopt;
 pub mod append_order;
 pub mod attempts;
 pub mod catch_up;
+pub mod current;
 pub mod enqueue;
 pub mod event;
 pub mod flush;

@@ -21,6 +21,9 @@ pub enum SkipReason {
     Superseded,
     /// A created event whose object no longer exists: a removal follows it.
     Gone,
+    /// A removal of a key that still has a current version, the one the store already
+    /// holds (a noncurrent version was deleted in a versioned bucket).
+    StillExists,
 }
 
 /// The fate of one event.
@@ -45,6 +48,7 @@ impl std::fmt::Display for ReportAction {
                     SkipReason::Duplicate => "duplicate",
                     SkipReason::Superseded => "superseded",
                     SkipReason::Gone => "gone",
+                    SkipReason::StillExists => "still-exists",
                 };
                 write!(f, "skipped({reason})")
             }

@@ -162,6 +162,29 @@ mod tests {
     }
 
     #[test]
+    fn versioned_bucket_removals_are_removals_with_their_version() {
+        let doc = r#"{"Records":[
+          {"eventTime":"2024-05-01T12:00:00Z","eventName":"ObjectRemoved:DeleteMarkerCreated",
+           "s3":{"bucket":{"name":"raw"},"object":{"key":"sst/a.nc","versionId":"dm1","sequencer":"0A"}}},
+          {"eventTime":"2024-05-01T12:00:01Z","eventName":"s3:ObjectRemoved:Delete",
+           "s3":{"bucket":{"name":"raw"},"object":{"key":"sst/a.nc","versionId":"dm1","sequencer":"0B"}}},
+          {"eventTime":"2024-05-01T12:00:02Z","eventName":"LifecycleExpiration:DeleteMarkerCreated",
+           "s3":{"bucket":{"name":"raw"},"object":{"key":"sst/a.nc","versionId":"dm2","sequencer":"0C"}}}
+        ]}"#;
+        let events = parse_notification(doc).unwrap();
+        assert_eq!(events.len(), 2);
+        for event in &events {
+            assert_eq!(event.kind, EventKind::Removed);
+            assert_eq!(event.version_id.as_deref(), Some("dm1"));
+        }
+        // The undelete (deleting the marker) comes after the marker in the key's order.
+        assert_eq!(
+            events[0].order(2).compare(&events[1].order(1)),
+            std::cmp::Ordering::Less
+        );
+    }
+
+    #[test]
     fn test_events_are_ignored() {
         let test = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2024-05-01T12:00:00.000Z","Bucket":"raw","RequestId":"r","HostId":"h"}"#;
         assert!(parse_notification(test).unwrap().is_empty());

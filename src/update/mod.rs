@@ -153,7 +153,7 @@ pub fn event_line(
 }
 
 /// A region as `dim[start:stop] ...`.
-fn format_region(region: &BTreeMap<String, [u64; 2]>) -> String {
+pub fn format_region(region: &BTreeMap<String, [u64; 2]>) -> String {
     region
         .iter()
         .map(|(dim, [a, b])| format!("{dim}[{a}:{b}]"))

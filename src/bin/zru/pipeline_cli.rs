@@ -171,6 +171,7 @@ pub fn run_flush(
         updater,
         queue,
         options: pipeline.flush_options()?,
+        current: None,
     };
     let reports = flusher.flush(&mut |batch| {
         bar.inc(batch.len() as u64);
