@@ -796,10 +796,8 @@ mod tests {
         for format in [ZarrFormat::V3, ZarrFormat::V2] {
             let (location, before) = killed_overwrite(dir.path(), format);
             let path = location.local_path().unwrap();
-            assert!(path
-                .join(undo::UNDO_DIR)
-                .join(chunk_key(format, 0, 0))
-                .is_file());
+            let image = undo::image_key(&chunk_key(format, 0, 0)).unwrap();
+            assert!(path.join(image.as_str()).is_file());
             assert_eq!(read(&location, 4)[..3], [300.0, 301.0, 302.0]);
 
             let recovered = ZarrStore::recover_at(&location).unwrap().unwrap();
@@ -846,11 +844,19 @@ mod tests {
             let (location, before) = killed_overwrite(dir.path(), format);
             let path = location.local_path().unwrap().to_path_buf();
             let killed = tree(&path);
-            let images: Vec<&String> = killed
-                .keys()
-                .filter(|k| k.starts_with(undo::UNDO_DIR))
+            let intent: Intent = serde_json::from_slice(&killed[INTENT_KEY]).unwrap();
+            let saved: Vec<&String> = intent.saved.iter().collect();
+            let images: Vec<String> = saved
+                .iter()
+                .map(|k| undo::image_key(k).unwrap().as_str().to_string())
                 .collect();
-            assert_eq!(images.len(), 2);
+            assert_eq!(
+                killed
+                    .keys()
+                    .filter(|k| k.starts_with(undo::UNDO_DIR))
+                    .count(),
+                2
+            );
             let put_back = |files: &BTreeMap<String, Vec<u8>>| {
                 for (name, bytes) in files {
                     let file = path.join(name);
@@ -859,9 +865,7 @@ mod tests {
                 }
             };
             // Killed while restoring: one key restored, the other not yet.
-            let image = images[0];
-            let restored = image.trim_start_matches(&format!("{}/", undo::UNDO_DIR));
-            std::fs::write(path.join(restored), &killed[image]).unwrap();
+            std::fs::write(path.join(saved[0]), &killed[&images[0]]).unwrap();
             ZarrStore::recover_at(&location).unwrap().unwrap();
             assert_eq!(tree(&path), before, "{format:?} killed while restoring");
 
@@ -869,7 +873,7 @@ mod tests {
             // one image and the record left.
             let left: BTreeMap<String, Vec<u8>> = killed
                 .iter()
-                .filter(|(k, _)| *k == images[1] || k.as_str() == INTENT_KEY)
+                .filter(|(k, _)| **k == images[1] || k.as_str() == INTENT_KEY)
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             put_back(&left);
