@@ -260,3 +260,87 @@ fn chunks_of_a_killed_growing_batch_never_show_through_later_gaps() {
         assert!(killed >= 5, "v{zarr_format}: only {killed} crash points");
     }
 }
+
+/// The key of a revision of day 2 stored under a new key (a later file version).
+const REVISED_DAY_2: &str = "sst/20240102120000-ZRU-L3S_GHRSST-SSTsubskin-SAMPLE-v02.0-fv02.0.nc";
+
+/// Days 1-3 applied cleanly (day 2 from its first key); queued: a revision of day 2
+/// under a new key, which overwrites day 2's slot (values and provenance).
+fn revision_under_a_new_key_queued() -> Work {
+    let work = Work::new(true);
+    work.samples("data/raw/sst", 3, 0);
+    ingest_days(&work, &[], &[1, 2, 3]);
+    work.samples("rev1", 2, 1);
+    let from = work.path().join("rev1").join(common::sample_name(2));
+    std::fs::copy(from, work.path().join("data/raw").join(REVISED_DAY_2)).expect("copy");
+    let out = work.zru(&["ingest", "--no-flush", &format!("data/raw/{REVISED_DAY_2}")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    work
+}
+
+/// The revision is withdrawn (deleted, its removal queued) and the queue flushed.
+fn withdraw_revision(work: &Work) {
+    std::fs::remove_file(work.path().join("data/raw").join(REVISED_DAY_2)).expect("remove");
+    let out = work.zru(&["remove", "--no-flush", REVISED_DAY_2]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = work.zru(FLUSH);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Tracker issue 12, defect #9: a flush killed between the chunk writes of a batch that
+/// overwrites a slot under a new key, then the new key's removal. The store must be
+/// what the surviving events make of it: day 2's first file in its slot, named by its
+/// provenance, if the killed batch had not committed (its created event is then skipped
+/// as gone, its removal finds no slot of its key); a blank slot if it had (the removal
+/// blanks it). Never the withdrawn file's values under the first key's provenance.
+#[test]
+fn an_interrupted_overwrite_is_undone_before_the_new_key_is_withdrawn() {
+    let base = revision_under_a_new_key_queued();
+    let before = dump(&base.store());
+    let before_files = store_files(&base.store());
+    let committed = {
+        let work = copy_of(&base);
+        let out = work.zru(FLUSH);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let revised = dump(&work.store());
+        assert!(
+            revised["zru_source_key/values"].contains(REVISED_DAY_2),
+            "the revision overwrites day 2's slot: {}",
+            revised["zru_source_key/values"]
+        );
+        assert_ne!(
+            revised["sea_surface_temperature/values"],
+            before["sea_surface_temperature/values"]
+        );
+        withdraw_revision(&work);
+        dump(&work.store())
+    };
+    assert!(committed["zru_source_key/values"].contains(r#""""#));
+
+    let (mut undone, mut kept) = (0, 0);
+    for k in 1..200 {
+        let Some(work) = flush_killed_at(&base, k) else {
+            break;
+        };
+        let intent = work.store().join(".zru/intent.json").exists();
+        let untouched = dump(&work.store()) == before;
+        withdraw_revision(&work);
+        let expected = if intent || untouched {
+            undone += 1;
+            &before
+        } else {
+            kept += 1;
+            &committed
+        };
+        assert_eq!(
+            differing(&dump(&work.store()), expected),
+            Vec::<String>::new(),
+            "k={k} (intent left: {intent})"
+        );
+        if expected == &before {
+            assert_eq!(store_files(&work.store()), before_files, "k={k}");
+        }
+        queue_is_empty(&work);
+    }
+    assert!(undone >= 3 && kept >= 1, "{undone} undone, {kept} kept");
+}

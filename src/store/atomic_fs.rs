@@ -133,13 +133,7 @@ pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let mut temp = path.as_os_str().to_os_string();
-    temp.push(format!(
-        ".zru-tmp-{}-{}",
-        std::process::id(),
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let temp = PathBuf::from(temp);
+    let temp = temp_beside(path);
     let written = create_temp(&temp).and_then(|mut file| {
         file.write_all(bytes)?;
         file.sync_all()
@@ -161,42 +155,55 @@ impl AtomicFilesystemStore {
         })
     }
 
-    /// The path of `key`, refused if a directory on the way from the store root to it
-    /// is a symbolic link (a write or erasure would land outside the store).
     fn inside(&self, key: &str) -> Result<PathBuf, StorageError> {
-        let mut path = self.base.clone();
-        let parts: Vec<&str> = key.split('/').filter(|p| !p.is_empty()).collect();
-        for (i, part) in parts.iter().enumerate() {
-            path.push(part);
-            let last = i + 1 == parts.len();
-            match std::fs::symlink_metadata(&path) {
-                Ok(meta) if meta.file_type().is_symlink() && !last => {
-                    return Err(StorageError::Other(format!(
-                        "{}: {} is a symbolic link: zru never writes or deletes through a \
-                         link inside a store (it could lead outside the store)",
-                        self.base.display(),
-                        path.display()
-                    )))
-                }
-                Ok(_) => {}
-                // Below a missing directory nothing exists yet: it is created as a
-                // real directory.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(path)
+        inside(&self.base, key)
     }
 
     fn temp_path(destination: &Path) -> PathBuf {
-        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let mut name = destination
-            .file_name()
-            .map(|n| n.to_os_string())
-            .unwrap_or_default();
-        name.push(format!(".zru-tmp-{}-{n}", std::process::id()));
-        destination.with_file_name(name)
+        temp_beside(destination)
     }
+}
+
+/// A unique temporary path beside `destination` (its name plus `.zru-tmp-PID-N`).
+pub fn temp_beside(destination: &Path) -> PathBuf {
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut name = destination
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(format!(".zru-tmp-{}-{n}", std::process::id()));
+    destination.with_file_name(name)
+}
+
+/// The path of `key` below the store root `base`, refused if a directory on the way
+/// from the root to it is a symbolic link (a write or erasure would land outside the
+/// store). A link at the key's own path is allowed: writes replace it.
+pub fn inside(base: &Path, key: &str) -> Result<PathBuf, StorageError> {
+    let parts: Vec<&str> = key.split('/').filter(|p| !p.is_empty()).collect();
+    let mut path = base.to_path_buf();
+    for (i, part) in parts.iter().enumerate() {
+        path.push(part);
+        let last = i + 1 == parts.len();
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() && !last => {
+                return Err(StorageError::Other(format!(
+                    "{}: {} is a symbolic link: zru never writes or deletes through a \
+                     link inside a store (it could lead outside the store)",
+                    base.display(),
+                    path.display()
+                )))
+            }
+            Ok(_) => {}
+            // Below a missing directory nothing exists yet: it is created as a
+            // real directory.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                path.extend(&parts[i + 1..]);
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(path)
 }
 
 /// Removes `dir` and the directories below it that hold no file (best effort: an error,

@@ -7,6 +7,7 @@
 //!   storage backend for it.
 //! - [`recovery`]: the intent record of a batch in progress, and the recovery pass
 //!   that undoes a batch interrupted before its metadata commit.
+//! - [`undo`]: before-images of the keys a batch overwrites, for that recovery pass.
 //!
 //! zru reads and writes metadata itself (so xarray's own metadata survives untouched)
 //! and lets zarrs encode and decode chunks.
@@ -17,6 +18,7 @@ mod fault_points;
 pub mod location;
 pub mod recovery;
 pub mod staged;
+pub mod undo;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -83,6 +85,8 @@ pub struct ZarrStore {
     pub root_attrs: Map<String, Value>,
     pub arrays: BTreeMap<String, ArrayDoc>,
     pub exists: bool,
+    /// The directory of a local store (before-images are hard links there).
+    root: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ZarrStore {
@@ -214,6 +218,7 @@ impl ZarrStore {
             root_attrs: Map::new(),
             arrays: BTreeMap::new(),
             exists: false,
+            root: location.local_path().map(Path::to_path_buf),
         })
     }
 
@@ -251,6 +256,7 @@ impl ZarrStore {
             root_attrs: Map::new(),
             arrays: BTreeMap::new(),
             exists: true,
+            root: location.local_path().map(Path::to_path_buf),
         };
         if let Some(mut root) = store.read_json("zarr.json")? {
             root.remove("consolidated_metadata");
@@ -337,6 +343,14 @@ impl ZarrStore {
 
     pub fn array(&self, name: &str) -> Option<&ArrayDoc> {
         self.arrays.get(name)
+    }
+
+    /// Where this store keeps before-images.
+    fn images(&self) -> undo::Images<'_> {
+        undo::Images {
+            storage: self.storage.as_ref(),
+            root: self.root.as_deref(),
+        }
     }
 
     /// Starts an all-or-nothing update.
@@ -627,9 +641,22 @@ impl Transaction<'_> {
 
     /// Records (or extends) the store's intent record before the transaction writes
     /// what it does not cover yet: the arrays it creates or grows, up to their shape
-    /// now (see [`recovery`]).
-    fn record_intent(&mut self) -> Result<(), StoreError> {
-        let intent = Intent::new(self.store, &self.arrays, self.intent.as_ref());
+    /// now, and `keys`, about to be written or erased: the before-image of each that
+    /// exists is kept first, the others are recorded as created (see [`recovery`]).
+    fn record_intent(&mut self, keys: Vec<StoreKey>) -> Result<(), StoreError> {
+        let mut intent = Intent::new(self.store, &self.arrays, self.intent.as_ref());
+        let new: Vec<StoreKey> = keys
+            .into_iter()
+            .filter(|k| !intent.saved.contains(k.as_str()) && !intent.created.contains(k.as_str()))
+            .filter(|k| !intent.covers(k))
+            .collect();
+        let kept = self
+            .store
+            .images()
+            .keep(&new)
+            .map_err(|e| self.storage_error(e))?;
+        intent.saved.extend(kept.saved);
+        intent.created.extend(kept.created);
         if self.intent.as_ref() != Some(&intent) {
             self.store.write_intent(&intent)?;
             self.intent = Some(intent);
@@ -639,12 +666,12 @@ impl Transaction<'_> {
 
     /// Writes the chunks staged so far; metadata stays staged until [`Self::commit`].
     pub fn flush_chunks(&mut self) -> Result<CommitStats, StoreError> {
-        if self
+        let chunks = self
             .staged
-            .has_chunks()
-            .map_err(|e| self.storage_error(e))?
-        {
-            self.record_intent()?;
+            .chunk_keys()
+            .map_err(|e| self.storage_error(e))?;
+        if !chunks.is_empty() {
+            self.record_intent(chunks)?;
         }
         let stats = self
             .staged
@@ -756,21 +783,26 @@ impl Transaction<'_> {
                 .map_err(|e| self.storage_error(e))?;
             }
         }
-        if metadata_changed
-            || self
-                .staged
-                .has_pending()
-                .map_err(|e| self.storage_error(e))?
-        {
-            self.record_intent()?;
+        let pending = self
+            .staged
+            .pending_keys()
+            .map_err(|e| self.storage_error(e))?;
+        if metadata_changed || !pending.is_empty() {
+            self.record_intent(pending)?;
         }
         let stats = self
             .staged
             .commit(&self.written_last)
             .map_err(|e| self.storage_error(e))?;
         self.stats += stats;
-        if self.intent.is_some() {
+        if let Some(intent) = &self.intent {
             self.store.erase_intent()?;
+            // Before-images are garbage once the record is gone; on S3 only a batch that
+            // kept some lists them.
+            let images = self.store.images();
+            if !intent.saved.is_empty() || images.any_local() {
+                images.drop_all().map_err(|e| self.storage_error(e))?;
+            }
         }
         Ok(self.stats)
     }

@@ -11,10 +11,19 @@
 //! written for. The record is updated before a later flush of the batch writes beyond
 //! it, and erased after the root group's metadata is committed.
 //!
+//! A batch may also overwrite keys inside the committed store (a revision of a slot,
+//! array or root metadata, sidecar keys). If it dies half-way and its revised file is
+//! withdrawn before its events come again, a slot would keep the withdrawn file's
+//! values under the provenance of the key it held before. So the record also names each
+//! key the batch writes: `saved` if it existed (its before-image is kept first, see
+//! [`undo`]), `created` if not. Keys the growth step erases anyway are left out
+//! ([`Intent::covers`]).
+//!
 //! A record found before the next batch (under the store's lock) means a batch stopped
 //! between its first write and the end of its commit. It is not in the ledger, so its
-//! events are received again; the recovery pass returns the store to its shape before
+//! events are received again; the recovery pass returns the store to its state before
 //! that batch:
+//! - `saved` keys get their before-images back, `created` keys are erased;
 //! - chunks wholly beyond the recorded shape (per array, by chunk key) are erased;
 //!   chunks across its boundary keep their values inside it, fill beyond;
 //! - array metadata the batch had committed is restored to that shape (arrays the
@@ -22,13 +31,10 @@
 //!   a store the batch created loses its root metadata too;
 //! - on a local store, temporary files of atomic writes (`*.zru-tmp-*`) left by a
 //!   killed writer are removed (a PUT to S3 leaves none);
-//! - last, the record is erased. Every step is idempotent, so a recovery that is itself
-//!   interrupted is redone.
-//!
-//! Values inside the recorded shape that the batch overwrote stay overwritten: the
-//! batch's events are applied again and write them again, as before this record.
+//! - last, the before-images and then the record are erased. Every step is idempotent,
+//!   so a recovery that is itself interrupted is redone.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -38,9 +44,10 @@ use zarrs::array::{Array, ArraySubset};
 use zarrs::storage::{Bytes, StorageError, StoreKey};
 
 use super::atomic_fs::remove_empty_dirs;
+use super::undo::{self, Images};
 use super::{
     key, open_array, read_region, write_region, ArrayDoc, StagedStore, Storage, StoreError,
-    StoreLocation, ZarrFormat, ZarrStore,
+    StoreLocation, ZarrFormat, ZarrStore, SIDECAR_DIR,
 };
 
 /// The record's key in the store (under the sidecar directory `.zru/`).
@@ -58,6 +65,18 @@ pub struct Intent {
     pub store_existed: bool,
     /// The arrays the batch creates or grows.
     pub arrays: BTreeMap<String, Growth>,
+    /// Keys the batch writes or erases that existed before it: their before-images are
+    /// kept under [`undo::UNDO_DIR`] (each kept before the record names it).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub saved: BTreeSet<String>,
+    /// Keys the batch writes that did not exist before it (other than those the growth
+    /// step erases anyway: see [`Intent::covers`]).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub created: BTreeSet<String>,
+    /// Chunk keys wholly beyond the committed shape of arrays the batch grows (the
+    /// growth step erases them), not serialised: derived from `arrays`.
+    #[serde(skip)]
+    beyond: HashSet<String>,
 }
 
 /// One array a batch creates or grows.
@@ -111,18 +130,72 @@ impl Intent {
                 },
             );
         }
+        let beyond = grown
+            .iter()
+            .filter_map(|(name, growth)| {
+                let committed = growth.committed.as_deref().filter(|_| store.exists)?;
+                let doc = ArrayDoc {
+                    name: name.clone(),
+                    format: store.format,
+                    meta: growth.metadata.clone(),
+                    v2_attrs: Map::new(),
+                };
+                // Only chunk keys are needed: an empty store does.
+                let array = open_array(
+                    &store.location,
+                    Arc::new(zarrs::storage::store::MemoryStore::new()),
+                    &doc,
+                )
+                .ok()?;
+                let chunks = chunks_beyond(&array, Some(committed)).ok()?;
+                Some(
+                    chunks
+                        .into_iter()
+                        .filter(|(_, kept)| kept.as_ref().is_some_and(|k| k.num_elements() == 0))
+                        .map(|(chunk, _)| array.chunk_key(&chunk).as_str().to_string())
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .flatten()
+            .collect();
         Self {
-            version: 1,
+            version: 2,
             zarr_format: store.format.number(),
             store_existed: store.exists,
             arrays: grown,
+            saved: previous.map(|p| p.saved.clone()).unwrap_or_default(),
+            created: previous.map(|p| p.created.clone()).unwrap_or_default(),
+            beyond,
         }
+    }
+
+    /// True if the growth step of a recovery erases `key` whatever it held, so that it
+    /// needs no before-image: a key of an array the batch creates, any key but a sidecar
+    /// one of a store the batch creates, a chunk wholly beyond the committed shape.
+    pub fn covers(&self, key: &StoreKey) -> bool {
+        let key = key.as_str();
+        let Some((array, _)) = key.split_once('/') else {
+            return false;
+        };
+        if array == SIDECAR_DIR {
+            return false;
+        }
+        !self.store_existed
+            || self
+                .arrays
+                .get(array)
+                .is_some_and(|g| g.committed.is_none())
+            || self.beyond.contains(key)
     }
 }
 
 /// What a recovery pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct Recovered {
+    /// Keys the batch overwrote or erased, put back from their before-images.
+    pub keys_restored: u64,
+    /// Keys the batch created inside the committed store, erased.
+    pub keys_erased: u64,
     /// Chunk keys erased (wholly beyond the recorded shape; some may not have existed).
     pub chunks_erased: u64,
     /// Chunks across the recorded shape's boundary rewritten with fill beyond it.
@@ -137,8 +210,11 @@ impl std::fmt::Display for Recovered {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} chunk keys beyond the committed shape erased, {} boundary chunks rewritten, \
+            "{} keys restored from their before-images, {} keys the batch created erased, \
+             {} chunk keys beyond the committed shape erased, {} boundary chunks rewritten, \
              metadata of {} arrays restored, {} temporary files removed",
+            self.keys_restored,
+            self.keys_erased,
             self.chunks_erased,
             self.chunks_rewritten,
             self.arrays_restored.len(),
@@ -160,6 +236,18 @@ fn json_bytes(store: &Path, name: &str, value: &impl Serialize) -> Result<Bytes,
             key: name.to_string(),
             reason: e.to_string(),
         })
+}
+
+/// True if an intent record may name `key` as saved or created: a valid key with no
+/// `.` or `..` component (a path stays inside the store), neither a before-image nor
+/// the record itself.
+fn restorable(name: &str) -> bool {
+    StoreKey::new(name).is_ok()
+        && !name
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..")
+        && name != INTENT_KEY
+        && !name.starts_with(&format!("{}/", undo::UNDO_DIR))
 }
 
 /// True if `key` is a temporary file of an atomic write.
@@ -195,7 +283,16 @@ impl ZarrStore {
             store: location.display_path(),
             source,
         };
+        let images = Images {
+            storage: storage.as_ref(),
+            root: location.local_path(),
+        };
         let Some(bytes) = storage.get(&intent_key()).map_err(storage_error)? else {
+            // Before-images of a batch killed between its commit and their erasure (or
+            // before its record named them) are garbage.
+            if images.any_local() {
+                images.drop_all().map_err(storage_error)?;
+            }
             return Ok(None);
         };
         let intent: Intent = serde_json::from_slice(&bytes).map_err(|e| StoreError::Json {
@@ -214,6 +311,31 @@ impl ZarrStore {
                 reason: format!("{name:?} is not an array name"),
             });
         }
+        if let Some(bad) = intent
+            .saved
+            .iter()
+            .chain(&intent.created)
+            .find(|k| !restorable(k))
+        {
+            return Err(StoreError::Json {
+                store: location.display_path(),
+                key: INTENT_KEY.into(),
+                reason: format!("{bad:?} is not a key a batch writes"),
+            });
+        }
+        let mut recovered = Recovered::default();
+        // First every key the batch changed goes back to what it held before it: the
+        // before-images over the keys that existed, the keys it created erased. What
+        // follows then finds the store as committed, apart from chunks beyond it.
+        for name in &intent.saved {
+            if images.restore(name).map_err(storage_error)? {
+                recovered.keys_restored += 1;
+            }
+        }
+        for name in &intent.created {
+            storage.erase(&key(name)).map_err(storage_error)?;
+            recovered.keys_erased += 1;
+        }
         let format = if intent.zarr_format == 2 {
             ZarrFormat::V2
         } else {
@@ -229,9 +351,9 @@ impl ZarrStore {
             root_attrs: Map::new(),
             arrays: BTreeMap::new(),
             exists: intent.store_existed,
+            root: location.local_path().map(Path::to_path_buf),
         };
         let staged = Arc::new(StagedStore::new(storage.clone()));
-        let mut recovered = Recovered::default();
         for (name, growth) in &intent.arrays {
             let keys = ArrayDoc {
                 name: name.clone(),
@@ -306,6 +428,11 @@ impl ZarrStore {
             recovered.temp_files_removed =
                 sweep_temp_files(storage.as_ref()).map_err(storage_error)?;
         }
+        // Before-images last but the record: a recovery interrupted while erasing them
+        // finds the keys already restored (a key without an image is skipped).
+        if location.local_path().is_some() || !intent.saved.is_empty() {
+            images.drop_all().map_err(storage_error)?;
+        }
         storage.erase(&intent_key()).map_err(storage_error)?;
         Ok(Some(recovered))
     }
@@ -324,22 +451,13 @@ fn sweep_temp_files(storage: &Storage) -> Result<u64, StorageError> {
     Ok(removed)
 }
 
-/// Stages, for every chunk of `array` (opened at the batch's extent) that reaches beyond
-/// `committed` (all of them if `None`): its erasure if it lies wholly beyond, or else
-/// its rewrite holding only its values inside `committed`.
-fn clear_beyond(
-    location: &Path,
-    staged: &StagedStore,
-    array: &Array<StagedStore>,
-    keys: &ArrayDoc,
+/// Every chunk of `array` (opened at the batch's extent) that reaches beyond `committed`
+/// (all of them if `None`), with its part inside `committed` (`None` if `committed` is).
+#[allow(clippy::type_complexity)]
+fn chunks_beyond<S: ?Sized + 'static>(
+    array: &Array<S>,
     committed: Option<&[u64]>,
-    recovered: &mut Recovered,
-) -> Result<(), StoreError> {
-    let error = |reason: String| StoreError::Array {
-        store: location.to_path_buf(),
-        array: keys.name.clone(),
-        reason,
-    };
+) -> Result<Vec<(Vec<u64>, Option<ArraySubset>)>, String> {
     let extent = array.shape().to_vec();
     let committed = committed.filter(|c| c.len() == extent.len());
     // Regions beyond the committed shape: along each axis that grew, that axis's new
@@ -366,22 +484,47 @@ fn clear_beyond(
     for region in &regions {
         let Some(in_region) = array
             .chunks_in_array_subset(region)
-            .map_err(|e| error(e.to_string()))?
+            .map_err(|e| e.to_string())?
         else {
-            return Err(error(format!("region {region} is outside the chunk grid")));
+            return Err(format!("region {region} is outside the chunk grid"));
         };
         chunks.extend(in_region.indices().iter().map(|c| c.to_vec()));
     }
-    for chunk in chunks {
-        let kept = match committed {
-            None => None,
-            Some(committed) => Some(
-                array
-                    .chunk_subset_bounded(&chunk)
-                    .and_then(|s| Ok(s.bound(committed)?))
-                    .map_err(|e| error(e.to_string()))?,
-            ),
-        };
+    chunks
+        .into_iter()
+        .map(|chunk| {
+            let kept = match committed {
+                None => None,
+                Some(committed) => Some(
+                    array
+                        .chunk_subset_bounded(&chunk)
+                        .and_then(|s| Ok(s.bound(committed)?))
+                        .map_err(|e| e.to_string())?,
+                ),
+            };
+            Ok((chunk, kept))
+        })
+        .collect()
+}
+
+/// Stages, for every chunk of `array` (opened at the batch's extent) that reaches beyond
+/// `committed` (all of them if `None`): its erasure if it lies wholly beyond, or else
+/// its rewrite holding only its values inside `committed`.
+fn clear_beyond(
+    location: &Path,
+    staged: &StagedStore,
+    array: &Array<StagedStore>,
+    keys: &ArrayDoc,
+    committed: Option<&[u64]>,
+    recovered: &mut Recovered,
+) -> Result<(), StoreError> {
+    let error = |reason: String| StoreError::Array {
+        store: location.to_path_buf(),
+        array: keys.name.clone(),
+        reason,
+    };
+    let chunks = chunks_beyond(array, committed).map_err(error)?;
+    for (chunk, kept) in chunks {
         match kept {
             Some(kept) if kept.num_elements() > 0 => {
                 let key = array.chunk_key(&chunk);
@@ -412,6 +555,8 @@ fn clear_beyond(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
+
     use crate::store::{Compressor, NewArray};
     use crate::values::{ElementType, Values};
 
@@ -464,16 +609,24 @@ mod tests {
         }
     }
 
-    /// A store of 3 slots, then a batch that grows it to 6 and writes slots 3..6.
-    fn store_then_growing_batch(dir: &Path, format: ZarrFormat, commit: bool) -> StoreLocation {
-        let location = StoreLocation::Local(dir.join(format!("s{}.zarr", format.number())));
+    /// A new store at `path` of `len` slots, `v` written in the first `written`.
+    fn committed_store(path: PathBuf, format: ZarrFormat, len: u64, written: u64) -> StoreLocation {
+        let location = StoreLocation::Local(path);
         let store = ZarrStore::open_or_new_at(&location, format).unwrap();
         let mut tx = store.begin();
-        grow(&mut tx, format, 3);
-        tx.write("v", &[0, 0], &[3, 3], values(0, 3, 3)).unwrap();
-        tx.write("time", &[0], &[3], values(0, 3, 1)).unwrap();
+        grow(&mut tx, format, len);
+        tx.write("v", &[0, 0], &[written, 3], values(0, written, 3))
+            .unwrap();
+        tx.write("time", &[0], &[len], values(0, len, 1)).unwrap();
         tx.commit().unwrap();
         assert!(ZarrStore::recover_at(&location).unwrap().is_none());
+        location
+    }
+
+    /// A store of 3 slots, then a batch that grows it to 6 and writes slots 3..6.
+    fn store_then_growing_batch(dir: &Path, format: ZarrFormat, commit: bool) -> StoreLocation {
+        let path = dir.join(format!("s{}.zarr", format.number()));
+        let location = committed_store(path, format, 3, 3);
 
         let store = ZarrStore::open_at(&location).unwrap();
         let mut tx = store.begin();
@@ -585,5 +738,198 @@ mod tests {
         assert!(is_temp_key(&key("v/c/1/0.zru-tmp-12-3")));
         assert!(!is_temp_key(&key("v/c/1/0")));
         assert!(!is_temp_key(&key(".zru-tmp-dir/zarr.json")));
+    }
+
+    /// The key of chunk (`row`, `col`) of `v`.
+    fn chunk_key(format: ZarrFormat, row: u64, col: u64) -> String {
+        match format {
+            ZarrFormat::V3 => format!("v/c/{row}/{col}"),
+            ZarrFormat::V2 => format!("v/{row}.{col}"),
+        }
+    }
+
+    /// Every file below `dir` and its bytes.
+    fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+        fn walk(dir: &Path, root: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+            for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                let path = entry.path();
+                if entry.file_type().unwrap().is_dir() {
+                    walk(&path, root, out);
+                } else {
+                    let name = path.strip_prefix(root).unwrap().display().to_string();
+                    out.insert(name, std::fs::read(&path).unwrap());
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk(dir, dir, &mut out);
+        out
+    }
+
+    /// A store of 4 slots whose `v` has values in slots 0 and 1 only (chunk row 1 was
+    /// never written), then a batch killed after flushing its chunks: it overwrote
+    /// slots 0 and 1 (chunk row 0) and wrote slots 2 and 3 (chunk row 1, new keys).
+    /// Returns the store and its files before the batch.
+    fn killed_overwrite(
+        dir: &Path,
+        format: ZarrFormat,
+    ) -> (StoreLocation, BTreeMap<String, Vec<u8>>) {
+        let path = dir.join(format!("o{}.zarr", format.number()));
+        let location = committed_store(path, format, 4, 2);
+        let before = tree(location.local_path().unwrap());
+
+        let store = ZarrStore::open_at(&location).unwrap();
+        let mut tx = store.begin();
+        tx.write("v", &[0, 0], &[4, 3], values(100, 4, 3)).unwrap();
+        tx.flush_chunks().unwrap();
+        let intent = tx.intent.clone().unwrap();
+        let keys = |row| [chunk_key(format, row, 0), chunk_key(format, row, 1)];
+        assert_eq!(intent.saved, keys(0).into_iter().collect());
+        assert_eq!(intent.created, keys(1).into_iter().collect());
+        assert!(intent.arrays.is_empty());
+        (location, before)
+    }
+
+    #[test]
+    fn recovery_restores_overwritten_keys_and_erases_created_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        for format in [ZarrFormat::V3, ZarrFormat::V2] {
+            let (location, before) = killed_overwrite(dir.path(), format);
+            let path = location.local_path().unwrap();
+            let image = undo::image_key(&chunk_key(format, 0, 0)).unwrap();
+            assert!(path.join(image.as_str()).is_file());
+            assert_eq!(read(&location, 4)[..3], [300.0, 301.0, 302.0]);
+
+            let recovered = ZarrStore::recover_at(&location).unwrap().unwrap();
+            assert_eq!(
+                (recovered.keys_restored, recovered.keys_erased),
+                (2, 2),
+                "{format:?}: {recovered:?}"
+            );
+            assert_eq!(tree(path), before, "{format:?}");
+            assert!(!path.join(SIDECAR_DIR).exists());
+            let read = read(&location, 4);
+            assert_eq!(read[..6], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+            assert!(read[6..].iter().all(|v| v.is_nan()), "{read:?}");
+            assert!(ZarrStore::recover_at(&location).unwrap().is_none());
+        }
+    }
+
+    #[test]
+    fn a_committed_batch_leaves_no_before_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let (location, _) = killed_overwrite(dir.path(), ZarrFormat::V3);
+        let path = location.local_path().unwrap();
+        ZarrStore::recover_at(&location).unwrap();
+        let store = ZarrStore::open_at(&location).unwrap();
+        let mut tx = store.begin();
+        tx.write("v", &[0, 0], &[4, 3], values(100, 4, 3)).unwrap();
+        tx.flush_chunks().unwrap();
+        tx.write("v", &[0, 0], &[1, 3], values(7, 1, 3)).unwrap();
+        tx.commit().unwrap();
+        assert!(!path.join(SIDECAR_DIR).exists());
+        assert_eq!(read(&location, 4)[..4], [21.0, 22.0, 23.0, 303.0]);
+        // Images a killed batch left without naming them are swept before the next one.
+        let stray = path.join(undo::UNDO_DIR).join("v/c/0/0");
+        std::fs::create_dir_all(stray.parent().unwrap()).unwrap();
+        std::fs::write(&stray, b"stale").unwrap();
+        assert!(ZarrStore::recover_at(&location).unwrap().is_none());
+        assert!(!path.join(SIDECAR_DIR).exists());
+    }
+
+    #[test]
+    fn an_interrupted_recovery_is_redone_to_the_same_store() {
+        let dir = tempfile::tempdir().unwrap();
+        for format in [ZarrFormat::V3, ZarrFormat::V2] {
+            let (location, before) = killed_overwrite(dir.path(), format);
+            let path = location.local_path().unwrap().to_path_buf();
+            let killed = tree(&path);
+            let intent: Intent = serde_json::from_slice(&killed[INTENT_KEY]).unwrap();
+            let saved: Vec<&String> = intent.saved.iter().collect();
+            let images: Vec<String> = saved
+                .iter()
+                .map(|k| undo::image_key(k).unwrap().as_str().to_string())
+                .collect();
+            assert_eq!(
+                killed
+                    .keys()
+                    .filter(|k| k.starts_with(undo::UNDO_DIR))
+                    .count(),
+                2
+            );
+            let put_back = |files: &BTreeMap<String, Vec<u8>>| {
+                for (name, bytes) in files {
+                    let file = path.join(name);
+                    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+                    std::fs::write(file, bytes).unwrap();
+                }
+            };
+            // Killed while restoring: one key restored, the other not yet.
+            std::fs::write(path.join(saved[0]), &killed[&images[0]]).unwrap();
+            ZarrStore::recover_at(&location).unwrap().unwrap();
+            assert_eq!(tree(&path), before, "{format:?} killed while restoring");
+
+            // Killed while erasing the images: keys restored, created ones erased,
+            // one image and the record left.
+            let left: BTreeMap<String, Vec<u8>> = killed
+                .iter()
+                .filter(|(k, _)| **k == images[1] || k.as_str() == INTENT_KEY)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            put_back(&left);
+            let recovered = ZarrStore::recover_at(&location).unwrap().unwrap();
+            assert_eq!(recovered.keys_restored, 1, "{recovered:?}");
+            assert_eq!(
+                tree(&path),
+                before,
+                "{format:?} killed while erasing images"
+            );
+        }
+    }
+
+    #[test]
+    fn before_images_are_never_kept_or_restored_through_links_out_of_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(outside.join("c/0")).unwrap();
+        std::fs::write(outside.join("c/0/0"), b"not the store's").unwrap();
+        let untouched = || {
+            assert_eq!(
+                tree(&outside),
+                BTreeMap::from([("c/0/0".to_string(), b"not the store's".to_vec())])
+            );
+        };
+
+        // A sidecar directory planted as a link: no image is linked out of the store.
+        let (location, _) = killed_overwrite(dir.path(), ZarrFormat::V3);
+        let path = location.local_path().unwrap().to_path_buf();
+        ZarrStore::recover_at(&location).unwrap();
+        std::os::unix::fs::symlink(&outside, path.join(SIDECAR_DIR)).unwrap();
+        let store = ZarrStore::open_at(&location).unwrap();
+        let mut tx = store.begin();
+        tx.write("v", &[0, 0], &[2, 3], values(100, 2, 3)).unwrap();
+        let error = tx.flush_chunks().unwrap_err().to_string();
+        assert!(error.contains("symbolic link"), "{error}");
+        untouched();
+        std::fs::remove_file(path.join(SIDECAR_DIR)).unwrap();
+
+        // An array directory replaced by a link after the kill: nothing is restored
+        // through it.
+        let (location, _) = killed_overwrite(&dir.path().join("second"), ZarrFormat::V3);
+        let path = location.local_path().unwrap().to_path_buf();
+        std::fs::rename(path.join("v"), dir.path().join("v-moved")).unwrap();
+        std::os::unix::fs::symlink(&outside, path.join("v")).unwrap();
+        let error = ZarrStore::recover_at(&location).unwrap_err().to_string();
+        assert!(error.contains("symbolic link"), "{error}");
+        untouched();
+
+        // A record naming a key out of the store is refused before anything is done.
+        let mut intent: Intent =
+            serde_json::from_slice(&std::fs::read(path.join(INTENT_KEY)).unwrap()).unwrap();
+        intent.saved.insert("../outside/c/0/0".into());
+        std::fs::write(path.join(INTENT_KEY), serde_json::to_vec(&intent).unwrap()).unwrap();
+        let error = ZarrStore::recover_at(&location).unwrap_err().to_string();
+        assert!(error.contains("not a key a batch writes"), "{error}");
+        untouched();
     }
 }

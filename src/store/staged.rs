@@ -102,9 +102,19 @@ impl StagedStore {
         Ok(!self.pending()?.is_empty())
     }
 
-    /// True if chunks (keys other than metadata) are staged.
-    pub fn has_chunks(&self) -> Result<bool, StorageError> {
-        Ok(self.pending()?.keys().any(|k| metadata_rank(k).is_none()))
+    /// The keys of the chunks (keys other than metadata) staged.
+    pub fn chunk_keys(&self) -> Result<Vec<StoreKey>, StorageError> {
+        Ok(self
+            .pending()?
+            .keys()
+            .filter(|k| metadata_rank(k).is_none())
+            .cloned()
+            .collect())
+    }
+
+    /// The keys of everything staged.
+    pub fn pending_keys(&self) -> Result<Vec<StoreKey>, StorageError> {
+        Ok(self.pending()?.keys().cloned().collect())
     }
 
     /// A copy of everything staged (cheap: values are reference counted).
