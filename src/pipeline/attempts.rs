@@ -127,7 +127,13 @@ impl Attempts {
 
     /// Why `message` must not be applied again, if it stopped the process while
     /// applied alone.
+    /// A message received for the first time since it was sent or replayed (`zru queue
+    /// replay` of a culprit) is never one: the record may outlive its dead-lettering
+    /// when the flush that dead-lettered it was itself killed.
     pub fn culprit_reason(&self, message: &Message) -> Option<String> {
+        if message.receive_count < 2 {
+            return None;
+        }
         let times = *self.file.died_alone.get(&identity(message))?;
         Some(format!(
             "{}: the updater stopped (aborted, out of memory or killed) while applying this \
@@ -207,7 +213,7 @@ mod tests {
             id,
             group: "sst".into(),
             receipt: Receipt { id, token: 1 },
-            receive_count: 1,
+            receive_count: 2,
             event: ObjectEvent::local_removed(key.into()),
         }
     }
@@ -239,6 +245,12 @@ mod tests {
             "{reason}"
         );
         assert!(third.culprit_reason(&batch[0]).is_none());
+        // Replayed from the dead letters (first receive since): retried, not a culprit.
+        let replayed = Message {
+            receive_count: 1,
+            ..batch[1].clone()
+        };
+        assert!(third.culprit_reason(&replayed).is_none());
         third.received(&batch[1..]);
         third.end(&batch[1..]);
         third.finish().unwrap();

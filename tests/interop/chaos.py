@@ -92,14 +92,11 @@ FLUSH_MODES = {  # mode: weight
 # failing, unless ZRU_CHAOS_STRICT=1. Each has a strict-xfail regression test in
 # test_chaos.py, which fails as soon as it is fixed: then remove the entry and its
 # tolerance in Chaos.compare.
-KNOWN_FAILURES = {
-    "interrupted creation": (
-        "a created event's batch interrupted (killed, or a store write failed) after some "
-        "data chunks of a blank slot were written, before its provenance: the recovery "
-        "only undoes what lies beyond the committed shape, the event is later skipped "
-        "(gone, superseded) and the removal that follows finds no slot naming the key, so "
-        "the removed file's values stay (test_regression_interrupted_creation_in_a_blank_"
-        "slot_then_removed_leaves_no_data)"),
+KNOWN_FAILURES: dict[str, str] = {
+    # None left. "interrupted creation" (a creation's batch interrupted after data chunks
+    # of a blank slot were written, then its key removed: the data stayed) was fixed by
+    # the before-images of the intent record (issue 12 #9); its regression test is
+    # test_regression_interrupted_creation_in_a_blank_slot_then_removed_leaves_no_data.
 }
 STRICT = os.environ.get("ZRU_CHAOS_STRICT", "") not in ("", "0")
 
@@ -750,13 +747,6 @@ class Chaos:
         return t, (key_of(dataset, day), {n: ds[n].isel(time=0).values for n in ds.data_vars})
 
     def compare(self, dataset: str, got: dict, want: dict, describe) -> None:
-        for t in sorted(set(got) - set(want)):
-            if got[t][0] == "" and not STRICT:
-                # KNOWN_FAILURES["interrupted creation"]: a removed key's slot still holds
-                # values of a creation whose batch was interrupted, under a blank provenance.
-                self.known.append(f"{dataset} {t}: data under a blank provenance, the key "
-                                  "removed (interrupted creation)")
-                del got[t]
         if sorted(got) != sorted(want):
             raise self.fail(f"{dataset}: days with data {sorted(map(str, got))} != oracle "
                             f"{sorted(map(str, want))}\n{describe()}")

@@ -114,13 +114,11 @@ def test_the_checks_catch_a_wrong_store_a_wrong_ledger_and_a_lost_event(finished
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug found by the chaos test (seed 6, 20 s): a created event's batch "
-    "interrupted after some data chunks of a blank slot were written (the provenance is "
-    "written last) leaves that data under a blank provenance; the recovery only undoes "
-    "what lies beyond the committed shape, the event is then skipped (gone, superseded) "
-    "and the removal that follows finds no slot naming the key: the removed file's data "
-    "stays in the store"))
+# Found by the chaos test (seed 6, 20 s), fixed by the intent record's before-images
+# (issue 12 #9): a created event's batch interrupted after some data chunks of a blank
+# slot were written (the provenance is written last) left that data under a blank
+# provenance; the event was then skipped (gone, superseded) and the removal that followed
+# found no slot naming the key, so the removed file's data stayed in the store.
 @pytest.mark.parametrize("variable", ["ZRU_FAULT_KILL_AT", "ZRU_FAULT_IO_ERROR_AFTER"],
                          ids=["killed", "disk-full"])
 def test_regression_interrupted_creation_in_a_blank_slot_then_removed_leaves_no_data(
