@@ -395,10 +395,13 @@ fn real_gsla(demo: &mut Demo<'_>, options: &DemoOptions) -> Result<()> {
     for letter in demo.queue.dead_letters()? {
         writeln!(
             demo.out,
-            "  dead letter {}: {} ({} receives): {}",
+            "  dead letter {}: {} (received {}): {}",
             letter.id,
             letter.event.key,
-            letter.receive_count,
+            match letter.receive_count {
+                1 => "once".to_string(),
+                n => format!("{n} times"),
+            },
             letter.last_error.as_deref().unwrap_or("no reason recorded")
         )?;
     }

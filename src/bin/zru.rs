@@ -92,6 +92,8 @@ enum Command {
         location: Location,
         #[command(flatten)]
         pipeline: PipelineArgs,
+        /// S3 event notification JSON documents: one per file, or one per line; `-` reads
+        /// standard input.
         #[arg(required = true)]
         sources: Vec<PathBuf>,
     },
@@ -111,6 +113,7 @@ enum Command {
         config: PathBuf,
         #[command(flatten)]
         pipeline: PipelineArgs,
+        /// Print one JSON object per enqueued event instead of a line of text.
         #[arg(long)]
         json: bool,
     },
@@ -119,7 +122,9 @@ enum Command {
     /// Describe a store (a path or s3://bucket/prefix): dimensions, arrays, time range,
     /// blank slots, provenance.
     Inspect {
+        /// The store: a local directory, or s3://bucket/prefix.
         store: PathBuf,
+        /// Print one JSON document instead of text.
         #[arg(long)]
         json: bool,
     },
