@@ -116,8 +116,23 @@ impl Flusher<'_> {
             }
             let messages: Vec<Message> = messages.into_iter().map(|(_, m)| m).collect();
             if !messages.is_empty() {
-                attempts.begin(&messages)?;
-                batch.extend(self.process_batch(dataset, &mut ledger, messages)?);
+                match attempts.begin(&messages) {
+                    Ok(()) => batch.extend(self.process_batch(dataset, &mut ledger, messages)?),
+                    // The store's place cannot be written (a missing bucket, a full
+                    // disk): the batch fails as its commit would, each event a transient
+                    // rejection with the reason.
+                    Err(error) => {
+                        for message in messages {
+                            let report = message_report(
+                                &message,
+                                Some(dataset.name()),
+                                ReportAction::Rejected,
+                            )
+                            .with_reason(format!("{}: {error}", message.event.key));
+                            batch.push(self.fail(message.receipt, report)?);
+                        }
+                    }
+                }
             }
             attempts.end(&received);
             progress(&batch);
