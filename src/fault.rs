@@ -27,13 +27,14 @@ pub const KILL_AT_ENV: &str = "ZRU_FAULT_KILL_AT";
 
 static WRITES: AtomicU64 = AtomicU64::new(0);
 
+/// The number an environment variable holds, if it is set to one.
+fn env_number(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
 fn kill_at() -> Option<u64> {
     static KILL_AT: OnceLock<Option<u64>> = OnceLock::new();
-    *KILL_AT.get_or_init(|| {
-        std::env::var(KILL_AT_ENV)
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-    })
+    *KILL_AT.get_or_init(|| env_number(KILL_AT_ENV))
 }
 
 /// The environment variable that names the key whose staging panics.
@@ -69,11 +70,7 @@ static STORE_WRITES: AtomicU64 = AtomicU64::new(0);
 
 fn io_error_after() -> Option<u64> {
     static AFTER: OnceLock<Option<u64>> = OnceLock::new();
-    *AFTER.get_or_init(|| {
-        std::env::var(IO_ERROR_AFTER_ENV)
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-    })
+    *AFTER.get_or_init(|| env_number(IO_ERROR_AFTER_ENV))
 }
 
 fn read_only() -> bool {

@@ -184,13 +184,8 @@ impl Attempts {
     }
 
     fn save(&mut self) -> Result<(), AttemptError> {
-        let file = AttemptFile {
-            version: 1,
-            applying: self.file.applying.clone(),
-            retrying: self.file.retrying,
-            died_alone: self.file.died_alone.clone(),
-        };
-        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| AttemptError::Parse {
+        self.file.version = 1;
+        let bytes = serde_json::to_vec_pretty(&self.file).map_err(|e| AttemptError::Parse {
             path: PathBuf::from(self.place.to_string()),
             reason: e.to_string(),
         })?;

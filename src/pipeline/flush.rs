@@ -63,6 +63,14 @@ fn message_report(message: &Message, dataset: Option<&str>, action: ReportAction
     }
 }
 
+/// A rejection of `message` with `reason`: permanent (dead-lettered at once) or
+/// transient (retried after a backoff).
+fn rejection(message: &Message, dataset: Option<&str>, reason: String, permanent: bool) -> Report {
+    let mut report = message_report(message, dataset, ReportAction::Rejected).with_reason(reason);
+    report.permanent = permanent;
+    report
+}
+
 impl Flusher<'_> {
     /// Drains every group. `progress` sees each batch's reports as it completes. The
     /// result holds one report per message (its last fate), in message order.
@@ -108,10 +116,8 @@ impl Flusher<'_> {
                 .map(|m| (attempts.culprit_reason(&m), m))
                 .partition(|(reason, _)| reason.is_some());
             for (reason, message) in culprits {
-                let mut report =
-                    message_report(&message, Some(dataset.name()), ReportAction::Rejected)
-                        .with_reason(reason.unwrap_or_default());
-                report.permanent = true;
+                let reason = reason.unwrap_or_default();
+                let report = rejection(&message, Some(dataset.name()), reason, true);
                 batch.push(self.fail(message.receipt, report)?);
             }
             let messages: Vec<Message> = messages.into_iter().map(|(_, m)| m).collect();
@@ -123,12 +129,8 @@ impl Flusher<'_> {
                     // rejection with the reason.
                     Err(error) => {
                         for message in messages {
-                            let report = message_report(
-                                &message,
-                                Some(dataset.name()),
-                                ReportAction::Rejected,
-                            )
-                            .with_reason(format!("{}: {error}", message.event.key));
+                            let reason = format!("{}: {error}", message.event.key);
+                            let report = rejection(&message, Some(dataset.name()), reason, false);
                             batch.push(self.fail(message.receipt, report)?);
                         }
                     }
@@ -157,9 +159,8 @@ impl Flusher<'_> {
             }
             let mut batch = Vec::new();
             for message in messages {
-                let mut report = message_report(&message, None, ReportAction::Rejected)
-                    .with_reason(format!("{}: {reason}", message.event.key));
-                report.permanent = true;
+                let reason = format!("{}: {reason}", message.event.key);
+                let report = rejection(&message, None, reason, true);
                 batch.push(self.fail(message.receipt, report)?);
             }
             progress(&batch);
@@ -218,9 +219,7 @@ impl Flusher<'_> {
         for (reason, message) in refused {
             // A refusal (key, raw root, event time, not a regular file) does not change
             // on a retry: a permanent error.
-            let mut report = message_report(&message, name, ReportAction::Rejected)
-                .with_reason(reason.unwrap_or_default());
-            report.permanent = true;
+            let report = rejection(&message, name, reason.unwrap_or_default(), true);
             failures.push((message.receipt, report));
         }
         let messages: Vec<Message> = messages.into_iter().map(|(_, m)| m).collect();
