@@ -12,19 +12,38 @@
 //! - [`pipeline`]: the ordered event pipeline: durable queue, ledger, lock, flush, watcher.
 //! - [`fault`]: fault injection for crash tests.
 //! - [`inspect`]: describing a store.
-//! - [`sample`]: generated GHRSST-like files for demos, tests and benchmarks.
+//! - `sample` (feature `sample`, on by default): generated GHRSST-like files for the
+//!   demo, tests and benchmarks.
 //! - [`text`]: printing untrusted text: control characters escaped, URL credentials hidden.
 
+// TODO(issue 13): documented module by module in this branch
+#[allow(missing_docs)]
 pub mod aws;
+// TODO(issue 13): removed once the collection refactor documents these
+#[allow(missing_docs)]
 pub mod config;
-pub mod demo;
 pub mod fault;
+// TODO(issue 13): documented module by module in this branch
+#[allow(missing_docs)]
 pub mod inspect;
+// TODO(issue 13): documented module by module in this branch
+#[allow(missing_docs)]
 pub mod netcdf3;
+// TODO(issue 13): documented module by module in this branch
+#[allow(missing_docs)]
 pub mod pipeline;
+#[cfg(feature = "sample")]
 pub mod sample;
+// TODO(issue 13): documented module by module in this branch
+#[allow(missing_docs)]
 pub mod source;
+// TODO(issue 13): documented module by module in this branch
+#[allow(missing_docs)]
 pub mod store;
 pub mod text;
+// TODO(issue 13): removed once the collection refactor documents these
+#[allow(missing_docs)]
 pub mod update;
+// TODO(issue 13): documented module by module in this branch
+#[allow(missing_docs)]
 pub mod values;

@@ -3,7 +3,7 @@
 //! A [`SourceFile`] lists its variables with their dimensions, element type, CF
 //! encoding and attributes (as JSON, ready for Zarr), and reads a variable's values.
 //! Packed integers stay packed; `char` arrays become text along their last dimension
-//! when xarray would join it (see [`string_dims`]), else one-character strings.
+//! when xarray would join it (see `string_dims`), else one-character strings.
 
 use std::path::{Path, PathBuf};
 

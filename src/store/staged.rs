@@ -130,7 +130,7 @@ impl StagedStore {
 
     /// Writes the staged chunks (not metadata) to the real store, in parallel; the
     /// chunks of the arrays named in `last` only after all the others (see
-    /// [`Self::write_chunks`]).
+    /// `write_chunks`).
     pub fn commit_chunks(&self, last: &[String]) -> Result<CommitStats, StorageError> {
         let chunks: Vec<(StoreKey, Option<Bytes>)> = {
             let mut pending = self.pending()?;
