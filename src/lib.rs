@@ -6,6 +6,7 @@
 //! - [`aws`]: running on AWS: settings, SDK clients, `zru doctor`.
 //! - [`config`]: per-dataset configuration and routing of object keys.
 //! - [`source`]: reading NetCDF files.
+//! - [`netcdf3`]: the truncation check of netCDF classic files.
 //! - [`values`]: typed buffers and CF packing.
 //! - [`store`]: Zarr stores (V2/V3), staged all-or-nothing updates.
 //! - [`update`]: applying created and removed events.
@@ -16,34 +17,20 @@
 //!   demo, tests and benchmarks.
 //! - [`text`]: printing untrusted text: control characters escaped, URL credentials hidden.
 
-// TODO(issue 13): documented module by module in this branch
-#[allow(missing_docs)]
 pub mod aws;
 // TODO(issue 13): removed once the collection refactor documents these
 #[allow(missing_docs)]
 pub mod config;
 pub mod fault;
-// TODO(issue 13): documented module by module in this branch
-#[allow(missing_docs)]
 pub mod inspect;
-// TODO(issue 13): documented module by module in this branch
-#[allow(missing_docs)]
 pub mod netcdf3;
-// TODO(issue 13): documented module by module in this branch
-#[allow(missing_docs)]
 pub mod pipeline;
 #[cfg(feature = "sample")]
 pub mod sample;
-// TODO(issue 13): documented module by module in this branch
-#[allow(missing_docs)]
 pub mod source;
-// TODO(issue 13): documented module by module in this branch
-#[allow(missing_docs)]
 pub mod store;
 pub mod text;
 // TODO(issue 13): removed once the collection refactor documents these
 #[allow(missing_docs)]
 pub mod update;
-// TODO(issue 13): documented module by module in this branch
-#[allow(missing_docs)]
 pub mod values;

@@ -11,12 +11,24 @@ use std::path::Path;
 
 use thiserror::Error;
 
+/// Why a classic file cannot be trusted.
 #[derive(Debug, Error, PartialEq)]
 pub enum ClassicError {
+    /// The file ends before the data its header describes (a partial copy or upload).
     #[error("truncated: the header says the data needs {needed} bytes but the file has {actual}")]
-    Truncated { needed: u64, actual: u64 },
+    Truncated {
+        /// Bytes the header's variables need, in bytes from the start of the file.
+        needed: u64,
+        /// The file's size in bytes.
+        actual: u64,
+    },
+    /// The file ends inside its header.
     #[error("truncated inside its header ({actual} bytes)")]
-    TruncatedHeader { actual: u64 },
+    TruncatedHeader {
+        /// The file's size in bytes.
+        actual: u64,
+    },
+    /// The header cannot be parsed (or the file cannot be read): the reason.
     #[error("malformed netCDF classic header: {0}")]
     Header(String),
 }

@@ -11,15 +11,25 @@ use thiserror::Error;
 /// Element types zru reads from NetCDF and writes to Zarr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ElementType {
+    /// 8-bit signed integer (`int8`, NetCDF `byte`).
     I8,
+    /// 8-bit unsigned integer (`uint8`, NetCDF `ubyte`).
     U8,
+    /// 16-bit signed integer (NetCDF `short`).
     I16,
+    /// 16-bit unsigned integer (NetCDF `ushort`).
     U16,
+    /// 32-bit signed integer (NetCDF `int`).
     I32,
+    /// 32-bit unsigned integer (NetCDF `uint`).
     U32,
+    /// 64-bit signed integer (NetCDF `int64`).
     I64,
+    /// 64-bit unsigned integer (NetCDF `uint64`).
     U64,
+    /// 32-bit IEEE float (NetCDF `float`).
     F32,
+    /// 64-bit IEEE float (NetCDF `double`).
     F64,
     /// Variable-length UTF-8 text (NetCDF `char` arrays and strings).
     Text,
@@ -60,6 +70,8 @@ impl ElementType {
         }
     }
 
+    /// The element type of a Zarr V3 `data_type` name (`"int16"`, `"string"`, ...);
+    /// `None` for a type zru does not handle (complex, bool, fixed-length bytes, ...).
     pub fn from_zarr_v3_name(name: &str) -> Option<Self> {
         ALL.iter().copied().find(|t| t.zarr_v3_name() == name)
     }
@@ -93,10 +105,12 @@ impl ElementType {
         }
     }
 
+    /// True for `F32` and `F64`.
     pub fn is_float(self) -> bool {
         matches!(self, Self::F32 | Self::F64)
     }
 
+    /// True for the eight integer types (not floats, not text).
     pub fn is_integer(self) -> bool {
         !self.is_float() && self != Self::Text
     }
@@ -151,16 +165,27 @@ pub const NC_FILL_UINT64: u64 = 18_446_744_073_709_551_614;
 /// A flat, C-ordered buffer of one element type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Values {
+    /// Elements of [`ElementType::I8`].
     I8(Vec<i8>),
+    /// Elements of [`ElementType::U8`].
     U8(Vec<u8>),
+    /// Elements of [`ElementType::I16`].
     I16(Vec<i16>),
+    /// Elements of [`ElementType::U16`].
     U16(Vec<u16>),
+    /// Elements of [`ElementType::I32`].
     I32(Vec<i32>),
+    /// Elements of [`ElementType::U32`].
     U32(Vec<u32>),
+    /// Elements of [`ElementType::I64`].
     I64(Vec<i64>),
+    /// Elements of [`ElementType::U64`].
     U64(Vec<u64>),
+    /// Elements of [`ElementType::F32`].
     F32(Vec<f32>),
+    /// Elements of [`ElementType::F64`].
     F64(Vec<f64>),
+    /// Text elements ([`ElementType::Text`]), one string per element.
     Text(Vec<String>),
 }
 
@@ -225,7 +250,10 @@ macro_rules! map_values {
 
 /// Numeric element conversion through `f64`.
 pub trait Number: Copy + Send + Sync + 'static {
+    /// The value as `f64` (64-bit integers beyond 2^53 are rounded).
     fn to_f64(self) -> f64;
+    /// The value converted with `as` semantics: saturating, NaN to 0 for integers.
+    /// Packing checks the range first ([`ElementType::range`]).
     fn from_f64(value: f64) -> Self;
 }
 
@@ -240,6 +268,7 @@ macro_rules! impl_number {
 impl_number!(i8, u8, i16, u16, i32, u32, i64, u64, f32, f64);
 
 impl Values {
+    /// The element type of the variant.
     pub fn element_type(&self) -> ElementType {
         match self {
             Self::I8(_) => ElementType::I8,
@@ -256,10 +285,12 @@ impl Values {
         }
     }
 
+    /// Number of elements.
     pub fn len(&self) -> usize {
         dispatch_values!(self, v => v.len(), text t => t.len())
     }
 
+    /// True if there are no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -423,33 +454,63 @@ impl Values {
     }
 }
 
+/// Why values could not be reshaped, converted or packed.
 #[derive(Debug, Error, PartialEq)]
 pub enum ValuesError {
+    /// A block cannot be padded to a smaller or differently ranked shape.
     #[error("a block of shape {from:?} cannot be padded to shape {to:?}")]
-    Shape { from: Vec<u64>, to: Vec<u64> },
+    Shape {
+        /// The block's shape.
+        from: Vec<u64>,
+        /// The shape asked for.
+        to: Vec<u64>,
+    },
+    /// Text was given where numbers are needed.
     #[error("text values cannot be converted to numbers")]
     NotNumeric,
+    /// No conversion between these element types (text to or from numbers, or
+    /// appending values of another type).
     #[error("cannot convert {from:?} values to {to:?}")]
-    Incompatible { from: ElementType, to: ElementType },
+    Incompatible {
+        /// The values' type.
+        from: ElementType,
+        /// The type asked for.
+        to: ElementType,
+    },
+    /// A physical value falls outside what the store's packed integer type can
+    /// hold with its `scale_factor` and `add_offset` (zru never clips).
     #[error(
         "value {value} does not fit the store's {to:?} packing (scale {scale}, offset {offset})"
     )]
     OutOfRange {
+        /// The physical (unpacked) value.
         value: f64,
+        /// The store's packed type.
         to: ElementType,
+        /// The store's `scale_factor`.
         scale: f64,
+        /// The store's `add_offset`.
         offset: f64,
     },
+    /// A valid value would pack to the store's `_FillValue` and so read back as
+    /// missing.
     #[error(
         "value {value} packs to {fill}, the store's _FillValue, and would read back as missing"
     )]
-    PacksToFill { value: f64, fill: f64 },
+    PacksToFill {
+        /// The physical (unpacked) value.
+        value: f64,
+        /// The store's `_FillValue`, in stored units.
+        fill: f64,
+    },
 }
 
 /// How a variable's stored numbers map to physical values (CF conventions).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CfEncoding {
+    /// Multiplier from stored to physical values (1 if the variable is not packed).
     pub scale_factor: f64,
+    /// Added after scaling (0 if the variable is not packed).
     pub add_offset: f64,
     /// `_FillValue` (or `missing_value`) in stored units.
     pub fill_value: Option<f64>,

@@ -21,8 +21,11 @@ use crate::store::StoreLocation;
 /// The result of one check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
+    /// What was checked (one line of `zru doctor`).
     pub name: String,
+    /// Whether it passed.
     pub ok: bool,
+    /// What was found, or what to fix.
     pub detail: String,
 }
 

@@ -9,8 +9,11 @@ use crate::store::location::s3_endpoint_from_env;
 /// Clients of the services zru uses, sharing one configuration.
 #[derive(Debug, Clone)]
 pub struct Clients {
+    /// S3: raw objects, stores, configuration.
     pub s3: aws_sdk_s3::Client,
+    /// SQS: the FIFO queue and its dead-letter queue.
     pub sqs: aws_sdk_sqs::Client,
+    /// EFS: `zru doctor`'s checks of the lock file system.
     pub efs: aws_sdk_efs::Client,
 }
 
@@ -25,6 +28,8 @@ pub async fn sdk_config() -> SdkConfig {
 }
 
 impl Clients {
+    /// Clients from `config`; S3 uses path-style addressing when an S3 endpoint is
+    /// overridden (`AWS_ENDPOINT_URL[_S3]`, emulators).
     pub fn new(config: &SdkConfig) -> Self {
         let s3 = aws_sdk_s3::config::Builder::from(config)
             .force_path_style(s3_endpoint_from_env().is_some())

@@ -130,15 +130,6 @@ impl SqsBatch {
         self.entries.lock().map_err(|_| poisoned())
     }
 
-    /// The batch's events, in delivery order.
-    pub fn events(&self) -> Result<Vec<ObjectEvent>, QueueError> {
-        Ok(self
-            .entries()?
-            .iter()
-            .map(|e| e.message.event.clone())
-            .collect())
-    }
-
     /// The batch's messages, in delivery order.
     pub fn messages(&self) -> Result<Vec<Message>, QueueError> {
         Ok(self.entries()?.iter().map(|e| e.message.clone()).collect())

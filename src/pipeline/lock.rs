@@ -24,23 +24,39 @@ use thiserror::Error;
 
 use crate::store::StoreLocation;
 
+/// Why a store's lock could not be taken.
 #[derive(Debug, Error)]
 pub enum LockError {
+    /// Creating, opening or locking the lock file failed.
     #[error("lock {path}: {source}")]
     Io {
+        /// The lock file.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// Something other than a regular file (a directory, a FIFO, a symbolic link) is
+    /// where the lock file goes.
     #[error("lock {path}: {reason}; remove it (zru creates the lock file itself)")]
-    NotAFile { path: PathBuf, reason: String },
+    NotAFile {
+        /// The lock file.
+        path: PathBuf,
+        /// What is there instead.
+        reason: String,
+    },
+    /// Another process held the lock for the whole timeout.
     #[error(
         "timed out after {waited:.1?} waiting for the lock {path} of store {store} (held by {holder}); another `zru flush` is writing this store"
     )]
     Timeout {
+        /// The lock file.
         path: PathBuf,
+        /// The store it locks.
         store: String,
+        /// How long zru waited.
         waited: Duration,
+        /// Who holds it, as the holder wrote it into the lock file (`pid N`).
         holder: String,
     },
 }
@@ -49,6 +65,7 @@ pub enum LockError {
 #[derive(Debug)]
 pub struct StoreLock {
     _file: File,
+    /// The lock file.
     pub path: PathBuf,
 }
 

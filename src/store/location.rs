@@ -1,6 +1,6 @@
 //! Where a store lives: a local directory or an S3 bucket and prefix.
 //!
-//! Local stores go through [`AtomicFilesystemStore`] (temporary file + rename). S3
+//! Local stores go through `AtomicFilesystemStore` (temporary file + rename). S3
 //! stores go through `zarrs_object_store` (object_store's `AmazonS3`), whose async API
 //! is bridged to zarrs' sync one by [`AsyncToSyncStorageAdapter`] running on a tokio
 //! runtime owned by this module, never the caller's: calling it from inside an async
@@ -36,23 +36,42 @@ pub enum StoreLocation {
     /// A directory (`path` or `file://path`).
     Local(PathBuf),
     /// `s3://bucket/prefix` (the prefix may be empty: the bucket's root).
-    S3 { bucket: String, prefix: String },
+    S3 {
+        /// The bucket's name.
+        bucket: String,
+        /// Key prefix of the store, without leading or trailing `/`.
+        prefix: String,
+    },
 }
 
+/// Why a dataset's `store` value is not a location zru can use.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum LocationError {
+    /// The value is empty.
     #[error("must be a path, a file:// URL or an s3://bucket/prefix URL")]
     Empty,
+    /// An `s3://` URL without a bucket name (the URL).
     #[error("{0:?}: an s3:// URL needs a bucket name (s3://bucket/prefix)")]
     NoBucket(String),
+    /// An `s3://` URL zru cannot use: a bucket name S3 refuses, or an empty, `.` or
+    /// `..` component in the prefix.
     #[error("{url:?}: {reason}")]
-    BadS3 { url: String, reason: String },
+    BadS3 {
+        /// The URL (credentials hidden).
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A URL scheme other than `file://` and `s3://` (the value).
     #[error("{0:?}: only local paths, file:// and s3:// URLs are supported")]
     Scheme(String),
+    /// A value that looks like a mistyped URL (`S3://`, `s3:/`).
     #[error(
         "{0:?} looks like a mistyped URL (a scheme must be lowercase and followed by \"://\")"
     )]
     Malformed(String),
+    /// A local path with an empty component (`data//sst.zarr`): probably a
+    /// mistyped URL.
     #[error("{0:?}: a local path may not contain \"//\" (an empty component; it looks like a mistyped URL)")]
     DoubleSlash(String),
 }
@@ -154,6 +173,7 @@ impl StoreLocation {
         Ok(Self::Local(PathBuf::from(text)))
     }
 
+    /// True for an `s3://` location.
     pub fn is_s3(&self) -> bool {
         matches!(self, Self::S3 { .. })
     }
@@ -212,8 +232,15 @@ impl StoreLocation {
 /// A single object kept beside a store, read and replaced whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sibling {
+    /// A file beside a local store.
     Local(PathBuf),
-    S3 { bucket: String, key: String },
+    /// An object beside an S3 store: `s3://bucket/key`.
+    S3 {
+        /// The bucket's name.
+        bucket: String,
+        /// The object's key.
+        key: String,
+    },
 }
 
 impl fmt::Display for Sibling {

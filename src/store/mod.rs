@@ -1,24 +1,24 @@
 //! Zarr stores on the local filesystem or S3: open, create, update in a transaction.
 //!
-//! - [`array_doc`]: array metadata documents (V2 and V3) edited as JSON.
-//! - [`staged`]: the staging overlay that makes an update all-or-nothing.
-//! - [`atomic_fs`]: atomic writes of single keys.
+//! - `array_doc`: array metadata documents (V2 and V3) edited as JSON.
+//! - `staged`: the staging overlay that makes an update all-or-nothing.
+//! - `atomic_fs`: atomic writes of single keys.
 //! - [`location`]: where a store lives (directory or `s3://bucket/prefix`) and the
 //!   storage backend for it.
-//! - [`recovery`]: the intent record of a batch in progress, and the recovery pass
+//! - `recovery`: the intent record of a batch in progress, and the recovery pass
 //!   that undoes a batch interrupted before its metadata commit.
-//! - [`undo`]: before-images of the keys a batch overwrites, for that recovery pass.
+//! - `undo`: before-images of the keys a batch overwrites, for that recovery pass.
 //!
 //! zru reads and writes metadata itself (so xarray's own metadata survives untouched)
 //! and lets zarrs encode and decode chunks.
 
-pub mod array_doc;
-pub mod atomic_fs;
+pub(crate) mod array_doc;
+pub(crate) mod atomic_fs;
 mod fault_points;
 pub mod location;
-pub mod recovery;
-pub mod staged;
-pub mod undo;
+pub(crate) mod recovery;
+pub(crate) mod staged;
+pub(crate) mod undo;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -31,28 +31,46 @@ use zarrs::storage::{Bytes, StorageError, StoreKey, StorePrefix};
 
 pub use array_doc::{ArrayDoc, ArrayDocError, Compressor, NewArray, ZarrFormat};
 pub use location::{LocationError, StoreLocation};
-pub use recovery::{Intent, Recovered, INTENT_KEY};
-pub use staged::{CommitStats, StagedStore, Storage, SIDECAR_DIR};
+pub(crate) use recovery::Intent;
+pub use recovery::Recovered;
+pub use staged::{CommitStats, Storage};
+pub(crate) use staged::{StagedStore, SIDECAR_DIR};
 
 use crate::values::{ElementType, Values};
 use array_doc::into_map;
 
+/// Why a store could not be opened, read, updated or committed. Each message starts
+/// with the store.
 #[derive(Debug, Error)]
 pub enum StoreError {
+    /// Reading or writing a key failed (I/O, S3, a chunk that does not decode).
     #[error("store {store}: {source}")]
     Storage {
+        /// The store (its path, or its URL for S3).
         store: PathBuf,
+        /// zarrs' storage error.
         #[source]
         source: StorageError,
     },
+    /// A metadata key holds something that is not the JSON Zarr expects.
     #[error("store {store}: {key} is not valid JSON: {reason}")]
     Json {
+        /// The store (its path, or its URL for S3).
         store: PathBuf,
+        /// The key, relative to the store root (`zarr.json`, `sst/.zarray`, ...).
         key: String,
+        /// The parse error.
         reason: String,
     },
+    /// The location has no root group metadata and zru was asked to open (not
+    /// create) it.
     #[error("store {store}: not a Zarr group (no zarr.json or .zgroup at its root)")]
-    NotAGroup { store: PathBuf },
+    NotAGroup {
+        /// The store (its path, or its URL for S3).
+        store: PathBuf,
+    },
+    /// The location holds arrays but no root group metadata (a store damaged or
+    /// half-copied): zru refuses to create a store over it.
     #[error(
         "store {store}: incomplete: it holds arrays ({}) but no root group metadata \
          (zarr.json for Zarr 3, .zgroup for Zarr 2); zru will not create a new store over \
@@ -60,30 +78,48 @@ pub enum StoreError {
          \"Incomplete stores\" shows), then run zru again",
         arrays.join(", ")
     )]
-    Incomplete { store: PathBuf, arrays: Vec<String> },
+    Incomplete {
+        /// The store (its path, or its URL for S3).
+        store: PathBuf,
+        /// The arrays found.
+        arrays: Vec<String>,
+    },
+    /// An array's metadata cannot be interpreted (see [`ArrayDocError`]).
     #[error("store {store}: {source}")]
     Doc {
+        /// The store (its path, or its URL for S3).
         store: PathBuf,
+        /// What is wrong with the array's metadata.
         #[source]
         source: ArrayDocError,
     },
+    /// An array cannot take the update (shape, type or chunking does not fit).
     #[error("store {store}: array {array}: {reason}")]
     Array {
+        /// The store (its path, or its URL for S3).
         store: PathBuf,
+        /// The array's name.
         array: String,
+        /// What does not fit.
         reason: String,
     },
 }
 
 /// An opened (or about to be created) Zarr group with its arrays' metadata.
 pub struct ZarrStore {
+    /// The store's path (for S3 stores, `s3://bucket/prefix` as a path).
     pub location: PathBuf,
     storage: Arc<Storage>,
+    /// Zarr V2 or V3: an existing store keeps its format.
     pub format: ZarrFormat,
     /// Group metadata other than attributes and consolidated metadata.
     group_meta: Map<String, Value>,
+    /// The root group's attributes (the dataset's global attributes).
     pub root_attrs: Map<String, Value>,
+    /// Every array's metadata by name, as read when the store was opened.
     pub arrays: BTreeMap<String, ArrayDoc>,
+    /// False for a store that [`ZarrStore::open_or_new`] found missing: the first
+    /// commit creates it.
     pub exists: bool,
     /// The directory of a local store (before-images are hard links there).
     root: Option<PathBuf>,
@@ -341,6 +377,7 @@ impl ZarrStore {
         })
     }
 
+    /// The metadata of the array `name`, as read when the store was opened.
     pub fn array(&self, name: &str) -> Option<&ArrayDoc> {
         self.arrays.get(name)
     }
@@ -522,6 +559,7 @@ pub struct Transaction<'s> {
     staged: Arc<StagedStore>,
     /// Array metadata as it will be after the commit.
     arrays: BTreeMap<String, ArrayDoc>,
+    /// The root group's attributes as they will be after the commit.
     pub root_attrs: Map<String, Value>,
     opened: Mutex<HashMap<String, Arc<Array<StagedStore>>>>,
     stats: CommitStats,
@@ -539,10 +577,12 @@ pub struct Savepoint {
 }
 
 impl Transaction<'_> {
+    /// The store's path (see [`ZarrStore::location`]).
     pub fn location(&self) -> &Path {
         &self.store.location
     }
 
+    /// The store's Zarr format.
     pub fn format(&self) -> ZarrFormat {
         self.store.format
     }
@@ -578,6 +618,7 @@ impl Transaction<'_> {
         self.arrays.insert(doc.name.clone(), doc);
     }
 
+    /// The metadata of the array `name` as it stands in this transaction.
     pub fn array_doc(&self, name: &str) -> Option<&ArrayDoc> {
         self.arrays.get(name)
     }
@@ -642,7 +683,7 @@ impl Transaction<'_> {
     /// Records (or extends) the store's intent record before the transaction writes
     /// what it does not cover yet: the arrays it creates or grows, up to their shape
     /// now, and `keys`, about to be written or erased: the before-image of each that
-    /// exists is kept first, the others are recorded as created (see [`recovery`]).
+    /// exists is kept first, the others are recorded as created (see `recovery`).
     fn record_intent(&mut self, keys: Vec<StoreKey>) -> Result<(), StoreError> {
         let mut intent = Intent::new(self.store, &self.arrays, self.intent.as_ref());
         let new: Vec<StoreKey> = keys

@@ -27,9 +27,13 @@ pub type Storage = dyn ReadableWritableListableStorageTraits;
 /// Counts of what a commit wrote.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct CommitStats {
+    /// Chunks written (new or replaced).
     pub chunks_written: u64,
+    /// Chunks erased (wholly fill: a blanked slot, or beyond a shrunk extent).
     pub chunks_erased: u64,
+    /// Bytes of encoded chunks and metadata written.
     pub bytes_written: u64,
+    /// Metadata documents written (array metadata and consolidated metadata).
     pub metadata_written: u64,
 }
 
@@ -95,11 +99,6 @@ impl StagedStore {
 
     fn staged(&self, key: &StoreKey) -> Result<Option<Option<Bytes>>, StorageError> {
         Ok(self.pending()?.get(key).cloned())
-    }
-
-    /// True if anything is staged.
-    pub fn has_pending(&self) -> Result<bool, StorageError> {
-        Ok(!self.pending()?.is_empty())
     }
 
     /// The keys of the chunks (keys other than metadata) staged.
