@@ -175,7 +175,7 @@ fn time_range(store: &ZarrStore, dim: &str) -> Result<Option<[String; 2]>, Store
 }
 
 /// ISO 8601 text of seconds since the Unix epoch.
-pub fn iso(seconds: f64) -> String {
+pub(crate) fn iso(seconds: f64) -> String {
     chrono::DateTime::from_timestamp(seconds.floor() as i64, 0)
         .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_else(|| format!("{seconds} s since 1970"))

@@ -41,7 +41,7 @@ const NC_ATTRIBUTE: u32 = 0x0C;
 const STREAMING: u64 = 0xFFFF_FFFF;
 
 /// Checks a file if it is netCDF classic; other formats pass unchecked.
-pub fn check_size(path: &Path) -> Result<(), ClassicError> {
+pub(crate) fn check_size(path: &Path) -> Result<(), ClassicError> {
     let io = |e: std::io::Error| ClassicError::Header(e.to_string());
     let actual = std::fs::metadata(path).map_err(io)?.len();
     let mut file = std::fs::File::open(path).map_err(io)?;

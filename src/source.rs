@@ -165,19 +165,19 @@ pub struct SourceVariable {
 
 impl SourceVariable {
     /// True if `dim` is one of the variable's (Zarr) dimensions.
-    pub fn has_dim(&self, dim: &str) -> bool {
+    pub(crate) fn has_dim(&self, dim: &str) -> bool {
         self.dims.iter().any(|d| d == dim)
     }
 
     /// Number of elements (saturating: a file can declare absurd dimensions).
-    pub fn element_count(&self) -> u64 {
+    pub(crate) fn element_count(&self) -> u64 {
         self.shape
             .iter()
             .fold(1u64, |n, &len| n.saturating_mul(len))
     }
 
     /// `units` and `calendar` attributes, for time variables.
-    pub fn time_units(&self) -> (Option<&str>, Option<&str>) {
+    pub(crate) fn time_units(&self) -> (Option<&str>, Option<&str>) {
         let text = |k: &str| self.attributes.get(k).and_then(Value::as_str);
         (text("units"), text("calendar"))
     }
@@ -248,17 +248,17 @@ impl SourceFile {
     }
 
     /// The variable called `name`, if the file has it.
-    pub fn variable(&self, name: &str) -> Option<&SourceVariable> {
+    pub(crate) fn variable(&self, name: &str) -> Option<&SourceVariable> {
         self.variables.iter().find(|v| v.name == name)
     }
 
     /// Length of a dimension, if the file has it.
-    pub fn dim_len(&self, name: &str) -> Option<u64> {
+    pub(crate) fn dim_len(&self, name: &str) -> Option<u64> {
         self.file.dimension(name).map(|d| d.len() as u64)
     }
 
     /// Global attributes as JSON.
-    pub fn global_attributes(&self) -> Result<Map<String, Value>, SourceError> {
+    pub(crate) fn global_attributes(&self) -> Result<Map<String, Value>, SourceError> {
         let mut map = Map::new();
         for attribute in self.file.attributes() {
             let name = attribute.name().to_string();
@@ -732,7 +732,7 @@ fn float_json(x: f64) -> Value {
 }
 
 /// A NetCDF attribute as JSON: numbers, lists of numbers, or text.
-pub fn attribute_json(value: AttributeValue) -> Value {
+pub(crate) fn attribute_json(value: AttributeValue) -> Value {
     fn list<T: Into<Value>>(items: Vec<T>) -> Value {
         Value::Array(items.into_iter().map(Into::into).collect())
     }

@@ -37,7 +37,7 @@ pub enum ElementType {
 
 impl ElementType {
     /// Zarr V3 `data_type` name.
-    pub fn zarr_v3_name(self) -> &'static str {
+    pub(crate) fn zarr_v3_name(self) -> &'static str {
         match self {
             Self::I8 => "int8",
             Self::U8 => "uint8",
@@ -54,7 +54,7 @@ impl ElementType {
     }
 
     /// Zarr V2 `dtype` (little endian, as numpy writes it).
-    pub fn zarr_v2_dtype(self) -> &'static str {
+    pub(crate) fn zarr_v2_dtype(self) -> &'static str {
         match self {
             Self::I8 => "|i1",
             Self::U8 => "|u1",
@@ -72,12 +72,12 @@ impl ElementType {
 
     /// The element type of a Zarr V3 `data_type` name (`"int16"`, `"string"`, ...);
     /// `None` for a type zru does not handle (complex, bool, fixed-length bytes, ...).
-    pub fn from_zarr_v3_name(name: &str) -> Option<Self> {
+    pub(crate) fn from_zarr_v3_name(name: &str) -> Option<Self> {
         ALL.iter().copied().find(|t| t.zarr_v3_name() == name)
     }
 
     /// Parses a numpy dtype string such as `<i2`, `|i1` or `>f8` (byte order aside).
-    pub fn from_zarr_v2_dtype(dtype: &str) -> Option<Self> {
+    pub(crate) fn from_zarr_v2_dtype(dtype: &str) -> Option<Self> {
         let body = dtype.trim_start_matches(['<', '>', '|', '=']);
         match body {
             "O" => Some(Self::Text),
@@ -91,7 +91,7 @@ impl ElementType {
     /// netCDF-C's default fill for the type (`NC_FILL_SHORT`, ...; the 64-bit ones only
     /// approximately: see [`NC_FILL_INT64`]): what an unwritten
     /// element of a variable without `_FillValue` holds. Floats use NaN instead.
-    pub fn netcdf_default_fill(self) -> f64 {
+    pub(crate) fn netcdf_default_fill(self) -> f64 {
         match self {
             Self::I8 => -127.0,
             Self::U8 => 255.0,
@@ -106,12 +106,12 @@ impl ElementType {
     }
 
     /// True for `F32` and `F64`.
-    pub fn is_float(self) -> bool {
+    pub(crate) fn is_float(self) -> bool {
         matches!(self, Self::F32 | Self::F64)
     }
 
     /// True for the eight integer types (not floats, not text).
-    pub fn is_integer(self) -> bool {
+    pub(crate) fn is_integer(self) -> bool {
         !self.is_float() && self != Self::Text
     }
 
@@ -269,7 +269,7 @@ impl_number!(i8, u8, i16, u16, i32, u32, i64, u64, f32, f64);
 
 impl Values {
     /// The element type of the variant.
-    pub fn element_type(&self) -> ElementType {
+    pub(crate) fn element_type(&self) -> ElementType {
         match self {
             Self::I8(_) => ElementType::I8,
             Self::U8(_) => ElementType::U8,
@@ -296,7 +296,7 @@ impl Values {
     }
 
     /// A buffer of `len` copies of `fill` (a number; text fills with "").
-    pub fn filled(element: ElementType, len: usize, fill: f64) -> Self {
+    pub(crate) fn filled(element: ElementType, len: usize, fill: f64) -> Self {
         fn make<T: Number>(len: usize, fill: f64) -> Vec<T> {
             vec![T::from_f64(fill); len]
         }
@@ -308,7 +308,7 @@ impl Values {
 
     /// `len` copies of netCDF-C's default fill of `element` (exact, also for the 64-bit
     /// integers, whose defaults an `f64` cannot hold; NaN for floats, "" for text).
-    pub fn filled_with_netcdf_default(element: ElementType, len: usize) -> Self {
+    pub(crate) fn filled_with_netcdf_default(element: ElementType, len: usize) -> Self {
         match element {
             ElementType::I64 => Values::I64(vec![NC_FILL_INT64; len]),
             ElementType::U64 => Values::U64(vec![NC_FILL_UINT64; len]),
@@ -317,7 +317,7 @@ impl Values {
     }
 
     /// Values as `f64` (text gives an error).
-    pub fn to_f64_vec(&self) -> Result<Vec<f64>, ValuesError> {
+    pub(crate) fn to_f64_vec(&self) -> Result<Vec<f64>, ValuesError> {
         dispatch_values!(self, v => Ok(v.iter().map(|x| x.to_f64()).collect()),
             text _t => Err(ValuesError::NotNumeric))
     }
@@ -347,13 +347,13 @@ impl Values {
     }
 
     /// Splits off the elements from `at` on (like `Vec::split_off`).
-    pub fn split_off(&mut self, at: usize) -> Values {
+    pub(crate) fn split_off(&mut self, at: usize) -> Values {
         map_values!(self, v => v.split_off(at))
     }
 
     /// The C-ordered sub-block of these values (a block of `shape`) that keeps
     /// `count` positions from `start` along `axis` and every position of the others.
-    pub fn select_along(
+    pub(crate) fn select_along(
         &self,
         shape: &[u64],
         axis: usize,
@@ -422,7 +422,12 @@ fn pad_block<T: Clone>(src: &[T], from: &[u64], to: &[u64], fill: T) -> Vec<T> {
 impl Values {
     /// The values, a C-ordered block of shape `from`, placed at the origin of a block of
     /// shape `to` (same rank, no axis shorter); the rest is `fill` ("" for text).
-    pub fn padded(&self, from: &[u64], to: &[u64], fill: f64) -> Result<Values, ValuesError> {
+    pub(crate) fn padded(
+        &self,
+        from: &[u64],
+        to: &[u64],
+        fill: f64,
+    ) -> Result<Values, ValuesError> {
         let fits = from.len() == to.len()
             && from.iter().zip(to).all(|(f, t)| f <= t)
             && from.iter().product::<u64>() == self.len() as u64;
@@ -534,7 +539,7 @@ impl CfEncoding {
     }
 
     /// The physical value of a raw one: unpacked, NaN where missing.
-    pub fn physical(&self, raw: f64) -> f64 {
+    pub(crate) fn physical(&self, raw: f64) -> f64 {
         if self.is_missing(raw) {
             f64::NAN
         } else {
@@ -561,7 +566,7 @@ fn same_fill(a: Option<f64>, b: Option<f64>) -> bool {
 /// Otherwise values are decoded to physical units (missing values become NaN) and
 /// packed again; integers are rounded to nearest; a value outside the target type is
 /// an error, never a silent wrap.
-pub fn convert(
+pub(crate) fn convert(
     values: Values,
     from: &CfEncoding,
     to_type: ElementType,
@@ -624,7 +629,7 @@ pub fn convert(
 }
 
 /// Builds typed values from `f64` (casting; the caller checked the range).
-pub fn from_f64_values(element: ElementType, values: &[f64]) -> Values {
+pub(crate) fn from_f64_values(element: ElementType, values: &[f64]) -> Values {
     fn make<T: Number>(values: &[f64]) -> Vec<T> {
         values.iter().map(|&v| T::from_f64(v)).collect()
     }

@@ -18,7 +18,7 @@ pub struct Clients {
 }
 
 /// The SDK configuration from the environment (us-east-1 when no region is set).
-pub async fn sdk_config() -> SdkConfig {
+pub(crate) async fn sdk_config() -> SdkConfig {
     let region = aws_config::meta::region::RegionProviderChain::default_provider()
         .or_else(aws_config::Region::new("us-east-1"));
     aws_config::defaults(BehaviorVersion::latest())
@@ -48,7 +48,7 @@ impl Clients {
 }
 
 /// An SDK error with its service error's code and message, not just "service error".
-pub fn describe<E, R>(error: &aws_sdk_s3::error::SdkError<E, R>) -> String
+pub(crate) fn describe<E, R>(error: &aws_sdk_s3::error::SdkError<E, R>) -> String
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,

@@ -36,7 +36,7 @@ pub enum WatchError {
 
 /// The messages for a notification, and one report per record (`enqueued` or
 /// `rejected` with the reason).
-pub fn messages_for(
+pub(crate) fn messages_for(
     catalog: &Catalog,
     notification: &str,
 ) -> Result<(Vec<Outgoing>, Vec<Report>), WatchError> {

@@ -126,7 +126,7 @@ impl Ledger {
     }
 
     /// Loads the ledger of a store, local or on S3 (empty if it has none yet).
-    pub fn load_at(location: &StoreLocation) -> Result<Self, LedgerError> {
+    pub(crate) fn load_at(location: &StoreLocation) -> Result<Self, LedgerError> {
         let StoreLocation::S3 { .. } = location else {
             return Self::load(&location.display_path());
         };
@@ -176,7 +176,7 @@ impl Ledger {
     }
 
     /// Writes the ledger atomically: temporary file, fsync, rename.
-    pub fn save(&self) -> Result<(), LedgerError> {
+    pub(crate) fn save(&self) -> Result<(), LedgerError> {
         let io = |source| LedgerError::Io {
             path: self.path.clone(),
             source,

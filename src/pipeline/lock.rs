@@ -76,7 +76,7 @@ pub const LOCK_SUFFIX: &str = ".zru-lock";
 
 /// A local store's directory with symbolic links resolved: the directory itself if it
 /// exists, else its parent (created if missing) and its name.
-pub fn resolved_store_dir(store: &Path) -> std::io::Result<PathBuf> {
+pub(crate) fn resolved_store_dir(store: &Path) -> std::io::Result<PathBuf> {
     let absolute = std::path::absolute(store)?;
     if let Ok(resolved) = std::fs::canonicalize(&absolute) {
         return Ok(resolved);
@@ -97,7 +97,7 @@ pub fn resolved_store_dir(store: &Path) -> std::io::Result<PathBuf> {
 
 /// The lock file of `store`: beside a local store's resolved directory, or in
 /// `lock_dir` for a store on S3 (named after its canonical URL).
-pub fn lock_path(lock_dir: &Path, store: &StoreLocation) -> std::io::Result<PathBuf> {
+pub(crate) fn lock_path(lock_dir: &Path, store: &StoreLocation) -> std::io::Result<PathBuf> {
     match store {
         StoreLocation::Local(path) => {
             let resolved = resolved_store_dir(path)?;
@@ -166,7 +166,7 @@ fn open_lock_file(path: &Path) -> Result<File, LockError> {
 }
 
 impl StoreLock {
-    /// Waits up to `timeout` for the lock of `store` (see [`lock_path`]).
+    /// Waits up to `timeout` for the lock of `store` (see `lock_path`).
     pub fn acquire(
         lock_dir: &Path,
         store: &StoreLocation,

@@ -116,7 +116,7 @@ impl Report {
     }
 
     /// The report of an updater outcome.
-    pub fn from_outcome(outcome: Outcome) -> Self {
+    pub(crate) fn from_outcome(outcome: Outcome) -> Self {
         let action = if outcome.is_rejected() {
             ReportAction::Rejected
         } else {

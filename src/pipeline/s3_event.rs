@@ -122,7 +122,7 @@ fn event_kind(name: &str) -> Option<EventKind> {
 }
 
 /// Form decoding: `+` is a space, then percent-decoding.
-pub fn decode_key(raw: &str) -> Option<String> {
+pub(crate) fn decode_key(raw: &str) -> Option<String> {
     let spaced = raw.replace('+', " ");
     percent_decode_str(&spaced)
         .decode_utf8()

@@ -173,13 +173,8 @@ impl StoreLocation {
         Ok(Self::Local(PathBuf::from(text)))
     }
 
-    /// True for an `s3://` location.
-    pub fn is_s3(&self) -> bool {
-        matches!(self, Self::S3 { .. })
-    }
-
     /// The local directory, for local stores.
-    pub fn local_path(&self) -> Option<&Path> {
+    pub(crate) fn local_path(&self) -> Option<&Path> {
         match self {
             Self::Local(path) => Some(path),
             Self::S3 { .. } => None,
@@ -187,7 +182,7 @@ impl StoreLocation {
     }
 
     /// A path-like name for messages and lock files (`s3://bucket/prefix` for S3).
-    pub fn display_path(&self) -> PathBuf {
+    pub(crate) fn display_path(&self) -> PathBuf {
         match self {
             Self::Local(path) => path.clone(),
             Self::S3 { .. } => PathBuf::from(self.to_string()),
@@ -196,7 +191,7 @@ impl StoreLocation {
 
     /// The storage zru reads and writes the store through. Local stores' directory is
     /// created; nothing is written to S3.
-    pub fn storage(&self) -> Result<Arc<Storage>, StorageError> {
+    pub(crate) fn storage(&self) -> Result<Arc<Storage>, StorageError> {
         let storage: Arc<Storage> = match self {
             Self::Local(path) => Arc::new(AtomicFilesystemStore::new(path)?),
             Self::S3 { bucket, prefix } => s3_storage(bucket, prefix)?,
@@ -208,7 +203,7 @@ impl StoreLocation {
 impl StoreLocation {
     /// The location of a file kept beside the store (the ledger): the store's path or
     /// key with `suffix` appended (`sst.zarr` -> `sst.zarr.zru-ledger.json`).
-    pub fn sibling(&self, suffix: &str) -> Sibling {
+    pub(crate) fn sibling(&self, suffix: &str) -> Sibling {
         match self {
             Self::Local(path) => {
                 let mut name = path
@@ -295,7 +290,7 @@ impl fmt::Display for StoreLocation {
 }
 
 /// The S3 endpoint override from the environment, if any.
-pub fn s3_endpoint_from_env() -> Option<String> {
+pub(crate) fn s3_endpoint_from_env() -> Option<String> {
     ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
         .iter()
         .filter_map(|name| std::env::var(name).ok())
@@ -379,7 +374,7 @@ mod tests {
             }
         );
         assert_eq!(s3.to_string(), "s3://zarr-bucket/stores/sst.zarr");
-        assert!(s3.is_s3() && s3.local_path().is_none());
+        assert!(matches!(s3, StoreLocation::S3 { .. }) && s3.local_path().is_none());
         assert_eq!(
             StoreLocation::parse("s3://bkt").unwrap().to_string(),
             "s3://bkt"

@@ -118,7 +118,7 @@ pub struct ZarrStore {
     pub root_attrs: Map<String, Value>,
     /// Every array's metadata by name, as read when the store was opened.
     pub arrays: BTreeMap<String, ArrayDoc>,
-    /// False for a store that [`ZarrStore::open_or_new`] found missing: the first
+    /// False for a store that `ZarrStore::open_or_new_at` found missing: the first
     /// commit creates it.
     pub exists: bool,
     /// The directory of a local store (before-images are hard links there).
@@ -149,7 +149,7 @@ impl ZarrStore {
     /// True if `location` holds a Zarr group (a GET of its root metadata on S3). A
     /// store that has arrays but no root metadata is an error
     /// ([`StoreError::Incomplete`]), never a store that does not exist.
-    pub fn exists_at(location: &StoreLocation) -> Result<bool, StoreError> {
+    pub(crate) fn exists_at(location: &StoreLocation) -> Result<bool, StoreError> {
         match location {
             StoreLocation::Local(path) if Self::exists(path) => Ok(true),
             StoreLocation::Local(path) if !path.is_dir() => Ok(false),
@@ -223,12 +223,13 @@ impl ZarrStore {
 
     /// Opens an existing local store, or prepares a new one (nothing is written until
     /// a transaction commits).
-    pub fn open_or_new(location: &Path, new_format: ZarrFormat) -> Result<Self, StoreError> {
+    #[cfg(test)]
+    pub(crate) fn open_or_new(location: &Path, new_format: ZarrFormat) -> Result<Self, StoreError> {
         Self::open_or_new_at(&StoreLocation::Local(location.to_path_buf()), new_format)
     }
 
     /// Opens an existing store, local or on S3, or prepares a new one.
-    pub fn open_or_new_at(
+    pub(crate) fn open_or_new_at(
         location: &StoreLocation,
         new_format: ZarrFormat,
     ) -> Result<Self, StoreError> {
@@ -271,7 +272,7 @@ impl ZarrStore {
     }
 
     /// Opens an existing V2 or V3 store, local or on S3.
-    pub fn open_at(location: &StoreLocation) -> Result<Self, StoreError> {
+    pub(crate) fn open_at(location: &StoreLocation) -> Result<Self, StoreError> {
         if let StoreLocation::Local(path) = location {
             if !Self::exists(path) {
                 return Err(StoreError::NotAGroup {
@@ -391,7 +392,7 @@ impl ZarrStore {
     }
 
     /// Starts an all-or-nothing update.
-    pub fn begin(&self) -> Transaction<'_> {
+    pub(crate) fn begin(&self) -> Transaction<'_> {
         Transaction {
             store: self,
             staged: Arc::new(StagedStore::new(self.storage.clone())),
@@ -549,10 +550,10 @@ fn write_region<S: ?Sized + zarrs::storage::ReadableWritableStorageTraits + 'sta
 
 /// A set of changes to one store.
 ///
-/// Writes are staged in memory. [`Transaction::savepoint`] and
-/// [`Transaction::rollback`] undo one file's staged writes; [`Transaction::flush_chunks`]
+/// Writes are staged in memory. `Transaction::savepoint` and
+/// `Transaction::rollback` undo one file's staged writes; `Transaction::flush_chunks`
 /// writes the staged chunks of the files applied so far (keeping metadata staged), and
-/// [`Transaction::commit`] writes what is left, array metadata and consolidated
+/// `Transaction::commit` writes what is left, array metadata and consolidated
 /// metadata last — once per batch, however many files it held.
 pub struct Transaction<'s> {
     store: &'s ZarrStore,
@@ -587,11 +588,6 @@ impl Transaction<'_> {
         self.store.format
     }
 
-    /// True if the store existed before this transaction.
-    pub fn store_exists(&self) -> bool {
-        self.store.exists
-    }
-
     fn error(&self, array: &str, reason: impl Into<String>) -> StoreError {
         StoreError::Array {
             store: self.store.location.clone(),
@@ -613,13 +609,13 @@ impl Transaction<'_> {
     }
 
     /// Adds or replaces an array's metadata.
-    pub fn put_array(&mut self, doc: ArrayDoc) {
+    pub(crate) fn put_array(&mut self, doc: ArrayDoc) {
         self.opened().remove(&doc.name);
         self.arrays.insert(doc.name.clone(), doc);
     }
 
     /// The metadata of the array `name` as it stands in this transaction.
-    pub fn array_doc(&self, name: &str) -> Option<&ArrayDoc> {
+    pub(crate) fn array_doc(&self, name: &str) -> Option<&ArrayDoc> {
         self.arrays.get(name)
     }
 
@@ -629,7 +625,7 @@ impl Transaction<'_> {
     }
 
     /// Marks the state to return to if the next file fails.
-    pub fn savepoint(&self) -> Result<Savepoint, StoreError> {
+    pub(crate) fn savepoint(&self) -> Result<Savepoint, StoreError> {
         Ok(Savepoint {
             pending: self.staged.snapshot().map_err(|e| self.storage_error(e))?,
             arrays: self.arrays.clone(),
@@ -638,7 +634,7 @@ impl Transaction<'_> {
     }
 
     /// Forgets everything staged since `savepoint`.
-    pub fn rollback(&mut self, savepoint: Savepoint) -> Result<(), StoreError> {
+    pub(crate) fn rollback(&mut self, savepoint: Savepoint) -> Result<(), StoreError> {
         self.staged
             .restore(savepoint.pending)
             .map_err(|e| self.storage_error(e))?;
@@ -651,7 +647,7 @@ impl Transaction<'_> {
     /// Chunks of these arrays are written after the chunks of all others, in every
     /// flush: for arrays that describe the others (provenance), so that a process killed
     /// mid-flush never leaves them ahead of the data they describe.
-    pub fn write_last(&mut self, arrays: Vec<String>) {
+    pub(crate) fn write_last(&mut self, arrays: Vec<String>) {
         self.written_last = arrays;
     }
 
@@ -664,7 +660,7 @@ impl Transaction<'_> {
 
     /// Reads a sidecar key (`path` under the store's `.zru/` directory), seeing this
     /// transaction's staged writes.
-    pub fn read_sidecar(&self, path: &str) -> Result<Option<Bytes>, StoreError> {
+    pub(crate) fn read_sidecar(&self, path: &str) -> Result<Option<Bytes>, StoreError> {
         let key = self.sidecar_key(path)?;
         zarrs::storage::ReadableStorageTraits::get(self.staged.as_ref(), &key)
             .map_err(|e| self.storage_error(e))
@@ -674,7 +670,7 @@ impl Transaction<'_> {
     /// staged by [`Self::flush_chunks`], dropped by [`Self::rollback`] and written by
     /// [`Self::commit`] with array metadata, after every chunk and before the root
     /// group's metadata.
-    pub fn write_sidecar(&self, path: &str, value: Vec<u8>) -> Result<(), StoreError> {
+    pub(crate) fn write_sidecar(&self, path: &str, value: Vec<u8>) -> Result<(), StoreError> {
         let key = self.sidecar_key(path)?;
         zarrs::storage::WritableStorageTraits::set(self.staged.as_ref(), &key, Bytes::from(value))
             .map_err(|e| self.storage_error(e))
@@ -706,7 +702,7 @@ impl Transaction<'_> {
     }
 
     /// Writes the chunks staged so far; metadata stays staged until [`Self::commit`].
-    pub fn flush_chunks(&mut self) -> Result<CommitStats, StoreError> {
+    pub(crate) fn flush_chunks(&mut self) -> Result<CommitStats, StoreError> {
         let chunks = self
             .staged
             .chunk_keys()
@@ -805,7 +801,7 @@ impl Transaction<'_> {
     /// Writes everything still staged. Metadata documents (and the consolidated
     /// metadata) are written only if some array's metadata or the root attributes
     /// changed, so a batch of overwrites, or of rejected files, leaves them untouched.
-    pub fn commit(mut self) -> Result<CommitStats, StoreError> {
+    pub(crate) fn commit(mut self) -> Result<CommitStats, StoreError> {
         let location = self.store.location.clone();
         let metadata_changed =
             self.arrays != self.store.arrays || self.root_attrs != self.store.root_attrs;
