@@ -269,9 +269,6 @@ impl Queue for SqsBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Catalog;
-    use crate::pipeline::{FlushOptions, Flusher, ReportAction};
-    use crate::update::{Action, Updater};
 
     fn received(index: usize, group: &str, receive_count: u32, event: &ObjectEvent) -> Received {
         Received {
@@ -332,7 +329,10 @@ mod tests {
     #[cfg(feature = "sample")]
     mod flushes {
         use super::*;
+        use crate::config::Catalog;
+        use crate::pipeline::{FlushOptions, Flusher, ReportAction};
         use crate::sample::{write_gridded_samples, GriddedSampleOptions};
+        use crate::update::{Action, Updater};
 
         /// A gridded dataset `sst` (store `dir/sst.zarr`) and `days` sample files under
         /// `dir/raw/sst`: (catalog, raw root, files, store).
