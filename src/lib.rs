@@ -16,6 +16,7 @@
 //! - [`text`]: printing untrusted text: control characters escaped, URL credentials hidden.
 
 pub mod aws;
+pub mod collection;
 pub mod config;
 pub mod demo;
 pub mod fault;
