@@ -730,7 +730,7 @@ mod tests {
             .prepare(&cx, &tx, std::slice::from_ref(&new), key)
             .unwrap();
         let plan = plan_rows(index, std::slice::from_ref(&new), key).unwrap();
-        assert_eq!(plan.rows, vec![20]);
+        assert_eq!(plan.indices, vec![20]);
         index.apply(&plan, vec![new.clone()], key, &[]).unwrap();
         cache.stage(&cx, &tx).unwrap();
         tx.rollback(savepoint).unwrap();

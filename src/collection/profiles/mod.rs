@@ -95,7 +95,7 @@ impl Batch for ProfilesBatch {
         write_variables(&cx, tx, &source, &layout.kept, &plan)?;
         blank_uncovered(&cx, tx, &layout.kept, &plan)?;
         blank_rows(&cx, tx, &plan.stale)?;
-        write_provenance(&cx, tx, &plan.rows)?;
+        write_provenance(&cx, tx, &plan.indices)?;
         index
             .apply(&plan, identities, key, &stale)
             .map_err(|e| profile_error(&cx, e))?;
@@ -407,7 +407,7 @@ fn write_variables(
     kept: &[&SourceVariable],
     plan: &RowPlan,
 ) -> Result<(), UpdateError> {
-    let runs = runs_by_position(&plan.rows);
+    let runs = runs_by_position(&plan.indices);
     for var in kept {
         let values_error = |e| cx.values_error(&var.name, e);
         let (doc, store_type) = cx.prepared_array(tx, &var.name)?;
@@ -460,7 +460,7 @@ fn blank_uncovered(
     plan: &RowPlan,
 ) -> Result<(), UpdateError> {
     let provenance = cx.dataset.provenance_variable();
-    let runs = runs_by_position(&plan.rows);
+    let runs = runs_by_position(&plan.indices);
     for name in append_arrays(tx, cx.append_dim()) {
         if name == provenance || kept.iter().any(|v| v.name == name) {
             continue;
@@ -504,7 +504,7 @@ fn span_text(cx: &Context<'_>, span: IndexRange) -> String {
 }
 
 fn created_outcome(cx: &Context<'_>, plan: &RowPlan) -> Applied {
-    let touched: Vec<u64> = plan.rows.iter().chain(&plan.stale).copied().collect();
+    let touched: Vec<u64> = plan.indices.iter().chain(&plan.stale).copied().collect();
     if touched.is_empty() {
         return Applied {
             action: Action::Unchanged,
