@@ -12,7 +12,7 @@ use zru_handlers::{ranges_from_indices, runs_by_position, IndexRange};
 use crate::config::Dataset;
 use crate::source::{SourceFile, SourceVariable};
 use crate::store::{ArrayDoc, Compressor, NewArray, Transaction, ZarrFormat};
-use crate::update::UpdateError;
+use crate::update::{Region, UpdateError};
 use crate::values::{ElementType, Values, ValuesError};
 
 /// Chunk length of the 1-D arrays zru creates along the append dimension (the time
@@ -386,11 +386,8 @@ pub fn blank_slots_of_key(
 }
 
 /// An event's region: slots `[start, stop)` of the append dimension.
-pub fn slot_region(cx: &Context<'_>, start: u64, stop: u64) -> Option<BTreeMap<String, [u64; 2]>> {
-    Some(BTreeMap::from([(
-        cx.append_dim().to_string(),
-        [start, stop],
-    )]))
+pub fn slot_region(cx: &Context<'_>, start: u64, stop: u64) -> Option<Region> {
+    Some(Region::along(cx.append_dim(), start, stop))
 }
 
 /// Ranges as `a:b c:d`, for notes.

@@ -51,7 +51,7 @@ pub struct LedgerEntry {
     /// What applying it did (`appended`, `overwrote`, `blanked`, `unchanged`).
     pub action: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<BTreeMap<String, [u64; 2]>>,
+    pub region: Option<crate::update::Region>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -204,7 +204,7 @@ mod tests {
             etag: Some("e".into()),
             version_id: None,
             action: "appended".into(),
-            region: Some(BTreeMap::from([("time".to_string(), [0, 1])])),
+            region: Some(crate::update::Region::along("time", 0, 1)),
         };
         ledger.record("sst/a.nc", entry.clone());
         ledger.save().unwrap();

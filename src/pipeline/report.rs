@@ -72,7 +72,7 @@ pub struct Report {
     pub event: EventKind,
     pub dataset: Option<String>,
     pub action: ReportAction,
-    pub region: Option<BTreeMap<String, [u64; 2]>>,
+    pub region: Option<crate::update::Region>,
     pub reason: Option<String>,
     pub receive_count: u32,
     /// Rejected on its last allowed receive, or for good: now in the dead letters.

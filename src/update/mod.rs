@@ -6,14 +6,15 @@
 //! object key and the cause, and the store is unchanged.
 
 mod error;
+mod region;
 
-use std::collections::BTreeMap;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 pub use error::UpdateError;
+pub use region::Region;
 
 use crate::collection::Batch;
 use crate::config::{Catalog, Dataset};
@@ -108,7 +109,7 @@ pub struct Outcome {
     pub dataset: Option<String>,
     pub action: Action,
     /// Index range `[start, stop)` per dimension that the event wrote or blanked.
-    pub region: Option<BTreeMap<String, [u64; 2]>>,
+    pub region: Option<Region>,
     pub reason: Option<String>,
     pub stats: Option<CommitStats>,
     /// For a rejection: retrying cannot succeed (dead-letter it at once).
@@ -138,31 +139,22 @@ pub fn event_line(
     key: &str,
     dataset: Option<&str>,
     action: &dyn std::fmt::Display,
-    region: Option<&BTreeMap<String, [u64; 2]>>,
+    region: Option<&Region>,
     reason: Option<&str>,
 ) -> String {
     let detail = match (region, reason) {
         (_, Some(reason)) => reason.to_string(),
-        (Some(region), None) => format_region(region),
+        (Some(region), None) => region.to_string(),
         (None, None) => String::new(),
     };
     format!("{key}\t{}\t{action}\t{detail}", dataset.unwrap_or("-"))
-}
-
-/// A region as `dim[start:stop] ...`.
-pub fn format_region(region: &BTreeMap<String, [u64; 2]>) -> String {
-    region
-        .iter()
-        .map(|(dim, [a, b])| format!("{dim}[{a}:{b}]"))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// A successful application, before it is turned into an [`Outcome`].
 #[derive(Debug, Clone)]
 pub struct Applied {
     pub action: Action,
-    pub region: Option<BTreeMap<String, [u64; 2]>>,
+    pub region: Option<Region>,
     pub note: Option<String>,
     pub stats: CommitStats,
 }

@@ -9,7 +9,6 @@
 mod index;
 mod options;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -29,7 +28,7 @@ use super::{Batch, Collection, FamilyOptions};
 use crate::config::{Dataset, DatasetConfig, Problem};
 use crate::source::{SourceFile, SourceVariable};
 use crate::store::Transaction;
-use crate::update::{Action, Applied, UpdateError};
+use crate::update::{Action, Applied, Region, UpdateError};
 use crate::values::{convert, Values};
 
 /// The profiles family (`"handler": "profiles"`).
@@ -495,8 +494,8 @@ fn span(rows: &[u64]) -> IndexRange {
     IndexRange::new(first, last)
 }
 
-fn region(cx: &Context<'_>, span: IndexRange) -> BTreeMap<String, [u64; 2]> {
-    BTreeMap::from([(cx.append_dim().to_string(), [span.start, span.stop])])
+fn region(cx: &Context<'_>, span: IndexRange) -> Region {
+    Region::along(cx.append_dim(), span.start, span.stop)
 }
 
 fn span_text(cx: &Context<'_>, span: IndexRange) -> String {
