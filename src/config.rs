@@ -6,11 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use regex::Regex;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::collection::{Collection, FamilyOptions};
 use crate::store::StoreLocation;
 
 pub mod checks;
@@ -20,11 +22,7 @@ mod witness;
 #[cfg(test)]
 mod check_tests;
 
-pub use checks::{MAX_CHUNK_ELEMENTS, MAX_CHUNK_LEN, MIN_TIME_STEP_SECONDS};
-
-/// Default `time_tolerance` (1 ms): far below the spacing of 1 Hz data, far above the
-/// rounding of a time converted between units. See docs/config.md, "Placing files in time".
-pub const DEFAULT_TIME_TOLERANCE: &str = "1 millisecond";
+pub use checks::{MAX_CHUNK_ELEMENTS, MAX_CHUNK_LEN};
 
 /// One thing wrong with a configuration file: the key, what is wrong, how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,37 +51,6 @@ impl Problem {
     }
 }
 
-/// Which handler family a dataset uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HandlerKind {
-    /// Gridded time series (time/lat/lon): region found on the time axis.
-    Gridded,
-    /// Profile collections (Argo): rows of the append dimension found by identity.
-    Profiles,
-}
-
-/// What the profiles handler does with variables on dimensions other than the append
-/// and level dimensions (`N_CALIB`, `N_PARAM`, ...).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OtherDims {
-    /// Copied with their own dimensions (default).
-    #[default]
-    Keep,
-    /// Not copied.
-    Drop,
-}
-
-/// Default identity variables of a profile.
-pub const DEFAULT_IDENTITY: [&str; 3] = ["PLATFORM_NUMBER", "CYCLE_NUMBER", "DIRECTION"];
-
-/// Default level dimension of profile collections.
-pub const DEFAULT_LEVEL_DIM: &str = "N_LEVELS";
-
-/// Default chunk length along the append dimension of profile collections.
-pub const DEFAULT_PROFILE_CHUNK: u64 = 1000;
-
 /// Compressor for arrays zru creates.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,34 +62,33 @@ pub struct CompressorConfig {
     pub level: Option<i32>,
 }
 
-/// One dataset's configuration file, as written by the user.
+/// One dataset's configuration file, as written by the user: the keys common to every
+/// family, typed, and the family's own keys in [`DatasetConfig::options`].
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct DatasetConfig {
     /// The schema the file follows (for editors); ignored.
     #[serde(rename = "$schema", default)]
     pub schema: Option<String>,
+    /// The dataset's name (its queue group, and the name in every message).
     pub name: String,
-    pub handler: HandlerKind,
+    /// The collection family, by its registered name (see [`crate::collection::family`]).
+    pub handler: String,
+    /// Regexes of the object keys that belong to the dataset.
     pub key_patterns: Vec<String>,
     /// Keys this dataset must match and no other may (checked by `config check`).
     #[serde(default)]
     pub example_keys: Vec<String>,
     /// A path (relative to the working directory), a `file://` or an `s3://` URL.
     pub store: String,
+    /// The dimension files are appended along.
     pub append_dim: String,
     /// Chunk length per dimension for arrays zru creates; unlisted dims are whole.
     #[serde(default)]
     pub chunks: BTreeMap<String, u64>,
-    /// Regular spacing of the time axis, e.g. `"1 day"`: every instant has a slot.
-    #[serde(default)]
-    pub time_step: Option<String>,
-    /// Two times closer than this are the same instant (default `"1 millisecond"`).
-    #[serde(default)]
-    pub time_tolerance: Option<String>,
     /// Zarr format of stores zru creates: 3 (default) or 2. Existing stores keep theirs.
     #[serde(default)]
     pub zarr_format: Option<u8>,
+    /// Compressor of arrays zru creates (default zstd).
     #[serde(default)]
     pub compressor: Option<CompressorConfig>,
     /// Variables never copied into the store.
@@ -134,27 +100,24 @@ pub struct DatasetConfig {
     /// Name of the string variable holding each slot's source object key.
     #[serde(default)]
     pub provenance_variable: Option<String>,
-    /// Profiles: variables identifying a profile (default [`DEFAULT_IDENTITY`]).
-    #[serde(default)]
-    pub identity: Option<Vec<String>>,
-    /// Profiles: the level dimension (default [`DEFAULT_LEVEL_DIM`]).
-    #[serde(default)]
-    pub level_dim: Option<String>,
-    /// Profiles: keep or drop variables on other dimensions (default keep).
-    #[serde(default)]
-    pub other_dims: Option<OtherDims>,
+    /// Every other key: the family's options, parsed by the family when the catalog
+    /// loads (an unknown key is an error there).
+    #[serde(flatten)]
+    pub options: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A validated dataset: configuration plus compiled patterns and parsed durations.
 #[derive(Debug, Clone)]
 pub struct Dataset {
+    /// The configuration as written.
     pub config: DatasetConfig,
+    /// The file it was read from.
     pub file: PathBuf,
     patterns: Vec<Regex>,
-    /// Time step in seconds.
-    pub time_step_seconds: Option<f64>,
-    /// Tolerance in seconds.
-    pub time_tolerance_seconds: f64,
+    /// The collection family named by `handler`.
+    pub family: &'static dyn Collection,
+    /// The family's options, parsed (see [`Dataset::options`]).
+    options: Arc<dyn FamilyOptions>,
     /// Where the store lives.
     pub location: StoreLocation,
     /// The store's local path, or its `s3://bucket/prefix` URL as a path-like name
@@ -198,40 +161,19 @@ impl Dataset {
     }
 
     /// Chunk length for a dimension of length `len` in arrays zru creates: the
-    /// configured one, else along the append dimension 1 (gridded) or
-    /// [`DEFAULT_PROFILE_CHUNK`] (profiles), and the whole length elsewhere.
+    /// configured one, else along the append dimension the family's default
+    /// ([`Collection::default_append_chunk`]), and the whole length elsewhere.
     pub fn chunk_len(&self, dim: &str, len: u64) -> u64 {
         match self.config.chunks.get(dim) {
             Some(&configured) => configured,
-            None if dim == self.config.append_dim => match self.config.handler {
-                HandlerKind::Gridded => 1,
-                HandlerKind::Profiles => DEFAULT_PROFILE_CHUNK,
-            },
+            None if dim == self.config.append_dim => self.family.default_append_chunk(),
             None => len.max(1),
         }
     }
 
-    /// Profiles: the identity variables.
-    pub fn identity(&self) -> Vec<String> {
-        self.config.identity.clone().unwrap_or_else(|| {
-            DEFAULT_IDENTITY
-                .iter()
-                .map(|name| name.to_string())
-                .collect()
-        })
-    }
-
-    /// Profiles: the level dimension.
-    pub fn level_dim(&self) -> &str {
-        self.config
-            .level_dim
-            .as_deref()
-            .unwrap_or(DEFAULT_LEVEL_DIM)
-    }
-
-    /// Profiles: what happens to variables on other dimensions.
-    pub fn other_dims(&self) -> OtherDims {
-        self.config.other_dims.unwrap_or_default()
+    /// The family's parsed options, if they are of type `T` (the family's own type).
+    pub fn options<T: FamilyOptions>(&self) -> Option<&T> {
+        (*self.options).as_any().downcast_ref()
     }
 }
 
@@ -461,7 +403,13 @@ fn validate(
     file: &Path,
     places: &checks::Places,
 ) -> Result<Dataset, Vec<Problem>> {
-    let mut problems = checks::check_keys(&config);
+    let family = family_options(&config);
+    let data_names = match &family {
+        Ok((_, options)) => options.data_names(),
+        Err(_) => Vec::new(),
+    };
+    let mut problems = checks::check_keys(&config, &data_names);
+    let family = family.map_err(|more| problems.extend(more));
     let mut patterns = Vec::new();
     for (i, pattern) in config.key_patterns.iter().enumerate() {
         match Regex::new(pattern) {
@@ -491,10 +439,6 @@ fn validate(
             "name the dimension files are appended along, e.g. \"time\"",
         ));
     }
-    let durations = checks::durations(&config);
-    if let Err(more) = &durations {
-        problems.extend(more.iter().cloned());
-    }
     let location = match StoreLocation::parse(&config.store) {
         Ok(location) => {
             problems.extend(checks::check_store_place(&config.store, &location, places));
@@ -505,27 +449,81 @@ fn validate(
             None
         }
     };
-    match (durations, location) {
-        (Ok((time_step_seconds, time_tolerance_seconds)), Some(location))
-            if problems.is_empty() =>
-        {
-            Ok(Dataset {
-                config,
-                file: file.to_path_buf(),
-                patterns,
-                time_step_seconds,
-                time_tolerance_seconds,
-                store_path: location.display_path(),
-                location,
-            })
-        }
+    match (family.ok(), location) {
+        (Some((family, options)), Some(location)) if problems.is_empty() => Ok(Dataset {
+            config,
+            file: file.to_path_buf(),
+            patterns,
+            family,
+            options,
+            store_path: location.display_path(),
+            location,
+        }),
         _ => Err(problems),
+    }
+}
+
+/// A dataset's family and its parsed options.
+type FamilyAndOptions = (&'static dyn Collection, Arc<dyn FamilyOptions>);
+
+/// The family `handler` names and its parsed options: the keys beyond the common
+/// ones must be that family's, and pass its checks.
+fn family_options(config: &DatasetConfig) -> Result<FamilyAndOptions, Vec<Problem>> {
+    let Some(family) = crate::collection::family(&config.handler) else {
+        let names: Vec<String> = crate::collection::family_names()
+            .iter()
+            .map(|n| format!("{n:?}"))
+            .collect();
+        return Err(vec![Problem::new(
+            "handler",
+            &format!("{:?} is not a collection family", config.handler),
+            &format!("write one of {}", names.join(", ")),
+        )]);
+    };
+    let mut problems = Vec::new();
+    for key in config.options.keys() {
+        if family.option_keys().contains(&key.as_str()) {
+            continue;
+        }
+        problems.push(
+            match crate::collection::family_with_option(key, family.name()) {
+                Some(other) => Problem::new(
+                    key,
+                    &format!("only applies to \"handler\": \"{}\"", other.name()),
+                    "remove it, or change the handler",
+                ),
+                None => Problem::new(
+                    key,
+                    &format!(
+                        "is not a key of a \"handler\": \"{}\" dataset",
+                        family.name()
+                    ),
+                    "remove it (docs/config.md lists every key)",
+                ),
+            },
+        );
+    }
+    let own = config
+        .options
+        .iter()
+        .filter(|(key, _)| family.option_keys().contains(&key.as_str()))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    let options = family.parse_options(config, own);
+    match options {
+        Ok(options) if problems.is_empty() => Ok((family, options)),
+        Ok(_) => Err(problems),
+        Err(more) => {
+            problems.extend(more);
+            Err(problems)
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collection::profiles::{OtherDims, ProfileOptions, DEFAULT_PROFILE_CHUNK};
 
     fn write(dir: &Path, name: &str, text: &str) {
         std::fs::write(dir.join(name), text).unwrap();
@@ -545,7 +543,10 @@ mod tests {
         let catalog = Catalog::load_dir(dir.path()).unwrap();
         let ds = catalog.route("IMOS/OceanCurrent/GSLA/a.nc").unwrap();
         assert_eq!(ds.name(), "gsla");
-        assert_eq!(ds.time_step_seconds, Some(86400.0));
+        let gridded = ds
+            .options::<crate::collection::gridded::GriddedOptions>()
+            .unwrap();
+        assert_eq!(gridded.time_step_seconds, Some(86400.0));
         assert_eq!(ds.chunk_len("LATITUDE", 351), 351);
         assert_eq!(ds.chunk_len("OTHER", 17), 17);
         assert_eq!(
@@ -615,13 +616,14 @@ mod tests {
         write(dir.path(), "argo.json", ARGO);
         let catalog = Catalog::load_dir(dir.path()).unwrap();
         let ds = catalog.route("argo/2902093_prof.nc").unwrap();
-        assert_eq!(ds.config.handler, HandlerKind::Profiles);
+        assert_eq!(ds.family.name(), "profiles");
+        let options = ds.options::<ProfileOptions>().unwrap();
         assert_eq!(
-            ds.identity(),
+            options.identity,
             vec!["PLATFORM_NUMBER", "CYCLE_NUMBER", "DIRECTION"]
         );
-        assert_eq!(ds.level_dim(), "N_LEVELS");
-        assert_eq!(ds.other_dims(), OtherDims::Keep);
+        assert_eq!(options.level_dim, "N_LEVELS");
+        assert_eq!(options.other_dims, OtherDims::Keep);
         assert_eq!(ds.chunk_len("N_PROF", 3), 500);
         let unchunked = ARGO.replace(r#""N_PROF": 500, "#, "");
         write(dir.path(), "argo.json", &unchunked);

@@ -18,6 +18,7 @@
 //! - [`text`]: printing untrusted text: control characters escaped, URL credentials hidden.
 
 pub mod aws;
+pub mod collection;
 // TODO(issue 13): removed once the collection refactor documents these
 #[allow(missing_docs)]
 pub mod config;

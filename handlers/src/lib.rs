@@ -7,6 +7,8 @@
 //!
 //! - [`cf_time`]: CF time units (`days since 1985-01-01`), conversion between epochs.
 //! - [`gridded`]: gridded time series (time/lat/lon): placement on the time axis.
+//! - [`plan`]: [`AppendPlan`], where a file's records go along the append dimension
+//!   (what every family's planning returns).
 //! - [`profiles`]: profile collections (Argo): rows found by profile identity.
 //! - [`region`]: index ranges along the append dimension.
 
@@ -15,7 +17,9 @@
 
 pub mod cf_time;
 pub mod gridded;
+pub mod plan;
 pub mod profiles;
 pub mod region;
 
+pub use plan::AppendPlan;
 pub use region::{ranges_from_indices, runs_by_position, IndexRange};

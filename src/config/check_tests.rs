@@ -709,7 +709,11 @@ const EVERY_KEY: &str = r#"{
 fn serde_fields<T: serde::de::DeserializeOwned + std::fmt::Debug>(base: &str) -> Vec<String> {
     let mut doc: serde_json::Value = serde_json::from_str(base).unwrap();
     doc["zz_not_a_key"] = 1.into();
-    let message = serde_json::from_value::<T>(doc).unwrap_err().to_string();
+    fields_of_message(&serde_json::from_value::<T>(doc).unwrap_err().to_string())
+}
+
+/// The field names of serde's "unknown field" message.
+fn fields_of_message(message: &str) -> Vec<String> {
     // "unknown field `x`, expected one of `a`, `b`" or "..., expected `a` or `b`".
     let expected = message
         .split_once(", expected")
@@ -734,9 +738,24 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 fn schema_and_serde_know_the_same_keys() {
     let doc: serde_json::Value = serde_json::from_str(EVERY_KEY).unwrap();
     let keys = sorted(doc.as_object().unwrap().keys().cloned().collect());
-    // serde accepts every key of the full config, and lists exactly those.
-    serde_json::from_value::<DatasetConfig>(doc.clone()).unwrap();
-    assert_eq!(serde_fields::<DatasetConfig>(EVERY_KEY), keys);
+    // serde types every common key and leaves exactly the families' keys as options;
+    // each family's options struct lists exactly the keys it claims.
+    let config = serde_json::from_value::<DatasetConfig>(doc.clone()).unwrap();
+    let mut option_keys = Vec::new();
+    for name in crate::collection::family_names() {
+        let family = crate::collection::family(name).unwrap();
+        let mut claimed: Vec<String> = family.option_keys().iter().map(|k| k.to_string()).collect();
+        claimed.sort();
+        let mut unknown = serde_json::Map::new();
+        unknown.insert("zz_not_a_key".into(), 1.into());
+        let problems = family.parse_options(&config, unknown).unwrap_err();
+        assert_eq!(fields_of_message(&problems[0].reason), claimed, "{name}");
+        option_keys.extend(claimed);
+    }
+    assert_eq!(
+        sorted(config.options.keys().cloned().collect()),
+        sorted(option_keys)
+    );
     // The schema lists the same keys and accepts each value.
     assert_eq!(sorted(schema::property_names(&[])), keys);
     assert_eq!(schema::validate(&doc), vec![]);
@@ -771,13 +790,15 @@ fn the_schema_enums_match_serde_enums() {
             .map(|v| v.to_string())
             .collect()
     };
-    for handler in enum_of("handler") {
-        serde_json::from_str::<HandlerKind>(&handler).unwrap();
-    }
+    // The schema's handlers are the registered families.
+    let registered: Vec<String> = crate::collection::family_names()
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect();
+    assert_eq!(enum_of("handler"), registered);
     for other in enum_of("other_dims") {
-        serde_json::from_str::<OtherDims>(&other).unwrap();
+        serde_json::from_str::<crate::collection::profiles::OtherDims>(&other).unwrap();
     }
-    assert!(serde_json::from_str::<HandlerKind>("\"grid\"").is_err());
     let names: Vec<String> = doc["properties"]["compressor"]["properties"]["name"]["enum"]
         .as_array()
         .unwrap()

@@ -4,137 +4,21 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use zru_handlers::cf_time::unit_seconds;
-
 use super::witness::PatternSamples;
-use super::{Dataset, DatasetConfig, HandlerKind, Problem, DEFAULT_TIME_TOLERANCE};
+use super::{Dataset, DatasetConfig, Problem};
 use crate::store::StoreLocation;
 
-/// The shortest `time_step`: a finer axis would need more slots than zru can hold.
-pub const MIN_TIME_STEP_SECONDS: f64 = 1e-3;
-/// The longest `time_step` (100 years of 365 days).
-pub const MAX_TIME_STEP_SECONDS: f64 = 36_500.0 * 86_400.0;
-/// `time_tolerance` must be below one day.
-pub const MAX_TIME_TOLERANCE_SECONDS: f64 = 86_400.0;
 /// Largest chunk length of one dimension (2^31).
 pub const MAX_CHUNK_LEN: u64 = 1 << 31;
 /// Largest product of the configured chunk lengths (2^28 elements: 2 GiB of float64).
 pub const MAX_CHUNK_ELEMENTS: u128 = 1 << 28;
 
-/// A duration such as `"1 day"` in seconds, or what is wrong with it.
-fn duration_seconds(text: &str) -> Result<f64, String> {
-    let parts: Vec<&str> = text.split_whitespace().collect();
-    let [count, unit] = parts.as_slice() else {
-        return Err(format!(
-            "{text:?} is not \"<number> <unit>\" (e.g. \"1 day\", \"6 hours\")"
-        ));
-    };
-    let count: f64 = count
-        .parse()
-        .map_err(|_| format!("{count:?} in {text:?} is not a number"))?;
-    let unit = unit_seconds(unit).ok_or_else(|| {
-        format!(
-            "{unit:?} in {text:?} is not a unit (microseconds, milliseconds, seconds, minutes, hours, days, weeks)"
-        )
-    })?;
-    if count.is_nan() {
-        return Err(format!("{text:?} is not a number (NaN)"));
-    }
-    if count < 0.0 {
-        return Err(format!("{text:?} is negative"));
-    }
-    let seconds = count * unit;
-    if !seconds.is_finite() {
-        return Err(format!("{text:?} is infinite"));
-    }
-    Ok(seconds)
-}
-
-/// `time_step` and `time_tolerance` in seconds (the tolerance defaults to
-/// [`DEFAULT_TIME_TOLERANCE`]), or every problem with them.
-pub(super) fn durations(config: &DatasetConfig) -> Result<(Option<f64>, f64), Vec<Problem>> {
-    let mut problems = Vec::new();
-    const STEP_FIX: &str =
-        "write a step between 1 millisecond and 36500 days, e.g. \"1 day\" or \"6 hours\"";
-    let step = match config.time_step.as_deref().map(duration_seconds) {
-        None => None,
-        Some(Err(reason)) => {
-            problems.push(Problem::new("time_step", &reason, STEP_FIX));
-            None
-        }
-        Some(Ok(step)) if step <= 0.0 => {
-            problems.push(Problem::new("time_step", "is zero", STEP_FIX));
-            None
-        }
-        Some(Ok(step)) if step < MIN_TIME_STEP_SECONDS => {
-            problems.push(Problem::new(
-                "time_step",
-                &format!("{step} s is below 1 millisecond (the store would need a slot per step)"),
-                STEP_FIX,
-            ));
-            None
-        }
-        Some(Ok(step)) if step > MAX_TIME_STEP_SECONDS => {
-            problems.push(Problem::new(
-                "time_step",
-                &format!("{step} s is longer than 36500 days"),
-                STEP_FIX,
-            ));
-            None
-        }
-        Some(Ok(step)) => Some(step),
-    };
-    let written = config.time_tolerance.is_some();
-    let text = config
-        .time_tolerance
-        .as_deref()
-        .unwrap_or(DEFAULT_TIME_TOLERANCE);
-    const TOLERANCE_FIX: &str =
-        "write a tolerance of at least 0 and below 1 day, e.g. \"1 second\" or \"0 seconds\"";
-    let tolerance = match duration_seconds(text) {
-        Err(reason) => {
-            problems.push(Problem::new("time_tolerance", &reason, TOLERANCE_FIX));
-            0.0
-        }
-        Ok(t) if t >= MAX_TIME_TOLERANCE_SECONDS => {
-            problems.push(Problem::new(
-                "time_tolerance",
-                &format!("{t} s is not below 1 day"),
-                TOLERANCE_FIX,
-            ));
-            0.0
-        }
-        Ok(t) => t,
-    };
-    if let Some(step) = step {
-        if tolerance * 2.0 >= step {
-            let default = if written {
-                String::new()
-            } else {
-                format!(" (the default {DEFAULT_TIME_TOLERANCE:?})")
-            };
-            problems.push(Problem::new(
-                "time_tolerance",
-                &format!(
-                    "{tolerance} s{default} is not less than half of time_step ({step} s): two grid slots could match one time"
-                ),
-                &format!(
-                    "set time_tolerance below {} seconds, e.g. \"{} seconds\"",
-                    step / 2.0,
-                    step / 4.0
-                ),
-            ));
-        }
-    }
-    if problems.is_empty() {
-        Ok((step, tolerance))
-    } else {
-        Err(problems)
-    }
-}
-
-/// Rules on one file's keys that the schema cannot express.
-pub(super) fn check_keys(config: &DatasetConfig) -> Vec<Problem> {
+/// Rules on one file's common keys that the schema cannot express; `data_names` are
+/// the names the family's options give the data (with the key naming each).
+pub(super) fn check_keys(
+    config: &DatasetConfig,
+    data_names: &[(&'static str, String)],
+) -> Vec<Problem> {
     let mut problems = Vec::new();
     if config.name.trim().is_empty() || config.name.contains(['/', '\\']) {
         problems.push(Problem::new(
@@ -205,63 +89,12 @@ pub(super) fn check_keys(config: &DatasetConfig) -> Vec<Problem> {
             _ => {}
         }
     }
-    problems.extend(check_handler_keys(config));
-    problems.extend(check_provenance(config));
-    problems
-}
-
-/// Keys that belong to one handler family are errors in the other's files.
-fn check_handler_keys(config: &DatasetConfig) -> Vec<Problem> {
-    let only = |key: &str, family: &str| {
-        Problem::new(
-            key,
-            &format!("only applies to \"handler\": \"{family}\""),
-            "remove it, or change the handler",
-        )
-    };
-    let mut problems = Vec::new();
-    match config.handler {
-        HandlerKind::Gridded => {
-            for (key, set) in [
-                ("identity", config.identity.is_some()),
-                ("level_dim", config.level_dim.is_some()),
-                ("other_dims", config.other_dims.is_some()),
-            ] {
-                if set {
-                    problems.push(only(key, "profiles"));
-                }
-            }
-        }
-        HandlerKind::Profiles => {
-            if config.time_step.is_some() {
-                problems.push(only("time_step", "gridded"));
-            }
-            if config.time_tolerance.is_some() {
-                problems.push(only("time_tolerance", "gridded"));
-            }
-            if let Some(identity) = &config.identity {
-                if identity.is_empty() || identity.iter().any(|n| n.trim().is_empty()) {
-                    problems.push(Problem::new(
-                        "identity",
-                        "needs at least one variable name",
-                        "list the variables identifying a profile, e.g. [\"PLATFORM_NUMBER\", \"CYCLE_NUMBER\", \"DIRECTION\"]",
-                    ));
-                }
-            }
-            if config.level_dim.as_deref() == Some(config.append_dim.as_str()) {
-                problems.push(Problem::new(
-                    "level_dim",
-                    "is the same dimension as append_dim",
-                    "name the level dimension (e.g. \"N_LEVELS\")",
-                ));
-            }
-        }
-    }
+    problems.extend(check_provenance(config, data_names));
     problems
 }
 
 /// The provenance variable's name: a plain array name no data variable can have.
-fn check_provenance(config: &DatasetConfig) -> Vec<Problem> {
+fn check_provenance(config: &DatasetConfig, data_names: &[(&'static str, String)]) -> Vec<Problem> {
     let name = config
         .provenance_variable
         .as_deref()
@@ -288,20 +121,7 @@ fn check_provenance(config: &DatasetConfig) -> Vec<Problem> {
         ));
     }
     let mut taken: Vec<(&str, String)> = vec![("append_dim", config.append_dim.clone())];
-    if config.handler == HandlerKind::Profiles {
-        let level = config
-            .level_dim
-            .clone()
-            .unwrap_or_else(|| super::DEFAULT_LEVEL_DIM.into());
-        taken.push(("level_dim", level));
-        let identity = config.identity.clone().unwrap_or_else(|| {
-            super::DEFAULT_IDENTITY
-                .iter()
-                .map(|n| n.to_string())
-                .collect()
-        });
-        taken.extend(identity.into_iter().map(|n| ("identity", n)));
-    }
+    taken.extend(data_names.iter().cloned());
     taken.extend(
         config
             .keep_variables

@@ -322,7 +322,7 @@ impl Flusher<'_> {
                     .describe()
                 );
                 // A line shows the reason instead of the region: keep both.
-                let region = report.region.as_ref().map(crate::update::format_region);
+                let region = report.region.as_ref().map(ToString::to_string);
                 report.reason = Some(
                     [Some(why), report.reason.take(), region]
                         .into_iter()

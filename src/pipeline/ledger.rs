@@ -71,7 +71,7 @@ pub struct LedgerEntry {
     pub action: String,
     /// The region written or blanked, per dimension: `[start, end)` indices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<BTreeMap<String, [u64; 2]>>,
+    pub region: Option<crate::update::Region>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -229,7 +229,7 @@ mod tests {
             etag: Some("e".into()),
             version_id: None,
             action: "appended".into(),
-            region: Some(BTreeMap::from([("time".to_string(), [0, 1])])),
+            region: Some(crate::update::Region::along("time", 0, 1)),
         };
         ledger.record("sst/a.nc", entry.clone());
         ledger.save().unwrap();

@@ -79,7 +79,7 @@ pub struct Report {
     /// What happened.
     pub action: ReportAction,
     /// The region written or blanked, per dimension: `[start, end)` indices.
-    pub region: Option<BTreeMap<String, [u64; 2]>>,
+    pub region: Option<crate::update::Region>,
     /// Why it was rejected or skipped, or a note on an applied event.
     pub reason: Option<String>,
     /// How many times the queue has delivered the message, this one included.

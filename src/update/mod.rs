@@ -6,20 +6,18 @@
 //! object key and the cause, and the store is unchanged.
 
 mod error;
-mod gridded;
-mod profile_index;
-mod profiles;
-mod time_axis;
+mod region;
 
-use std::collections::BTreeMap;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 pub use error::UpdateError;
+pub use region::Region;
 
-use crate::config::{Catalog, Dataset, HandlerKind};
+use crate::collection::Batch;
+use crate::config::{Catalog, Dataset};
 use crate::store::{CommitStats, Transaction, ZarrFormat, ZarrStore};
 
 fn rejected(event: &Event, dataset: Option<String>, error: Rejection) -> Outcome {
@@ -111,7 +109,7 @@ pub struct Outcome {
     pub dataset: Option<String>,
     pub action: Action,
     /// Index range `[start, stop)` per dimension that the event wrote or blanked.
-    pub region: Option<BTreeMap<String, [u64; 2]>>,
+    pub region: Option<Region>,
     pub reason: Option<String>,
     pub stats: Option<CommitStats>,
     /// For a rejection: retrying cannot succeed (dead-letter it at once).
@@ -141,31 +139,22 @@ pub fn event_line(
     key: &str,
     dataset: Option<&str>,
     action: &dyn std::fmt::Display,
-    region: Option<&BTreeMap<String, [u64; 2]>>,
+    region: Option<&Region>,
     reason: Option<&str>,
 ) -> String {
     let detail = match (region, reason) {
         (_, Some(reason)) => reason.to_string(),
-        (Some(region), None) => format_region(region),
+        (Some(region), None) => region.to_string(),
         (None, None) => String::new(),
     };
     format!("{key}\t{}\t{action}\t{detail}", dataset.unwrap_or("-"))
-}
-
-/// A region as `dim[start:stop] ...`.
-pub fn format_region(region: &BTreeMap<String, [u64; 2]>) -> String {
-    region
-        .iter()
-        .map(|(dim, [a, b])| format!("{dim}[{a}:{b}]"))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// A successful application, before it is turned into an [`Outcome`].
 #[derive(Debug, Clone)]
 pub struct Applied {
     pub action: Action,
-    pub region: Option<BTreeMap<String, [u64; 2]>>,
+    pub region: Option<Region>,
     pub note: Option<String>,
     pub stats: CommitStats,
 }
@@ -278,12 +267,12 @@ impl Updater {
         let mut tx = store.begin();
         // Provenance decides what a removal blanks: it is written after the data.
         tx.write_last(vec![dataset.provenance_variable().to_string()]);
-        let mut index = profile_index::IndexCache::default();
+        let mut batch = dataset.family.begin_batch();
         let mut outcomes = Vec::with_capacity(events.len());
         for event in events {
-            let result = self.apply_staged(&mut tx, dataset, event, &mut index, mode);
+            let result = self.apply_staged(&mut tx, dataset, event, batch.as_mut(), mode);
             if result.is_err() {
-                index.invalidate();
+                batch.rolled_back();
             }
             let outcome = match result {
                 Ok(applied) => Outcome {
@@ -315,7 +304,7 @@ impl Updater {
         tx: &mut Transaction<'_>,
         dataset: &Dataset,
         event: &Event,
-        index: &mut profile_index::IndexCache,
+        batch: &mut dyn Batch,
         mode: Mode,
     ) -> Result<Applied, UpdateError> {
         let store_error = |source| UpdateError::Store {
@@ -326,7 +315,7 @@ impl Updater {
         // No input may crash the process: a panic while staging this event becomes its
         // rejection, and the savepoint undoes whatever it staged.
         let staged = panic::catch_unwind(AssertUnwindSafe(|| {
-            self.stage_event(tx, dataset, event, index, mode)
+            self.stage_event(tx, dataset, event, batch, mode)
         }));
         let result = staged.unwrap_or_else(|payload| {
             Err(UpdateError::Internal {
@@ -352,12 +341,12 @@ impl Updater {
         tx: &mut Transaction<'_>,
         dataset: &Dataset,
         event: &Event,
-        index: &mut profile_index::IndexCache,
+        batch: &mut dyn Batch,
         mode: Mode,
     ) -> Result<Applied, UpdateError> {
-        match (event.kind, dataset.config.handler) {
-            _ if mode == Mode::Adopt => self.adopt_staged(tx, dataset, event),
-            (EventKind::Created, handler) => {
+        match event.kind {
+            _ if mode == Mode::Adopt => self.adopt_staged(tx, dataset, event, batch),
+            EventKind::Created => {
                 let path = self.raw_root.join(&event.key);
                 let before = file_stamp(&path);
                 if before.is_none() {
@@ -366,11 +355,7 @@ impl Updater {
                         path,
                     });
                 }
-                let result = if handler == HandlerKind::Profiles {
-                    profiles::apply_created(tx, dataset, &event.key, &path, index)
-                } else {
-                    gridded::apply_created(tx, dataset, &event.key, &path)
-                };
+                let result = batch.stage_created(tx, dataset, &event.key, &path);
                 match result {
                     // A file removed or rewritten in place while it was read (found by
                     // the chaos test: "the file is empty", a wrong grid, no such file)
@@ -385,16 +370,11 @@ impl Updater {
                 }
             }
             // A removal needs a store to remove from (the file itself is not read).
-            (EventKind::Removed, _) if tx.arrays().is_empty() => Err(UpdateError::NoStore {
+            EventKind::Removed if tx.arrays().is_empty() => Err(UpdateError::NoStore {
                 key: event.key.clone(),
                 store: dataset.store_path.clone(),
             }),
-            (EventKind::Removed, HandlerKind::Gridded) => {
-                gridded::apply_removed(tx, dataset, &event.key)
-            }
-            (EventKind::Removed, HandlerKind::Profiles) => {
-                profiles::apply_removed(tx, dataset, &event.key, index)
-            }
+            EventKind::Removed => batch.stage_removed(tx, dataset, &event.key),
         }
     }
 
@@ -403,25 +383,17 @@ impl Updater {
         tx: &mut Transaction<'_>,
         dataset: &Dataset,
         event: &Event,
+        batch: &mut dyn Batch,
     ) -> Result<Applied, UpdateError> {
         let not_adoptable = |reason: &str| UpdateError::Adopt {
             key: event.key.clone(),
             reason: reason.to_string(),
         };
-        match (event.kind, dataset.config.handler) {
-            (EventKind::Removed, _) => Err(not_adoptable("only existing files can be adopted")),
-            (EventKind::Created, HandlerKind::Profiles) => Err(not_adoptable(
-                "profile rows are found by identity: ingest the file instead (it overwrites its rows in place)",
-            )),
-            (EventKind::Created, HandlerKind::Gridded) => {
+        match event.kind {
+            EventKind::Removed => Err(not_adoptable("only existing files can be adopted")),
+            EventKind::Created => {
                 let path = self.raw_root.join(&event.key);
-                if !path.is_file() {
-                    return Err(UpdateError::MissingObject {
-                        key: event.key.clone(),
-                        path,
-                    });
-                }
-                gridded::apply_adopted(tx, dataset, &event.key, &path)
+                batch.stage_adopted(tx, dataset, &event.key, &path)
             }
         }
     }

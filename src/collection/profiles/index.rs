@@ -50,10 +50,10 @@ use zru_handlers::profiles::{
 };
 use zru_handlers::ranges_from_indices;
 
-use super::gridded::{store_dim_lengths, Context};
-use super::profiles::{identity_texts, profile_error, zip_identities};
-use super::UpdateError;
+use super::{identity_texts, options, profile_error, zip_identities};
+use crate::collection::rows::{store_dim_lengths, Context};
 use crate::store::Transaction;
+use crate::update::UpdateError;
 
 /// Directory of the index, relative to the store's `.zru/` sidecar directory.
 const INDEX_DIR: &str = "profiles";
@@ -82,7 +82,7 @@ impl IndexMeta {
         Self {
             format: FORMAT,
             append_dim: cx.append_dim().to_string(),
-            identity: cx.dataset.identity(),
+            identity: options(cx.dataset).identity,
             provenance: cx.dataset.provenance_variable().to_string(),
             rows,
             shards: SHARDS,
@@ -470,9 +470,8 @@ fn read_identities(
     start: u64,
     count: u64,
 ) -> Result<Vec<Identity>, UpdateError> {
-    let columns = cx
-        .dataset
-        .identity()
+    let columns = options(cx.dataset)
+        .identity
         .iter()
         .map(|name| read_texts(cx, tx, name, start, count))
         .collect::<Result<Vec<_>, _>>()?;
@@ -505,7 +504,7 @@ fn build_index(cx: &Context<'_>, tx: &Transaction<'_>) -> Result<IdentityIndex, 
         .chunk_shape()
         .map_err(|e| cx.schema(provenance, e.to_string()))?[0]
         .max(1);
-    let names = cx.dataset.identity();
+    let names = options(cx.dataset).identity;
     if len > 0 {
         if let Some(missing) = names.iter().find(|n| tx.array_doc(n).is_none()) {
             return Err(cx.schema(missing, "identity variable missing from the store".into()));
@@ -731,7 +730,7 @@ mod tests {
             .prepare(&cx, &tx, std::slice::from_ref(&new), key)
             .unwrap();
         let plan = plan_rows(index, std::slice::from_ref(&new), key).unwrap();
-        assert_eq!(plan.rows, vec![20]);
+        assert_eq!(plan.indices, vec![20]);
         index.apply(&plan, vec![new.clone()], key, &[]).unwrap();
         cache.stage(&cx, &tx).unwrap();
         tx.rollback(savepoint).unwrap();

@@ -1,109 +1,217 @@
 //! Gridded time series: a file's variables go to the slots of the append dimension its
 //! times occupy; a removal blanks the slots whose provenance is the removed key.
+//!
+//! Placement on the time axis is planned by [`zru_handlers::gridded`]; this module
+//! reads the file, checks its grid against the store's and stages the writes.
+
+mod options;
+mod time_axis;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use zru_handlers::cf_time::TimeUnits;
 use zru_handlers::gridded::{place_times, Placement, PlacementRules, DEFAULT_MAX_NEW_SLOTS};
-use zru_handlers::{ranges_from_indices, runs_by_position, IndexRange};
+use zru_handlers::{ranges_from_indices, runs_by_position};
 
-use super::time_axis::StoreTimeAxis;
-use super::{Action, Applied, UpdateError};
-use crate::config::Dataset;
+pub use options::{
+    GriddedOptions, DEFAULT_TIME_TOLERANCE, MAX_TIME_STEP_SECONDS, MAX_TIME_TOLERANCE_SECONDS,
+    MIN_TIME_STEP_SECONDS,
+};
+
+use self::time_axis::StoreTimeAxis;
+use super::rows::{
+    append_arrays, blank_slots, blank_slots_of_key, check_same_layout, describe_ranges,
+    ensure_provenance, grow_append_arrays, new_array_doc, provenance_at, slot_region,
+    slots_with_provenance, store_dim_lengths, write_provenance, Context,
+};
+use super::{Batch, Collection, FamilyOptions};
+use crate::config::{Dataset, DatasetConfig, Problem};
 use crate::source::{Band, SourceFile, SourceVariable};
-use crate::store::{ArrayDoc, Compressor, NewArray, Transaction, ZarrFormat};
-use crate::values::{convert, from_f64_values, CfEncoding, ElementType, Values, ValuesError};
+use crate::store::{ArrayDoc, Transaction};
+use crate::update::{Action, Applied, UpdateError};
+use crate::values::{convert, from_f64_values, CfEncoding, ElementType, Values};
 
-/// Chunk length of the 1-D arrays zru creates along the append dimension (the time
-/// coordinate, time-like variables, provenance). Readers load these whole to index the
-/// store, so they are not chunked like the data: one file per 1024 slots, not per slot.
-pub(super) const AXIS_CHUNK: u64 = 1024;
+/// The gridded family (`"handler": "gridded"`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gridded;
+
+impl Collection for Gridded {
+    fn name(&self) -> &'static str {
+        "gridded"
+    }
+
+    fn option_keys(&self) -> &'static [&'static str] {
+        options::OPTION_KEYS
+    }
+
+    fn parse_options(
+        &self,
+        config: &DatasetConfig,
+        options: serde_json::Map<String, Value>,
+    ) -> Result<Arc<dyn FamilyOptions>, Vec<Problem>> {
+        options::parse(config, options)
+    }
+
+    /// One slot per chunk: a file (one or a few times) rewrites only its own chunks.
+    fn default_append_chunk(&self) -> u64 {
+        1
+    }
+
+    fn begin_batch(&self) -> Box<dyn Batch> {
+        Box::new(GriddedBatch)
+    }
+}
+
+/// A gridded batch: nothing is cached between events (the time axis is read per
+/// file, through the transaction).
+struct GriddedBatch;
+
+impl Batch for GriddedBatch {
+    /// Stages a created (or revised) file into its region of the dataset's store.
+    fn stage_created(
+        &mut self,
+        tx: &mut Transaction<'_>,
+        dataset: &Dataset,
+        key: &str,
+        path: &Path,
+    ) -> Result<Applied, UpdateError> {
+        let cx = Context { dataset, key };
+        let placed = place_file(&cx, tx, path)?;
+        let (source, placement) = (&placed.source, &placed.placement);
+        let variables = placed.variables();
+        let variables = variables.as_slice();
+
+        if tx.arrays().is_empty() {
+            tx.root_attrs = source.global_attributes().map_err(|e| cx.source_error(e))?;
+        }
+        let created = prepare_arrays(&cx, tx, source, variables, placement)?;
+        write_time_slots(&cx, tx, placement)?;
+        let times = TimeLikeVariables::new(&cx, source, &placed.time_units);
+        write_variables(&cx, tx, source, variables, placement, &created, &times)?;
+        blank_uncovered(&cx, tx, variables, placement)?;
+        // A revision whose times moved: the key's earlier slots the file no longer covers
+        // are blanked, as if the old version had been removed first.
+        let earlier: Vec<u64> = slots_with_provenance(&cx, tx)?
+            .into_iter()
+            .filter(|slot| !placement.indices.contains(slot))
+            .collect();
+        let earlier = blank_slots_of_key(&cx, tx, &earlier)?;
+        write_provenance(&cx, tx, &placement.indices)?;
+
+        let action = if placement.overwrites() {
+            Action::Overwrote
+        } else {
+            Action::Appended
+        };
+        let region = placement.region();
+        Ok(Applied {
+            action,
+            region: slot_region(&cx, region.start, region.stop),
+            note: (!earlier.is_empty())
+                .then(|| format!("blanked this key's earlier {}", describe_ranges(&earlier))),
+            stats: Default::default(),
+        })
+    }
+
+    /// Stages the blanking of every slot whose provenance is `key`; the time values stay.
+    fn stage_removed(
+        &mut self,
+        tx: &mut Transaction<'_>,
+        dataset: &Dataset,
+        key: &str,
+    ) -> Result<Applied, UpdateError> {
+        let cx = Context { dataset, key };
+        let slots = slots_with_provenance(&cx, tx)?;
+        if slots.is_empty() {
+            return Ok(Applied {
+                action: Action::Unchanged,
+                region: None,
+                note: Some(format!("no slot of {} holds this key", dataset.name())),
+                stats: Default::default(),
+            });
+        }
+        let ranges = blank_slots_of_key(&cx, tx, &slots)?;
+        let first = ranges.first().map_or(0, |r| r.start);
+        let last = ranges.last().map_or(0, |r| r.stop);
+        Ok(Applied {
+            action: Action::Blanked,
+            region: slot_region(&cx, first, last),
+            note: (ranges.len() > 1).then(|| format!("blanked {}", describe_ranges(&ranges))),
+            stats: Default::default(),
+        })
+    }
+
+    /// Records `key` as the source of the slots its file's times occupy, writing no data:
+    /// for slots written before zru managed the store (by `xarray.to_zarr`), so that a
+    /// later removal or revision of the key finds them. Every time of the file must
+    /// already be in the store, on a slot that no other key holds.
+    fn stage_adopted(
+        &mut self,
+        tx: &mut Transaction<'_>,
+        dataset: &Dataset,
+        key: &str,
+        path: &Path,
+    ) -> Result<Applied, UpdateError> {
+        if !path.is_file() {
+            return Err(UpdateError::MissingObject {
+                key: key.to_string(),
+                path: path.to_path_buf(),
+            });
+        }
+        let cx = Context { dataset, key };
+        if tx.arrays().is_empty() {
+            return Err(UpdateError::NoStore {
+                key: key.to_string(),
+                store: dataset.store_path.clone(),
+            });
+        }
+        let placement = place_file(&cx, tx, path)?.placement;
+        let not_adoptable = |reason: String| UpdateError::Adopt {
+            key: key.to_string(),
+            reason,
+        };
+        if placement.new_len > placement.old_len || placement.indices.is_empty() {
+            return Err(not_adoptable(format!(
+                "its times are not all in the store (it has {} slots): ingest it instead",
+                placement.old_len
+            )));
+        }
+        ensure_provenance(&cx, tx, placement.old_len);
+        let holders = provenance_at(&cx, tx, &placement.indices)?;
+        if let Some((slot, other)) = holders
+            .iter()
+            .find(|(_, holder)| !holder.is_empty() && holder != key)
+        {
+            return Err(not_adoptable(format!("slot {slot} already holds {other}")));
+        }
+        write_provenance(&cx, tx, &placement.indices)?;
+        let region = placement.region();
+        Ok(Applied {
+            action: Action::Adopted,
+            region: slot_region(&cx, region.start, region.stop),
+            note: None,
+            stats: Default::default(),
+        })
+    }
+}
+
+/// The gridded options of a dataset (defaults if it is not gridded, which the
+/// registry makes impossible).
+fn options(dataset: &Dataset) -> GriddedOptions {
+    dataset
+        .options::<GriddedOptions>()
+        .cloned()
+        .unwrap_or(GriddedOptions {
+            time_step_seconds: None,
+            time_tolerance_seconds: 1e-3,
+        })
+}
 
 /// Relative tolerance when comparing a file's coordinate values with the store's.
 const COORDINATE_TOLERANCE: f64 = 1e-6;
-
-/// The event being applied: its dataset and object key (named in every error).
-pub(super) struct Context<'a> {
-    pub(super) dataset: &'a Dataset,
-    pub(super) key: &'a str,
-}
-
-impl Context<'_> {
-    pub(super) fn store_error(&self, source: crate::store::StoreError) -> UpdateError {
-        UpdateError::Store {
-            key: self.key.to_string(),
-            source: Box::new(source),
-        }
-    }
-
-    pub(super) fn source_error(&self, source: crate::source::SourceError) -> UpdateError {
-        UpdateError::Source {
-            key: self.key.to_string(),
-            source: Box::new(source),
-        }
-    }
-
-    pub(super) fn append_dim(&self) -> &str {
-        &self.dataset.config.append_dim
-    }
-
-    fn wrong_grid(&self, reason: String) -> UpdateError {
-        UpdateError::WrongGrid {
-            key: self.key.to_string(),
-            reason,
-        }
-    }
-
-    pub(super) fn values_error(&self, variable: &str, source: ValuesError) -> UpdateError {
-        UpdateError::Values {
-            key: self.key.to_string(),
-            variable: variable.to_string(),
-            source,
-        }
-    }
-
-    /// A file with a variable named like the dataset's provenance array is rejected:
-    /// copying it would replace the slots' source keys (docs/config.md).
-    pub(super) fn reject_provenance_clash(&self, source: &SourceFile) -> Result<(), UpdateError> {
-        let name = self.dataset.provenance_variable();
-        if source.variable(name).is_some() {
-            return Err(self.schema(
-                name,
-                format!(
-                    "the file has a variable named like the dataset's provenance_variable {name:?}; set provenance_variable in {} to a name the files do not use",
-                    self.dataset.file.display()
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    pub(super) fn schema(&self, variable: &str, reason: String) -> UpdateError {
-        UpdateError::Schema {
-            key: self.key.to_string(),
-            variable: variable.to_string(),
-            reason,
-        }
-    }
-
-    /// The metadata and element type of the store array that file variable `name` is
-    /// written to, which the file's preparation created if it was missing.
-    pub(super) fn prepared_array<'t>(
-        &self,
-        tx: &'t Transaction<'_>,
-        name: &str,
-    ) -> Result<(&'t ArrayDoc, ElementType), UpdateError> {
-        let doc = tx
-            .array_doc(name)
-            .ok_or_else(|| self.schema(name, "array missing after preparation".into()))?;
-        let element = doc
-            .element_type()
-            .map_err(|e| self.schema(name, e.to_string()))?;
-        Ok((doc, element))
-    }
-}
 
 /// A file opened and placed on the store's time axis.
 struct PlacedFile {
@@ -152,12 +260,12 @@ fn place_file(
     let variables = kept_variables(cx, &source);
     check_grid(cx, tx, &source, &variables)?;
 
+    let options = options(cx.dataset);
     let rules = PlacementRules {
-        time_step: cx
-            .dataset
+        time_step: options
             .time_step_seconds
             .map(|s| s / store_units.unit_seconds),
-        tolerance: cx.dataset.time_tolerance_seconds / store_units.unit_seconds,
+        tolerance: options.time_tolerance_seconds / store_units.unit_seconds,
         max_new_slots: DEFAULT_MAX_NEW_SLOTS,
     };
     let placement = {
@@ -173,196 +281,6 @@ fn place_file(
         variables,
         placement,
         time_units: (file_units, store_units),
-    })
-}
-
-/// Records `key` as the source of the slots its file's times occupy, writing no data:
-/// for slots written before zru managed the store (by `xarray.to_zarr`), so that a
-/// later removal or revision of the key finds them. Every time of the file must
-/// already be in the store, on a slot that no other key holds.
-pub fn apply_adopted(
-    tx: &mut Transaction<'_>,
-    dataset: &Dataset,
-    key: &str,
-    path: &Path,
-) -> Result<Applied, UpdateError> {
-    let cx = Context { dataset, key };
-    if tx.arrays().is_empty() {
-        return Err(UpdateError::NoStore {
-            key: key.to_string(),
-            store: dataset.store_path.clone(),
-        });
-    }
-    let placement = place_file(&cx, tx, path)?.placement;
-    let not_adoptable = |reason: String| UpdateError::Adopt {
-        key: key.to_string(),
-        reason,
-    };
-    if placement.new_len > placement.old_len || placement.indices.is_empty() {
-        return Err(not_adoptable(format!(
-            "its times are not all in the store (it has {} slots): ingest it instead",
-            placement.old_len
-        )));
-    }
-    ensure_provenance(&cx, tx, placement.old_len);
-    let holders = provenance_at(&cx, tx, &placement.indices)?;
-    if let Some((slot, other)) = holders
-        .iter()
-        .find(|(_, holder)| !holder.is_empty() && holder != key)
-    {
-        return Err(not_adoptable(format!("slot {slot} already holds {other}")));
-    }
-    write_provenance(&cx, tx, &placement.indices)?;
-    let region = placement.region();
-    Ok(Applied {
-        action: Action::Adopted,
-        region: slot_region(&cx, region.start, region.stop),
-        note: None,
-        stats: Default::default(),
-    })
-}
-
-/// The provenance (source key, "" if none) of each slot, reading each run of
-/// consecutive slots at once.
-fn provenance_at(
-    cx: &Context<'_>,
-    tx: &Transaction<'_>,
-    slots: &[u64],
-) -> Result<Vec<(u64, String)>, UpdateError> {
-    let mut holders = Vec::with_capacity(slots.len());
-    for range in ranges_from_indices(slots) {
-        let keys = provenance_keys(cx, tx, range.start, range.len())?;
-        holders.extend((range.start..range.stop).zip(keys));
-    }
-    Ok(holders)
-}
-
-/// The provenance keys of slots `[start, start + count)` ("" for each if the array
-/// does not hold text).
-fn provenance_keys(
-    cx: &Context<'_>,
-    tx: &Transaction<'_>,
-    start: u64,
-    count: u64,
-) -> Result<Vec<String>, UpdateError> {
-    let name = cx.dataset.provenance_variable();
-    match tx
-        .read(name, &[start], &[count])
-        .map_err(|e| cx.store_error(e))?
-    {
-        Values::Text(keys) => Ok(keys),
-        _ => Ok(vec![String::new(); count as usize]),
-    }
-}
-
-/// Stages a created (or revised) file into its region of the dataset's store.
-pub fn apply_created(
-    tx: &mut Transaction<'_>,
-    dataset: &Dataset,
-    key: &str,
-    path: &Path,
-) -> Result<Applied, UpdateError> {
-    let cx = Context { dataset, key };
-    let placed = place_file(&cx, tx, path)?;
-    let (source, placement) = (&placed.source, &placed.placement);
-    let variables = placed.variables();
-    let variables = variables.as_slice();
-
-    if tx.arrays().is_empty() {
-        tx.root_attrs = source.global_attributes().map_err(|e| cx.source_error(e))?;
-    }
-    let created = prepare_arrays(&cx, tx, source, variables, placement)?;
-    write_time_slots(&cx, tx, placement)?;
-    let times = TimeLikeVariables::new(&cx, source, &placed.time_units);
-    write_variables(&cx, tx, source, variables, placement, &created, &times)?;
-    blank_uncovered(&cx, tx, variables, placement)?;
-    // A revision whose times moved: the key's earlier slots the file no longer covers
-    // are blanked, as if the old version had been removed first.
-    let earlier: Vec<u64> = slots_with_provenance(&cx, tx)?
-        .into_iter()
-        .filter(|slot| !placement.indices.contains(slot))
-        .collect();
-    let earlier = blank_slots_of_key(&cx, tx, &earlier)?;
-    write_provenance(&cx, tx, &placement.indices)?;
-
-    let action = if placement.overwrites() {
-        Action::Overwrote
-    } else {
-        Action::Appended
-    };
-    let region = placement.region();
-    Ok(Applied {
-        action,
-        region: slot_region(&cx, region.start, region.stop),
-        note: (!earlier.is_empty())
-            .then(|| format!("blanked this key's earlier {}", describe_ranges(&earlier))),
-        stats: Default::default(),
-    })
-}
-
-/// Blanks every append-dimension array except the coordinate (so the provenance too)
-/// at `slots`; returns the slots as ranges.
-fn blank_slots_of_key(
-    cx: &Context<'_>,
-    tx: &mut Transaction<'_>,
-    slots: &[u64],
-) -> Result<Vec<IndexRange>, UpdateError> {
-    let ranges = ranges_from_indices(slots);
-    if ranges.is_empty() {
-        return Ok(ranges);
-    }
-    let names: Vec<String> = append_arrays(tx, cx.append_dim())
-        .into_iter()
-        .filter(|n| n != cx.append_dim())
-        .collect();
-    for name in names {
-        for range in &ranges {
-            blank_slots(cx, tx, &name, *range)?;
-        }
-    }
-    Ok(ranges)
-}
-
-/// An event's region: slots `[start, stop)` of the append dimension.
-fn slot_region(cx: &Context<'_>, start: u64, stop: u64) -> Option<BTreeMap<String, [u64; 2]>> {
-    Some(BTreeMap::from([(
-        cx.append_dim().to_string(),
-        [start, stop],
-    )]))
-}
-
-fn describe_ranges(ranges: &[IndexRange]) -> String {
-    ranges
-        .iter()
-        .map(|r| r.to_string())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Stages the blanking of every slot whose provenance is `key`; the time values stay.
-pub fn apply_removed(
-    tx: &mut Transaction<'_>,
-    dataset: &Dataset,
-    key: &str,
-) -> Result<Applied, UpdateError> {
-    let cx = Context { dataset, key };
-    let slots = slots_with_provenance(&cx, tx)?;
-    if slots.is_empty() {
-        return Ok(Applied {
-            action: Action::Unchanged,
-            region: None,
-            note: Some(format!("no slot of {} holds this key", dataset.name())),
-            stats: Default::default(),
-        });
-    }
-    let ranges = blank_slots_of_key(&cx, tx, &slots)?;
-    let first = ranges.first().map_or(0, |r| r.start);
-    let last = ranges.last().map_or(0, |r| r.stop);
-    Ok(Applied {
-        action: Action::Blanked,
-        region: slot_region(&cx, first, last),
-        note: (ranges.len() > 1).then(|| format!("blanked {}", describe_ranges(&ranges))),
-        stats: Default::default(),
     })
 }
 
@@ -467,19 +385,6 @@ fn kept_variables<'f>(cx: &Context<'_>, source: &'f SourceFile) -> Vec<&'f Sourc
         .collect()
 }
 
-/// Dimension lengths of the store, from its arrays' shapes.
-pub(super) fn store_dim_lengths(arrays: &BTreeMap<String, ArrayDoc>) -> BTreeMap<String, u64> {
-    let mut lengths = BTreeMap::new();
-    for doc in arrays.values() {
-        if let (Ok(dims), Ok(shape)) = (doc.dims(), doc.shape()) {
-            for (dim, len) in dims.into_iter().zip(shape) {
-                lengths.entry(dim).or_insert(len);
-            }
-        }
-    }
-    lengths
-}
-
 /// Rejects a file whose grid (dimension lengths, coordinate values, variable layout)
 /// differs from the store's.
 fn check_grid(
@@ -563,40 +468,6 @@ fn check_same_attributes(
     Ok(())
 }
 
-/// Rejects a file variable whose dimension names, or text-ness, differ from the
-/// store array of the same name.
-pub(super) fn check_same_layout(
-    cx: &Context<'_>,
-    doc: &ArrayDoc,
-    var: &SourceVariable,
-) -> Result<(), UpdateError> {
-    let store_dims = doc
-        .dims()
-        .map_err(|e| cx.schema(&var.name, e.to_string()))?;
-    if store_dims != var.dims {
-        return Err(cx.schema(
-            &var.name,
-            format!(
-                "dimensions {:?} in the file but {store_dims:?} in the store",
-                var.dims
-            ),
-        ));
-    }
-    let store_type = doc
-        .element_type()
-        .map_err(|e| cx.schema(&var.name, e.to_string()))?;
-    if (store_type == ElementType::Text) != (var.element == ElementType::Text) {
-        return Err(cx.schema(
-            &var.name,
-            format!(
-                "mismatched types: {:?} in the file but {store_type:?} in the store",
-                var.element
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// Rejects a static variable (coordinates, grid mappings, 2-D latitude/longitude,
 /// bounds, masks: anything without the append dimension) whose values differ from the
 /// store's. Numbers are compared as physical values (unpacked, fill as missing) with a
@@ -650,24 +521,6 @@ fn check_static(
         }
     }
     Ok(())
-}
-
-/// Names of the transaction's arrays that have the append dimension (on any axis).
-pub(super) fn append_arrays(tx: &Transaction<'_>, append_dim: &str) -> Vec<String> {
-    tx.arrays()
-        .values()
-        .filter(|doc| append_axis(doc, append_dim).is_some())
-        .map(|doc| doc.name.clone())
-        .collect()
-}
-
-/// The axis of a store array that is the append dimension, if it has it.
-pub(super) fn append_axis(doc: &ArrayDoc, append_dim: &str) -> Option<usize> {
-    doc.dims().ok()?.iter().position(|d| d == append_dim)
-}
-
-fn compressor_for_new_arrays(cx: &Context<'_>) -> Compressor {
-    Compressor::from_config(cx.dataset.config.compressor.as_ref())
 }
 
 /// Creates the arrays a file brings (a new store, new variables, provenance) and grows
@@ -731,95 +584,6 @@ fn with_time_fill(var: &SourceVariable, append_dim: &str, bounds: Option<&str>) 
     var
 }
 
-/// Metadata of a new array for a file variable, with the given shape.
-pub(super) fn new_array_doc(
-    cx: &Context<'_>,
-    format: ZarrFormat,
-    var: &SourceVariable,
-    shape: Vec<u64>,
-) -> ArrayDoc {
-    let append_dim = cx.append_dim();
-    let chunks = if var.dims.len() == 1 && var.dims[0] == append_dim {
-        vec![AXIS_CHUNK.max(cx.dataset.chunk_len(append_dim, 1))]
-    } else {
-        var.dims
-            .iter()
-            .zip(&shape)
-            .map(|(d, &n)| cx.dataset.chunk_len(d, n))
-            .collect()
-    };
-    let mut attributes = var.attributes.clone();
-    if var.element == ElementType::Text {
-        attributes.remove("_FillValue");
-    }
-    ArrayDoc::create(
-        format,
-        NewArray {
-            name: var.name.clone(),
-            dims: var.dims.clone(),
-            shape,
-            chunks,
-            element: var.element,
-            fill_value: var.encoding.fill_value,
-            attributes,
-            compressor: compressor_for_new_arrays(cx),
-        },
-    )
-}
-
-/// Creates the provenance array of a new store.
-pub(super) fn ensure_provenance(cx: &Context<'_>, tx: &mut Transaction<'_>, len: u64) {
-    let provenance = cx.dataset.provenance_variable().to_string();
-    if tx.array_doc(&provenance).is_some() {
-        return;
-    }
-    let mut attributes = serde_json::Map::new();
-    attributes.insert(
-        "long_name".into(),
-        json!("object key of the source file of each slot (empty when blank)"),
-    );
-    attributes.insert("zru_dataset".into(), json!(cx.dataset.name()));
-    let format = tx.format();
-    tx.put_array(ArrayDoc::create(
-        format,
-        NewArray {
-            name: provenance,
-            dims: vec![cx.append_dim().to_string()],
-            shape: vec![len],
-            chunks: vec![AXIS_CHUNK],
-            element: ElementType::Text,
-            fill_value: None,
-            attributes,
-            compressor: compressor_for_new_arrays(cx),
-        },
-    ));
-}
-
-/// Grows every array that has the append dimension to `new_len` along it.
-pub(super) fn grow_append_arrays(
-    cx: &Context<'_>,
-    tx: &mut Transaction<'_>,
-    new_len: u64,
-) -> Result<(), UpdateError> {
-    for name in append_arrays(tx, cx.append_dim()) {
-        let Some(doc) = tx.array_doc(&name) else {
-            continue;
-        };
-        let Some(axis) = append_axis(doc, cx.append_dim()) else {
-            continue;
-        };
-        let shape = doc.shape().map_err(|e| cx.schema(&name, e.to_string()))?;
-        if shape.get(axis).copied().unwrap_or(0) < new_len {
-            let mut grown = doc.clone();
-            grown
-                .set_axis_len(axis, new_len)
-                .map_err(|e| cx.schema(&name, e.to_string()))?;
-            tx.put_array(grown);
-        }
-    }
-    Ok(())
-}
-
 /// Writes the time coordinate of every new slot (file times and gap slots), and the
 /// file's own time into every existing slot it covers: a gap slot filled later, or a
 /// slot overwritten by a time within the tolerance, holds the file's time, as it would
@@ -860,7 +624,7 @@ fn time_values(
     times: &[f64],
 ) -> Result<Values, UpdateError> {
     if element.is_integer() {
-        let tolerance = cx.dataset.time_tolerance_seconds;
+        let tolerance = options(cx.dataset).time_tolerance_seconds;
         if let Some(t) = times
             .iter()
             .find(|t| (t.round() - **t).abs() > tolerance.min(0.5))
@@ -1163,64 +927,4 @@ fn blank_uncovered(
         }
     }
     Ok(())
-}
-
-pub(super) fn blank_slots(
-    cx: &Context<'_>,
-    tx: &mut Transaction<'_>,
-    name: &str,
-    range: IndexRange,
-) -> Result<(), UpdateError> {
-    let doc = tx
-        .array_doc(name)
-        .ok_or_else(|| cx.schema(name, "no such array".into()))?;
-    let axis = append_axis(doc, cx.append_dim())
-        .ok_or_else(|| cx.schema(name, format!("has no {} dimension", cx.append_dim())))?;
-    let mut shape = doc.shape().map_err(|e| cx.schema(name, e.to_string()))?;
-    let mut start = vec![0; shape.len()];
-    start[axis] = range.start;
-    shape[axis] = range.len();
-    tx.blank(name, &start, &shape)
-        .map_err(|e| cx.store_error(e))
-}
-
-pub(super) fn write_provenance(
-    cx: &Context<'_>,
-    tx: &mut Transaction<'_>,
-    indices: &[u64],
-) -> Result<(), UpdateError> {
-    let name = cx.dataset.provenance_variable().to_string();
-    for (_, range) in runs_by_position(indices) {
-        let keys = Values::Text(vec![cx.key.to_string(); range.len() as usize]);
-        tx.write(&name, &[range.start], &[range.len()], keys)
-            .map_err(|e| cx.store_error(e))?;
-    }
-    Ok(())
-}
-
-/// Indices whose provenance is the key, scanning the provenance array chunk by chunk.
-fn slots_with_provenance(cx: &Context<'_>, tx: &Transaction<'_>) -> Result<Vec<u64>, UpdateError> {
-    let name = cx.dataset.provenance_variable();
-    let Some(doc) = tx.array_doc(name) else {
-        return Ok(Vec::new());
-    };
-    let len = doc.shape().map_err(|e| cx.schema(name, e.to_string()))?[0];
-    let chunk = doc
-        .chunk_shape()
-        .map_err(|e| cx.schema(name, e.to_string()))?[0]
-        .max(1);
-    let mut slots = Vec::new();
-    let mut start = 0;
-    while start < len {
-        let count = chunk.min(len - start);
-        let keys = provenance_keys(cx, tx, start, count)?;
-        slots.extend(
-            keys.iter()
-                .enumerate()
-                .filter(|(_, k)| k.as_str() == cx.key)
-                .map(|(i, _)| start + i as u64),
-        );
-        start += count;
-    }
-    Ok(slots)
 }

@@ -12,7 +12,7 @@
 
 use thiserror::Error;
 
-use crate::region::IndexRange;
+use crate::AppendPlan;
 
 /// Read access to the store's time axis, in the store's units.
 ///
@@ -108,44 +108,25 @@ pub enum PlacementError {
     Axis(#[from] AxisReadError),
 }
 
-/// Where each of a file's times goes.
+/// Where each of a file's times goes: an [`AppendPlan`] (read through `Deref`: the
+/// slot of each time, the axis length before and after) and the times.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Placement {
-    /// Store index of each file time, in the file's order.
-    pub indices: Vec<u64>,
+    /// Store index of each file time, and the axis length before and after the update.
+    pub slots: AppendPlan,
     /// The file's times (store units), in the file's order: every slot the file covers
     /// gets its time, so a slot's time does not depend on the order files arrived in.
     pub times: Vec<f64>,
-    /// Length of the axis before the update.
-    pub old_len: u64,
-    /// Length of the axis after the update.
-    pub new_len: u64,
     /// Time values of every new slot `old_len..new_len` (file times and, with a time step,
     /// the computed times of the blank slots between them).
     pub new_slot_times: Vec<f64>,
 }
 
-impl Placement {
-    /// New slots that no file time covers: blank slots created by a gap.
-    pub fn gap_slots(&self) -> Vec<u64> {
-        (self.old_len..self.new_len)
-            .filter(|i| !self.indices.contains(i))
-            .collect()
-    }
+impl std::ops::Deref for Placement {
+    type Target = AppendPlan;
 
-    pub fn appends(&self) -> bool {
-        self.new_len > self.old_len
-    }
-
-    pub fn overwrites(&self) -> bool {
-        self.indices.iter().any(|&i| i < self.old_len)
-    }
-
-    /// Smallest range holding every index the file writes.
-    pub fn region(&self) -> IndexRange {
-        let start = self.indices.iter().copied().min().unwrap_or(self.old_len);
-        let stop = self.indices.iter().copied().max().map_or(start, |m| m + 1);
-        IndexRange::new(start, stop)
+    fn deref(&self) -> &AppendPlan {
+        &self.slots
     }
 }
 
@@ -169,10 +150,12 @@ pub fn place_times(
         .max(old_len);
     let new_slot_times = new_slot_times(axis, file_times, &indices, old_len, new_len, rules)?;
     Ok(Placement {
-        indices,
+        slots: AppendPlan {
+            indices,
+            old_len,
+            new_len,
+        },
         times: file_times.to_vec(),
-        old_len,
-        new_len,
         new_slot_times,
     })
 }
@@ -375,6 +358,7 @@ fn new_slot_times(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::region::IndexRange;
 
     struct Axis(Vec<f64>);
     impl TimeAxis for Axis {

@@ -19,6 +19,8 @@ use std::fmt;
 
 use thiserror::Error;
 
+use crate::AppendPlan;
+
 /// Number of identity shards (and of key shards).
 pub const SHARDS: u16 = 256;
 
@@ -460,35 +462,29 @@ impl IdentityIndex {
     ) -> Result<(), ProfileError> {
         self.blank(key, stale)?;
         self.len = self.len.max(plan.new_len);
-        for (&row, identity) in plan.rows.iter().zip(identities) {
+        for (&row, identity) in plan.indices.iter().zip(identities) {
             self.record(row, identity, key)?;
         }
         Ok(())
     }
 }
 
-/// Where a file's profiles go.
+/// Where a file's profiles go: an [`AppendPlan`] (read through `Deref`: the row of
+/// each profile, the row count before and after) and the rows to blank.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowPlan {
-    /// The store row of each profile of the file, in file order.
-    pub rows: Vec<u64>,
-    /// Rows before the file.
-    pub old_len: u64,
-    /// Rows after the file (`old_len` plus the profiles appended).
-    pub new_len: u64,
+    /// The store row of each profile of the file, in file order, and the row count
+    /// before and after the file.
+    pub rows: AppendPlan,
     /// Rows the key wrote before that the file no longer holds: to be blanked.
     pub stale: Vec<u64>,
 }
 
-impl RowPlan {
-    /// Number of profiles already in the store (overwritten in place).
-    pub fn overwritten(&self) -> usize {
-        self.rows.iter().filter(|&&r| r < self.old_len).count()
-    }
+impl std::ops::Deref for RowPlan {
+    type Target = AppendPlan;
 
-    /// Number of profiles appended.
-    pub fn appended(&self) -> u64 {
-        self.new_len - self.old_len
+    fn deref(&self) -> &AppendPlan {
+        &self.rows
     }
 }
 
@@ -544,9 +540,11 @@ pub fn plan_rows(
     }
     let stale = stale_rows(index, identities, key)?;
     Ok(RowPlan {
-        rows,
-        old_len,
-        new_len: next,
+        rows: AppendPlan {
+            indices: rows,
+            old_len,
+            new_len: next,
+        },
         stale,
     })
 }
@@ -608,7 +606,7 @@ mod tests {
         let index = index_of(&[("2902093", 1, "a.nc"), ("2902093", 2, "a.nc")]);
         let file = [id("2902093 ", 3), id("2902093", 2), id("5900001", 1)];
         let plan = plan_rows(&index, &file, "b.nc").unwrap();
-        assert_eq!(plan.rows, vec![2, 1, 3]);
+        assert_eq!(plan.indices, vec![2, 1, 3]);
         assert_eq!((plan.old_len, plan.new_len), (2, 4));
         assert_eq!((plan.overwritten(), plan.appended()), (1, 2));
         assert!(plan.stale.is_empty());
@@ -632,7 +630,7 @@ mod tests {
     fn a_revision_that_drops_a_profile_marks_its_row_stale() {
         let index = index_of(&[("1", 1, "p.nc"), ("1", 2, "p.nc"), ("1", 3, "q.nc")]);
         let plan = plan_rows(&index, &[id("1", 2), id("1", 4)], "p.nc").unwrap();
-        assert_eq!(plan.rows, vec![1, 3]);
+        assert_eq!(plan.indices, vec![1, 3]);
         assert_eq!(plan.stale, vec![0]);
     }
 
@@ -656,7 +654,7 @@ mod tests {
         assert!(index.rows_of("q.nc").unwrap().is_empty());
         // A blanked profile that comes back is appended: blank rows are not reused.
         let plan = plan_rows(&index, &[id("1", 2)], "r.nc").unwrap();
-        assert_eq!(plan.rows, vec![2]);
+        assert_eq!(plan.indices, vec![2]);
     }
 
     #[test]
@@ -766,7 +764,7 @@ mod tests {
                 plan.stale,
                 stale.iter().map(|(r, _)| *r).collect::<Vec<_>>()
             );
-            for (&row, identity) in plan.rows.iter().zip(&file) {
+            for (&row, identity) in plan.indices.iter().zip(&file) {
                 if row as usize == column.len() {
                     column.push(identity.clone());
                 }

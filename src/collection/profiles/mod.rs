@@ -3,94 +3,158 @@
 //! whose provenance is the removed key.
 //!
 //! Row location is planned by [`zru_handlers::profiles`] against the store's persistent
-//! identity index ([`IndexCache`], [`super::profile_index`]): the few shards a file needs
+//! identity index ([`IndexCache`], [`index`]): the few shards a file needs
 //! are read, updated and staged with the file's other writes.
 
-use std::collections::BTreeMap;
+mod index;
+mod options;
+
 use std::path::Path;
+use std::sync::Arc;
 
 use zru_handlers::profiles::{number_text, plan_rows, Identity, ProfileError, RowPlan};
 use zru_handlers::{ranges_from_indices, runs_by_position, IndexRange};
 
-use super::gridded::{
+pub use options::{
+    OtherDims, ProfileOptions, DEFAULT_IDENTITY, DEFAULT_LEVEL_DIM, DEFAULT_PROFILE_CHUNK,
+};
+
+use self::index::IndexCache;
+use super::rows::{
     append_arrays, blank_slots, check_same_layout, ensure_provenance, grow_append_arrays,
     new_array_doc, store_dim_lengths, write_provenance, Context,
 };
-use super::profile_index::IndexCache;
-use super::{Action, Applied, UpdateError};
-use crate::config::{Dataset, OtherDims};
+use super::{Batch, Collection, FamilyOptions};
+use crate::config::{Dataset, DatasetConfig, Problem};
 use crate::source::{SourceFile, SourceVariable};
 use crate::store::Transaction;
+use crate::update::{Action, Applied, Region, UpdateError};
 use crate::values::{convert, Values};
 
-/// Stages a created (or revised) file: its profiles overwrite their rows or are
-/// appended; rows the key wrote before that the file no longer holds are blanked.
-pub fn apply_created(
-    tx: &mut Transaction<'_>,
-    dataset: &Dataset,
-    key: &str,
-    path: &Path,
-    cache: &mut IndexCache,
-) -> Result<Applied, UpdateError> {
-    let cx = Context { dataset, key };
-    let source = SourceFile::open(path).map_err(|e| cx.source_error(e))?;
-    cx.reject_provenance_clash(&source)?;
-    let layout = Layout::of(&cx, &source)?;
-    check_schema(&cx, tx, &layout.kept)?;
-    let identities = read_identities(&cx, &source, &layout.identity)?;
-    let (index, stale) = cache.prepare(&cx, tx, &identities, key)?;
-    let plan = plan_rows(index, &identities, key).map_err(|e| profile_error(&cx, e))?;
+/// The profiles family (`"handler": "profiles"`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Profiles;
 
-    if tx.arrays().is_empty() {
-        tx.root_attrs = source.global_attributes().map_err(|e| cx.source_error(e))?;
+impl Collection for Profiles {
+    fn name(&self) -> &'static str {
+        "profiles"
     }
-    prepare_arrays(&cx, tx, &layout.kept, &plan)?;
-    write_variables(&cx, tx, &source, &layout.kept, &plan)?;
-    blank_uncovered(&cx, tx, &layout.kept, &plan)?;
-    blank_rows(&cx, tx, &plan.stale)?;
-    write_provenance(&cx, tx, &plan.rows)?;
-    index
-        .apply(&plan, identities, key, &stale)
-        .map_err(|e| profile_error(&cx, e))?;
-    cache.stage(&cx, tx)?;
-    Ok(created_outcome(&cx, &plan))
+
+    fn option_keys(&self) -> &'static [&'static str] {
+        options::OPTION_KEYS
+    }
+
+    fn parse_options(
+        &self,
+        config: &DatasetConfig,
+        options: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Arc<dyn FamilyOptions>, Vec<Problem>> {
+        options::parse(config, options)
+    }
+
+    fn default_append_chunk(&self) -> u64 {
+        DEFAULT_PROFILE_CHUNK
+    }
+
+    fn begin_batch(&self) -> Box<dyn Batch> {
+        Box::new(ProfilesBatch::default())
+    }
 }
 
-/// Stages the blanking of every row whose provenance is `key` (identity included).
-pub fn apply_removed(
-    tx: &mut Transaction<'_>,
-    dataset: &Dataset,
-    key: &str,
-    cache: &mut IndexCache,
-) -> Result<Applied, UpdateError> {
-    let cx = Context { dataset, key };
-    let (index, stale) = cache.prepare(&cx, tx, &[], key)?;
-    let rows: Vec<u64> = stale.iter().map(|(row, _)| *row).collect();
-    if rows.is_empty() {
-        cache.stage(&cx, tx)?;
-        return Ok(Applied {
-            action: Action::Unchanged,
-            region: None,
-            note: Some(format!("no row of {} holds this key", dataset.name())),
-            stats: Default::default(),
-        });
+/// A profiles batch: the store's identity index, read as events need it and kept
+/// for the transaction.
+#[derive(Debug, Default)]
+struct ProfilesBatch {
+    index: IndexCache,
+}
+
+impl Batch for ProfilesBatch {
+    /// Stages a created (or revised) file: its profiles overwrite their rows or are
+    /// appended; rows the key wrote before that the file no longer holds are blanked.
+    fn stage_created(
+        &mut self,
+        tx: &mut Transaction<'_>,
+        dataset: &Dataset,
+        key: &str,
+        path: &Path,
+    ) -> Result<Applied, UpdateError> {
+        let cx = Context { dataset, key };
+        let source = SourceFile::open(path).map_err(|e| cx.source_error(e))?;
+        cx.reject_provenance_clash(&source)?;
+        let layout = Layout::of(&cx, &source)?;
+        check_schema(&cx, tx, &layout.kept)?;
+        let identities = read_identities(&cx, &source, &layout.identity)?;
+        let (index, stale) = self.index.prepare(&cx, tx, &identities, key)?;
+        let plan = plan_rows(index, &identities, key).map_err(|e| profile_error(&cx, e))?;
+
+        if tx.arrays().is_empty() {
+            tx.root_attrs = source.global_attributes().map_err(|e| cx.source_error(e))?;
+        }
+        prepare_arrays(&cx, tx, &layout.kept, &plan)?;
+        write_variables(&cx, tx, &source, &layout.kept, &plan)?;
+        blank_uncovered(&cx, tx, &layout.kept, &plan)?;
+        blank_rows(&cx, tx, &plan.stale)?;
+        write_provenance(&cx, tx, &plan.indices)?;
+        index
+            .apply(&plan, identities, key, &stale)
+            .map_err(|e| profile_error(&cx, e))?;
+        self.index.stage(&cx, tx)?;
+        Ok(created_outcome(&cx, &plan))
     }
-    blank_rows(&cx, tx, &rows)?;
-    index
-        .blank(key, &stale)
-        .map_err(|e| profile_error(&cx, e))?;
-    cache.stage(&cx, tx)?;
-    let span = span(&rows);
-    Ok(Applied {
-        action: Action::Blanked,
-        region: Some(region(&cx, span)),
-        note: Some(format!(
-            "{} {} rows blanked",
-            span_text(&cx, span),
-            rows.len()
-        )),
-        stats: Default::default(),
-    })
+
+    /// Stages the blanking of every row whose provenance is `key` (identity included).
+    fn stage_removed(
+        &mut self,
+        tx: &mut Transaction<'_>,
+        dataset: &Dataset,
+        key: &str,
+    ) -> Result<Applied, UpdateError> {
+        let cx = Context { dataset, key };
+        let (index, stale) = self.index.prepare(&cx, tx, &[], key)?;
+        let rows: Vec<u64> = stale.iter().map(|(row, _)| *row).collect();
+        if rows.is_empty() {
+            self.index.stage(&cx, tx)?;
+            return Ok(Applied {
+                action: Action::Unchanged,
+                region: None,
+                note: Some(format!("no row of {} holds this key", dataset.name())),
+                stats: Default::default(),
+            });
+        }
+        blank_rows(&cx, tx, &rows)?;
+        index
+            .blank(key, &stale)
+            .map_err(|e| profile_error(&cx, e))?;
+        self.index.stage(&cx, tx)?;
+        let span = span(&rows);
+        Ok(Applied {
+            action: Action::Blanked,
+            region: Some(region(&cx, span)),
+            note: Some(format!(
+                "{} {} rows blanked",
+                span_text(&cx, span),
+                rows.len()
+            )),
+            stats: Default::default(),
+        })
+    }
+
+    fn adopt_refusal(&self) -> &'static str {
+        "profile rows are found by identity: ingest the file instead (it overwrites its rows in place)"
+    }
+
+    fn rolled_back(&mut self) {
+        self.index.invalidate();
+    }
+}
+
+/// The profiles options of a dataset (defaults if it is not a profiles dataset, which
+/// the registry makes impossible).
+fn options(dataset: &Dataset) -> ProfileOptions {
+    dataset
+        .options::<ProfileOptions>()
+        .cloned()
+        .unwrap_or_default()
 }
 
 pub(super) fn profile_error(cx: &Context<'_>, source: ProfileError) -> UpdateError {
@@ -119,7 +183,7 @@ impl<'f> Layout<'f> {
                 format!("the file has no {append_dim} dimension"),
             ));
         }
-        let identity_names = cx.dataset.identity();
+        let identity_names = options(cx.dataset).identity;
         let mut identity = Vec::new();
         for name in &identity_names {
             let var = source.variable(name).ok_or_else(|| {
@@ -152,11 +216,12 @@ impl<'f> Layout<'f> {
 
 fn is_copied(cx: &Context<'_>, var: &SourceVariable) -> bool {
     let dataset = cx.dataset;
-    let level_dim = dataset.level_dim();
+    let options = options(dataset);
+    let level_dim = options.level_dim.as_str();
     var.dims.first().map(String::as_str) == Some(cx.append_dim())
         && var.name != dataset.provenance_variable()
         && dataset.keeps_variable(&var.name, false)
-        && (dataset.other_dims() == OtherDims::Keep || var.dims[1..].iter().all(|d| d == level_dim))
+        && (options.other_dims == OtherDims::Keep || var.dims[1..].iter().all(|d| d == level_dim))
 }
 
 /// Rejects a file whose variables have other dimensions, or text where the store has
@@ -341,7 +406,7 @@ fn write_variables(
     kept: &[&SourceVariable],
     plan: &RowPlan,
 ) -> Result<(), UpdateError> {
-    let runs = runs_by_position(&plan.rows);
+    let runs = runs_by_position(&plan.indices);
     for var in kept {
         let values_error = |e| cx.values_error(&var.name, e);
         let (doc, store_type) = cx.prepared_array(tx, &var.name)?;
@@ -394,7 +459,7 @@ fn blank_uncovered(
     plan: &RowPlan,
 ) -> Result<(), UpdateError> {
     let provenance = cx.dataset.provenance_variable();
-    let runs = runs_by_position(&plan.rows);
+    let runs = runs_by_position(&plan.indices);
     for name in append_arrays(tx, cx.append_dim()) {
         if name == provenance || kept.iter().any(|v| v.name == name) {
             continue;
@@ -429,8 +494,8 @@ fn span(rows: &[u64]) -> IndexRange {
     IndexRange::new(first, last)
 }
 
-fn region(cx: &Context<'_>, span: IndexRange) -> BTreeMap<String, [u64; 2]> {
-    BTreeMap::from([(cx.append_dim().to_string(), [span.start, span.stop])])
+fn region(cx: &Context<'_>, span: IndexRange) -> Region {
+    Region::along(cx.append_dim(), span.start, span.stop)
 }
 
 fn span_text(cx: &Context<'_>, span: IndexRange) -> String {
@@ -438,7 +503,7 @@ fn span_text(cx: &Context<'_>, span: IndexRange) -> String {
 }
 
 fn created_outcome(cx: &Context<'_>, plan: &RowPlan) -> Applied {
-    let touched: Vec<u64> = plan.rows.iter().chain(&plan.stale).copied().collect();
+    let touched: Vec<u64> = plan.indices.iter().chain(&plan.stale).copied().collect();
     if touched.is_empty() {
         return Applied {
             action: Action::Unchanged,

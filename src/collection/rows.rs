@@ -1,0 +1,400 @@
+//! The writes every family shares along the append dimension: the event's [`Context`]
+//! (and the errors that name its key), new array metadata, growing the append arrays,
+//! the provenance column (create, write, scan), blanking rows and layout checks.
+//!
+//! "Slots" and "rows" are the same thing here: indices along the append dimension.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use zru_handlers::{ranges_from_indices, runs_by_position, IndexRange};
+
+use crate::config::Dataset;
+use crate::source::{SourceFile, SourceVariable};
+use crate::store::{ArrayDoc, Compressor, NewArray, Transaction, ZarrFormat};
+use crate::update::{Region, UpdateError};
+use crate::values::{ElementType, Values, ValuesError};
+
+/// Chunk length of the 1-D arrays zru creates along the append dimension (the time
+/// coordinate, time-like variables, provenance). Readers load these whole to index the
+/// store, so they are not chunked like the data: one file per 1024 slots, not per slot.
+pub const AXIS_CHUNK: u64 = 1024;
+
+/// The event being applied: its dataset and object key (named in every error).
+pub struct Context<'a> {
+    /// The dataset the event was routed to.
+    pub dataset: &'a Dataset,
+    /// The object key (relative to the raw root).
+    pub key: &'a str,
+}
+
+impl Context<'_> {
+    /// A store read or write that failed.
+    pub fn store_error(&self, source: crate::store::StoreError) -> UpdateError {
+        UpdateError::Store {
+            key: self.key.to_string(),
+            source: Box::new(source),
+        }
+    }
+
+    /// The source file that could not be read.
+    pub fn source_error(&self, source: crate::source::SourceError) -> UpdateError {
+        UpdateError::Source {
+            key: self.key.to_string(),
+            source: Box::new(source),
+        }
+    }
+
+    /// The dataset's append dimension.
+    pub fn append_dim(&self) -> &str {
+        &self.dataset.config.append_dim
+    }
+
+    /// A file whose grid differs from the store's.
+    pub fn wrong_grid(&self, reason: String) -> UpdateError {
+        UpdateError::WrongGrid {
+            key: self.key.to_string(),
+            reason,
+        }
+    }
+
+    /// Values of a variable that could not be converted.
+    pub fn values_error(&self, variable: &str, source: ValuesError) -> UpdateError {
+        UpdateError::Values {
+            key: self.key.to_string(),
+            variable: variable.to_string(),
+            source,
+        }
+    }
+
+    /// A file with a variable named like the dataset's provenance array is rejected:
+    /// copying it would replace the slots' source keys (docs/config.md).
+    pub fn reject_provenance_clash(&self, source: &SourceFile) -> Result<(), UpdateError> {
+        let name = self.dataset.provenance_variable();
+        if source.variable(name).is_some() {
+            return Err(self.schema(
+                name,
+                format!(
+                    "the file has a variable named like the dataset's provenance_variable {name:?}; set provenance_variable in {} to a name the files do not use",
+                    self.dataset.file.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A variable that does not fit the store's schema.
+    pub fn schema(&self, variable: &str, reason: String) -> UpdateError {
+        UpdateError::Schema {
+            key: self.key.to_string(),
+            variable: variable.to_string(),
+            reason,
+        }
+    }
+
+    /// The metadata and element type of the store array that file variable `name` is
+    /// written to, which the file's preparation created if it was missing.
+    pub fn prepared_array<'t>(
+        &self,
+        tx: &'t Transaction<'_>,
+        name: &str,
+    ) -> Result<(&'t ArrayDoc, ElementType), UpdateError> {
+        let doc = tx
+            .array_doc(name)
+            .ok_or_else(|| self.schema(name, "array missing after preparation".into()))?;
+        let element = doc
+            .element_type()
+            .map_err(|e| self.schema(name, e.to_string()))?;
+        Ok((doc, element))
+    }
+}
+
+/// The provenance keys of slots `[start, start + count)` ("" for each if the array
+/// does not hold text).
+pub fn provenance_keys(
+    cx: &Context<'_>,
+    tx: &Transaction<'_>,
+    start: u64,
+    count: u64,
+) -> Result<Vec<String>, UpdateError> {
+    let name = cx.dataset.provenance_variable();
+    match tx
+        .read(name, &[start], &[count])
+        .map_err(|e| cx.store_error(e))?
+    {
+        Values::Text(keys) => Ok(keys),
+        _ => Ok(vec![String::new(); count as usize]),
+    }
+}
+
+/// The provenance (source key, "" if none) of each slot, reading each run of
+/// consecutive slots at once.
+pub fn provenance_at(
+    cx: &Context<'_>,
+    tx: &Transaction<'_>,
+    slots: &[u64],
+) -> Result<Vec<(u64, String)>, UpdateError> {
+    let mut holders = Vec::with_capacity(slots.len());
+    for range in ranges_from_indices(slots) {
+        let keys = provenance_keys(cx, tx, range.start, range.len())?;
+        holders.extend((range.start..range.stop).zip(keys));
+    }
+    Ok(holders)
+}
+
+/// Dimension lengths of the store, from its arrays' shapes.
+pub fn store_dim_lengths(arrays: &BTreeMap<String, ArrayDoc>) -> BTreeMap<String, u64> {
+    let mut lengths = BTreeMap::new();
+    for doc in arrays.values() {
+        if let (Ok(dims), Ok(shape)) = (doc.dims(), doc.shape()) {
+            for (dim, len) in dims.into_iter().zip(shape) {
+                lengths.entry(dim).or_insert(len);
+            }
+        }
+    }
+    lengths
+}
+
+/// Rejects a file variable whose dimension names, or text-ness, differ from the
+/// store array of the same name.
+pub fn check_same_layout(
+    cx: &Context<'_>,
+    doc: &ArrayDoc,
+    var: &SourceVariable,
+) -> Result<(), UpdateError> {
+    let store_dims = doc
+        .dims()
+        .map_err(|e| cx.schema(&var.name, e.to_string()))?;
+    if store_dims != var.dims {
+        return Err(cx.schema(
+            &var.name,
+            format!(
+                "dimensions {:?} in the file but {store_dims:?} in the store",
+                var.dims
+            ),
+        ));
+    }
+    let store_type = doc
+        .element_type()
+        .map_err(|e| cx.schema(&var.name, e.to_string()))?;
+    if (store_type == ElementType::Text) != (var.element == ElementType::Text) {
+        return Err(cx.schema(
+            &var.name,
+            format!(
+                "mismatched types: {:?} in the file but {store_type:?} in the store",
+                var.element
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Names of the transaction's arrays that have the append dimension (on any axis).
+pub fn append_arrays(tx: &Transaction<'_>, append_dim: &str) -> Vec<String> {
+    tx.arrays()
+        .values()
+        .filter(|doc| append_axis(doc, append_dim).is_some())
+        .map(|doc| doc.name.clone())
+        .collect()
+}
+
+/// The axis of a store array that is the append dimension, if it has it.
+pub fn append_axis(doc: &ArrayDoc, append_dim: &str) -> Option<usize> {
+    doc.dims().ok()?.iter().position(|d| d == append_dim)
+}
+
+/// The dataset's compressor, for arrays zru creates.
+pub fn compressor_for_new_arrays(cx: &Context<'_>) -> Compressor {
+    Compressor::from_config(cx.dataset.config.compressor.as_ref())
+}
+
+/// Metadata of a new array for a file variable, with the given shape.
+pub fn new_array_doc(
+    cx: &Context<'_>,
+    format: ZarrFormat,
+    var: &SourceVariable,
+    shape: Vec<u64>,
+) -> ArrayDoc {
+    let append_dim = cx.append_dim();
+    let chunks = if var.dims.len() == 1 && var.dims[0] == append_dim {
+        vec![AXIS_CHUNK.max(cx.dataset.chunk_len(append_dim, 1))]
+    } else {
+        var.dims
+            .iter()
+            .zip(&shape)
+            .map(|(d, &n)| cx.dataset.chunk_len(d, n))
+            .collect()
+    };
+    let mut attributes = var.attributes.clone();
+    if var.element == ElementType::Text {
+        attributes.remove("_FillValue");
+    }
+    ArrayDoc::create(
+        format,
+        NewArray {
+            name: var.name.clone(),
+            dims: var.dims.clone(),
+            shape,
+            chunks,
+            element: var.element,
+            fill_value: var.encoding.fill_value,
+            attributes,
+            compressor: compressor_for_new_arrays(cx),
+        },
+    )
+}
+
+/// Creates the provenance array of a new store.
+pub fn ensure_provenance(cx: &Context<'_>, tx: &mut Transaction<'_>, len: u64) {
+    let provenance = cx.dataset.provenance_variable().to_string();
+    if tx.array_doc(&provenance).is_some() {
+        return;
+    }
+    let mut attributes = serde_json::Map::new();
+    attributes.insert(
+        "long_name".into(),
+        json!("object key of the source file of each slot (empty when blank)"),
+    );
+    attributes.insert("zru_dataset".into(), json!(cx.dataset.name()));
+    let format = tx.format();
+    tx.put_array(ArrayDoc::create(
+        format,
+        NewArray {
+            name: provenance,
+            dims: vec![cx.append_dim().to_string()],
+            shape: vec![len],
+            chunks: vec![AXIS_CHUNK],
+            element: ElementType::Text,
+            fill_value: None,
+            attributes,
+            compressor: compressor_for_new_arrays(cx),
+        },
+    ));
+}
+
+/// Grows every array that has the append dimension to `new_len` along it.
+pub fn grow_append_arrays(
+    cx: &Context<'_>,
+    tx: &mut Transaction<'_>,
+    new_len: u64,
+) -> Result<(), UpdateError> {
+    for name in append_arrays(tx, cx.append_dim()) {
+        let Some(doc) = tx.array_doc(&name) else {
+            continue;
+        };
+        let Some(axis) = append_axis(doc, cx.append_dim()) else {
+            continue;
+        };
+        let shape = doc.shape().map_err(|e| cx.schema(&name, e.to_string()))?;
+        if shape.get(axis).copied().unwrap_or(0) < new_len {
+            let mut grown = doc.clone();
+            grown
+                .set_axis_len(axis, new_len)
+                .map_err(|e| cx.schema(&name, e.to_string()))?;
+            tx.put_array(grown);
+        }
+    }
+    Ok(())
+}
+
+/// Blanks `range` along the append dimension of array `name` (written as fill).
+pub fn blank_slots(
+    cx: &Context<'_>,
+    tx: &mut Transaction<'_>,
+    name: &str,
+    range: IndexRange,
+) -> Result<(), UpdateError> {
+    let doc = tx
+        .array_doc(name)
+        .ok_or_else(|| cx.schema(name, "no such array".into()))?;
+    let axis = append_axis(doc, cx.append_dim())
+        .ok_or_else(|| cx.schema(name, format!("has no {} dimension", cx.append_dim())))?;
+    let mut shape = doc.shape().map_err(|e| cx.schema(name, e.to_string()))?;
+    let mut start = vec![0; shape.len()];
+    start[axis] = range.start;
+    shape[axis] = range.len();
+    tx.blank(name, &start, &shape)
+        .map_err(|e| cx.store_error(e))
+}
+
+/// Writes the event's key into the provenance array at `indices`.
+pub fn write_provenance(
+    cx: &Context<'_>,
+    tx: &mut Transaction<'_>,
+    indices: &[u64],
+) -> Result<(), UpdateError> {
+    let name = cx.dataset.provenance_variable().to_string();
+    for (_, range) in runs_by_position(indices) {
+        let keys = Values::Text(vec![cx.key.to_string(); range.len() as usize]);
+        tx.write(&name, &[range.start], &[range.len()], keys)
+            .map_err(|e| cx.store_error(e))?;
+    }
+    Ok(())
+}
+
+/// Indices whose provenance is the key, scanning the provenance array chunk by chunk.
+pub fn slots_with_provenance(
+    cx: &Context<'_>,
+    tx: &Transaction<'_>,
+) -> Result<Vec<u64>, UpdateError> {
+    let name = cx.dataset.provenance_variable();
+    let Some(doc) = tx.array_doc(name) else {
+        return Ok(Vec::new());
+    };
+    let len = doc.shape().map_err(|e| cx.schema(name, e.to_string()))?[0];
+    let chunk = doc
+        .chunk_shape()
+        .map_err(|e| cx.schema(name, e.to_string()))?[0]
+        .max(1);
+    let mut slots = Vec::new();
+    let mut start = 0;
+    while start < len {
+        let count = chunk.min(len - start);
+        let keys = provenance_keys(cx, tx, start, count)?;
+        slots.extend(
+            keys.iter()
+                .enumerate()
+                .filter(|(_, k)| k.as_str() == cx.key)
+                .map(|(i, _)| start + i as u64),
+        );
+        start += count;
+    }
+    Ok(slots)
+}
+
+/// Blanks every append-dimension array except the coordinate (so the provenance too)
+/// at `slots`; returns the slots as ranges.
+pub fn blank_slots_of_key(
+    cx: &Context<'_>,
+    tx: &mut Transaction<'_>,
+    slots: &[u64],
+) -> Result<Vec<IndexRange>, UpdateError> {
+    let ranges = ranges_from_indices(slots);
+    if ranges.is_empty() {
+        return Ok(ranges);
+    }
+    let names: Vec<String> = append_arrays(tx, cx.append_dim())
+        .into_iter()
+        .filter(|n| n != cx.append_dim())
+        .collect();
+    for name in names {
+        for range in &ranges {
+            blank_slots(cx, tx, &name, *range)?;
+        }
+    }
+    Ok(ranges)
+}
+
+/// An event's region: slots `[start, stop)` of the append dimension.
+pub fn slot_region(cx: &Context<'_>, start: u64, stop: u64) -> Option<Region> {
+    Some(Region::along(cx.append_dim(), start, stop))
+}
+
+/// Ranges as `a:b c:d`, for notes.
+pub fn describe_ranges(ranges: &[IndexRange]) -> String {
+    ranges
+        .iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
