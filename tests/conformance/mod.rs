@@ -8,3 +8,15 @@ pub mod moto;
 pub mod queue;
 pub mod sqs;
 pub mod store;
+
+/// Runs each of a suite's `cases` against `backend`, printing each one's time.
+pub fn run_cases<B, F: Fn(&B)>(suite: &str, backend_name: &str, backend: &B, cases: &[(&str, F)]) {
+    for (name, case) in cases {
+        let started = std::time::Instant::now();
+        case(backend);
+        eprintln!(
+            "{suite} conformance: {backend_name} {name} ok ({:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
+    }
+}

@@ -125,15 +125,7 @@ pub fn run_all(backend: &Backend) {
         ("stale_receipts", stale_receipts),
         ("recover_and_listings", recover_and_listings),
     ];
-    for (name, test) in suite {
-        let started = Instant::now();
-        test(backend);
-        eprintln!(
-            "queue conformance: {} {name} ok ({:.1} s)",
-            backend.name,
-            started.elapsed().as_secs_f64()
-        );
-    }
+    super::run_cases("queue", backend.name, backend, &suite);
 }
 
 /// Sent messages come back once, in order, with receive count 1 and their event
