@@ -49,9 +49,11 @@ pub struct Backend<'a> {
 
 /// Long enough that nothing becomes visible again during a test.
 pub const LONG: Duration = Duration::from_secs(120);
-/// The shortest visibility timeout and backoff every backend honours (SQS counts
-/// whole seconds).
-pub const SHORT: Duration = Duration::from_secs(1);
+/// A visibility timeout that runs out during a test: whole seconds (SQS counts them),
+/// long enough that two calls in a row on a loaded machine fall inside it.
+pub const SHORT: Duration = Duration::from_secs(2);
+/// How long a test waits for a message to come back (it returns as soon as it does).
+pub const WAIT: Duration = Duration::from_secs(10);
 
 /// A message of `group` for object `key` (a removal: no file needed).
 pub fn message(group: &str, key: &str, dedup: &str) -> NewMessage {
@@ -248,13 +250,13 @@ pub fn visibility_timeout_redelivers_with_receive_counts(b: &Backend) {
     let first = q.receive("sst", 1, SHORT).unwrap();
     assert_eq!(keys(&first), ["a"], "{}", b.name);
     assert!(q.receive("sst", 1, SHORT).unwrap().is_empty(), "{}", b.name);
-    let again = receive_within(q.as_ref(), "sst", 1, SHORT, Duration::from_secs(5));
+    let again = receive_within(q.as_ref(), "sst", 1, SHORT, WAIT);
     assert_eq!(keys(&again), ["a"], "{}", b.name);
     assert_eq!(again[0].id, first[0].id, "{}: the same message", b.name);
     assert_eq!(again[0].receive_count, 2, "{}", b.name);
     assert_ne!(again[0].receipt, first[0].receipt, "{}", b.name);
     // Several in flight: all come back, counts up by one.
-    let all = receive_within(q.as_ref(), "sst", 10, SHORT, Duration::from_secs(5));
+    let all = receive_within(q.as_ref(), "sst", 10, SHORT, WAIT);
     assert_eq!(keys(&all), ["a", "b", "c"], "{}", b.name);
     assert_eq!(
         all.iter().map(|m| m.receive_count).collect::<Vec<_>>(),
@@ -265,7 +267,7 @@ pub fn visibility_timeout_redelivers_with_receive_counts(b: &Backend) {
     // Several in flight: in order in one receive. moto gives back only some of them
     // (the last first, the others starved until it is acknowledged or dead-lettered);
     // whatever it gives back has its receive count up by one.
-    let back = receive_within(q.as_ref(), "sst", 10, LONG, Duration::from_secs(5));
+    let back = receive_within(q.as_ref(), "sst", 10, LONG, WAIT);
     let before: BTreeMap<&str, u32> = [("a", 3), ("b", 1), ("c", 1)].into();
     assert!(!back.is_empty(), "{}", b.name);
     for m in &back {
@@ -304,7 +306,7 @@ pub fn a_transient_failure_comes_back_after_its_backoff(b: &Backend) {
         "{}: received during its backoff (or b overtook it)",
         b.name
     );
-    let again = receive_within(q.as_ref(), "sst", 1, LONG, Duration::from_secs(6));
+    let again = receive_within(q.as_ref(), "sst", 1, LONG, WAIT);
     assert!(
         failed_at.elapsed() >= delay - Duration::from_millis(100),
         "{}: back after {:?}, before its backoff of {delay:?}",
@@ -320,7 +322,7 @@ pub fn a_transient_failure_comes_back_after_its_backoff(b: &Backend) {
         "{}",
         b.name
     );
-    let third = receive_within(q.as_ref(), "sst", 1, LONG, Duration::from_secs(3));
+    let third = receive_within(q.as_ref(), "sst", 1, LONG, WAIT);
     assert_eq!(keys(&third), ["a"], "{}: a zero backoff", b.name);
     assert_eq!(third[0].receive_count, 3, "{}", b.name);
 }
@@ -367,7 +369,7 @@ pub fn failures_dead_letter_after_max_receives_and_replay_brings_them_back(b: &B
         "{}",
         b.name
     );
-    let second = receive_within(q.as_ref(), "sst", 1, LONG, Duration::from_secs(3));
+    let second = receive_within(q.as_ref(), "sst", 1, LONG, WAIT);
     assert_eq!(second[0].receive_count, 2, "{}", b.name);
     assert_eq!(
         q.fail(second[0].receipt, "still io", Retry::After(Duration::ZERO))
@@ -388,7 +390,7 @@ pub fn failures_dead_letter_after_max_receives_and_replay_brings_them_back(b: &B
     );
     assert_eq!(q.replay(&[]).unwrap(), 1, "{}", b.name);
     assert!(q.dead_letters().unwrap().is_empty(), "{}", b.name);
-    let back = receive_within(q.as_ref(), "sst", 1, LONG, Duration::from_secs(3));
+    let back = receive_within(q.as_ref(), "sst", 1, LONG, WAIT);
     assert_eq!(keys(&back), ["bad"], "{}", b.name);
     assert_eq!(back[0].receive_count, 1, "{}", b.name);
     assert_eq!(q.ack(&receipts(&back)).unwrap(), 1, "{}", b.name);
@@ -402,10 +404,10 @@ pub fn a_dead_consumers_messages_dead_letter_after_max_receives(b: &Backend) {
         .unwrap();
     let first = q.receive("sst", 1, SHORT).unwrap();
     assert_eq!(keys(&first), ["a"], "{}", b.name);
-    let second = receive_within(q.as_ref(), "sst", 1, SHORT, Duration::from_secs(5));
+    let second = receive_within(q.as_ref(), "sst", 1, SHORT, WAIT);
     assert_eq!(keys(&second), ["a"], "{}", b.name);
     assert_eq!(second[0].receive_count, 2, "{}", b.name);
-    let next = receive_within(q.as_ref(), "sst", 1, LONG, Duration::from_secs(5));
+    let next = receive_within(q.as_ref(), "sst", 1, LONG, WAIT);
     assert_eq!(keys(&next), ["b"], "{}: a dead-lettered, b next", b.name);
     let dead = q.dead_letters().unwrap();
     assert_eq!(keys_of_dead(&dead), ["a"], "{}", b.name);
@@ -456,7 +458,7 @@ pub fn stale_receipts(b: &Backend) {
     let q = (b.open)(5);
     q.send(&[message("sst", "a", "1")]).unwrap();
     let old = q.receive("sst", 1, SHORT).unwrap();
-    let new = receive_within(q.as_ref(), "sst", 1, LONG, Duration::from_secs(5));
+    let new = receive_within(q.as_ref(), "sst", 1, LONG, WAIT);
     assert_eq!(new[0].receive_count, 2, "{}", b.name);
     if b.caps.refuses_stale_receipts {
         assert_eq!(
