@@ -5,6 +5,7 @@
 //! - [`atomic_fs`]: atomic writes of single keys.
 //! - [`location`]: where a store lives (directory or `s3://bucket/prefix`) and the
 //!   storage backend for it.
+//! - [`raw_keys`]: S3 storage whose object names are the Zarr keys unchanged.
 //! - [`recovery`]: the intent record of a batch in progress, and the recovery pass
 //!   that undoes a batch interrupted before its metadata commit.
 //! - [`undo`]: before-images of the keys a batch overwrites, for that recovery pass.
@@ -16,6 +17,7 @@ pub mod array_doc;
 pub mod atomic_fs;
 mod fault_points;
 pub mod location;
+pub mod raw_keys;
 pub mod recovery;
 pub mod staged;
 pub mod undo;
@@ -345,6 +347,22 @@ impl ZarrStore {
         self.arrays.get(name)
     }
 
+    /// Why an array of this store cannot be named `name`, if it cannot: on S3 a name
+    /// holding an ASCII control character (or `.`, `..`, `/`) cannot be part of an
+    /// object name (see [`raw_keys::unstorable`]); local stores hold any name. The
+    /// families refuse such a file variable before anything is staged or written.
+    pub fn unstorable_array_name(&self, name: &str) -> Option<String> {
+        if self.root.is_some() {
+            return None;
+        }
+        raw_keys::unstorable(name).map(|reason| {
+            format!(
+                "store {}: no array can be named {name:?} there: {reason}",
+                self.location.display()
+            )
+        })
+    }
+
     /// Where this store keeps before-images.
     fn images(&self) -> undo::Images<'_> {
         undo::Images {
@@ -580,6 +598,11 @@ impl Transaction<'_> {
 
     pub fn array_doc(&self, name: &str) -> Option<&ArrayDoc> {
         self.arrays.get(name)
+    }
+
+    /// See [`ZarrStore::unstorable_array_name`].
+    pub fn unstorable_array_name(&self, name: &str) -> Option<String> {
+        self.store.unstorable_array_name(name)
     }
 
     /// Every array's metadata as it stands in this transaction.

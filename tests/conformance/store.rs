@@ -12,7 +12,12 @@
 //!   values (Zarr 3 and 2), with no intent record or before-image left;
 //! - a batch interrupted after writing chunks (its intent record and before-images in
 //!   place) is undone by the recovery pass: every key of the store as before the batch,
-//!   byte for byte; a store created by an interrupted batch is erased.
+//!   byte for byte; a store created by an interrupted batch is erased;
+//! - keys with any character a Zarr key may hold (netCDF variable names become array
+//!   names) are stored under that very name (the object name on S3, the file path
+//!   locally: what zarr-python and xarray look up), listed as written and read back; an
+//!   array so named opens again, with its values and its before-images recovered; a name
+//!   the backend cannot hold is refused before anything is written.
 
 use std::collections::BTreeMap;
 
@@ -32,16 +37,20 @@ pub struct Backend<'a> {
     pub name: &'static str,
     /// A fresh, empty location, distinct for each `name`.
     pub location: &'a dyn Fn(&str) -> StoreLocation,
-    /// Keys with characters object_store escapes do not round-trip (S3: a known bug,
-    /// asserted as it is so that its fix is noticed).
-    pub known_key_encoding_bug: bool,
+    /// The names the backend holds a location's keys under, relative to the location,
+    /// sorted: object names under the prefix (S3, listed with another client), file
+    /// paths under the directory (local).
+    pub object_names: &'a dyn Fn(&StoreLocation) -> Vec<String>,
+    /// Array names with an ASCII control character cannot be stored (S3: object_store
+    /// cannot put one in an object name); they are refused before anything is written.
+    pub refuses_control_characters: bool,
 }
 
 type Case = (&'static str, fn(&Backend));
 
 /// Every function of the suite, in turn.
 pub fn run_all(backend: &Backend) {
-    let suite: [Case; 7] = [
+    let suite: [Case; 8] = [
         (
             "keys_with_any_character_round_trip",
             keys_with_any_character_round_trip,
@@ -49,6 +58,10 @@ pub fn run_all(backend: &Backend) {
         (
             "arrays_with_any_name_open_again",
             arrays_with_any_name_open_again,
+        ),
+        (
+            "names_the_backend_cannot_hold_are_refused",
+            names_the_backend_cannot_hold_are_refused,
         ),
         (
             "keys_write_read_overwrite_erase_list",
@@ -380,60 +393,160 @@ pub fn a_store_created_by_an_interrupted_batch_is_erased(b: &Backend) {
     assert!(!ZarrStore::exists_at(&location).unwrap(), "{}", b.name);
 }
 
-/// Characters a key may hold that object_store percent-encodes in S3 object names.
-const RESERVED: &str = "%~[]#|^{}<>`\\\"";
+/// Characters a key may hold that object_store's `Path::from` percent-encodes in S3
+/// object names (zarrs_object_store's mapping, which zru no longer uses), some that are
+/// special in URLs or in request signing, and non-ASCII ones.
+const RESERVED: &str = "%~[]#|^{}<>`\\\"*? +=&'\u{e9}\u{3c0}";
 
 /// A key with any character a Zarr key may hold (netCDF variable names become array
-/// names, and before-images have `%` in their names) reads back under the name `list`
-/// gives it, and is stored under that name.
+/// names, and before-images have `%` in their names) is stored under that very name,
+/// listed under it and reads back.
 pub fn keys_with_any_character_round_trip(b: &Backend) {
     let location = (b.location)("any-character");
     let s = location.storage().unwrap();
     let name = format!("a{RESERVED}/c/0");
     s.set(&key(&name), Bytes::from_static(b"x")).unwrap();
-    assert_eq!(s.get(&key(&name)).unwrap().as_deref(), Some(&b"x"[..]));
-    let listed: Vec<String> = s
-        .list()
-        .unwrap()
-        .iter()
-        .map(|k| k.as_str().to_string())
-        .collect();
-    if b.known_key_encoding_bug {
-        // KNOWN BUG (S3): zarrs_object_store maps keys with object_store's
-        // `Path::from`, which percent-encodes these characters, and lists the encoded
-        // names: the listed key is not the one written and does not read. Strict: this
-        // fails once fixed, and the flag goes with the fix.
-        assert_eq!(listed.len(), 1, "{}", b.name);
-        assert_ne!(
-            listed[0], name,
-            "{}: fixed? drop known_key_encoding_bug",
-            b.name
-        );
-        assert_eq!(s.get(&key(&listed[0])).unwrap(), None, "{}", b.name);
-    } else {
-        assert_eq!(listed, [name], "{}", b.name);
-    }
+    assert_eq!(
+        s.get(&key(&name)).unwrap().as_deref(),
+        Some(&b"x"[..]),
+        "{}",
+        b.name
+    );
+    assert_eq!(s.size_key(&key(&name)).unwrap(), Some(1), "{}", b.name);
+    assert_eq!(names(&s.list().unwrap()), [name.as_str()], "{}", b.name);
+    let dir = format!("a{RESERVED}/");
+    assert_eq!(
+        names(
+            &s.list_prefix(&StorePrefix::new(dir.as_str()).unwrap())
+                .unwrap()
+        ),
+        [name.as_str()],
+        "{}",
+        b.name
+    );
+    let root = s.list_dir(&StorePrefix::root()).unwrap();
+    let prefixes: Vec<&str> = root.prefixes().iter().map(|p| p.as_str()).collect();
+    assert_eq!(prefixes, [dir.as_str()], "{}", b.name);
+    // Stored under that very name: what other readers look up.
+    assert_eq!((b.object_names)(&location), [name.as_str()], "{}", b.name);
+    s.erase(&key(&name)).unwrap();
+    assert!(s.list().unwrap().is_empty(), "{}", b.name);
+    assert!((b.object_names)(&location).is_empty(), "{}", b.name);
 }
 
-/// A store whose array name holds such characters opens again with that array.
+/// A store whose array name holds such characters opens again with that array and its
+/// values, its objects are named by the raw keys, and an interrupted batch over it is
+/// undone from its before-image.
 pub fn arrays_with_any_name_open_again(b: &Backend) {
     let location = (b.location)("any-name");
     let store = ZarrStore::open_or_new_at(&location, ZarrFormat::V3).unwrap();
-    let mut tx = store.begin();
     let name = "sst~anomaly[K]";
-    let mut doc = docs(ZarrFormat::V3, 2).remove(1);
-    doc.name = name.into();
-    tx.put_array(doc);
+    let named = |len: u64| {
+        let mut doc = docs(ZarrFormat::V3, len).remove(1);
+        doc.name = name.into();
+        doc
+    };
+    assert_eq!(store.unstorable_array_name(name), None, "{}", b.name);
+    let mut tx = store.begin();
+    tx.put_array(named(2));
     tx.write(name, &[0], &[2], values(0, 2, 1)).unwrap();
     tx.commit().unwrap();
     let reopened = ZarrStore::open_at(&location).unwrap();
     let found: Vec<&String> = reopened.arrays.keys().collect();
-    if b.known_key_encoding_bug {
-        // KNOWN BUG (S3), as above: the array is listed under its encoded name, whose
-        // metadata does not read, so a reopened store has lost the array.
-        assert!(found.is_empty(), "{}: fixed? {found:?}", b.name);
+    assert_eq!(found, [name], "{}", b.name);
+    assert_eq!(
+        reopened.read(name, &[0], &[2]).unwrap(),
+        values(0, 2, 1),
+        "{}",
+        b.name
+    );
+    let chunk = format!("{name}/c/0");
+    assert_eq!(
+        (b.object_names)(&location),
+        [
+            chunk.clone(),
+            format!("{name}/zarr.json"),
+            "zarr.json".into()
+        ],
+        "{}: object names",
+        b.name
+    );
+
+    // A batch that overwrites the chunk and grows the array, stopped after writing its
+    // chunks: the before-image of the chunk is kept under its (escaped) name and put
+    // back by the recovery pass.
+    let before = snapshot(&location);
+    {
+        let mut tx = reopened.begin();
+        tx.put_array(named(4));
+        tx.write(name, &[0], &[4], Values::F64(vec![-1.0; 4]))
+            .unwrap();
+        tx.flush_chunks().unwrap();
+    }
+    let image = format!(
+        ".zru/undo/{}",
+        chunk.replace('%', "%25").replace('/', "%2F")
+    );
+    let during = snapshot(&location);
+    assert!(
+        during.contains_key(&image),
+        "{}: no before-image {image}: {:?}",
+        b.name,
+        during.keys()
+    );
+    assert_eq!(during.get(&image), before.get(&chunk), "{}", b.name);
+    assert!(
+        (b.object_names)(&location).contains(&image),
+        "{}: {image} not stored under its name",
+        b.name
+    );
+    let recovered = ZarrStore::recover_at(&location).unwrap().expect(b.name);
+    assert!(recovered.keys_restored >= 1, "{}: {recovered:?}", b.name);
+    assert_eq!(
+        snapshot(&location),
+        before,
+        "{}: keys not as before",
+        b.name
+    );
+    let again = ZarrStore::open_at(&location).unwrap();
+    assert_eq!(
+        again.read(name, &[0], &[2]).unwrap(),
+        values(0, 2, 1),
+        "{}",
+        b.name
+    );
+}
+
+/// A name the backend cannot hold (S3: an ASCII control character) is refused before
+/// anything is written, with a reason naming the store; a backend that can hold it
+/// stores it under that name.
+pub fn names_the_backend_cannot_hold_are_refused(b: &Backend) {
+    let location = (b.location)("control-character");
+    let store = ZarrStore::open_or_new_at(&location, ZarrFormat::V3).unwrap();
+    let name = "sst\u{1}anomaly";
+    let meta = format!("{name}/zarr.json");
+    let s = location.storage().unwrap();
+    if b.refuses_control_characters {
+        let reason = store
+            .unstorable_array_name(name)
+            .unwrap_or_else(|| panic!("{}: {name:?} not refused", b.name));
+        assert!(
+            reason.contains(&location.to_string()) && reason.contains("U+0001"),
+            "{}: {reason}",
+            b.name
+        );
+        // The storage itself never writes it under another name.
+        assert!(
+            s.set(&key(&meta), Bytes::from_static(b"{}")).is_err(),
+            "{}",
+            b.name
+        );
+        assert!(s.list().unwrap().is_empty(), "{}", b.name);
+        assert!((b.object_names)(&location).is_empty(), "{}", b.name);
     } else {
-        assert_eq!(found, [name], "{}", b.name);
-        assert_eq!(reopened.read(name, &[0], &[2]).unwrap(), values(0, 2, 1));
+        assert_eq!(store.unstorable_array_name(name), None, "{}", b.name);
+        s.set(&key(&meta), Bytes::from_static(b"{}")).unwrap();
+        assert_eq!(names(&s.list().unwrap()), [meta.as_str()], "{}", b.name);
+        assert_eq!((b.object_names)(&location), [meta], "{}", b.name);
     }
 }
