@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The test command: fast checks first (rustfmt, then clippy and rustdoc once the
-# environment is set up), release build, Rust tests, the Python
+# environment is set up), release build, Rust tests (with the queue and store
+# conformance suites, whose SQS and S3 runs start a moto server from the venv setup
+# made), the Python
 # interop tests (real zru binary against xarray / zarr-python readers), then the AWS
 # side: the Lambda packages (cargo lambda, static netCDF) and tests/aws against a
 # moto server and a Lambda Runtime API emulator.

@@ -21,8 +21,8 @@ pub mod lambda_update;
 pub(crate) mod raw;
 pub mod sdk;
 pub mod settings;
-pub(crate) mod sqs;
-pub(crate) mod sqs_queue;
+pub mod sqs;
+pub mod sqs_queue;
 pub mod watch;
 
 pub use settings::Settings;

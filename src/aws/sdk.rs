@@ -18,7 +18,7 @@ pub struct Clients {
 }
 
 /// The SDK configuration from the environment (us-east-1 when no region is set).
-pub(crate) async fn sdk_config() -> SdkConfig {
+pub async fn sdk_config() -> SdkConfig {
     let region = aws_config::meta::region::RegionProviderChain::default_provider()
         .or_else(aws_config::Region::new("us-east-1"));
     aws_config::defaults(BehaviorVersion::latest())

@@ -18,15 +18,27 @@ pub const MAX_BATCH: usize = 10;
 /// Message attribute holding why the updater dead-lettered a message.
 pub const REASON_ATTRIBUTE: &str = "zru_reason";
 
+/// A failed SQS call, naming the queue.
 #[derive(Debug, Error)]
 pub enum SqsError {
+    /// A request failed (network, permissions, a missing queue): the SDK's reason.
     #[error("queue {url}: {reason}")]
-    Request { url: String, reason: String },
+    Request {
+        /// The queue URL.
+        url: String,
+        /// What the SDK reported.
+        reason: String,
+    },
+    /// A batch send was accepted only in part.
     #[error("queue {url}: {failed} of {total} messages were not sent: {reasons}")]
     NotSent {
+        /// The queue URL.
         url: String,
+        /// Entries SQS refused.
         failed: usize,
+        /// Entries in the request.
         total: usize,
+        /// Each refused entry's code and message, joined with `; `.
         reasons: String,
     },
 }
@@ -34,28 +46,39 @@ pub enum SqsError {
 /// A message to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outgoing {
+    /// FIFO message group id (messages of one group are delivered in order).
     pub group: String,
+    /// FIFO deduplication id (a second send with it within 5 minutes is dropped).
     pub dedup_id: String,
+    /// The message body.
     pub body: String,
 }
 
 /// A received message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
+    /// SQS message id (the same on every delivery).
     pub message_id: String,
+    /// Receipt handle of this delivery (deletes and visibility changes use it).
     pub receipt_handle: String,
+    /// FIFO message group id.
     pub group: String,
+    /// `ApproximateReceiveCount`: deliveries so far, this one included.
     pub receive_count: u32,
+    /// The message body.
     pub body: String,
 }
 
 /// What the updater needs to know about its queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueInfo {
+    /// The queue URL.
     pub url: String,
+    /// Whether it is a FIFO queue (the updater requires one).
     pub fifo: bool,
     /// From the redrive policy: receives before SQS moves a message to the DLQ.
     pub max_receive_count: Option<u32>,
+    /// From the redrive policy: the dead-letter queue's URL.
     pub dead_letter_url: Option<String>,
 }
 

@@ -30,6 +30,7 @@ use crate::pipeline::queue::{
 /// arrival order among events of one key that have no S3 sequencer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Body {
+    /// The object event (key, created or removed, S3 sequencer and etag).
     pub event: ObjectEvent,
     /// Microseconds since the epoch, strictly increasing within one watcher call.
     pub arrival: i64,
@@ -43,7 +44,12 @@ pub enum Fate {
     /// Committed (or skipped as duplicate/stale/superseded/gone): delete it.
     Done,
     /// Failed; `last` when this was its last allowed receive.
-    Failed { reason: String, last: bool },
+    Failed {
+        /// Why it failed.
+        reason: String,
+        /// This was its last allowed receive: it goes to the dead-letter queue.
+        last: bool,
+    },
 }
 
 struct Entry {

@@ -27,7 +27,7 @@ pub(crate) mod attempts;
 pub(crate) mod catch_up;
 pub(crate) mod current;
 pub mod enqueue;
-pub(crate) mod event;
+pub mod event;
 pub(crate) mod flush;
 pub mod ledger;
 pub mod lock;

@@ -404,8 +404,11 @@ impl Queue for SqliteQueue {
 
 #[cfg(test)]
 mod tests {
+    //! The queue's contract (order, groups, visibility, failures, dead letters,
+    //! deduplication) is tested by the conformance suite that every queue runs
+    //! (`tests/queue_conformance.rs`); these tests are about this implementation.
+
     use super::*;
-    use crate::update::EventKind;
 
     fn queue(dir: &Path, max_receives: u32) -> SqliteQueue {
         let options = QueueOptions {
@@ -426,66 +429,6 @@ mod tests {
     const LONG: Duration = Duration::from_secs(600);
 
     #[test]
-    fn groups_are_received_in_order_and_deduplicated() {
-        let dir = tempfile::tempdir().unwrap();
-        let q = queue(dir.path(), 3);
-        let sent = q
-            .send(&[
-                message("sst", "a", "1"),
-                message("gsla", "g", "2"),
-                message("sst", "b", "3"),
-                message("sst", "a", "1"),
-            ])
-            .unwrap();
-        assert!(matches!(
-            sent[..3],
-            [Sent::Enqueued(_), Sent::Enqueued(_), Sent::Enqueued(_)]
-        ));
-        assert_eq!(sent[3], Sent::Duplicate);
-        assert_eq!(q.groups().unwrap(), ["gsla", "sst"]);
-        let got = q.receive("sst", 10, LONG).unwrap();
-        let keys: Vec<&str> = got.iter().map(|m| m.event.key.as_str()).collect();
-        assert_eq!(keys, ["a", "b"]);
-        assert_eq!(got[0].event.kind, EventKind::Removed);
-        assert!(
-            q.receive("sst", 10, LONG).unwrap().is_empty(),
-            "group in flight"
-        );
-        let stats = q.stats().unwrap();
-        assert_eq!(stats[1].in_flight, 2);
-        let receipts: Vec<Receipt> = got.iter().map(|m| m.receipt).collect();
-        assert_eq!(q.ack(&receipts).unwrap(), 2);
-        assert_eq!(q.groups().unwrap(), ["gsla"]);
-    }
-
-    #[test]
-    fn permanent_failures_dead_letter_at_once_and_transient_ones_wait_their_backoff() {
-        let dir = tempfile::tempdir().unwrap();
-        let q = queue(dir.path(), 5);
-        q.send(&[message("sst", "bad", "1"), message("argo", "io", "2")])
-            .unwrap();
-        let bad = q.receive("sst", 1, LONG).unwrap().remove(0);
-        assert_eq!(
-            q.fail(bad.receipt, "corrupt", Retry::Never).unwrap(),
-            Failed::DeadLettered
-        );
-        assert_eq!(q.dead_letters().unwrap()[0].receive_count, 1);
-        let io = q.receive("argo", 1, LONG).unwrap().remove(0);
-        let delay = Duration::from_millis(300);
-        assert_eq!(
-            q.fail(io.receipt, "disk full", Retry::After(delay))
-                .unwrap(),
-            Failed::Retry
-        );
-        // Not visible during its backoff, visible after it.
-        assert!(q.receive("argo", 1, LONG).unwrap().is_empty());
-        std::thread::sleep(delay + Duration::from_millis(100));
-        let again = q.receive("argo", 1, LONG).unwrap();
-        assert_eq!(again.len(), 1);
-        assert_eq!(again[0].receive_count, 2);
-    }
-
-    #[test]
     fn backoff_doubles_from_one_second_up_to_fifteen_minutes() {
         let secs = |n| match Retry::backoff(n) {
             Retry::After(d) => d.as_secs(),
@@ -493,42 +436,6 @@ mod tests {
         };
         assert_eq!([secs(1), secs(2), secs(3), secs(5)], [1, 2, 4, 16]);
         assert_eq!(secs(40), 900);
-    }
-
-    #[test]
-    fn failures_dead_letter_after_max_receives_and_replay_brings_them_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let q = queue(dir.path(), 2);
-        q.send(&[message("sst", "bad", "1")]).unwrap();
-        let first = q.receive("sst", 1, LONG).unwrap().remove(0);
-        assert_eq!(
-            q.fail(first.receipt, "corrupt", Retry::After(Duration::ZERO))
-                .unwrap(),
-            Failed::Retry
-        );
-        let second = q.receive("sst", 1, LONG).unwrap().remove(0);
-        assert_eq!(second.receive_count, 2);
-        assert_eq!(
-            q.fail(first.receipt, "old", Retry::After(Duration::ZERO))
-                .unwrap(),
-            Failed::Stale
-        );
-        assert_eq!(
-            q.fail(
-                second.receipt,
-                "still corrupt",
-                Retry::After(Duration::ZERO)
-            )
-            .unwrap(),
-            Failed::DeadLettered
-        );
-        assert!(q.receive("sst", 1, LONG).unwrap().is_empty());
-        let dead = q.dead_letters().unwrap();
-        assert_eq!(dead.len(), 1);
-        assert_eq!(dead[0].last_error.as_deref(), Some("still corrupt"));
-        assert_eq!(q.replay(&[]).unwrap(), 1);
-        let again = q.receive("sst", 1, LONG).unwrap();
-        assert_eq!(again[0].receive_count, 1);
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! Where a store lives: a local directory or an S3 bucket and prefix.
 //!
 //! Local stores go through `AtomicFilesystemStore` (temporary file + rename). S3
-//! stores go through `zarrs_object_store` (object_store's `AmazonS3`), whose async API
-//! is bridged to zarrs' sync one by [`AsyncToSyncStorageAdapter`] running on a tokio
-//! runtime owned by this module, never the caller's: calling it from inside an async
-//! context panics, so async callers (the Lambda functions) run updates on a blocking
-//! thread. A PUT to S3 replaces the whole object atomically, so each key is written
-//! atomically there too.
+//! stores go through `RawKeyObjectStore` over object_store's `AmazonS3`: each key is
+//! the object name itself, as other Zarr readers expect (see `raw_keys`). Its
+//! async API is bridged to zarrs' sync one by [`AsyncToSyncStorageAdapter`] running on
+//! a tokio runtime owned by this module, never the caller's: calling it from inside an
+//! async context panics, so async callers (the Lambda functions) run updates on a
+//! blocking thread. A PUT to S3 replaces the whole object atomically, so each key is
+//! written atomically there too.
 //!
 //! S3 settings come from the usual AWS environment variables (see `docs/aws.md`):
 //! credentials, `AWS_REGION` / `AWS_DEFAULT_REGION`, and `AWS_ENDPOINT_URL_S3` or
@@ -16,17 +17,18 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as ObjectPath;
+use object_store::prefix::PrefixStore;
 use thiserror::Error;
 use zarrs::storage::{ReadableStorageTraits, StorageError, WritableStorageTraits};
-use zarrs_object_store::object_store::aws::AmazonS3Builder;
-use zarrs_object_store::object_store::prefix::PrefixStore;
-use zarrs_object_store::AsyncObjectStore;
 use zarrs_storage::storage_adapter::async_to_sync::{
     AsyncToSyncBlockOn, AsyncToSyncStorageAdapter,
 };
 
 use super::atomic_fs::AtomicFilesystemStore;
 use super::fault_points::with_fault_points;
+use super::raw_keys::RawKeyObjectStore;
 use super::staged::Storage;
 use crate::text::redact_urls;
 
@@ -151,6 +153,11 @@ impl StoreLocation {
             {
                 return Err(bad("the prefix has an empty, '.' or '..' component"));
             }
+            if prefix.chars().any(|c| c.is_ascii_control()) {
+                return Err(bad(
+                    "the prefix has a control character, which an S3 object name written by zru cannot hold",
+                ));
+            }
             return Ok(Self::S3 {
                 bucket: bucket.to_string(),
                 prefix: prefix.to_string(),
@@ -174,7 +181,7 @@ impl StoreLocation {
     }
 
     /// The local directory, for local stores.
-    pub(crate) fn local_path(&self) -> Option<&Path> {
+    pub fn local_path(&self) -> Option<&Path> {
         match self {
             Self::Local(path) => Some(path),
             Self::S3 { .. } => None,
@@ -191,7 +198,7 @@ impl StoreLocation {
 
     /// The storage zru reads and writes the store through. Local stores' directory is
     /// created; nothing is written to S3.
-    pub(crate) fn storage(&self) -> Result<Arc<Storage>, StorageError> {
+    pub fn storage(&self) -> Result<Arc<Storage>, StorageError> {
         let storage: Arc<Storage> = match self {
             Self::Local(path) => Arc::new(AtomicFilesystemStore::new(path)?),
             Self::S3 { bucket, prefix } => s3_storage(bucket, prefix)?,
@@ -203,7 +210,7 @@ impl StoreLocation {
 impl StoreLocation {
     /// The location of a file kept beside the store (the ledger): the store's path or
     /// key with `suffix` appended (`sst.zarr` -> `sst.zarr.zru-ledger.json`).
-    pub(crate) fn sibling(&self, suffix: &str) -> Sibling {
+    pub fn sibling(&self, suffix: &str) -> Sibling {
         match self {
             Self::Local(path) => {
                 let mut name = path
@@ -340,12 +347,16 @@ fn s3_storage(bucket: &str, prefix: &str) -> Result<Arc<Storage>, StorageError> 
     let block_on = BlockOn(runtime.handle().clone());
     Ok(if prefix.is_empty() {
         Arc::new(AsyncToSyncStorageAdapter::new(
-            Arc::new(AsyncObjectStore::new(s3)),
+            Arc::new(RawKeyObjectStore::new(s3)),
             block_on,
         ))
     } else {
+        // The prefix as it is (`PrefixStore::new` of a `&str` would percent-encode it).
+        let prefix = ObjectPath::parse(prefix).map_err(|e| {
+            StorageError::Other(format!("s3://{bucket}/{prefix}: not an S3 prefix: {e}"))
+        })?;
         Arc::new(AsyncToSyncStorageAdapter::new(
-            Arc::new(AsyncObjectStore::new(PrefixStore::new(s3, prefix))),
+            Arc::new(RawKeyObjectStore::new(PrefixStore::new(s3, prefix))),
             block_on,
         ))
     })
@@ -420,6 +431,17 @@ mod tests {
             StoreLocation::parse("s3://bkt/../c"),
             Err(LocationError::BadS3 { .. })
         ));
+        assert!(matches!(
+            StoreLocation::parse("s3://bkt/a\u{1}b"),
+            Err(LocationError::BadS3 { .. })
+        ));
+        // Characters object_store would have escaped are kept as they are.
+        assert_eq!(
+            StoreLocation::parse("s3://bkt/sst~[K].zarr")
+                .unwrap()
+                .to_string(),
+            "s3://bkt/sst~[K].zarr"
+        );
         assert!(matches!(
             StoreLocation::parse("gs://b/x"),
             Err(LocationError::Scheme(_))

@@ -5,6 +5,7 @@
 //! - `atomic_fs`: atomic writes of single keys.
 //! - [`location`]: where a store lives (directory or `s3://bucket/prefix`) and the
 //!   storage backend for it.
+//! - `raw_keys`: S3 storage whose object names are the Zarr keys unchanged.
 //! - `recovery`: the intent record of a batch in progress, and the recovery pass
 //!   that undoes a batch interrupted before its metadata commit.
 //! - `undo`: before-images of the keys a batch overwrites, for that recovery pass.
@@ -16,6 +17,7 @@ pub(crate) mod array_doc;
 pub(crate) mod atomic_fs;
 mod fault_points;
 pub mod location;
+pub(crate) mod raw_keys;
 pub(crate) mod recovery;
 pub(crate) mod staged;
 pub(crate) mod undo;
@@ -32,7 +34,7 @@ use zarrs::storage::{Bytes, StorageError, StoreKey, StorePrefix};
 pub use array_doc::{ArrayDoc, ArrayDocError, Compressor, NewArray, ZarrFormat};
 pub use location::{LocationError, StoreLocation};
 pub(crate) use recovery::Intent;
-pub use recovery::Recovered;
+pub use recovery::{Recovered, INTENT_KEY};
 pub use staged::{CommitStats, Storage};
 pub(crate) use staged::{StagedStore, SIDECAR_DIR};
 
@@ -149,7 +151,7 @@ impl ZarrStore {
     /// True if `location` holds a Zarr group (a GET of its root metadata on S3). A
     /// store that has arrays but no root metadata is an error
     /// ([`StoreError::Incomplete`]), never a store that does not exist.
-    pub(crate) fn exists_at(location: &StoreLocation) -> Result<bool, StoreError> {
+    pub fn exists_at(location: &StoreLocation) -> Result<bool, StoreError> {
         match location {
             StoreLocation::Local(path) if Self::exists(path) => Ok(true),
             StoreLocation::Local(path) if !path.is_dir() => Ok(false),
@@ -229,7 +231,7 @@ impl ZarrStore {
     }
 
     /// Opens an existing store, local or on S3, or prepares a new one.
-    pub(crate) fn open_or_new_at(
+    pub fn open_or_new_at(
         location: &StoreLocation,
         new_format: ZarrFormat,
     ) -> Result<Self, StoreError> {
@@ -272,7 +274,7 @@ impl ZarrStore {
     }
 
     /// Opens an existing V2 or V3 store, local or on S3.
-    pub(crate) fn open_at(location: &StoreLocation) -> Result<Self, StoreError> {
+    pub fn open_at(location: &StoreLocation) -> Result<Self, StoreError> {
         if let StoreLocation::Local(path) = location {
             if !Self::exists(path) {
                 return Err(StoreError::NotAGroup {
@@ -383,6 +385,22 @@ impl ZarrStore {
         self.arrays.get(name)
     }
 
+    /// Why an array of this store cannot be named `name`, if it cannot: on S3 a name
+    /// holding an ASCII control character (or `.`, `..`, `/`) cannot be part of an
+    /// object name (see `raw_keys::unstorable`); local stores hold any name. The
+    /// families refuse such a file variable before anything is staged or written.
+    pub fn unstorable_array_name(&self, name: &str) -> Option<String> {
+        if self.root.is_some() {
+            return None;
+        }
+        raw_keys::unstorable(name).map(|reason| {
+            format!(
+                "store {}: no array can be named {name:?} there: {reason}",
+                self.location.display()
+            )
+        })
+    }
+
     /// Where this store keeps before-images.
     fn images(&self) -> undo::Images<'_> {
         undo::Images {
@@ -392,7 +410,7 @@ impl ZarrStore {
     }
 
     /// Starts an all-or-nothing update.
-    pub(crate) fn begin(&self) -> Transaction<'_> {
+    pub fn begin(&self) -> Transaction<'_> {
         Transaction {
             store: self,
             staged: Arc::new(StagedStore::new(self.storage.clone())),
@@ -609,7 +627,7 @@ impl Transaction<'_> {
     }
 
     /// Adds or replaces an array's metadata.
-    pub(crate) fn put_array(&mut self, doc: ArrayDoc) {
+    pub fn put_array(&mut self, doc: ArrayDoc) {
         self.opened().remove(&doc.name);
         self.arrays.insert(doc.name.clone(), doc);
     }
@@ -617,6 +635,11 @@ impl Transaction<'_> {
     /// The metadata of the array `name` as it stands in this transaction.
     pub(crate) fn array_doc(&self, name: &str) -> Option<&ArrayDoc> {
         self.arrays.get(name)
+    }
+
+    /// See [`ZarrStore::unstorable_array_name`].
+    pub fn unstorable_array_name(&self, name: &str) -> Option<String> {
+        self.store.unstorable_array_name(name)
     }
 
     /// Every array's metadata as it stands in this transaction.
@@ -702,7 +725,7 @@ impl Transaction<'_> {
     }
 
     /// Writes the chunks staged so far; metadata stays staged until [`Self::commit`].
-    pub(crate) fn flush_chunks(&mut self) -> Result<CommitStats, StoreError> {
+    pub fn flush_chunks(&mut self) -> Result<CommitStats, StoreError> {
         let chunks = self
             .staged
             .chunk_keys()
@@ -801,7 +824,7 @@ impl Transaction<'_> {
     /// Writes everything still staged. Metadata documents (and the consolidated
     /// metadata) are written only if some array's metadata or the root attributes
     /// changed, so a batch of overwrites, or of rejected files, leaves them untouched.
-    pub(crate) fn commit(mut self) -> Result<CommitStats, StoreError> {
+    pub fn commit(mut self) -> Result<CommitStats, StoreError> {
         let location = self.store.location.clone();
         let metadata_changed =
             self.arrays != self.store.arrays || self.root_attrs != self.store.root_attrs;

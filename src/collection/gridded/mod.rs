@@ -555,6 +555,9 @@ fn prepare_arrays(
             .zip(&var.shape)
             .map(|(d, &n)| if *d == append_dim { new_len } else { n })
             .collect();
+        if let Some(reason) = tx.unstorable_array_name(&var.name) {
+            return Err(cx.schema(&var.name, format!("{reason}; rename the variable")));
+        }
         created.push(var.name.clone());
         tx.put_array(new_array_doc(cx, format, var, shape));
     }

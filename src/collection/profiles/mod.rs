@@ -343,6 +343,9 @@ fn prepare_arrays(
                 .iter()
                 .map(|d| lengths.get(d).copied().unwrap_or(0)),
         );
+        if let Some(reason) = tx.unstorable_array_name(&var.name) {
+            return Err(cx.schema(&var.name, format!("{reason}; rename the variable")));
+        }
         tx.put_array(new_array_doc(cx, format, var, shape));
     }
     ensure_provenance(cx, tx, plan.new_len);
