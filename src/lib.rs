@@ -19,8 +19,6 @@
 
 pub mod aws;
 pub mod collection;
-// TODO(issue 13): removed once the collection refactor documents these
-#[allow(missing_docs)]
 pub mod config;
 pub mod fault;
 pub mod inspect;
