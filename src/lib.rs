@@ -29,7 +29,5 @@ pub mod sample;
 pub mod source;
 pub mod store;
 pub mod text;
-// TODO(issue 13): removed once the collection refactor documents these
-#[allow(missing_docs)]
 pub mod update;
 pub mod values;
