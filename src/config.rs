@@ -27,13 +27,18 @@ pub use checks::{MAX_CHUNK_ELEMENTS, MAX_CHUNK_LEN};
 /// One thing wrong with a configuration file: the key, what is wrong, how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// The configuration key at fault (`time_step`, `chunks.time`), as `docs/config.md`
+    /// names it.
     pub key: String,
+    /// What is wrong with its value.
     pub reason: String,
+    /// What to change to fix it.
     pub fix: String,
 }
 
 impl Problem {
-    pub fn new(key: &str, reason: &str, fix: &str) -> Self {
+    /// A problem with `key`: what is wrong, how to fix it.
+    pub(crate) fn new(key: &str, reason: &str, fix: &str) -> Self {
         Self {
             key: key.to_string(),
             reason: reason.to_string(),
@@ -125,25 +130,33 @@ pub struct Dataset {
     pub store_path: PathBuf,
 }
 
-pub const DEFAULT_PROVENANCE_VARIABLE: &str = "zru_source_key";
+/// Provenance variable of a dataset whose configuration names none.
+pub(crate) const DEFAULT_PROVENANCE_VARIABLE: &str = "zru_source_key";
 
 impl Dataset {
+    /// The dataset's name (`name` in its file): its queue group and the name in every
+    /// message.
     pub fn name(&self) -> &str {
         &self.config.name
     }
 
-    pub fn matches(&self, key: &str) -> bool {
+    /// Whether one of the dataset's `key_patterns` matches the object key.
+    pub(crate) fn matches(&self, key: &str) -> bool {
         self.patterns.iter().any(|p| p.is_match(key))
     }
 
-    pub fn provenance_variable(&self) -> &str {
+    /// Name of the string variable holding each row's source object key: the
+    /// configured `provenance_variable`, else [`DEFAULT_PROVENANCE_VARIABLE`].
+    pub(crate) fn provenance_variable(&self) -> &str {
         self.config
             .provenance_variable
             .as_deref()
             .unwrap_or(DEFAULT_PROVENANCE_VARIABLE)
     }
 
-    pub fn zarr_format(&self) -> u8 {
+    /// Zarr format (2 or 3) of a store zru creates for this dataset: the configured
+    /// one, else 3.
+    pub(crate) fn zarr_format(&self) -> u8 {
         self.config.zarr_format.unwrap_or(3)
     }
 
@@ -177,34 +190,62 @@ impl Dataset {
     }
 }
 
+/// Why a configuration directory or dataset file cannot be loaded.
 #[derive(Debug, Error)]
 pub enum ConfigError {
+    /// The configuration directory cannot be listed (missing, not a directory, no
+    /// permission).
     #[error("config directory {dir}: {source}")]
     ReadDir {
+        /// The configuration directory.
         dir: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The configuration directory holds no `*.json` file.
     #[error("config directory {0} holds no *.json dataset files")]
     Empty(PathBuf),
+    /// A dataset file cannot be read: an I/O error, not a regular file (a FIFO, a
+    /// directory), or not UTF-8.
     #[error("{file}: {source}")]
     Read {
+        /// The dataset file.
         file: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// A dataset file is not valid JSON, or its JSON does not deserialize into a
+    /// [`DatasetConfig`].
     #[error("{file}: {reason}")]
-    Parse { file: PathBuf, reason: String },
+    Parse {
+        /// The dataset file.
+        file: PathBuf,
+        /// The parser's message and where to look.
+        reason: String,
+    },
+    /// A value breaks the schema or a rule the schema cannot express (a [`Problem`]),
+    /// including rules across files (unique names, disjoint key patterns, one store
+    /// per dataset).
     #[error("{file}: {key}: {reason}; {fix}")]
     Invalid {
+        /// The dataset file at fault (for a rule across files, the later of the pair).
         file: PathBuf,
+        /// The key at fault ([`Problem::key`]).
         key: String,
+        /// What is wrong ([`Problem::reason`]).
         reason: String,
+        /// How to fix it ([`Problem::fix`]).
         fix: String,
     },
+    /// The raw root cannot be scanned for keys (`zru config check` with
+    /// [`LoadOptions::scan_raw_root`]).
     #[error("raw root {root}: {source}")]
     RawRoot {
+        /// The raw root.
         root: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
@@ -225,15 +266,25 @@ impl ConfigError {
 /// Every dataset of a configuration directory.
 #[derive(Debug, Clone)]
 pub struct Catalog {
-    pub datasets: Vec<Dataset>,
+    /// The valid datasets, in file name order.
+    pub(crate) datasets: Vec<Dataset>,
 }
 
+/// Why an object key belongs to no single dataset ([`Catalog::route`]).
 #[derive(Debug, Error, PartialEq)]
 pub enum RouteError {
+    /// No dataset's `key_patterns` match the key (the key).
     #[error("no dataset's key_patterns match key {0:?}")]
     NoMatch(String),
+    /// The patterns of two or more datasets match the key (`zru config check` reports
+    /// such overlaps on example and raw keys).
     #[error("key {key:?} matches more than one dataset: {datasets:?}")]
-    Ambiguous { key: String, datasets: Vec<String> },
+    Ambiguous {
+        /// The object key.
+        key: String,
+        /// Names of the matching datasets, in catalog order.
+        datasets: Vec<String>,
+    },
 }
 
 /// What a load knows beyond the configuration directory.
@@ -283,6 +334,7 @@ impl Catalog {
         }
     }
 
+    /// The dataset named `name`, if the catalog has it.
     pub fn dataset(&self, name: &str) -> Option<&Dataset> {
         self.datasets.iter().find(|d| d.name() == name)
     }

@@ -19,8 +19,6 @@
 
 pub mod aws;
 pub mod collection;
-// TODO(issue 13): removed once the collection refactor documents these
-#[allow(missing_docs)]
 pub mod config;
 pub mod fault;
 pub mod inspect;
@@ -31,7 +29,5 @@ pub mod sample;
 pub mod source;
 pub mod store;
 pub mod text;
-// TODO(issue 13): removed once the collection refactor documents these
-#[allow(missing_docs)]
 pub mod update;
 pub mod values;

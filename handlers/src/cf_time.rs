@@ -11,18 +11,44 @@
 use chrono::{NaiveDate, NaiveTime, Timelike};
 use thiserror::Error;
 
+/// Why a time variable's `units` or `calendar` attribute cannot be used
+/// ([`TimeUnits::parse`], [`Calendar::parse`]).
 #[derive(Debug, Error, PartialEq)]
 pub enum TimeUnitsError {
+    /// The units have no `" since "` between a unit and a reference date (the whole
+    /// `units` text).
     #[error("time units {0:?} are not of the form '<unit> since <date>'")]
     Form(String),
+    /// The unit before `since` is not one [`unit_seconds`] knows (`"fortnights"`;
+    /// months and years are not fixed lengths and are refused too).
     #[error("unknown time unit {unit:?} in {units:?}")]
-    Unit { unit: String, units: String },
+    Unit {
+        /// The unit as written, trimmed.
+        unit: String,
+        /// The whole `units` text.
+        units: String,
+    },
+    /// The reference date after `since` does not parse, or is a date the calendar does
+    /// not have (`2001-02-29`; `2000-02-30` outside `360_day`).
     #[error("cannot parse reference date {date:?} in time units {units:?}")]
-    Date { date: String, units: String },
+    Date {
+        /// The reference date as written, trimmed.
+        date: String,
+        /// The whole `units` text.
+        units: String,
+    },
+    /// The `calendar` attribute names no CF calendar (its text, trimmed and lower-cased).
     #[error("calendar {0:?} is not a CF calendar (standard, gregorian, proleptic_gregorian, julian, noleap, 365_day, all_leap, 366_day, 360_day)")]
     Calendar(String),
+    /// The calendar is `standard`/`gregorian` (or absent) and the reference date is
+    /// before 1582-10-15, where that calendar is Julian: such times are not converted.
     #[error("reference date {date:?} is before 1582-10-15 in the mixed Julian/Gregorian {calendar} calendar, which zru does not convert: use calendar proleptic_gregorian or a later reference date")]
-    MixedCalendar { date: String, calendar: String },
+    MixedCalendar {
+        /// The reference date as written, trimmed.
+        date: String,
+        /// The calendar as written (`standard` when the attribute is absent).
+        calendar: String,
+    },
 }
 
 /// A CF calendar: how dates count days.

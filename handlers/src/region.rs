@@ -5,20 +5,26 @@ use std::fmt;
 /// A half-open range `[start, stop)` of indices along the append dimension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IndexRange {
+    /// First index in the range.
     pub start: u64,
+    /// One past the last index; `start <= stop`, equal for an empty range.
     pub stop: u64,
 }
 
 impl IndexRange {
+    /// The range `[start, stop)`; `start` must not exceed `stop` (checked in debug
+    /// builds only).
     pub fn new(start: u64, stop: u64) -> Self {
         debug_assert!(start <= stop);
         Self { start, stop }
     }
 
+    /// Number of indices in the range, `stop - start`.
     pub fn len(&self) -> u64 {
         self.stop - self.start
     }
 
+    /// Whether the range holds no index (`start == stop`).
     pub fn is_empty(&self) -> bool {
         self.start == self.stop
     }

@@ -62,14 +62,20 @@ impl From<UpdateError> for Rejection {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventKind {
+    /// The object was created or rewritten (a revision): its file is written into
+    /// the region it covers.
     Created,
+    /// The object was deleted: the rows or slots its key wrote are blanked.
     Removed,
 }
 
 /// One event: an object key (relative to the raw root) and what happened to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
+    /// The object key: a `/`-separated path relative to the raw root (see
+    /// [`check_key`]).
     pub key: String,
+    /// What happened to the object.
     pub kind: EventKind,
 }
 
@@ -77,13 +83,21 @@ pub struct Event {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
+    /// A created file grew the store along its append dimension (it may also have
+    /// overwritten or filled existing slots).
     Appended,
+    /// A created file was written over existing slots or rows only (a revision, or a
+    /// blank slot filled).
     Overwrote,
+    /// A removal blanked the slots or rows its key wrote (fill values; the store does
+    /// not shrink).
     Blanked,
     /// A removal that found no slot holding the key (never ingested, or superseded).
     Unchanged,
     /// The key was recorded as the source of slots already holding its data.
     Adopted,
+    /// The event failed and the store is unchanged by it; [`Outcome::reason`] says why
+    /// and [`Outcome::permanent`] whether it is retried.
     Rejected,
 }
 
@@ -104,13 +118,21 @@ impl std::fmt::Display for Action {
 /// The result of applying one event, as printed by the CLI.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
+    /// The event's object key.
     pub key: String,
+    /// What happened to the object.
     pub event: EventKind,
+    /// The dataset the key routed to; `None` when it routed to none (or was not a
+    /// valid key).
     pub dataset: Option<String>,
+    /// What the event did to the store.
     pub action: Action,
     /// Index range `[start, stop)` per dimension that the event wrote or blanked.
     pub region: Option<Region>,
+    /// For a rejection, why (naming the key); otherwise an optional note (a removal
+    /// that found nothing, a removal blanking several ranges).
     pub reason: Option<String>,
+    /// What the event's chunk writes counted; `None` when it was rejected before them.
     pub stats: Option<CommitStats>,
     /// For a rejection: retrying cannot succeed (dead-letter it at once).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -118,6 +140,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Whether the event was rejected ([`Action::Rejected`]).
     pub fn is_rejected(&self) -> bool {
         self.action == Action::Rejected
     }
@@ -135,7 +158,7 @@ impl Outcome {
 }
 
 /// The CLI's line for an event: key, dataset, action, then the reason or the region.
-pub fn event_line(
+pub(crate) fn event_line(
     key: &str,
     dataset: Option<&str>,
     action: &dyn std::fmt::Display,
@@ -153,10 +176,14 @@ pub fn event_line(
 /// A successful application, before it is turned into an [`Outcome`].
 #[derive(Debug, Clone)]
 pub struct Applied {
-    pub action: Action,
-    pub region: Option<Region>,
-    pub note: Option<String>,
-    pub stats: CommitStats,
+    /// What the event did.
+    pub(crate) action: Action,
+    /// The region it wrote or blanked.
+    pub(crate) region: Option<Region>,
+    /// A note for the outcome's reason column.
+    pub(crate) note: Option<String>,
+    /// Its chunk writes (set by the updater once the chunks are written).
+    pub(crate) stats: CommitStats,
 }
 
 /// What a batch does with its created events.
@@ -171,11 +198,16 @@ enum Mode {
 /// Applies events for every dataset of a catalog, reading objects under `raw_root`.
 #[derive(Debug, Clone)]
 pub struct Updater {
+    /// The datasets; each event goes to the one whose `key_patterns` match its key.
     pub catalog: Catalog,
+    /// The directory object keys are relative to (locally the raw bucket's directory;
+    /// on AWS a scratch directory the objects are downloaded into).
     pub raw_root: PathBuf,
 }
 
 impl Updater {
+    /// An updater for `catalog`'s datasets reading files under `raw_root`; nothing is
+    /// opened until events are applied.
     pub fn new(catalog: Catalog, raw_root: PathBuf) -> Self {
         Self { catalog, raw_root }
     }

@@ -19,8 +19,12 @@ use crate::AppendPlan;
 /// Implementations may do I/O (a chunk read per call): [`place_times`] calls
 /// [`TimeAxis::value`] O(log n) times per file time, never once per slot.
 pub trait TimeAxis {
+    /// Number of slots on the axis (the store's length along its time dimension).
     fn len(&self) -> u64;
+    /// Time of slot `index` (`index < len()`), in the store's units; an error if it
+    /// cannot be read.
     fn value(&self, index: u64) -> Result<f64, AxisReadError>;
+    /// Whether the axis has no slot yet (a new store).
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -30,7 +34,9 @@ pub trait TimeAxis {
 #[derive(Debug, Error)]
 #[error("cannot read the store's time axis at index {index}: {message}")]
 pub struct AxisReadError {
+    /// The slot whose time could not be read.
     pub index: u64,
+    /// What went wrong (the store's own error, as text).
     pub message: String,
 }
 
@@ -49,61 +55,133 @@ pub struct PlacementRules {
 /// Default of [`PlacementRules::max_new_slots`].
 pub const DEFAULT_MAX_NEW_SLOTS: u64 = 10_000_000;
 
+/// Why a file's times cannot be placed on the store's time axis ([`place_times`]).
+///
+/// Times are in the store's units; positions count the file's times from 0, indices
+/// the store's slots from 0. Every variant but [`PlacementError::Axis`] is about the
+/// file or the configuration; `Axis` is a failure to read the store.
 #[derive(Debug, Error)]
 pub enum PlacementError {
+    /// The file has no time values along the append dimension.
     #[error("the file has no time values along the append dimension")]
     NoTimes,
+    /// A file time is NaN or infinite.
     #[error("time value #{position} of the file is not finite ({value})")]
-    NotFinite { position: usize, value: f64 },
+    NotFinite {
+        /// Position of the time in the file.
+        position: usize,
+        /// The time.
+        value: f64,
+    },
+    /// A file time is not greater than the one before it.
     #[error(
         "the file's times are not strictly increasing (#{position}: {value} after {previous})"
     )]
     FileNotIncreasing {
+        /// Position of the time in the file.
         position: usize,
+        /// The time.
         value: f64,
+        /// The time at `position - 1`.
         previous: f64,
     },
+    /// A file time lies before the store's first time (by more than the tolerance):
+    /// it would need a slot in front of slot 0.
     #[error(
         "time {value} is before the store's first time {first}: prepending would shift every index and is not supported"
     )]
-    BeforeStart { value: f64, first: f64 },
+    BeforeStart {
+        /// The file's time.
+        value: f64,
+        /// The time of the store's slot 0 (with a step and an empty store, the file's
+        /// first time).
+        first: f64,
+    },
+    /// With a `time_step`: a file time is farther than the tolerance from the nearest
+    /// grid slot.
     #[error(
         "time {value} is not on the store's time step grid (nearest slot {index} holds {slot})"
     )]
-    OffGrid { value: f64, index: u64, slot: f64 },
+    OffGrid {
+        /// The file's time.
+        value: f64,
+        /// The nearest grid slot.
+        index: u64,
+        /// That slot's time on the grid.
+        slot: f64,
+    },
+    /// Without a `time_step`: a file time falls inside the store's range but matches
+    /// no slot, so it would have to be inserted between two slots.
     #[error(
         "time {value} is not in the store and falls before its last time {last}: inserting it would break the increasing order of the time axis (set time_step to allow filling slots)"
     )]
-    BreaksOrder { value: f64, last: f64 },
+    BreaksOrder {
+        /// The file's time.
+        value: f64,
+        /// The time of the store's last slot.
+        last: f64,
+    },
+    /// Two consecutive file times are at most twice the tolerance apart, so both could
+    /// match one slot.
     #[error(
         "times #{position} ({value}) and #{previous_position} ({previous}) of the file are not more than twice the time tolerance ({tolerance}) apart, so both could match one slot: lower time_tolerance in the dataset's configuration"
     )]
     TimesTooClose {
+        /// Position of the later time in the file.
         position: usize,
+        /// The later time.
         value: f64,
+        /// Position of the earlier time (`position - 1`).
         previous_position: usize,
+        /// The earlier time.
         previous: f64,
+        /// The configured tolerance.
         tolerance: f64,
     },
+    /// Without a `time_step`: a file time is within the tolerance of two adjacent store
+    /// slots (the store's own times are closer than twice the tolerance).
     #[error(
         "time {value} is within the time tolerance ({tolerance}) of two store slots, {first} ({first_time}) and {second} ({second_time}): lower time_tolerance in the dataset's configuration"
     )]
     AmbiguousSlot {
+        /// The file's time.
         value: f64,
+        /// The configured tolerance.
         tolerance: f64,
+        /// The lower of the two slots.
         first: u64,
+        /// Its time.
         first_time: f64,
+        /// The higher of the two slots (`first + 1`).
         second: u64,
+        /// Its time.
         second_time: f64,
     },
+    /// The configuration's tolerance is not under half its `time_step` (or the step is
+    /// not positive): a configuration error, raised for every file.
     #[error(
         "the time tolerance ({tolerance}) is not under half the time step ({step}): two times could match one slot"
     )]
-    ToleranceTooLarge { tolerance: f64, step: f64 },
+    ToleranceTooLarge {
+        /// The configured tolerance.
+        tolerance: f64,
+        /// The configured step.
+        step: f64,
+    },
+    /// With a `time_step`: a file time lies so far after the store's end that the axis
+    /// would grow by more than [`PlacementRules::max_new_slots`] slots.
     #[error(
         "time {value} would add {slots} slots to the store's time axis (at most {max} per file): the time is wrong, or the file must be split"
     )]
-    TooManyNewSlots { value: f64, slots: f64, max: u64 },
+    TooManyNewSlots {
+        /// The file's time.
+        value: f64,
+        /// Slots the axis would grow by (a float: it may exceed `u64`).
+        slots: f64,
+        /// The limit, [`PlacementRules::max_new_slots`].
+        max: u64,
+    },
+    /// The store's time axis could not be read ([`TimeAxis::value`] failed).
     #[error(transparent)]
     Axis(#[from] AxisReadError),
 }
