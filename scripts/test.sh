@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The test command: fast checks first (rustfmt, then clippy once the environment is
-# set up), release build, Rust tests, the Python
+# The test command: fast checks first (rustfmt, then clippy and rustdoc once the
+# environment is set up), release build, Rust tests, the Python
 # interop tests (real zru binary against xarray / zarr-python readers), then the AWS
 # side: the Lambda packages (cargo lambda, static netCDF) and tests/aws against a
 # moto server and a Lambda Runtime API emulator.
@@ -43,6 +43,8 @@ step "cargo fmt --check" cargo fmt --all -- --check
 step "setup (scripts/setup.sh)" bash scripts/setup.sh
 step "cargo clippy (all targets, warnings are errors)" \
   cargo clippy --release --workspace --all-targets -- -D warnings
+step "cargo doc (no broken links, warnings are errors)" \
+  env RUSTDOCFLAGS="-D warnings" cargo doc --release --workspace --no-deps
 step "cargo build --release --bins" cargo build --release --bins
 step "cargo test --release --workspace" cargo test --release --workspace
 step "python interop tests (tests/interop)" \

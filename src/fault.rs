@@ -46,7 +46,7 @@ pub const ABORT_ON_KEY_ENV: &str = "ZRU_FAULT_ABORT_ON_KEY";
 
 /// Panics if `key` is the one named by [`PANIC_ON_KEY_ENV`]; aborts the process if it
 /// is the one named by [`ABORT_ON_KEY_ENV`].
-pub fn panic_point(key: &str) {
+pub(crate) fn panic_point(key: &str) {
     static PANIC_ON: OnceLock<Option<String>> = OnceLock::new();
     static ABORT_ON: OnceLock<Option<String>> = OnceLock::new();
     let panic_on = PANIC_ON.get_or_init(|| std::env::var(PANIC_ON_KEY_ENV).ok());
@@ -55,7 +55,11 @@ pub fn panic_point(key: &str) {
     }
     let abort_on = ABORT_ON.get_or_init(|| std::env::var(ABORT_ON_KEY_ENV).ok());
     if abort_on.as_deref() == Some(key) {
-        eprintln!("injected abort ({ABORT_ON_KEY_ENV})");
+        // The process aborts next: this line is all the crash test sees of the reason.
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("injected abort ({ABORT_ON_KEY_ENV})");
+        }
         std::process::abort();
     }
 }
@@ -80,13 +84,13 @@ fn read_only() -> bool {
 }
 
 /// True if a fault is armed (a kill point, or failing store writes).
-pub fn armed() -> bool {
+pub(crate) fn armed() -> bool {
     kill_at().is_some() || io_error_after().is_some() || read_only()
 }
 
 /// The error an armed store fault gives the write about to happen, if any: counts
 /// the store writes attempted by this process.
-pub fn store_write_error() -> Option<std::io::Error> {
+pub(crate) fn store_write_error() -> Option<std::io::Error> {
     const EROFS: i32 = 30;
     const ENOSPC: i32 = 28;
     if read_only() {

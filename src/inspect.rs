@@ -13,22 +13,37 @@ use crate::config::DEFAULT_PROVENANCE_VARIABLE;
 use crate::store::{StoreError, StoreLocation, ZarrFormat, ZarrStore};
 use crate::values::Values;
 
+/// One array of a store, as `zru inspect` lists it.
 #[derive(Debug, Serialize)]
 pub struct ArraySummary {
+    /// The array's name (its key under the store root).
     pub name: String,
+    /// Dimension names (`_ARRAY_DIMENSIONS` in V2, `dimension_names` in V3).
     pub dims: Vec<String>,
+    /// Length of each dimension.
     pub shape: Vec<u64>,
+    /// Chunk length along each dimension.
     pub chunks: Vec<u64>,
+    /// Zarr V3 data type name (`int16`, `float32`, `string`, ...), or `unknown`.
     pub data_type: String,
 }
 
+/// What a store holds: the output of `zru inspect` (`--json` prints it as is).
 #[derive(Debug, Serialize)]
 pub struct StoreSummary {
+    /// Where the store is: a path or an `s3://bucket/prefix` URL.
     pub store: String,
+    /// 2 or 3.
     pub zarr_format: u8,
+    /// Every dimension of the store's arrays and its length.
     pub dims: BTreeMap<String, u64>,
+    /// The arrays, in name order.
     pub arrays: Vec<ArraySummary>,
+    /// The dimension files are appended along (the provenance array's), if the store
+    /// has a provenance array.
     pub append_dim: Option<String>,
+    /// The first and last value of the append dimension's coordinate as ISO 8601
+    /// date-times; `None` if it has no CF time units.
     pub time_range: Option<[String; 2]>,
     /// Slots with no source key: blanked by a removal, gap slots, or slots written
     /// before zru managed the store (a store made by `xarray.to_zarr`).
@@ -160,7 +175,7 @@ fn time_range(store: &ZarrStore, dim: &str) -> Result<Option<[String; 2]>, Store
 }
 
 /// ISO 8601 text of seconds since the Unix epoch.
-pub fn iso(seconds: f64) -> String {
+pub(crate) fn iso(seconds: f64) -> String {
     chrono::DateTime::from_timestamp(seconds.floor() as i64, 0)
         .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_else(|| format!("{seconds} s since 1970"))

@@ -11,12 +11,24 @@ use std::path::Path;
 
 use thiserror::Error;
 
+/// Why a classic file cannot be trusted.
 #[derive(Debug, Error, PartialEq)]
 pub enum ClassicError {
+    /// The file ends before the data its header describes (a partial copy or upload).
     #[error("truncated: the header says the data needs {needed} bytes but the file has {actual}")]
-    Truncated { needed: u64, actual: u64 },
+    Truncated {
+        /// Bytes the header's variables need, in bytes from the start of the file.
+        needed: u64,
+        /// The file's size in bytes.
+        actual: u64,
+    },
+    /// The file ends inside its header.
     #[error("truncated inside its header ({actual} bytes)")]
-    TruncatedHeader { actual: u64 },
+    TruncatedHeader {
+        /// The file's size in bytes.
+        actual: u64,
+    },
+    /// The header cannot be parsed (or the file cannot be read): the reason.
     #[error("malformed netCDF classic header: {0}")]
     Header(String),
 }
@@ -29,7 +41,7 @@ const NC_ATTRIBUTE: u32 = 0x0C;
 const STREAMING: u64 = 0xFFFF_FFFF;
 
 /// Checks a file if it is netCDF classic; other formats pass unchecked.
-pub fn check_size(path: &Path) -> Result<(), ClassicError> {
+pub(crate) fn check_size(path: &Path) -> Result<(), ClassicError> {
     let io = |e: std::io::Error| ClassicError::Header(e.to_string());
     let actual = std::fs::metadata(path).map_err(io)?.len();
     let mut file = std::fs::File::open(path).map_err(io)?;

@@ -3,7 +3,7 @@
 //! A [`SourceFile`] lists its variables with their dimensions, element type, CF
 //! encoding and attributes (as JSON, ready for Zarr), and reads a variable's values.
 //! Packed integers stay packed; `char` arrays become text along their last dimension
-//! when xarray would join it (see [`string_dims`]), else one-character strings.
+//! when xarray would join it (see `string_dims`), else one-character strings.
 
 use std::path::{Path, PathBuf};
 
@@ -14,73 +14,129 @@ use thiserror::Error;
 
 use crate::values::{CfEncoding, ElementType, Values};
 
-pub mod bands;
-pub mod diagnose;
-pub use bands::{Band, BandAssembler, BandPlan};
+pub(crate) mod bands;
+pub(crate) mod diagnose;
+pub(crate) use bands::{Band, BandAssembler, BandPlan};
 
+/// Why a source file could not be opened or read. Each message starts with the file's
+/// path and is the reason an event is rejected with.
 #[derive(Debug, Error)]
 pub enum SourceError {
+    /// netCDF-C cannot open the file (truncated, not netCDF, unreadable).
     #[error("{path}: cannot open as netCDF: {diagnosis} ({source})")]
     Open {
+        /// The source file.
         path: PathBuf,
-        /// What is wrong with the file, found by looking at its bytes (see [`diagnose`]).
+        /// What is wrong with the file, found by looking at its bytes (see `diagnose`).
         diagnosis: String,
+        /// netCDF-C's error.
         #[source]
         source: netcdf::Error,
     },
+    /// A variable's values cannot be read (a missing HDF5 filter, corrupt chunks).
     #[error("{path}: variable {variable}: cannot read values{hint}: {source}")]
     Read {
+        /// The source file.
         path: PathBuf,
+        /// The variable's name.
         variable: String,
         /// What the file says about the failure (its filters), or empty.
         hint: String,
+        /// netCDF-C's error.
         #[source]
         source: netcdf::Error,
     },
+    /// A variable's CF encoding is unusable (`scale_factor` of the wrong type,
+    /// `_FillValue` outside the type, ...).
     #[error("{path}: variable {variable}: {reason}")]
     Encoding {
+        /// The source file.
         path: PathBuf,
+        /// The variable's name.
         variable: String,
+        /// What is wrong.
         reason: String,
     },
+    /// The file has groups: only the root group's variables are read.
     #[error(
         "{path}: groups are not supported: the file has groups {groups}; zru reads the \
          variables of the root group only (write the data variables in the root group)"
     )]
-    Groups { path: PathBuf, groups: String },
-    #[error("{path}: {reason}")]
-    Header { path: PathBuf, reason: String },
-    #[error("{path}: variable {variable}: {reason}")]
-    TooLarge {
+    Groups {
+        /// The source file.
         path: PathBuf,
-        variable: String,
+        /// The groups' names, comma-separated.
+        groups: String,
+    },
+    /// The header is malformed in a way netCDF-C tolerates but zru does not (names
+    /// that are not UTF-8, unreadable dimensions or attributes).
+    #[error("{path}: {reason}")]
+    Header {
+        /// The source file.
+        path: PathBuf,
+        /// What is wrong.
         reason: String,
     },
+    /// A variable needs more than zru reads at once ([`MAX_READ_BYTES`] bytes in one
+    /// read, or too many strings).
+    #[error("{path}: variable {variable}: {reason}")]
+    TooLarge {
+        /// The source file.
+        path: PathBuf,
+        /// The variable's name.
+        variable: String,
+        /// Its size and the limit.
+        reason: String,
+    },
+    /// A variable's type has no Zarr counterpart zru writes (compound, opaque, enum,
+    /// variable-length).
     #[error("{path}: variable {variable} has type {kind}, which zru cannot store")]
     UnsupportedType {
+        /// The source file.
         path: PathBuf,
+        /// The variable's name.
         variable: String,
+        /// netCDF's name of the type.
         kind: String,
     },
+    /// A classic (netCDF3) file is truncated or its header is malformed.
     #[error("{path}: {source}")]
     Classic {
+        /// The source file.
         path: PathBuf,
+        /// What the header check found.
         #[source]
         source: crate::netcdf3::ClassicError,
     },
+    /// The pieces read from a variable could not be joined into bands (internal
+    /// shape mismatch).
     #[error("{path}: variable {variable}: cannot join read pieces: {reason}")]
     Bands {
+        /// The source file.
         path: PathBuf,
+        /// The variable's name.
         variable: String,
+        /// What did not fit.
         reason: String,
     },
+    /// The file has no variable of that name.
     #[error("{path}: no variable {variable}")]
-    NoVariable { path: PathBuf, variable: String },
+    NoVariable {
+        /// The source file.
+        path: PathBuf,
+        /// The name asked for.
+        variable: String,
+    },
+    /// An attribute cannot be read.
     #[error("{path}: attribute {attribute} of {variable}: {source}")]
     Attribute {
+        /// The source file.
         path: PathBuf,
+        /// The variable's name (or the file, for a global attribute).
         variable: String,
+        /// The attribute's name.
         attribute: String,
+        /// netCDF-C's error.
         #[source]
         source: netcdf::Error,
     },
@@ -89,11 +145,15 @@ pub enum SourceError {
 /// What zru knows about one variable of a source file.
 #[derive(Debug, Clone)]
 pub struct SourceVariable {
+    /// The variable's name in the file (and the Zarr array's name).
     pub name: String,
     /// Dimensions as stored in Zarr (a `char` variable loses its string-length dim).
     pub dims: Vec<String>,
+    /// Length of each of `dims`.
     pub shape: Vec<u64>,
+    /// Element type as stored (packed integers stay integers; `char` becomes text).
     pub element: ElementType,
+    /// `scale_factor`, `add_offset` and `_FillValue` (or `missing_value`).
     pub encoding: CfEncoding,
     /// CF attributes other than `_FillValue` (which lives in `encoding`).
     pub attributes: Map<String, Value>,
@@ -104,19 +164,20 @@ pub struct SourceVariable {
 }
 
 impl SourceVariable {
-    pub fn has_dim(&self, dim: &str) -> bool {
+    /// True if `dim` is one of the variable's (Zarr) dimensions.
+    pub(crate) fn has_dim(&self, dim: &str) -> bool {
         self.dims.iter().any(|d| d == dim)
     }
 
     /// Number of elements (saturating: a file can declare absurd dimensions).
-    pub fn element_count(&self) -> u64 {
+    pub(crate) fn element_count(&self) -> u64 {
         self.shape
             .iter()
             .fold(1u64, |n, &len| n.saturating_mul(len))
     }
 
     /// `units` and `calendar` attributes, for time variables.
-    pub fn time_units(&self) -> (Option<&str>, Option<&str>) {
+    pub(crate) fn time_units(&self) -> (Option<&str>, Option<&str>) {
         let text = |k: &str| self.attributes.get(k).and_then(Value::as_str);
         (text("units"), text("calendar"))
     }
@@ -176,25 +237,28 @@ impl SourceFile {
         })
     }
 
+    /// The path the file was opened from.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// The root group's variables, in file order.
     pub fn variables(&self) -> &[SourceVariable] {
         &self.variables
     }
 
-    pub fn variable(&self, name: &str) -> Option<&SourceVariable> {
+    /// The variable called `name`, if the file has it.
+    pub(crate) fn variable(&self, name: &str) -> Option<&SourceVariable> {
         self.variables.iter().find(|v| v.name == name)
     }
 
     /// Length of a dimension, if the file has it.
-    pub fn dim_len(&self, name: &str) -> Option<u64> {
+    pub(crate) fn dim_len(&self, name: &str) -> Option<u64> {
         self.file.dimension(name).map(|d| d.len() as u64)
     }
 
     /// Global attributes as JSON.
-    pub fn global_attributes(&self) -> Result<Map<String, Value>, SourceError> {
+    pub(crate) fn global_attributes(&self) -> Result<Map<String, Value>, SourceError> {
         let mut map = Map::new();
         for attribute in self.file.attributes() {
             let name = attribute.name().to_string();
@@ -239,10 +303,10 @@ impl SourceFile {
         Ok(())
     }
 
-    /// Reads a variable in bands along one axis (see [`bands`]), calling `emit` with
+    /// Reads a variable in bands along one axis (see `bands`), calling `emit` with
     /// each band in order; `emit` returns `false` to stop early. A variable that is one
     /// band anyway is read whole, as one band along axis 0.
-    pub fn read_bands(
+    pub(crate) fn read_bands(
         &self,
         name: &str,
         store_chunks: &[u64],
@@ -668,7 +732,7 @@ fn float_json(x: f64) -> Value {
 }
 
 /// A NetCDF attribute as JSON: numbers, lists of numbers, or text.
-pub fn attribute_json(value: AttributeValue) -> Value {
+pub(crate) fn attribute_json(value: AttributeValue) -> Value {
     fn list<T: Into<Value>>(items: Vec<T>) -> Value {
         Value::Array(items.into_iter().map(Into::into).collect())
     }

@@ -11,15 +11,25 @@ use thiserror::Error;
 /// Element types zru reads from NetCDF and writes to Zarr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ElementType {
+    /// 8-bit signed integer (`int8`, NetCDF `byte`).
     I8,
+    /// 8-bit unsigned integer (`uint8`, NetCDF `ubyte`).
     U8,
+    /// 16-bit signed integer (NetCDF `short`).
     I16,
+    /// 16-bit unsigned integer (NetCDF `ushort`).
     U16,
+    /// 32-bit signed integer (NetCDF `int`).
     I32,
+    /// 32-bit unsigned integer (NetCDF `uint`).
     U32,
+    /// 64-bit signed integer (NetCDF `int64`).
     I64,
+    /// 64-bit unsigned integer (NetCDF `uint64`).
     U64,
+    /// 32-bit IEEE float (NetCDF `float`).
     F32,
+    /// 64-bit IEEE float (NetCDF `double`).
     F64,
     /// Variable-length UTF-8 text (NetCDF `char` arrays and strings).
     Text,
@@ -27,7 +37,7 @@ pub enum ElementType {
 
 impl ElementType {
     /// Zarr V3 `data_type` name.
-    pub fn zarr_v3_name(self) -> &'static str {
+    pub(crate) fn zarr_v3_name(self) -> &'static str {
         match self {
             Self::I8 => "int8",
             Self::U8 => "uint8",
@@ -44,7 +54,7 @@ impl ElementType {
     }
 
     /// Zarr V2 `dtype` (little endian, as numpy writes it).
-    pub fn zarr_v2_dtype(self) -> &'static str {
+    pub(crate) fn zarr_v2_dtype(self) -> &'static str {
         match self {
             Self::I8 => "|i1",
             Self::U8 => "|u1",
@@ -60,12 +70,14 @@ impl ElementType {
         }
     }
 
-    pub fn from_zarr_v3_name(name: &str) -> Option<Self> {
+    /// The element type of a Zarr V3 `data_type` name (`"int16"`, `"string"`, ...);
+    /// `None` for a type zru does not handle (complex, bool, fixed-length bytes, ...).
+    pub(crate) fn from_zarr_v3_name(name: &str) -> Option<Self> {
         ALL.iter().copied().find(|t| t.zarr_v3_name() == name)
     }
 
     /// Parses a numpy dtype string such as `<i2`, `|i1` or `>f8` (byte order aside).
-    pub fn from_zarr_v2_dtype(dtype: &str) -> Option<Self> {
+    pub(crate) fn from_zarr_v2_dtype(dtype: &str) -> Option<Self> {
         let body = dtype.trim_start_matches(['<', '>', '|', '=']);
         match body {
             "O" => Some(Self::Text),
@@ -79,7 +91,7 @@ impl ElementType {
     /// netCDF-C's default fill for the type (`NC_FILL_SHORT`, ...; the 64-bit ones only
     /// approximately: see [`NC_FILL_INT64`]): what an unwritten
     /// element of a variable without `_FillValue` holds. Floats use NaN instead.
-    pub fn netcdf_default_fill(self) -> f64 {
+    pub(crate) fn netcdf_default_fill(self) -> f64 {
         match self {
             Self::I8 => -127.0,
             Self::U8 => 255.0,
@@ -93,11 +105,13 @@ impl ElementType {
         }
     }
 
-    pub fn is_float(self) -> bool {
+    /// True for `F32` and `F64`.
+    pub(crate) fn is_float(self) -> bool {
         matches!(self, Self::F32 | Self::F64)
     }
 
-    pub fn is_integer(self) -> bool {
+    /// True for the eight integer types (not floats, not text).
+    pub(crate) fn is_integer(self) -> bool {
         !self.is_float() && self != Self::Text
     }
 
@@ -151,16 +165,27 @@ pub const NC_FILL_UINT64: u64 = 18_446_744_073_709_551_614;
 /// A flat, C-ordered buffer of one element type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Values {
+    /// Elements of [`ElementType::I8`].
     I8(Vec<i8>),
+    /// Elements of [`ElementType::U8`].
     U8(Vec<u8>),
+    /// Elements of [`ElementType::I16`].
     I16(Vec<i16>),
+    /// Elements of [`ElementType::U16`].
     U16(Vec<u16>),
+    /// Elements of [`ElementType::I32`].
     I32(Vec<i32>),
+    /// Elements of [`ElementType::U32`].
     U32(Vec<u32>),
+    /// Elements of [`ElementType::I64`].
     I64(Vec<i64>),
+    /// Elements of [`ElementType::U64`].
     U64(Vec<u64>),
+    /// Elements of [`ElementType::F32`].
     F32(Vec<f32>),
+    /// Elements of [`ElementType::F64`].
     F64(Vec<f64>),
+    /// Text elements ([`ElementType::Text`]), one string per element.
     Text(Vec<String>),
 }
 
@@ -225,7 +250,10 @@ macro_rules! map_values {
 
 /// Numeric element conversion through `f64`.
 pub trait Number: Copy + Send + Sync + 'static {
+    /// The value as `f64` (64-bit integers beyond 2^53 are rounded).
     fn to_f64(self) -> f64;
+    /// The value converted with `as` semantics: saturating, NaN to 0 for integers.
+    /// Packing checks the range first ([`ElementType::range`]).
     fn from_f64(value: f64) -> Self;
 }
 
@@ -240,7 +268,8 @@ macro_rules! impl_number {
 impl_number!(i8, u8, i16, u16, i32, u32, i64, u64, f32, f64);
 
 impl Values {
-    pub fn element_type(&self) -> ElementType {
+    /// The element type of the variant.
+    pub(crate) fn element_type(&self) -> ElementType {
         match self {
             Self::I8(_) => ElementType::I8,
             Self::U8(_) => ElementType::U8,
@@ -256,16 +285,18 @@ impl Values {
         }
     }
 
+    /// Number of elements.
     pub fn len(&self) -> usize {
         dispatch_values!(self, v => v.len(), text t => t.len())
     }
 
+    /// True if there are no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// A buffer of `len` copies of `fill` (a number; text fills with "").
-    pub fn filled(element: ElementType, len: usize, fill: f64) -> Self {
+    pub(crate) fn filled(element: ElementType, len: usize, fill: f64) -> Self {
         fn make<T: Number>(len: usize, fill: f64) -> Vec<T> {
             vec![T::from_f64(fill); len]
         }
@@ -277,7 +308,7 @@ impl Values {
 
     /// `len` copies of netCDF-C's default fill of `element` (exact, also for the 64-bit
     /// integers, whose defaults an `f64` cannot hold; NaN for floats, "" for text).
-    pub fn filled_with_netcdf_default(element: ElementType, len: usize) -> Self {
+    pub(crate) fn filled_with_netcdf_default(element: ElementType, len: usize) -> Self {
         match element {
             ElementType::I64 => Values::I64(vec![NC_FILL_INT64; len]),
             ElementType::U64 => Values::U64(vec![NC_FILL_UINT64; len]),
@@ -286,7 +317,7 @@ impl Values {
     }
 
     /// Values as `f64` (text gives an error).
-    pub fn to_f64_vec(&self) -> Result<Vec<f64>, ValuesError> {
+    pub(crate) fn to_f64_vec(&self) -> Result<Vec<f64>, ValuesError> {
         dispatch_values!(self, v => Ok(v.iter().map(|x| x.to_f64()).collect()),
             text _t => Err(ValuesError::NotNumeric))
     }
@@ -316,13 +347,13 @@ impl Values {
     }
 
     /// Splits off the elements from `at` on (like `Vec::split_off`).
-    pub fn split_off(&mut self, at: usize) -> Values {
+    pub(crate) fn split_off(&mut self, at: usize) -> Values {
         map_values!(self, v => v.split_off(at))
     }
 
     /// The C-ordered sub-block of these values (a block of `shape`) that keeps
     /// `count` positions from `start` along `axis` and every position of the others.
-    pub fn select_along(
+    pub(crate) fn select_along(
         &self,
         shape: &[u64],
         axis: usize,
@@ -391,7 +422,12 @@ fn pad_block<T: Clone>(src: &[T], from: &[u64], to: &[u64], fill: T) -> Vec<T> {
 impl Values {
     /// The values, a C-ordered block of shape `from`, placed at the origin of a block of
     /// shape `to` (same rank, no axis shorter); the rest is `fill` ("" for text).
-    pub fn padded(&self, from: &[u64], to: &[u64], fill: f64) -> Result<Values, ValuesError> {
+    pub(crate) fn padded(
+        &self,
+        from: &[u64],
+        to: &[u64],
+        fill: f64,
+    ) -> Result<Values, ValuesError> {
         let fits = from.len() == to.len()
             && from.iter().zip(to).all(|(f, t)| f <= t)
             && from.iter().product::<u64>() == self.len() as u64;
@@ -423,33 +459,63 @@ impl Values {
     }
 }
 
+/// Why values could not be reshaped, converted or packed.
 #[derive(Debug, Error, PartialEq)]
 pub enum ValuesError {
+    /// A block cannot be padded to a smaller or differently ranked shape.
     #[error("a block of shape {from:?} cannot be padded to shape {to:?}")]
-    Shape { from: Vec<u64>, to: Vec<u64> },
+    Shape {
+        /// The block's shape.
+        from: Vec<u64>,
+        /// The shape asked for.
+        to: Vec<u64>,
+    },
+    /// Text was given where numbers are needed.
     #[error("text values cannot be converted to numbers")]
     NotNumeric,
+    /// No conversion between these element types (text to or from numbers, or
+    /// appending values of another type).
     #[error("cannot convert {from:?} values to {to:?}")]
-    Incompatible { from: ElementType, to: ElementType },
+    Incompatible {
+        /// The values' type.
+        from: ElementType,
+        /// The type asked for.
+        to: ElementType,
+    },
+    /// A physical value falls outside what the store's packed integer type can
+    /// hold with its `scale_factor` and `add_offset` (zru never clips).
     #[error(
         "value {value} does not fit the store's {to:?} packing (scale {scale}, offset {offset})"
     )]
     OutOfRange {
+        /// The physical (unpacked) value.
         value: f64,
+        /// The store's packed type.
         to: ElementType,
+        /// The store's `scale_factor`.
         scale: f64,
+        /// The store's `add_offset`.
         offset: f64,
     },
+    /// A valid value would pack to the store's `_FillValue` and so read back as
+    /// missing.
     #[error(
         "value {value} packs to {fill}, the store's _FillValue, and would read back as missing"
     )]
-    PacksToFill { value: f64, fill: f64 },
+    PacksToFill {
+        /// The physical (unpacked) value.
+        value: f64,
+        /// The store's `_FillValue`, in stored units.
+        fill: f64,
+    },
 }
 
 /// How a variable's stored numbers map to physical values (CF conventions).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CfEncoding {
+    /// Multiplier from stored to physical values (1 if the variable is not packed).
     pub scale_factor: f64,
+    /// Added after scaling (0 if the variable is not packed).
     pub add_offset: f64,
     /// `_FillValue` (or `missing_value`) in stored units.
     pub fill_value: Option<f64>,
@@ -473,7 +539,7 @@ impl CfEncoding {
     }
 
     /// The physical value of a raw one: unpacked, NaN where missing.
-    pub fn physical(&self, raw: f64) -> f64 {
+    pub(crate) fn physical(&self, raw: f64) -> f64 {
         if self.is_missing(raw) {
             f64::NAN
         } else {
@@ -500,7 +566,7 @@ fn same_fill(a: Option<f64>, b: Option<f64>) -> bool {
 /// Otherwise values are decoded to physical units (missing values become NaN) and
 /// packed again; integers are rounded to nearest; a value outside the target type is
 /// an error, never a silent wrap.
-pub fn convert(
+pub(crate) fn convert(
     values: Values,
     from: &CfEncoding,
     to_type: ElementType,
@@ -563,7 +629,7 @@ pub fn convert(
 }
 
 /// Builds typed values from `f64` (casting; the caller checked the range).
-pub fn from_f64_values(element: ElementType, values: &[f64]) -> Values {
+pub(crate) fn from_f64_values(element: ElementType, values: &[f64]) -> Values {
     fn make<T: Number>(values: &[f64]) -> Vec<T> {
         values.iter().map(|&v| T::from_f64(v)).collect()
     }

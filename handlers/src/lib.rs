@@ -12,6 +12,7 @@
 //! - [`profiles`]: profile collections (Argo): rows found by profile identity.
 //! - [`region`]: index ranges along the append dimension.
 
+
 pub mod cf_time;
 pub mod gridded;
 pub mod plan;

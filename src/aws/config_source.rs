@@ -8,16 +8,23 @@ use thiserror::Error;
 use super::sdk::describe;
 use crate::config::{Catalog, ConfigError};
 
+/// Why the dataset catalog could not be loaded.
 #[derive(Debug, Error)]
 pub enum ConfigSourceError {
+    /// A dataset file is invalid (or none is there).
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// Listing or downloading the files from S3 failed.
     #[error("configuration s3://{bucket}/{prefix}: {reason}")]
     S3 {
+        /// The bucket.
         bucket: String,
+        /// The prefix the dataset files are under.
         prefix: String,
+        /// What failed (the SDK's error, described).
         reason: String,
     },
+    /// The downloaded files cannot be written to a temporary directory.
     #[error("configuration: cannot stage the S3 files locally: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -25,8 +32,15 @@ pub enum ConfigSourceError {
 /// Where the configuration comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigSource {
+    /// A local directory (in a Lambda package: under `$LAMBDA_TASK_ROOT`).
     Dir(PathBuf),
-    S3 { bucket: String, prefix: String },
+    /// An S3 prefix: its `*.json` objects are downloaded to a temporary directory.
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The prefix the `*.json` files are under (no trailing `/`).
+        prefix: String,
+    },
 }
 
 impl ConfigSource {

@@ -21,8 +21,11 @@ use crate::store::StoreLocation;
 /// The result of one check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
+    /// What was checked (one line of `zru doctor`).
     pub name: String,
+    /// Whether it passed.
     pub ok: bool,
+    /// What was found, or what to fix.
     pub detail: String,
 }
 
@@ -267,7 +270,7 @@ async fn check_access_point(clients: &Clients, settings: &Settings) -> Result<St
 }
 
 /// Creates the directory, writes a probe file, locks and unlocks it, removes it.
-pub fn check_lock_dir(dir: &Path) -> Result<String, String> {
+pub(crate) fn check_lock_dir(dir: &Path) -> Result<String, String> {
     let fail = |what: &str, e: std::io::Error| format!("{}: {what}: {e}", dir.display());
     std::fs::create_dir_all(dir).map_err(|e| fail("cannot create", e))?;
     let probe = dir.join(format!(".zru-doctor-{}.lock", std::process::id()));

@@ -6,12 +6,12 @@
 //!   is empty or the remaining time falls under the safety margin; each batch's
 //!   messages are deleted only after their events are committed.
 //!
-//! Both go through [`apply_batch`]: created objects are streamed from S3 into a
+//! Both go through `apply_batch`: created objects are streamed from S3 into a
 //! scratch raw root, at the event's version when it names one; the key of a removal
 //! is checked with a HEAD and, if it still has a current version (versioned buckets),
-//! that version is downloaded too ([`stages`], [`crate::pipeline::current`]); then the pipeline's flusher runs on a
+//! that version is downloaded too (`stages`, `crate::pipeline::current`); then the pipeline's flusher runs on a
 //! blocking thread (zarrs' sync API over S3 must not run inside the async runtime)
-//! over the batch as an [`SqsBatch`] queue. A message that fails on its last allowed
+//! over the batch as an `SqsBatch` queue. A message that fails on its last allowed
 //! receive is moved to the dead-letter queue by the updater itself, with its reason
 //! in the `zru_reason` attribute, then deleted.
 
@@ -36,24 +36,35 @@ use crate::pipeline::queue::Message;
 use crate::pipeline::{FlushOptions, Flusher, PipelineError, Report};
 use crate::update::{EventKind, Updater};
 
+/// Why an invocation of the updater function failed as a whole (one event's failure
+/// is a batch item failure instead).
 #[derive(Debug, Error)]
 pub enum LambdaUpdateError {
+    /// A `ZRU_*` setting is invalid.
     #[error(transparent)]
     Settings(#[from] SettingsError),
+    /// The dataset catalog could not be loaded.
     #[error(transparent)]
     Config(#[from] ConfigSourceError),
+    /// An SQS call failed (receive, delete, dead-letter).
     #[error(transparent)]
     Sqs(#[from] SqsError),
+    /// A raw object could not be downloaded.
     #[error(transparent)]
     Raw(#[from] RawError),
+    /// The flush failed (queue, ledger, lock).
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// The scratch directory for downloads cannot be created.
     #[error("scratch directory {dir}: {source}")]
     Scratch {
+        /// The directory.
         dir: String,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The flush thread panicked or was cancelled: the reason.
     #[error("the flush thread failed: {0}")]
     Join(String),
 }
@@ -61,11 +72,14 @@ pub enum LambdaUpdateError {
 /// What the updater works with, set up once per cold start.
 #[derive(Debug, Clone)]
 pub struct Deployment {
+    /// The `ZRU_*` settings.
     pub settings: Settings,
+    /// The datasets (from `ZRU_CONFIG`).
     pub catalog: Catalog,
+    /// The SDK clients.
     pub clients: Clients,
     /// The queue (for the drain, and its redrive policy for dead letters).
-    pub queue: Option<QueueInfo>,
+    pub(crate) queue: Option<QueueInfo>,
 }
 
 impl Deployment {
@@ -96,7 +110,7 @@ impl Deployment {
 
 /// What happened to a batch.
 #[derive(Debug, Default, Serialize)]
-pub struct BatchResult {
+pub(crate) struct BatchResult {
     /// Indices (in the batch) of messages to delete: committed, skipped or dead-lettered.
     pub done: Vec<usize>,
     /// Indices of messages that failed and will be received again, with the reason.
@@ -108,7 +122,7 @@ pub struct BatchResult {
 
 /// Downloads the batch's created objects, flushes the batch into the stores, and
 /// moves last-chance failures to the dead-letter queue.
-pub async fn apply_batch(
+pub(crate) async fn apply_batch(
     deployment: &Deployment,
     batch: &[Received],
 ) -> Result<BatchResult, LambdaUpdateError> {
@@ -214,7 +228,7 @@ pub async fn apply_batch(
 
 /// What the updater reads from the raw bucket before a batch, for one key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stage {
+pub(crate) enum Stage {
     /// A creation: download the object, at the event's version when it names one.
     Fetch {
         bucket: String,
@@ -222,14 +236,14 @@ pub enum Stage {
         version_id: Option<String>,
     },
     /// A removal: HEAD the key (no version id); if it still has a current version,
-    /// download that version (see [`crate::pipeline::current`]).
+    /// download that version.
     Check { bucket: String, key: String },
 }
 
 /// Per key that a dataset takes, what its newest event in the batch needs (only the
 /// newest event of a key can be applied: the flush skips the others as superseded),
 /// in the order keys first appear.
-pub fn stages(catalog: &Catalog, messages: &[Message]) -> Vec<Stage> {
+pub(crate) fn stages(catalog: &Catalog, messages: &[Message]) -> Vec<Stage> {
     let mut newest: Vec<&Message> = Vec::new();
     for message in messages {
         if catalog.route(&message.event.key).is_err() {
@@ -262,7 +276,7 @@ pub fn stages(catalog: &Catalog, messages: &[Message]) -> Vec<Stage> {
 }
 
 /// The SQS event source's records as received messages.
-pub fn received_from_event(event: &SqsEvent) -> Vec<Received> {
+pub(crate) fn received_from_event(event: &SqsEvent) -> Vec<Received> {
     event
         .records
         .iter()
@@ -312,20 +326,25 @@ pub async fn handle_sqs_event(
 /// What a scheduled drain did.
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
 pub struct DrainSummary {
+    /// Batches received and flushed.
     pub batches: usize,
+    /// Messages received.
     pub received: usize,
+    /// Messages deleted (applied, skipped or dead-lettered).
     pub deleted: usize,
+    /// Messages failed, to be received again.
     pub failed: usize,
+    /// Messages moved to the dead-letter queue.
     pub dead_lettered: usize,
     /// Stopped because less than the safety margin remained (messages may remain).
     pub stopped_for_deadline: bool,
 }
 
 /// Long-poll wait of the drain's receives (seconds).
-pub const DRAIN_WAIT_SECONDS: i32 = 2;
+pub(crate) const DRAIN_WAIT_SECONDS: i32 = 2;
 
 /// How long the next receive may wait, or `None` to stop (under the safety margin).
-pub fn next_wait(remaining: Duration, safety: Duration) -> Option<i32> {
+pub(crate) fn next_wait(remaining: Duration, safety: Duration) -> Option<i32> {
     let spare = remaining.checked_sub(safety)?;
     if spare < Duration::from_secs(1) {
         return None;
@@ -384,12 +403,15 @@ pub async fn drain(
 /// What an invocation of the updater carries.
 #[derive(Debug)]
 pub enum Invocation {
+    /// A batch of SQS FIFO messages (the event source mapping).
     Sqs(SqsEvent),
     /// An EventBridge schedule (or anything else without records): drain the queue.
     Scheduled,
 }
 
 impl Invocation {
+    /// An SQS event if the payload has `Records`, else a scheduled drain; an error
+    /// for `Records` that are not SQS records.
     pub fn classify(payload: serde_json::Value) -> Result<Self, serde_json::Error> {
         if payload.get("Records").is_some() {
             return Ok(Self::Sqs(serde_json::from_value(payload)?));

@@ -6,23 +6,23 @@
 //! - [`settings`]: the `ZRU_*` environment variables (see `docs/aws.md`).
 //! - [`sdk`]: AWS SDK clients honouring endpoint overrides (emulators).
 //! - [`config_source`]: loading the dataset catalog from a directory or `s3://`.
-//! - [`raw`]: raw objects streamed from S3 to temporary files.
+//! - `raw`: raw objects streamed from S3 to temporary files.
 //! - [`doctor`]: checks of a deployment.
-//! - [`sqs`]: the FIFO queue on SQS (send, receive, delete, dead-letter with reason).
-//! - [`fifo`]: batch item failures with FIFO semantics.
-//! - [`sqs_queue`]: the pipeline's queue trait over a batch received from SQS.
+//! - `sqs`: the FIFO queue on SQS (send, receive, delete, dead-letter with reason).
+//! - `fifo`: batch item failures with FIFO semantics.
+//! - `sqs_queue`: the pipeline's queue trait over a batch received from SQS.
 //! - [`watch`]: the watcher function's work (S3 notification -> queue).
 //! - [`lambda_update`]: the updater function's work (SQS batch, scheduled drain).
 
 pub mod config_source;
 pub mod doctor;
-pub mod fifo;
+pub(crate) mod fifo;
 pub mod lambda_update;
-pub mod raw;
+pub(crate) mod raw;
 pub mod sdk;
 pub mod settings;
-pub mod sqs;
-pub mod sqs_queue;
+pub(crate) mod sqs;
+pub(crate) mod sqs_queue;
 pub mod watch;
 
 pub use settings::Settings;

@@ -9,13 +9,16 @@ use crate::store::location::s3_endpoint_from_env;
 /// Clients of the services zru uses, sharing one configuration.
 #[derive(Debug, Clone)]
 pub struct Clients {
+    /// S3: raw objects, stores, configuration.
     pub s3: aws_sdk_s3::Client,
+    /// SQS: the FIFO queue and its dead-letter queue.
     pub sqs: aws_sdk_sqs::Client,
+    /// EFS: `zru doctor`'s checks of the lock file system.
     pub efs: aws_sdk_efs::Client,
 }
 
 /// The SDK configuration from the environment (us-east-1 when no region is set).
-pub async fn sdk_config() -> SdkConfig {
+pub(crate) async fn sdk_config() -> SdkConfig {
     let region = aws_config::meta::region::RegionProviderChain::default_provider()
         .or_else(aws_config::Region::new("us-east-1"));
     aws_config::defaults(BehaviorVersion::latest())
@@ -25,6 +28,8 @@ pub async fn sdk_config() -> SdkConfig {
 }
 
 impl Clients {
+    /// Clients from `config`; S3 uses path-style addressing when an S3 endpoint is
+    /// overridden (`AWS_ENDPOINT_URL[_S3]`, emulators).
     pub fn new(config: &SdkConfig) -> Self {
         let s3 = aws_sdk_s3::config::Builder::from(config)
             .force_path_style(s3_endpoint_from_env().is_some())
@@ -43,7 +48,7 @@ impl Clients {
 }
 
 /// An SDK error with its service error's code and message, not just "service error".
-pub fn describe<E, R>(error: &aws_sdk_s3::error::SdkError<E, R>) -> String
+pub(crate) fn describe<E, R>(error: &aws_sdk_s3::error::SdkError<E, R>) -> String
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,

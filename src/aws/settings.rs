@@ -24,11 +24,15 @@ use thiserror::Error;
 /// The default lock directory: on the EFS mount of the updater function.
 pub const DEFAULT_LOCK_DIR: &str = "/mnt/efs/zru-locks";
 
+/// An environment variable with a value zru cannot use (or a required one unset).
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error("environment variable {name}={value:?}: {reason}")]
 pub struct SettingsError {
+    /// The variable.
     pub name: String,
+    /// Its value (empty when unset).
     pub value: String,
+    /// What it must be.
     pub reason: String,
 }
 
@@ -37,14 +41,24 @@ pub struct SettingsError {
 pub struct Settings {
     /// A directory or `s3://bucket/prefix` holding the dataset `*.json` files.
     pub config: String,
+    /// `ZRU_QUEUE_URL`: the FIFO queue between watcher and updater.
     pub queue_url: Option<String>,
+    /// `ZRU_RAW_BUCKET`: the raw bucket `zru doctor` checks.
     pub raw_bucket: Option<String>,
+    /// `ZRU_LOCK_DIR`: where store locks live (the updater's EFS mount).
     pub lock_dir: PathBuf,
+    /// `ZRU_LOCK_TIMEOUT_SECONDS`: how long the updater waits for a store's lock.
     pub lock_timeout: Duration,
+    /// `ZRU_DRAIN_SAFETY_SECONDS`: a scheduled drain stops when less than this is
+    /// left of the invocation.
     pub drain_safety: Duration,
+    /// `ZRU_VISIBILITY_SECONDS`: visibility timeout of the messages a drain receives.
     pub visibility: Duration,
+    /// `ZRU_SCRATCH_DIR`: where raw objects are downloaded to.
     pub scratch_dir: PathBuf,
+    /// `ZRU_EFS_FILE_SYSTEM_ID`: the EFS file system `zru doctor` checks.
     pub efs_file_system_id: Option<String>,
+    /// `ZRU_EFS_ACCESS_POINT_ID`: the EFS access point `zru doctor` checks.
     pub efs_access_point_id: Option<String>,
 }
 
@@ -55,7 +69,9 @@ impl Settings {
     }
 
     /// Reads the settings through `lookup` (the environment, or a map in tests).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+    pub(crate) fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, SettingsError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let seconds = |name: &str, default: u64| -> Result<Duration, SettingsError> {
             match get(name) {

@@ -130,15 +130,6 @@ impl SqsBatch {
         self.entries.lock().map_err(|_| poisoned())
     }
 
-    /// The batch's events, in delivery order.
-    pub fn events(&self) -> Result<Vec<ObjectEvent>, QueueError> {
-        Ok(self
-            .entries()?
-            .iter()
-            .map(|e| e.message.event.clone())
-            .collect())
-    }
-
     /// The batch's messages, in delivery order.
     pub fn messages(&self) -> Result<Vec<Message>, QueueError> {
         Ok(self.entries()?.iter().map(|e| e.message.clone()).collect())
@@ -278,10 +269,6 @@ impl Queue for SqsBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Catalog;
-    use crate::pipeline::{FlushOptions, Flusher, ReportAction};
-    use crate::sample::{write_gridded_samples, GriddedSampleOptions};
-    use crate::update::{Action, Updater};
 
     fn received(index: usize, group: &str, receive_count: u32, event: &ObjectEvent) -> Received {
         Received {
@@ -338,173 +325,183 @@ mod tests {
         );
     }
 
-    /// A gridded dataset `sst` (store `dir/sst.zarr`) and `days` sample files under
-    /// `dir/raw/sst`: (catalog, raw root, files, store).
-    fn sst_dataset(
-        dir: &std::path::Path,
-        days: usize,
-    ) -> (
-        Catalog,
-        std::path::PathBuf,
-        Vec<std::path::PathBuf>,
-        std::path::PathBuf,
-    ) {
-        let raw = dir.join("raw");
-        let options = GriddedSampleOptions {
-            days,
-            lat: 6,
-            lon: 8,
-            start: chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(),
-            revision: 0,
-            seed: 1,
-        };
-        let files = write_gridded_samples(&raw.join("sst"), &options).unwrap();
-        let config = dir.join("config");
-        std::fs::create_dir_all(&config).unwrap();
-        let store = dir.join("sst.zarr");
-        std::fs::write(
-            config.join("sst.json"),
-            serde_json::json!({
-                "name": "sst", "handler": "gridded", "key_patterns": ["^sst/"],
-                "store": store, "append_dim": "time", "time_step": "1 day"
-            })
-            .to_string(),
-        )
-        .unwrap();
-        (Catalog::load_dir(&config).unwrap(), raw, files, store)
-    }
+    /// The tests that flush generated files through an `SqsBatch`.
+    #[cfg(feature = "sample")]
+    mod flushes {
+        use super::*;
+        use crate::config::Catalog;
+        use crate::pipeline::{FlushOptions, Flusher, ReportAction};
+        use crate::sample::{write_gridded_samples, GriddedSampleOptions};
+        use crate::update::{Action, Updater};
 
-    fn flush_options(dir: &std::path::Path) -> FlushOptions {
-        FlushOptions {
-            batch_size: 10,
-            visibility: Duration::from_secs(60),
-            lock_dir: dir.join("locks"),
-            lock_timeout: Duration::from_secs(5),
+        /// A gridded dataset `sst` (store `dir/sst.zarr`) and `days` sample files under
+        /// `dir/raw/sst`: (catalog, raw root, files, store).
+        fn sst_dataset(
+            dir: &std::path::Path,
+            days: usize,
+        ) -> (
+            Catalog,
+            std::path::PathBuf,
+            Vec<std::path::PathBuf>,
+            std::path::PathBuf,
+        ) {
+            let raw = dir.join("raw");
+            let options = GriddedSampleOptions {
+                days,
+                lat: 6,
+                lon: 8,
+                start: chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(),
+                revision: 0,
+                seed: 1,
+            };
+            let files = write_gridded_samples(&raw.join("sst"), &options).unwrap();
+            let config = dir.join("config");
+            std::fs::create_dir_all(&config).unwrap();
+            let store = dir.join("sst.zarr");
+            std::fs::write(
+                config.join("sst.json"),
+                serde_json::json!({
+                    "name": "sst", "handler": "gridded", "key_patterns": ["^sst/"],
+                    "store": store, "append_dim": "time", "time_step": "1 day"
+                })
+                .to_string(),
+            )
+            .unwrap();
+            (Catalog::load_dir(&config).unwrap(), raw, files, store)
         }
-    }
 
-    #[test]
-    fn the_pipeline_flusher_applies_a_batch_to_a_store() {
-        let dir = tempfile::tempdir().unwrap();
-        let (catalog, raw, files, store) = sst_dataset(dir.path(), 2);
-        let batch: Vec<Received> = files
-            .iter()
-            .enumerate()
-            .map(|(i, path)| {
-                let key = format!("sst/{}", path.file_name().unwrap().to_string_lossy());
-                received(i, "sst", 1, &ObjectEvent::local_created(key, path).unwrap())
-            })
-            .collect();
-        let (queue, rejected) = SqsBatch::new(&batch, Some(3));
-        assert!(rejected.is_empty());
-        let updater = Updater::new(catalog, raw);
-        let flusher = Flusher {
-            updater: &updater,
-            queue: &queue,
-            options: flush_options(dir.path()),
-            current: None,
-        };
-        let reports = flusher.flush(&mut |_| {}).unwrap();
-        assert_eq!(reports.len(), 2);
-        assert!(reports
-            .iter()
-            .all(|r| r.action == ReportAction::Applied(Action::Appended)));
-        let fates = queue.fates().unwrap();
-        assert!(fates.values().all(|f| *f == Fate::Done), "{fates:?}");
-        assert!(crate::store::ZarrStore::exists(&store));
-        assert!(dir.path().join("sst.zarr.zru-ledger.json").is_file());
-    }
+        fn flush_options(dir: &std::path::Path) -> FlushOptions {
+            FlushOptions {
+                batch_size: 10,
+                visibility: Duration::from_secs(60),
+                lock_dir: dir.join("locks"),
+                lock_timeout: Duration::from_secs(5),
+            }
+        }
 
-    /// Removals of keys that still exist (versioned buckets): skipped when the store
-    /// holds the current version, applied as its creation otherwise (an undelete),
-    /// blanked when the key has no current version; a redelivery is a duplicate.
-    #[test]
-    fn removals_of_keys_that_still_exist_are_checked_against_the_ledger() {
-        use crate::pipeline::current::{CurrentObject, CurrentObjects};
-        use crate::pipeline::SkipReason;
-        use crate::update::EventKind;
-
-        let dir = tempfile::tempdir().unwrap();
-        let (catalog, raw, files, store) = sst_dataset(dir.path(), 1);
-        let updater = Updater::new(catalog, raw);
-        let key = format!("sst/{}", files[0].file_name().unwrap().to_string_lossy());
-        let event = |kind: EventKind, sequencer: &str, version: &str| {
-            let mut event = ObjectEvent::local_removed(key.clone());
-            event.bucket = "raw".into();
-            event.kind = kind;
-            event.sequencer = Some(sequencer.into());
-            event.version_id = Some(version.into());
-            event.etag = Some(format!("etag-{version}"));
-            event
-        };
-        let run = |events: &[ObjectEvent], current: &CurrentObjects| {
-            let batch: Vec<Received> = events
+        #[test]
+        fn the_pipeline_flusher_applies_a_batch_to_a_store() {
+            let dir = tempfile::tempdir().unwrap();
+            let (catalog, raw, files, store) = sst_dataset(dir.path(), 2);
+            let batch: Vec<Received> = files
                 .iter()
                 .enumerate()
-                .map(|(i, e)| received(i, "sst", 1, e))
+                .map(|(i, path)| {
+                    let key = format!("sst/{}", path.file_name().unwrap().to_string_lossy());
+                    received(i, "sst", 1, &ObjectEvent::local_created(key, path).unwrap())
+                })
                 .collect();
             let (queue, rejected) = SqsBatch::new(&batch, Some(3));
             assert!(rejected.is_empty());
+            let updater = Updater::new(catalog, raw);
             let flusher = Flusher {
                 updater: &updater,
                 queue: &queue,
                 options: flush_options(dir.path()),
-                current: Some(current),
+                current: None,
             };
-            flusher.flush(&mut |_| {}).unwrap()
-        };
-        let ledger = || crate::pipeline::ledger::Ledger::load(&store).unwrap();
-        let holds = |version: Option<&str>| {
-            let mut current = CurrentObjects::default();
-            let object = version.map(|v| CurrentObject::new(Some(v.into()), None));
-            current.record(&key, object);
-            current
-        };
+            let reports = flusher.flush(&mut |_| {}).unwrap();
+            assert_eq!(reports.len(), 2);
+            assert!(reports
+                .iter()
+                .all(|r| r.action == ReportAction::Applied(Action::Appended)));
+            let fates = queue.fates().unwrap();
+            assert!(fates.values().all(|f| *f == Fate::Done), "{fates:?}");
+            assert!(crate::store::ZarrStore::exists(&store));
+            assert!(dir.path().join("sst.zarr.zru-ledger.json").is_file());
+        }
 
-        let reports = run(&[event(EventKind::Created, "01", "v1")], &holds(Some("v1")));
-        assert_eq!(reports[0].action, ReportAction::Applied(Action::Appended));
+        /// Removals of keys that still exist (versioned buckets): skipped when the store
+        /// holds the current version, applied as its creation otherwise (an undelete),
+        /// blanked when the key has no current version; a redelivery is a duplicate.
+        #[test]
+        fn removals_of_keys_that_still_exist_are_checked_against_the_ledger() {
+            use crate::pipeline::current::{CurrentObject, CurrentObjects};
+            use crate::pipeline::SkipReason;
+            use crate::update::EventKind;
 
-        // A noncurrent version (v0) was deleted: v1 is still current and in the store.
-        let reports = run(&[event(EventKind::Removed, "02", "v0")], &holds(Some("v1")));
-        assert_eq!(
-            reports[0].action,
-            ReportAction::Skipped(SkipReason::StillExists)
-        );
-        assert!(reports[0].reason.as_deref().unwrap().contains("version v1"));
-        assert_eq!(
-            ledger().get(&key).unwrap().order.sequencer.as_deref(),
-            Some("01")
-        );
+            let dir = tempfile::tempdir().unwrap();
+            let (catalog, raw, files, store) = sst_dataset(dir.path(), 1);
+            let updater = Updater::new(catalog, raw);
+            let key = format!("sst/{}", files[0].file_name().unwrap().to_string_lossy());
+            let event = |kind: EventKind, sequencer: &str, version: &str| {
+                let mut event = ObjectEvent::local_removed(key.clone());
+                event.bucket = "raw".into();
+                event.kind = kind;
+                event.sequencer = Some(sequencer.into());
+                event.version_id = Some(version.into());
+                event.etag = Some(format!("etag-{version}"));
+                event
+            };
+            let run = |events: &[ObjectEvent], current: &CurrentObjects| {
+                let batch: Vec<Received> = events
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| received(i, "sst", 1, e))
+                    .collect();
+                let (queue, rejected) = SqsBatch::new(&batch, Some(3));
+                assert!(rejected.is_empty());
+                let flusher = Flusher {
+                    updater: &updater,
+                    queue: &queue,
+                    options: flush_options(dir.path()),
+                    current: Some(current),
+                };
+                flusher.flush(&mut |_| {}).unwrap()
+            };
+            let ledger = || crate::pipeline::ledger::Ledger::load(&store).unwrap();
+            let holds = |version: Option<&str>| {
+                let mut current = CurrentObjects::default();
+                let object = version.map(|v| CurrentObject::new(Some(v.into()), None));
+                current.record(&key, object);
+                current
+            };
 
-        // A delete marker (blanks), then the marker deleted (v1 current again).
-        let marker = event(EventKind::Removed, "03", "dm");
-        let reports = run(std::slice::from_ref(&marker), &holds(None));
-        assert_eq!(reports[0].action, ReportAction::Applied(Action::Blanked));
-        let undelete = event(EventKind::Removed, "04", "dm");
-        let reports = run(std::slice::from_ref(&undelete), &holds(Some("v1")));
-        assert_eq!(reports[0].action, ReportAction::Applied(Action::Overwrote));
-        assert_eq!(reports[0].event, EventKind::Removed);
-        assert!(reports[0]
-            .reason
-            .as_deref()
-            .unwrap()
-            .contains("still exists"));
-        let entry = ledger().get(&key).cloned().unwrap();
-        assert_eq!(entry.kind, EventKind::Created);
-        assert_eq!(entry.version_id.as_deref(), Some("v1"));
-        assert_eq!(entry.order.sequencer.as_deref(), Some("04"));
+            let reports = run(&[event(EventKind::Created, "01", "v1")], &holds(Some("v1")));
+            assert_eq!(reports[0].action, ReportAction::Applied(Action::Appended));
 
-        // Redelivered: a duplicate, whatever the bucket holds now.
-        let reports = run(&[undelete], &holds(None));
-        assert_eq!(
-            reports[0].action,
-            ReportAction::Skipped(SkipReason::Duplicate)
-        );
-        // Without a check (local mode), a removal blanks.
-        let reports = run(
-            &[event(EventKind::Removed, "05", "x")],
-            &CurrentObjects::default(),
-        );
-        assert_eq!(reports[0].action, ReportAction::Applied(Action::Blanked));
+            // A noncurrent version (v0) was deleted: v1 is still current and in the store.
+            let reports = run(&[event(EventKind::Removed, "02", "v0")], &holds(Some("v1")));
+            assert_eq!(
+                reports[0].action,
+                ReportAction::Skipped(SkipReason::StillExists)
+            );
+            assert!(reports[0].reason.as_deref().unwrap().contains("version v1"));
+            assert_eq!(
+                ledger().get(&key).unwrap().order.sequencer.as_deref(),
+                Some("01")
+            );
+
+            // A delete marker (blanks), then the marker deleted (v1 current again).
+            let marker = event(EventKind::Removed, "03", "dm");
+            let reports = run(std::slice::from_ref(&marker), &holds(None));
+            assert_eq!(reports[0].action, ReportAction::Applied(Action::Blanked));
+            let undelete = event(EventKind::Removed, "04", "dm");
+            let reports = run(std::slice::from_ref(&undelete), &holds(Some("v1")));
+            assert_eq!(reports[0].action, ReportAction::Applied(Action::Overwrote));
+            assert_eq!(reports[0].event, EventKind::Removed);
+            assert!(reports[0]
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("still exists"));
+            let entry = ledger().get(&key).cloned().unwrap();
+            assert_eq!(entry.kind, EventKind::Created);
+            assert_eq!(entry.version_id.as_deref(), Some("v1"));
+            assert_eq!(entry.order.sequencer.as_deref(), Some("04"));
+
+            // Redelivered: a duplicate, whatever the bucket holds now.
+            let reports = run(&[undelete], &holds(None));
+            assert_eq!(
+                reports[0].action,
+                ReportAction::Skipped(SkipReason::Duplicate)
+            );
+            // Without a check (local mode), a removal blanks.
+            let reports = run(
+                &[event(EventKind::Removed, "05", "x")],
+                &CurrentObjects::default(),
+            );
+            assert_eq!(reports[0].action, ReportAction::Applied(Action::Blanked));
+        }
     }
 }

@@ -17,21 +17,26 @@ use crate::pipeline::queue::QueueError;
 use crate::pipeline::report::{Report, ReportAction};
 use crate::pipeline::s3_event::{parse_notification, S3EventError};
 
+/// Why the watcher function failed on a notification.
 #[derive(Debug, Error)]
 pub enum WatchError {
+    /// The notification is not valid S3 event JSON.
     #[error(transparent)]
     Notification(#[from] S3EventError),
+    /// The queue refused the events.
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// Sending to SQS failed.
     #[error(transparent)]
     Sqs(#[from] SqsError),
+    /// An event could not be serialised as a message body.
     #[error("message body: {0}")]
     Body(#[from] serde_json::Error),
 }
 
 /// The messages for a notification, and one report per record (`enqueued` or
 /// `rejected` with the reason).
-pub fn messages_for(
+pub(crate) fn messages_for(
     catalog: &Catalog,
     notification: &str,
 ) -> Result<(Vec<Outgoing>, Vec<Report>), WatchError> {

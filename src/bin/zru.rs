@@ -1,6 +1,11 @@
 //! The `zru` command line: ingest, remove, adopt, enqueue, flush, watch, queue, inspect,
 //! sample, demo, doctor, config check.
 
+// The command line is where zru prints: its errors and warnings go to stderr.
+#![allow(clippy::print_stderr, clippy::print_stdout)]
+
+#[path = "zru/demo.rs"]
+mod demo;
 #[path = "zru/pipeline_cli.rs"]
 mod pipeline_cli;
 
@@ -12,13 +17,13 @@ use clap::{Args, Parser, Subcommand};
 use zru::aws::sdk::Clients;
 use zru::aws::Settings;
 use zru::config::{Catalog, LoadOptions};
-use zru::demo::{run_demo, DemoOptions};
 use zru::inspect::inspect_at;
 use zru::pipeline::ObjectEvent;
 use zru::sample::{write_gridded_samples, GriddedSampleOptions};
 use zru::store::StoreLocation;
 use zru::update::Updater;
 
+use demo::{run_demo, DemoOptions};
 use pipeline_cli::{PipelineArgs, QueueCommand};
 
 #[derive(Parser)]

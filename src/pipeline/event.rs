@@ -15,16 +15,22 @@ use crate::update::{Event, EventKind};
 /// One change to one object of the raw bucket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectEvent {
+    /// The raw bucket's name (`LOCAL_BUCKET` for local events).
     pub bucket: String,
     /// Object key, decoded (no form encoding).
     pub key: String,
+    /// Created (new or revised) or removed.
     pub kind: EventKind,
+    /// S3's sequencer: orders the events of one key (see [`EventOrder`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sequencer: Option<String>,
+    /// The object's ETag, for created events on S3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
+    /// The object's size in bytes, for created events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
+    /// The object version (versioned buckets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_id: Option<String>,
     /// Event time in microseconds since the Unix epoch (UTC).
@@ -130,7 +136,7 @@ pub const MAX_FUTURE_SKEW_US: i64 = 3_600 * 1_000_000;
 
 impl ObjectEvent {
     /// Why this event cannot be trusted at `now_us`: its event time is more than
-    /// [`MAX_FUTURE_SKEW_US`] ahead. `None` for a believable event time.
+    /// `MAX_FUTURE_SKEW_US` ahead. `None` for a believable event time.
     pub fn future_time_error(&self, now_us: i64) -> Option<String> {
         if self.event_time_us <= now_us.saturating_add(MAX_FUTURE_SKEW_US) {
             return None;
@@ -157,15 +163,18 @@ pub fn now_us() -> i64 {
 /// Where an event stands among the events of its key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventOrder {
+    /// S3's sequencer, when the event has one: it decides first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sequencer: Option<String>,
+    /// Event time in microseconds since the Unix epoch (UTC): decides without
+    /// sequencers.
     pub event_time_us: i64,
     /// Queue message id: later arrivals have larger ids.
     pub arrival: i64,
 }
 
 impl EventOrder {
-    /// True if this order rests on an event time more than [`MAX_FUTURE_SKEW_US`] ahead
+    /// True if this order rests on an event time more than `MAX_FUTURE_SKEW_US` ahead
     /// of `now_us` with no sequencer (a ledger entry recorded before such times were
     /// refused): it is not trusted to make a later event stale.
     pub fn is_untrusted_future(&self, now_us: i64) -> bool {

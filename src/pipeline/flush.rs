@@ -39,17 +39,23 @@ pub struct FlushOptions {
     pub batch_size: usize,
     /// How long received messages stay invisible to other consumers.
     pub visibility: Duration,
+    /// Where the locks of non-local stores live (a local store's lock is beside it).
     pub lock_dir: PathBuf,
+    /// How long to wait for a store's lock; then the flush fails
+    /// ([`crate::pipeline::lock::LockError::Timeout`]).
     pub lock_timeout: Duration,
 }
 
 /// Drains a queue into the stores of an updater's catalog.
 pub struct Flusher<'a> {
+    /// Applies each batch to its dataset's store.
     pub updater: &'a Updater,
+    /// The queue drained.
     pub queue: &'a dyn Queue,
+    /// Batch size, visibility, locks.
     pub options: FlushOptions,
     /// What the raw bucket holds now under the keys of removals (checked by the
-    /// updater before the batch, see [`super::current`]); `None` in local mode, where
+    /// updater before the batch); `None` in local mode, where
     /// removals are not checked.
     pub current: Option<&'a CurrentObjects>,
 }

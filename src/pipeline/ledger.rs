@@ -21,19 +21,32 @@ use crate::store::location::Sibling;
 use crate::store::StoreLocation;
 use crate::update::EventKind;
 
+/// Why a store's ledger could not be read or saved.
 #[derive(Debug, Error)]
 pub enum LedgerError {
+    /// Reading or replacing a local ledger failed.
     #[error("ledger {path}: {source}")]
     Io {
+        /// The ledger file (or its S3 URL).
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The file does not parse as a zru ledger.
     #[error("ledger {path}: not a zru ledger: {reason}")]
-    Parse { path: PathBuf, reason: String },
+    Parse {
+        /// The ledger file (or its S3 URL).
+        path: PathBuf,
+        /// The parse error.
+        reason: String,
+    },
+    /// Reading or writing the ledger of an S3 store failed.
     #[error("ledger {path}: {source}")]
     Storage {
+        /// The ledger file (or its S3 URL).
         path: PathBuf,
+        /// The S3 storage error.
         #[source]
         source: zarrs::storage::StorageError,
     },
@@ -42,14 +55,21 @@ pub enum LedgerError {
 /// The last applied event of one key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerEntry {
+    /// Created or removed.
     pub kind: EventKind,
+    /// Where the event stands among its key's events: a later event with an older
+    /// order is stale.
     pub order: EventOrder,
+    /// The object's ETag, when the event had one (a redelivery with the same ETag
+    /// is a duplicate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
+    /// The object version, in versioned buckets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_id: Option<String>,
     /// What applying it did (`appended`, `overwrote`, `blanked`, `unchanged`).
     pub action: String,
+    /// The region written or blanked, per dimension: `[start, end)` indices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<BTreeMap<String, [u64; 2]>>,
 }
@@ -106,7 +126,7 @@ impl Ledger {
     }
 
     /// Loads the ledger of a store, local or on S3 (empty if it has none yet).
-    pub fn load_at(location: &StoreLocation) -> Result<Self, LedgerError> {
+    pub(crate) fn load_at(location: &StoreLocation) -> Result<Self, LedgerError> {
         let StoreLocation::S3 { .. } = location else {
             return Self::load(&location.display_path());
         };
@@ -134,24 +154,29 @@ impl Ledger {
         })
     }
 
+    /// Where the ledger is kept (beside the store).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// The last applied event of `key`.
     pub fn get(&self, key: &str) -> Option<&LedgerEntry> {
         self.entries.get(key)
     }
 
+    /// The last applied event of every key, by key.
     pub fn entries(&self) -> &BTreeMap<String, LedgerEntry> {
         &self.entries
     }
 
+    /// Records `entry` as the last applied event of `key` (in memory: saving it is a
+    /// separate step).
     pub fn record(&mut self, key: &str, entry: LedgerEntry) {
         self.entries.insert(key.to_string(), entry);
     }
 
     /// Writes the ledger atomically: temporary file, fsync, rename.
-    pub fn save(&self) -> Result<(), LedgerError> {
+    pub(crate) fn save(&self) -> Result<(), LedgerError> {
         let io = |source| LedgerError::Io {
             path: self.path.clone(),
             source,

@@ -24,23 +24,39 @@ use thiserror::Error;
 
 use crate::store::StoreLocation;
 
+/// Why a store's lock could not be taken.
 #[derive(Debug, Error)]
 pub enum LockError {
+    /// Creating, opening or locking the lock file failed.
     #[error("lock {path}: {source}")]
     Io {
+        /// The lock file.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// Something other than a regular file (a directory, a FIFO, a symbolic link) is
+    /// where the lock file goes.
     #[error("lock {path}: {reason}; remove it (zru creates the lock file itself)")]
-    NotAFile { path: PathBuf, reason: String },
+    NotAFile {
+        /// The lock file.
+        path: PathBuf,
+        /// What is there instead.
+        reason: String,
+    },
+    /// Another process held the lock for the whole timeout.
     #[error(
         "timed out after {waited:.1?} waiting for the lock {path} of store {store} (held by {holder}); another `zru flush` is writing this store"
     )]
     Timeout {
+        /// The lock file.
         path: PathBuf,
+        /// The store it locks.
         store: String,
+        /// How long zru waited.
         waited: Duration,
+        /// Who holds it, as the holder wrote it into the lock file (`pid N`).
         holder: String,
     },
 }
@@ -49,6 +65,7 @@ pub enum LockError {
 #[derive(Debug)]
 pub struct StoreLock {
     _file: File,
+    /// The lock file.
     pub path: PathBuf,
 }
 
@@ -59,7 +76,7 @@ pub const LOCK_SUFFIX: &str = ".zru-lock";
 
 /// A local store's directory with symbolic links resolved: the directory itself if it
 /// exists, else its parent (created if missing) and its name.
-pub fn resolved_store_dir(store: &Path) -> std::io::Result<PathBuf> {
+pub(crate) fn resolved_store_dir(store: &Path) -> std::io::Result<PathBuf> {
     let absolute = std::path::absolute(store)?;
     if let Ok(resolved) = std::fs::canonicalize(&absolute) {
         return Ok(resolved);
@@ -80,7 +97,7 @@ pub fn resolved_store_dir(store: &Path) -> std::io::Result<PathBuf> {
 
 /// The lock file of `store`: beside a local store's resolved directory, or in
 /// `lock_dir` for a store on S3 (named after its canonical URL).
-pub fn lock_path(lock_dir: &Path, store: &StoreLocation) -> std::io::Result<PathBuf> {
+pub(crate) fn lock_path(lock_dir: &Path, store: &StoreLocation) -> std::io::Result<PathBuf> {
     match store {
         StoreLocation::Local(path) => {
             let resolved = resolved_store_dir(path)?;
@@ -149,7 +166,7 @@ fn open_lock_file(path: &Path) -> Result<File, LockError> {
 }
 
 impl StoreLock {
-    /// Waits up to `timeout` for the lock of `store` (see [`lock_path`]).
+    /// Waits up to `timeout` for the lock of `store` (see `lock_path`).
     pub fn acquire(
         lock_dir: &Path,
         store: &StoreLocation,

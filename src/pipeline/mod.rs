@@ -2,19 +2,19 @@
 //! in order, exactly once in effect, with nothing lost on crash, duplicate or
 //! redelivery.
 //!
-//! - [`event`]: object events and their order per key (S3 sequencer, event time,
+//! - `event`: object events and their order per key (S3 sequencer, event time,
 //!   arrival); [`s3_event`] parses S3 notification JSON into them.
-//! - [`queue`]: the queue trait (SQS FIFO semantics); [`sqlite_queue`] is the
+//! - [`queue`]: the queue trait (SQS FIFO semantics); `sqlite_queue` is the
 //!   embedded durable implementation.
 //! - [`ledger`]: per store, the last applied event of every key.
 //! - [`lock`]: the per-store lock file.
-//! - [`plan`], [`append_order`], [`flush`]: draining the queue into stores;
-//!   [`attempts`]: what a flush was applying when it stopped (suspects retried alone).
+//! - `plan`, `append_order`, `flush`: draining the queue into stores;
+//!   `attempts`: what a flush was applying when it stopped (suspects retried alone).
 //! - [`enqueue`]: sending events to the queue, refusing keys no dataset takes.
-//! - [`watch`]: enqueuing the events of a local raw directory; [`catch_up`]: what
+//! - [`watch`]: enqueuing the events of a local raw directory; `catch_up`: what
 //!   changed while no watcher ran.
 //! - [`adopt`]: bringing files behind a store written before zru under its management.
-//! - [`current`]: what the raw bucket holds under a key now, checked before a
+//! - `current`: what the raw bucket holds under a key now, checked before a
 //!   removal (versioned buckets).
 //! - [`raw_file`]: which raw files may be read, and a local event's raw root.
 //! - [`report`]: what happened to each event.
@@ -22,21 +22,21 @@
 //! See `docs/pipeline.md`.
 
 pub mod adopt;
-pub mod append_order;
-pub mod attempts;
-pub mod catch_up;
-pub mod current;
+pub(crate) mod append_order;
+pub(crate) mod attempts;
+pub(crate) mod catch_up;
+pub(crate) mod current;
 pub mod enqueue;
-pub mod event;
-pub mod flush;
+pub(crate) mod event;
+pub(crate) mod flush;
 pub mod ledger;
 pub mod lock;
-pub mod plan;
+pub(crate) mod plan;
 pub mod queue;
 pub mod raw_file;
 pub mod report;
 pub mod s3_event;
-pub mod sqlite_queue;
+pub(crate) mod sqlite_queue;
 pub mod watch;
 
 use thiserror::Error;
@@ -50,17 +50,24 @@ pub use sqlite_queue::{QueueOptions, SqliteQueue};
 /// Why a flush (not one event) failed.
 #[derive(Debug, Error)]
 pub enum PipelineError {
+    /// The queue failed.
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// A store's ledger could not be read or saved.
     #[error(transparent)]
     Ledger(#[from] ledger::LedgerError),
+    /// A store's lock could not be taken.
     #[error(transparent)]
     Lock(#[from] lock::LockError),
+    /// A store's attempt record could not be read or written.
     #[error(transparent)]
     Attempts(#[from] attempts::AttemptError),
+    /// A local store's batch could not be made durable (`syncfs`).
     #[error("store {store}: cannot make the batch's writes durable: {source}")]
     Sync {
+        /// The store.
         store: std::path::PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },

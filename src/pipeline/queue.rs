@@ -2,7 +2,7 @@
 //! flush, with SQS FIFO semantics: message group = dataset, deduplication id,
 //! visibility timeout, receive count, dead letters after N receives.
 //!
-//! [`super::sqlite_queue::SqliteQueue`] is the embedded implementation.
+//! [`crate::pipeline::SqliteQueue`] is the embedded implementation.
 
 use std::time::Duration;
 
@@ -11,24 +11,35 @@ use thiserror::Error;
 
 use super::event::ObjectEvent;
 
+/// Why the queue could not be read or written.
 #[derive(Debug, Error)]
 pub enum QueueError {
+    /// The SQLite database failed (I/O, corruption, a lock held too long).
     #[error("queue {path}: {source}")]
     Sqlite {
+        /// The queue (its database path, or its URL).
         path: String,
+        /// SQLite's error.
         #[source]
         source: rusqlite::Error,
     },
+    /// The database's directory cannot be created.
     #[error("queue {path}: cannot create its directory: {source}")]
     Dir {
+        /// The queue (its database path, or its URL).
         path: String,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// A stored message body does not parse as an event.
     #[error("queue {path}: message {id} has a body that is not an event: {reason}")]
     Body {
+        /// The queue (its database path, or its URL).
         path: String,
+        /// The message id.
         id: i64,
+        /// The parse error.
         reason: String,
     },
 }
@@ -38,7 +49,10 @@ pub enum QueueError {
 pub struct NewMessage {
     /// Message group: the dataset name. Messages of a group are received in order.
     pub group: String,
+    /// Deduplication id: a message with an id sent within the deduplication window
+    /// is dropped ([`Sent::Duplicate`]).
     pub dedup_id: String,
+    /// The event the message carries.
     pub event: ObjectEvent,
 }
 
@@ -54,18 +68,25 @@ pub enum Sent {
 /// Proof of one receive; acknowledging or failing needs the latest one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Receipt {
+    /// The message id.
     pub id: i64,
+    /// Which receive of the message this is: a later receive makes earlier receipts
+    /// stale.
     pub token: i64,
 }
 
 /// A received message.
 #[derive(Debug, Clone)]
 pub struct Message {
+    /// The message id: later sends have larger ids.
     pub id: i64,
+    /// The message group (dataset).
     pub group: String,
+    /// The receipt to acknowledge or fail this receive with.
     pub receipt: Receipt,
     /// How many times it was received, this receive included.
     pub receive_count: u32,
+    /// The event the message carries.
     pub event: ObjectEvent,
 }
 
@@ -102,21 +123,28 @@ impl Retry {
 /// Counts per message group.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct GroupStats {
+    /// The message group (dataset).
     pub group: String,
     /// Waiting to be received.
     pub ready: u64,
     /// Received, neither acknowledged nor visible again yet.
     pub in_flight: u64,
+    /// In the dead letters.
     pub dead: u64,
 }
 
 /// A message in the dead letters, with the error of its last receive.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeadLetter {
+    /// The message id (for `zru queue replay ID`).
     pub id: i64,
+    /// The message group (dataset).
     pub group: String,
+    /// How many times it was received.
     pub receive_count: u32,
+    /// The reason of its last failed receive.
     pub last_error: Option<String>,
+    /// The event the message carries.
     pub event: ObjectEvent,
 }
 
@@ -142,7 +170,9 @@ pub trait Queue {
     fn fail(&self, receipt: Receipt, error: &str, retry: Retry) -> Result<Failed, QueueError>;
     /// Groups that have messages not dead-lettered.
     fn groups(&self) -> Result<Vec<String>, QueueError>;
+    /// Ready, in-flight and dead-lettered counts of every group.
     fn stats(&self) -> Result<Vec<GroupStats>, QueueError>;
+    /// Every dead letter, in id (send) order.
     fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError>;
     /// Moves dead letters (these ids, or all when empty) back to their groups.
     fn replay(&self, ids: &[i64]) -> Result<u64, QueueError>;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 /// `root` with symbolic links resolved (absolute if it does not exist): the name a
 /// local event records for its raw root, compared by the flush with its own.
-pub fn canonical_root(root: &Path) -> PathBuf {
+pub(crate) fn canonical_root(root: &Path) -> PathBuf {
     std::fs::canonicalize(root)
         .or_else(|_| std::path::absolute(root))
         .unwrap_or_else(|_| root.to_path_buf())
@@ -21,7 +21,7 @@ pub fn canonical_root(root: &Path) -> PathBuf {
 /// as another key (`sst/x.nc`) and so give one file two ledger entries and two sets of
 /// slots. `None` for a canonical key (`..` and absolute keys are refused by
 /// [`crate::update::check_key`]).
-pub fn non_canonical_key(key: &str) -> Option<String> {
+pub(crate) fn non_canonical_key(key: &str) -> Option<String> {
     if key.split('/').any(|part| part.is_empty() || part == ".") {
         return Some(format!(
             "key {:?} is not canonical: empty or '.' path components ('//', a leading or \

@@ -31,7 +31,9 @@ pub enum SkipReason {
 pub enum ReportAction {
     /// Sent to the queue (not applied yet).
     Enqueued,
+    /// Applied to the store: what it did there.
     Applied(Action),
+    /// Not applied, and acknowledged: why.
     Skipped(SkipReason),
     /// Rejected (see [`Report::dead_lettered`]).
     Rejected,
@@ -68,12 +70,19 @@ impl Serialize for ReportAction {
 pub struct Report {
     /// Queue message id (none for an event refused before it was enqueued).
     pub message_id: Option<i64>,
+    /// The object key.
     pub key: String,
+    /// Created or removed.
     pub event: EventKind,
+    /// The dataset the key routes to (`None`: no dataset takes it).
     pub dataset: Option<String>,
+    /// What happened.
     pub action: ReportAction,
+    /// The region written or blanked, per dimension: `[start, end)` indices.
     pub region: Option<BTreeMap<String, [u64; 2]>>,
+    /// Why it was rejected or skipped, or a note on an applied event.
     pub reason: Option<String>,
+    /// How many times the queue has delivered the message, this one included.
     pub receive_count: u32,
     /// Rejected on its last allowed receive, or for good: now in the dead letters.
     pub dead_lettered: bool,
@@ -81,7 +90,9 @@ pub struct Report {
     /// dead-lettered at once instead of retried.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub permanent: bool,
+    /// The event's S3 sequencer, if any.
     pub sequencer: Option<String>,
+    /// What the store commit wrote, for an applied event.
     pub stats: Option<CommitStats>,
 }
 
@@ -105,7 +116,7 @@ impl Report {
     }
 
     /// The report of an updater outcome.
-    pub fn from_outcome(outcome: Outcome) -> Self {
+    pub(crate) fn from_outcome(outcome: Outcome) -> Self {
         let action = if outcome.is_rejected() {
             ReportAction::Rejected
         } else {
@@ -125,6 +136,7 @@ impl Report {
         }
     }
 
+    /// The report with `reason` set.
     pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
         self.reason = Some(reason.into());
         self

@@ -13,14 +13,28 @@ use thiserror::Error;
 use super::event::ObjectEvent;
 use crate::update::EventKind;
 
+/// Why S3 notification JSON could not be turned into events.
 #[derive(Debug, Error)]
 pub enum S3EventError {
+    /// The text is not JSON of an S3 notification.
     #[error("not an S3 event notification: {0}")]
     Json(#[from] serde_json::Error),
+    /// A key that does not decode (form encoding, then percent-encoding) to UTF-8.
     #[error("record {index}: key {key:?} is not valid percent-encoded UTF-8")]
-    Key { index: usize, key: String },
+    Key {
+        /// The record's index in `Records`.
+        index: usize,
+        /// The key as the notification spells it.
+        key: String,
+    },
+    /// An `eventTime` that is not an RFC 3339 time.
     #[error("record {index}: event time {time:?} is not an RFC 3339 time")]
-    Time { index: usize, time: String },
+    Time {
+        /// The record's index in `Records`.
+        index: usize,
+        /// The time as the notification spells it.
+        time: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -108,7 +122,7 @@ fn event_kind(name: &str) -> Option<EventKind> {
 }
 
 /// Form decoding: `+` is a space, then percent-decoding.
-pub fn decode_key(raw: &str) -> Option<String> {
+pub(crate) fn decode_key(raw: &str) -> Option<String> {
     let spaced = raw.replace('+', " ");
     percent_decode_str(&spaced)
         .decode_utf8()

@@ -95,6 +95,7 @@ impl SqliteQueue {
         })
     }
 
+    /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
     }

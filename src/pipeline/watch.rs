@@ -7,7 +7,7 @@
 //! enqueued. A deletion or a rename away enqueues a removal. Keys that no dataset
 //! takes are ignored. Close-write events exist on Linux (inotify); elsewhere only
 //! renames into place are seen as complete. At start, what changed while no watcher
-//! ran is enqueued first ([`super::catch_up`]).
+//! ran is enqueued first (`super::catch_up`).
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -22,22 +22,31 @@ use super::queue::{Queue, QueueError};
 use super::report::Report;
 use crate::update::Updater;
 
+/// Why `zru watch` stopped.
 #[derive(Debug, Error)]
 pub enum WatchError {
+    /// The file system watch (inotify) failed.
     #[error("watching {path}: {source}")]
     Notify {
+        /// The directory watched.
         path: PathBuf,
+        /// notify's error.
         #[source]
         source: notify::Error,
     },
+    /// Sending to the queue failed.
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// Listing the raw root (the catch-up scan) failed.
     #[error("listing {path}: {source}")]
     Scan {
+        /// The directory listed.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// A store's ledger could not be read for the catch-up scan.
     #[error(transparent)]
     Ledger(#[from] super::ledger::LedgerError),
 }
@@ -90,7 +99,7 @@ fn object_event(updater: &Updater, change: Change) -> Option<ObjectEvent> {
 }
 
 /// Watches `updater.raw_root` until an error. Once the watch is in place, first
-/// enqueues what changed while no watcher ran ([`super::catch_up`]), then calls
+/// enqueues what changed while no watcher ran (`super::catch_up`), then calls
 /// `on_ready`, then reports each enqueued event (those of the catch-up too).
 pub fn watch(
     updater: &Updater,

@@ -345,85 +345,93 @@ unsafe fn ids(what: &str, list: impl Fn(*mut Int, *mut Int) -> Int) -> Result<Ve
 }
 
 unsafe fn check_attribute_names(ncid: Int, varid: Int, owner: &str) -> Result<(), String> {
-    let mut count = 0;
-    let code = if varid == netcdf_sys::NC_GLOBAL {
-        netcdf_sys::nc_inq_natts(ncid, &mut count)
-    } else {
-        netcdf_sys::nc_inq_varnatts(ncid, varid, &mut count)
-    };
-    status(code, || format!("the attributes of {owner}"))?;
-    for number in 0..count.clamp(0, 1 << 16) {
-        let mut name: NameBuffer = [0; netcdf_sys::NC_MAX_NAME as usize + 1];
-        let what = || format!("attribute {number} of {owner}");
-        status(
-            netcdf_sys::nc_inq_attname(ncid, varid, number, name.as_mut_ptr()),
-            what,
-        )?;
-        let attr = utf8_name(&name, &what())?;
-        let (mut kind, mut len) = (0, 0);
-        status(
-            netcdf_sys::nc_inq_att(ncid, varid, name.as_ptr(), &mut kind, &mut len),
-            || format!("attribute {attr} of {owner}"),
-        )?;
+    // SAFETY: `ncid`/`varid` name an open file's variable (the caller's contract);
+    // name buffers hold NC_MAX_NAME + 1 bytes and out-pointers are live locals.
+    unsafe {
+        let mut count = 0;
+        let code = if varid == netcdf_sys::NC_GLOBAL {
+            netcdf_sys::nc_inq_natts(ncid, &mut count)
+        } else {
+            netcdf_sys::nc_inq_varnatts(ncid, varid, &mut count)
+        };
+        status(code, || format!("the attributes of {owner}"))?;
+        for number in 0..count.clamp(0, 1 << 16) {
+            let mut name: NameBuffer = [0; netcdf_sys::NC_MAX_NAME as usize + 1];
+            let what = || format!("attribute {number} of {owner}");
+            status(
+                netcdf_sys::nc_inq_attname(ncid, varid, number, name.as_mut_ptr()),
+                what,
+            )?;
+            let attr = utf8_name(&name, &what())?;
+            let (mut kind, mut len) = (0, 0);
+            status(
+                netcdf_sys::nc_inq_att(ncid, varid, name.as_ptr(), &mut kind, &mut len),
+                || format!("attribute {attr} of {owner}"),
+            )?;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 unsafe fn check_group_names(ncid: Int, group: &str, depth: usize) -> Result<(), String> {
-    let owner = if group.is_empty() { "/" } else { group };
-    let listed = format!("the dimensions of group {owner}");
-    for dimid in ids(&listed, |n, out| netcdf_sys::nc_inq_dimids(ncid, n, out, 0))? {
-        let mut name: NameBuffer = [0; netcdf_sys::NC_MAX_NAME as usize + 1];
-        let mut len = 0;
-        let what = || format!("dimension {dimid} of group {owner}");
-        status(
-            netcdf_sys::nc_inq_dim(ncid, dimid, name.as_mut_ptr(), &mut len),
-            what,
-        )?;
-        utf8_name(&name, &what())?;
-    }
-    check_attribute_names(ncid, netcdf_sys::NC_GLOBAL, &format!("group {owner}"))?;
-    let listed = format!("the variables of group {owner}");
-    for varid in ids(&listed, |n, out| netcdf_sys::nc_inq_varids(ncid, n, out))? {
-        let mut name: NameBuffer = [0; netcdf_sys::NC_MAX_NAME as usize + 1];
-        let what = || format!("variable {varid} of group {owner}");
-        status(
-            netcdf_sys::nc_inq_varname(ncid, varid, name.as_mut_ptr()),
-            what,
-        )?;
-        let var = utf8_name(&name, &what())?;
-        let (mut kind, mut ndims) = (0, 0);
-        status(netcdf_sys::nc_inq_vartype(ncid, varid, &mut kind), || {
-            format!("the type of variable {group}/{var}")
-        })?;
-        status(netcdf_sys::nc_inq_varndims(ncid, varid, &mut ndims), || {
-            format!("the dimensions of variable {group}/{var}")
-        })?;
-        let mut dimids = vec![0; ndims.clamp(0, 1024) as usize];
-        status(
-            netcdf_sys::nc_inq_vardimid(ncid, varid, dimids.as_mut_ptr()),
-            || format!("the dimensions of variable {group}/{var}"),
-        )?;
-        for dimid in dimids {
+    // SAFETY: `ncid` is an open group (the caller's contract); child ids come from
+    // nc_inq_grps on it, name buffers hold NC_MAX_NAME + 1 bytes, out-pointers are live.
+    unsafe {
+        let owner = if group.is_empty() { "/" } else { group };
+        let listed = format!("the dimensions of group {owner}");
+        for dimid in ids(&listed, |n, out| netcdf_sys::nc_inq_dimids(ncid, n, out, 0))? {
+            let mut name: NameBuffer = [0; netcdf_sys::NC_MAX_NAME as usize + 1];
             let mut len = 0;
-            status(netcdf_sys::nc_inq_dimlen(ncid, dimid, &mut len), || {
-                format!("dimension {dimid} of variable {group}/{var}")
-            })?;
+            let what = || format!("dimension {dimid} of group {owner}");
+            status(
+                netcdf_sys::nc_inq_dim(ncid, dimid, name.as_mut_ptr(), &mut len),
+                what,
+            )?;
+            utf8_name(&name, &what())?;
         }
-        check_attribute_names(ncid, varid, &format!("variable {group}/{var}"))?;
+        check_attribute_names(ncid, netcdf_sys::NC_GLOBAL, &format!("group {owner}"))?;
+        let listed = format!("the variables of group {owner}");
+        for varid in ids(&listed, |n, out| netcdf_sys::nc_inq_varids(ncid, n, out))? {
+            let mut name: NameBuffer = [0; netcdf_sys::NC_MAX_NAME as usize + 1];
+            let what = || format!("variable {varid} of group {owner}");
+            status(
+                netcdf_sys::nc_inq_varname(ncid, varid, name.as_mut_ptr()),
+                what,
+            )?;
+            let var = utf8_name(&name, &what())?;
+            let (mut kind, mut ndims) = (0, 0);
+            status(netcdf_sys::nc_inq_vartype(ncid, varid, &mut kind), || {
+                format!("the type of variable {group}/{var}")
+            })?;
+            status(netcdf_sys::nc_inq_varndims(ncid, varid, &mut ndims), || {
+                format!("the dimensions of variable {group}/{var}")
+            })?;
+            let mut dimids = vec![0; ndims.clamp(0, 1024) as usize];
+            status(
+                netcdf_sys::nc_inq_vardimid(ncid, varid, dimids.as_mut_ptr()),
+                || format!("the dimensions of variable {group}/{var}"),
+            )?;
+            for dimid in dimids {
+                let mut len = 0;
+                status(netcdf_sys::nc_inq_dimlen(ncid, dimid, &mut len), || {
+                    format!("dimension {dimid} of variable {group}/{var}")
+                })?;
+            }
+            check_attribute_names(ncid, varid, &format!("variable {group}/{var}"))?;
+        }
+        if depth >= 32 {
+            return Err("groups nested more than 32 deep".into());
+        }
+        let listed = format!("the groups in {owner}");
+        for child in ids(&listed, |n, out| netcdf_sys::nc_inq_grps(ncid, n, out))? {
+            let mut name: NameBuffer = [0; netcdf_sys::NC_MAX_NAME as usize + 1];
+            let what = || format!("a group in {owner}");
+            status(netcdf_sys::nc_inq_grpname(child, name.as_mut_ptr()), what)?;
+            let child_name = utf8_name(&name, &what())?;
+            check_group_names(child, &format!("{group}/{child_name}"), depth + 1)?;
+        }
+        Ok(())
     }
-    if depth >= 32 {
-        return Err("groups nested more than 32 deep".into());
-    }
-    let listed = format!("the groups in {owner}");
-    for child in ids(&listed, |n, out| netcdf_sys::nc_inq_grps(ncid, n, out))? {
-        let mut name: NameBuffer = [0; netcdf_sys::NC_MAX_NAME as usize + 1];
-        let what = || format!("a group in {owner}");
-        status(netcdf_sys::nc_inq_grpname(child, name.as_mut_ptr()), what)?;
-        let child_name = utf8_name(&name, &what())?;
-        check_group_names(child, &format!("{group}/{child_name}"), depth + 1)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

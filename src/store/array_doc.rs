@@ -13,11 +13,14 @@ use crate::values::{CfEncoding, ElementType};
 /// Zarr format of a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum ZarrFormat {
+    /// Zarr V2: `.zgroup`, `.zarray`, `.zattrs`, consolidated in `.zmetadata`.
     V2,
+    /// Zarr V3: `zarr.json` per node, consolidated in the root `zarr.json`.
     V3,
 }
 
 impl ZarrFormat {
+    /// 2 or 3, as `zarr_format` says.
     pub fn number(self) -> u8 {
         match self {
             Self::V2 => 2,
@@ -26,23 +29,33 @@ impl ZarrFormat {
     }
 }
 
+/// An array's metadata is missing something zru needs or holds something it does
+/// not understand.
 #[derive(Debug, Error)]
 #[error("array {array}: {reason}")]
 pub struct ArrayDocError {
+    /// The array's name.
     pub array: String,
+    /// What is missing or wrong.
     pub reason: String,
 }
 
 /// Compressor for arrays zru creates.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Compressor {
+    /// Zstandard at this level (the default, level 3).
     Zstd(i32),
+    /// Blosc with LZ4 and byte shuffle at this compression level.
     Blosc(i32),
+    /// Deflate at this level (`gzip` in V3, `zlib` in V2).
     Gzip(i32),
+    /// No compression.
     None,
 }
 
 impl Compressor {
+    /// The compressor a dataset configures (`compressor` key); zstd level 3 when it
+    /// says nothing, and zstd for a name the schema did not know.
     pub fn from_config(config: Option<&crate::config::CompressorConfig>) -> Self {
         match config {
             None => Self::Zstd(3),
@@ -83,21 +96,30 @@ impl Compressor {
 /// What zru needs to create a new array.
 #[derive(Debug, Clone)]
 pub struct NewArray {
+    /// The array's name (a variable of the source file).
     pub name: String,
+    /// Dimension names.
     pub dims: Vec<String>,
+    /// Initial length of each dimension.
     pub shape: Vec<u64>,
+    /// Chunk length along each dimension.
     pub chunks: Vec<u64>,
+    /// Element type as stored.
     pub element: ElementType,
     /// CF `_FillValue` in stored units (`None`: the type's default fill is used).
     pub fill_value: Option<f64>,
+    /// Attributes (CF attributes of the variable).
     pub attributes: Map<String, Value>,
+    /// How chunks are compressed.
     pub compressor: Compressor,
 }
 
 /// One array's metadata.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArrayDoc {
+    /// The array's name (its path under the store root).
     pub name: String,
+    /// The store's format, which decides where each field lives.
     pub format: ZarrFormat,
     /// `zarr.json` (V3) or `.zarray` (V2).
     pub meta: Map<String, Value>,
@@ -257,6 +279,7 @@ impl ArrayDoc {
             .ok_or_else(|| self.error(format!("metadata has no valid {what}")))
     }
 
+    /// Length of each dimension (`shape`).
     pub fn shape(&self) -> Result<Vec<u64>, ArrayDocError> {
         self.u64_list(self.meta.get("shape"), "shape")
     }
@@ -290,6 +313,7 @@ impl ArrayDoc {
         }
     }
 
+    /// The array's attributes (`.zattrs` in V2, `attributes` in V3).
     pub fn attributes(&self) -> &Map<String, Value> {
         match self.format {
             ZarrFormat::V2 => &self.v2_attrs,
@@ -301,6 +325,7 @@ impl ArrayDoc {
         }
     }
 
+    /// The array's attributes, to edit (created empty if missing).
     pub fn attributes_mut(&mut self) -> &mut Map<String, Value> {
         match self.format {
             ZarrFormat::V2 => &mut self.v2_attrs,
@@ -337,6 +362,8 @@ impl ArrayDoc {
             .ok_or_else(|| self.error("has no dimension names (xarray needs them)"))
     }
 
+    /// The element type (`data_type` in V3, `dtype` in V2); an error for a type zru
+    /// does not handle.
     pub fn element_type(&self) -> Result<ElementType, ArrayDocError> {
         let found = match self.format {
             ZarrFormat::V3 => self

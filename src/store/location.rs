@@ -1,6 +1,6 @@
 //! Where a store lives: a local directory or an S3 bucket and prefix.
 //!
-//! Local stores go through [`AtomicFilesystemStore`] (temporary file + rename). S3
+//! Local stores go through `AtomicFilesystemStore` (temporary file + rename). S3
 //! stores go through `zarrs_object_store` (object_store's `AmazonS3`), whose async API
 //! is bridged to zarrs' sync one by [`AsyncToSyncStorageAdapter`] running on a tokio
 //! runtime owned by this module, never the caller's: calling it from inside an async
@@ -36,23 +36,42 @@ pub enum StoreLocation {
     /// A directory (`path` or `file://path`).
     Local(PathBuf),
     /// `s3://bucket/prefix` (the prefix may be empty: the bucket's root).
-    S3 { bucket: String, prefix: String },
+    S3 {
+        /// The bucket's name.
+        bucket: String,
+        /// Key prefix of the store, without leading or trailing `/`.
+        prefix: String,
+    },
 }
 
+/// Why a dataset's `store` value is not a location zru can use.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum LocationError {
+    /// The value is empty.
     #[error("must be a path, a file:// URL or an s3://bucket/prefix URL")]
     Empty,
+    /// An `s3://` URL without a bucket name (the URL).
     #[error("{0:?}: an s3:// URL needs a bucket name (s3://bucket/prefix)")]
     NoBucket(String),
+    /// An `s3://` URL zru cannot use: a bucket name S3 refuses, or an empty, `.` or
+    /// `..` component in the prefix.
     #[error("{url:?}: {reason}")]
-    BadS3 { url: String, reason: String },
+    BadS3 {
+        /// The URL (credentials hidden).
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A URL scheme other than `file://` and `s3://` (the value).
     #[error("{0:?}: only local paths, file:// and s3:// URLs are supported")]
     Scheme(String),
+    /// A value that looks like a mistyped URL (`S3://`, `s3:/`).
     #[error(
         "{0:?} looks like a mistyped URL (a scheme must be lowercase and followed by \"://\")"
     )]
     Malformed(String),
+    /// A local path with an empty component (`data//sst.zarr`): probably a
+    /// mistyped URL.
     #[error("{0:?}: a local path may not contain \"//\" (an empty component; it looks like a mistyped URL)")]
     DoubleSlash(String),
 }
@@ -154,12 +173,8 @@ impl StoreLocation {
         Ok(Self::Local(PathBuf::from(text)))
     }
 
-    pub fn is_s3(&self) -> bool {
-        matches!(self, Self::S3 { .. })
-    }
-
     /// The local directory, for local stores.
-    pub fn local_path(&self) -> Option<&Path> {
+    pub(crate) fn local_path(&self) -> Option<&Path> {
         match self {
             Self::Local(path) => Some(path),
             Self::S3 { .. } => None,
@@ -167,7 +182,7 @@ impl StoreLocation {
     }
 
     /// A path-like name for messages and lock files (`s3://bucket/prefix` for S3).
-    pub fn display_path(&self) -> PathBuf {
+    pub(crate) fn display_path(&self) -> PathBuf {
         match self {
             Self::Local(path) => path.clone(),
             Self::S3 { .. } => PathBuf::from(self.to_string()),
@@ -176,7 +191,7 @@ impl StoreLocation {
 
     /// The storage zru reads and writes the store through. Local stores' directory is
     /// created; nothing is written to S3.
-    pub fn storage(&self) -> Result<Arc<Storage>, StorageError> {
+    pub(crate) fn storage(&self) -> Result<Arc<Storage>, StorageError> {
         let storage: Arc<Storage> = match self {
             Self::Local(path) => Arc::new(AtomicFilesystemStore::new(path)?),
             Self::S3 { bucket, prefix } => s3_storage(bucket, prefix)?,
@@ -188,7 +203,7 @@ impl StoreLocation {
 impl StoreLocation {
     /// The location of a file kept beside the store (the ledger): the store's path or
     /// key with `suffix` appended (`sst.zarr` -> `sst.zarr.zru-ledger.json`).
-    pub fn sibling(&self, suffix: &str) -> Sibling {
+    pub(crate) fn sibling(&self, suffix: &str) -> Sibling {
         match self {
             Self::Local(path) => {
                 let mut name = path
@@ -212,8 +227,15 @@ impl StoreLocation {
 /// A single object kept beside a store, read and replaced whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sibling {
+    /// A file beside a local store.
     Local(PathBuf),
-    S3 { bucket: String, key: String },
+    /// An object beside an S3 store: `s3://bucket/key`.
+    S3 {
+        /// The bucket's name.
+        bucket: String,
+        /// The object's key.
+        key: String,
+    },
 }
 
 impl fmt::Display for Sibling {
@@ -268,7 +290,7 @@ impl fmt::Display for StoreLocation {
 }
 
 /// The S3 endpoint override from the environment, if any.
-pub fn s3_endpoint_from_env() -> Option<String> {
+pub(crate) fn s3_endpoint_from_env() -> Option<String> {
     ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
         .iter()
         .filter_map(|name| std::env::var(name).ok())
@@ -352,7 +374,7 @@ mod tests {
             }
         );
         assert_eq!(s3.to_string(), "s3://zarr-bucket/stores/sst.zarr");
-        assert!(s3.is_s3() && s3.local_path().is_none());
+        assert!(matches!(s3, StoreLocation::S3 { .. }) && s3.local_path().is_none());
         assert_eq!(
             StoreLocation::parse("s3://bkt").unwrap().to_string(),
             "s3://bkt"

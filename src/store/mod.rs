@@ -1,24 +1,24 @@
 //! Zarr stores on the local filesystem or S3: open, create, update in a transaction.
 //!
-//! - [`array_doc`]: array metadata documents (V2 and V3) edited as JSON.
-//! - [`staged`]: the staging overlay that makes an update all-or-nothing.
-//! - [`atomic_fs`]: atomic writes of single keys.
+//! - `array_doc`: array metadata documents (V2 and V3) edited as JSON.
+//! - `staged`: the staging overlay that makes an update all-or-nothing.
+//! - `atomic_fs`: atomic writes of single keys.
 //! - [`location`]: where a store lives (directory or `s3://bucket/prefix`) and the
 //!   storage backend for it.
-//! - [`recovery`]: the intent record of a batch in progress, and the recovery pass
+//! - `recovery`: the intent record of a batch in progress, and the recovery pass
 //!   that undoes a batch interrupted before its metadata commit.
-//! - [`undo`]: before-images of the keys a batch overwrites, for that recovery pass.
+//! - `undo`: before-images of the keys a batch overwrites, for that recovery pass.
 //!
 //! zru reads and writes metadata itself (so xarray's own metadata survives untouched)
 //! and lets zarrs encode and decode chunks.
 
-pub mod array_doc;
-pub mod atomic_fs;
+pub(crate) mod array_doc;
+pub(crate) mod atomic_fs;
 mod fault_points;
 pub mod location;
-pub mod recovery;
-pub mod staged;
-pub mod undo;
+pub(crate) mod recovery;
+pub(crate) mod staged;
+pub(crate) mod undo;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -31,28 +31,46 @@ use zarrs::storage::{Bytes, StorageError, StoreKey, StorePrefix};
 
 pub use array_doc::{ArrayDoc, ArrayDocError, Compressor, NewArray, ZarrFormat};
 pub use location::{LocationError, StoreLocation};
-pub use recovery::{Intent, Recovered, INTENT_KEY};
-pub use staged::{CommitStats, StagedStore, Storage, SIDECAR_DIR};
+pub(crate) use recovery::Intent;
+pub use recovery::Recovered;
+pub use staged::{CommitStats, Storage};
+pub(crate) use staged::{StagedStore, SIDECAR_DIR};
 
 use crate::values::{ElementType, Values};
 use array_doc::into_map;
 
+/// Why a store could not be opened, read, updated or committed. Each message starts
+/// with the store.
 #[derive(Debug, Error)]
 pub enum StoreError {
+    /// Reading or writing a key failed (I/O, S3, a chunk that does not decode).
     #[error("store {store}: {source}")]
     Storage {
+        /// The store (its path, or its URL for S3).
         store: PathBuf,
+        /// zarrs' storage error.
         #[source]
         source: StorageError,
     },
+    /// A metadata key holds something that is not the JSON Zarr expects.
     #[error("store {store}: {key} is not valid JSON: {reason}")]
     Json {
+        /// The store (its path, or its URL for S3).
         store: PathBuf,
+        /// The key, relative to the store root (`zarr.json`, `sst/.zarray`, ...).
         key: String,
+        /// The parse error.
         reason: String,
     },
+    /// The location has no root group metadata and zru was asked to open (not
+    /// create) it.
     #[error("store {store}: not a Zarr group (no zarr.json or .zgroup at its root)")]
-    NotAGroup { store: PathBuf },
+    NotAGroup {
+        /// The store (its path, or its URL for S3).
+        store: PathBuf,
+    },
+    /// The location holds arrays but no root group metadata (a store damaged or
+    /// half-copied): zru refuses to create a store over it.
     #[error(
         "store {store}: incomplete: it holds arrays ({}) but no root group metadata \
          (zarr.json for Zarr 3, .zgroup for Zarr 2); zru will not create a new store over \
@@ -60,30 +78,48 @@ pub enum StoreError {
          \"Incomplete stores\" shows), then run zru again",
         arrays.join(", ")
     )]
-    Incomplete { store: PathBuf, arrays: Vec<String> },
+    Incomplete {
+        /// The store (its path, or its URL for S3).
+        store: PathBuf,
+        /// The arrays found.
+        arrays: Vec<String>,
+    },
+    /// An array's metadata cannot be interpreted (see [`ArrayDocError`]).
     #[error("store {store}: {source}")]
     Doc {
+        /// The store (its path, or its URL for S3).
         store: PathBuf,
+        /// What is wrong with the array's metadata.
         #[source]
         source: ArrayDocError,
     },
+    /// An array cannot take the update (shape, type or chunking does not fit).
     #[error("store {store}: array {array}: {reason}")]
     Array {
+        /// The store (its path, or its URL for S3).
         store: PathBuf,
+        /// The array's name.
         array: String,
+        /// What does not fit.
         reason: String,
     },
 }
 
 /// An opened (or about to be created) Zarr group with its arrays' metadata.
 pub struct ZarrStore {
+    /// The store's path (for S3 stores, `s3://bucket/prefix` as a path).
     pub location: PathBuf,
     storage: Arc<Storage>,
+    /// Zarr V2 or V3: an existing store keeps its format.
     pub format: ZarrFormat,
     /// Group metadata other than attributes and consolidated metadata.
     group_meta: Map<String, Value>,
+    /// The root group's attributes (the dataset's global attributes).
     pub root_attrs: Map<String, Value>,
+    /// Every array's metadata by name, as read when the store was opened.
     pub arrays: BTreeMap<String, ArrayDoc>,
+    /// False for a store that `ZarrStore::open_or_new_at` found missing: the first
+    /// commit creates it.
     pub exists: bool,
     /// The directory of a local store (before-images are hard links there).
     root: Option<PathBuf>,
@@ -113,7 +149,7 @@ impl ZarrStore {
     /// True if `location` holds a Zarr group (a GET of its root metadata on S3). A
     /// store that has arrays but no root metadata is an error
     /// ([`StoreError::Incomplete`]), never a store that does not exist.
-    pub fn exists_at(location: &StoreLocation) -> Result<bool, StoreError> {
+    pub(crate) fn exists_at(location: &StoreLocation) -> Result<bool, StoreError> {
         match location {
             StoreLocation::Local(path) if Self::exists(path) => Ok(true),
             StoreLocation::Local(path) if !path.is_dir() => Ok(false),
@@ -187,12 +223,13 @@ impl ZarrStore {
 
     /// Opens an existing local store, or prepares a new one (nothing is written until
     /// a transaction commits).
-    pub fn open_or_new(location: &Path, new_format: ZarrFormat) -> Result<Self, StoreError> {
+    #[cfg(test)]
+    pub(crate) fn open_or_new(location: &Path, new_format: ZarrFormat) -> Result<Self, StoreError> {
         Self::open_or_new_at(&StoreLocation::Local(location.to_path_buf()), new_format)
     }
 
     /// Opens an existing store, local or on S3, or prepares a new one.
-    pub fn open_or_new_at(
+    pub(crate) fn open_or_new_at(
         location: &StoreLocation,
         new_format: ZarrFormat,
     ) -> Result<Self, StoreError> {
@@ -235,7 +272,7 @@ impl ZarrStore {
     }
 
     /// Opens an existing V2 or V3 store, local or on S3.
-    pub fn open_at(location: &StoreLocation) -> Result<Self, StoreError> {
+    pub(crate) fn open_at(location: &StoreLocation) -> Result<Self, StoreError> {
         if let StoreLocation::Local(path) = location {
             if !Self::exists(path) {
                 return Err(StoreError::NotAGroup {
@@ -341,6 +378,7 @@ impl ZarrStore {
         })
     }
 
+    /// The metadata of the array `name`, as read when the store was opened.
     pub fn array(&self, name: &str) -> Option<&ArrayDoc> {
         self.arrays.get(name)
     }
@@ -354,7 +392,7 @@ impl ZarrStore {
     }
 
     /// Starts an all-or-nothing update.
-    pub fn begin(&self) -> Transaction<'_> {
+    pub(crate) fn begin(&self) -> Transaction<'_> {
         Transaction {
             store: self,
             staged: Arc::new(StagedStore::new(self.storage.clone())),
@@ -512,16 +550,17 @@ fn write_region<S: ?Sized + zarrs::storage::ReadableWritableStorageTraits + 'sta
 
 /// A set of changes to one store.
 ///
-/// Writes are staged in memory. [`Transaction::savepoint`] and
-/// [`Transaction::rollback`] undo one file's staged writes; [`Transaction::flush_chunks`]
+/// Writes are staged in memory. `Transaction::savepoint` and
+/// `Transaction::rollback` undo one file's staged writes; `Transaction::flush_chunks`
 /// writes the staged chunks of the files applied so far (keeping metadata staged), and
-/// [`Transaction::commit`] writes what is left, array metadata and consolidated
+/// `Transaction::commit` writes what is left, array metadata and consolidated
 /// metadata last — once per batch, however many files it held.
 pub struct Transaction<'s> {
     store: &'s ZarrStore,
     staged: Arc<StagedStore>,
     /// Array metadata as it will be after the commit.
     arrays: BTreeMap<String, ArrayDoc>,
+    /// The root group's attributes as they will be after the commit.
     pub root_attrs: Map<String, Value>,
     opened: Mutex<HashMap<String, Arc<Array<StagedStore>>>>,
     stats: CommitStats,
@@ -539,17 +578,14 @@ pub struct Savepoint {
 }
 
 impl Transaction<'_> {
+    /// The store's path (see [`ZarrStore::location`]).
     pub fn location(&self) -> &Path {
         &self.store.location
     }
 
+    /// The store's Zarr format.
     pub fn format(&self) -> ZarrFormat {
         self.store.format
-    }
-
-    /// True if the store existed before this transaction.
-    pub fn store_exists(&self) -> bool {
-        self.store.exists
     }
 
     fn error(&self, array: &str, reason: impl Into<String>) -> StoreError {
@@ -573,12 +609,13 @@ impl Transaction<'_> {
     }
 
     /// Adds or replaces an array's metadata.
-    pub fn put_array(&mut self, doc: ArrayDoc) {
+    pub(crate) fn put_array(&mut self, doc: ArrayDoc) {
         self.opened().remove(&doc.name);
         self.arrays.insert(doc.name.clone(), doc);
     }
 
-    pub fn array_doc(&self, name: &str) -> Option<&ArrayDoc> {
+    /// The metadata of the array `name` as it stands in this transaction.
+    pub(crate) fn array_doc(&self, name: &str) -> Option<&ArrayDoc> {
         self.arrays.get(name)
     }
 
@@ -588,7 +625,7 @@ impl Transaction<'_> {
     }
 
     /// Marks the state to return to if the next file fails.
-    pub fn savepoint(&self) -> Result<Savepoint, StoreError> {
+    pub(crate) fn savepoint(&self) -> Result<Savepoint, StoreError> {
         Ok(Savepoint {
             pending: self.staged.snapshot().map_err(|e| self.storage_error(e))?,
             arrays: self.arrays.clone(),
@@ -597,7 +634,7 @@ impl Transaction<'_> {
     }
 
     /// Forgets everything staged since `savepoint`.
-    pub fn rollback(&mut self, savepoint: Savepoint) -> Result<(), StoreError> {
+    pub(crate) fn rollback(&mut self, savepoint: Savepoint) -> Result<(), StoreError> {
         self.staged
             .restore(savepoint.pending)
             .map_err(|e| self.storage_error(e))?;
@@ -610,7 +647,7 @@ impl Transaction<'_> {
     /// Chunks of these arrays are written after the chunks of all others, in every
     /// flush: for arrays that describe the others (provenance), so that a process killed
     /// mid-flush never leaves them ahead of the data they describe.
-    pub fn write_last(&mut self, arrays: Vec<String>) {
+    pub(crate) fn write_last(&mut self, arrays: Vec<String>) {
         self.written_last = arrays;
     }
 
@@ -623,7 +660,7 @@ impl Transaction<'_> {
 
     /// Reads a sidecar key (`path` under the store's `.zru/` directory), seeing this
     /// transaction's staged writes.
-    pub fn read_sidecar(&self, path: &str) -> Result<Option<Bytes>, StoreError> {
+    pub(crate) fn read_sidecar(&self, path: &str) -> Result<Option<Bytes>, StoreError> {
         let key = self.sidecar_key(path)?;
         zarrs::storage::ReadableStorageTraits::get(self.staged.as_ref(), &key)
             .map_err(|e| self.storage_error(e))
@@ -633,7 +670,7 @@ impl Transaction<'_> {
     /// staged by [`Self::flush_chunks`], dropped by [`Self::rollback`] and written by
     /// [`Self::commit`] with array metadata, after every chunk and before the root
     /// group's metadata.
-    pub fn write_sidecar(&self, path: &str, value: Vec<u8>) -> Result<(), StoreError> {
+    pub(crate) fn write_sidecar(&self, path: &str, value: Vec<u8>) -> Result<(), StoreError> {
         let key = self.sidecar_key(path)?;
         zarrs::storage::WritableStorageTraits::set(self.staged.as_ref(), &key, Bytes::from(value))
             .map_err(|e| self.storage_error(e))
@@ -642,7 +679,7 @@ impl Transaction<'_> {
     /// Records (or extends) the store's intent record before the transaction writes
     /// what it does not cover yet: the arrays it creates or grows, up to their shape
     /// now, and `keys`, about to be written or erased: the before-image of each that
-    /// exists is kept first, the others are recorded as created (see [`recovery`]).
+    /// exists is kept first, the others are recorded as created (see `recovery`).
     fn record_intent(&mut self, keys: Vec<StoreKey>) -> Result<(), StoreError> {
         let mut intent = Intent::new(self.store, &self.arrays, self.intent.as_ref());
         let new: Vec<StoreKey> = keys
@@ -665,7 +702,7 @@ impl Transaction<'_> {
     }
 
     /// Writes the chunks staged so far; metadata stays staged until [`Self::commit`].
-    pub fn flush_chunks(&mut self) -> Result<CommitStats, StoreError> {
+    pub(crate) fn flush_chunks(&mut self) -> Result<CommitStats, StoreError> {
         let chunks = self
             .staged
             .chunk_keys()
@@ -764,7 +801,7 @@ impl Transaction<'_> {
     /// Writes everything still staged. Metadata documents (and the consolidated
     /// metadata) are written only if some array's metadata or the root attributes
     /// changed, so a batch of overwrites, or of rejected files, leaves them untouched.
-    pub fn commit(mut self) -> Result<CommitStats, StoreError> {
+    pub(crate) fn commit(mut self) -> Result<CommitStats, StoreError> {
         let location = self.store.location.clone();
         let metadata_changed =
             self.arrays != self.store.arrays || self.root_attrs != self.store.root_attrs;

@@ -27,9 +27,13 @@ pub type Storage = dyn ReadableWritableListableStorageTraits;
 /// Counts of what a commit wrote.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct CommitStats {
+    /// Chunks written (new or replaced).
     pub chunks_written: u64,
+    /// Chunks erased (wholly fill: a blanked slot, or beyond a shrunk extent).
     pub chunks_erased: u64,
+    /// Bytes of encoded chunks and metadata written.
     pub bytes_written: u64,
+    /// Metadata documents written (array metadata and consolidated metadata).
     pub metadata_written: u64,
 }
 
@@ -97,11 +101,6 @@ impl StagedStore {
         Ok(self.pending()?.get(key).cloned())
     }
 
-    /// True if anything is staged.
-    pub fn has_pending(&self) -> Result<bool, StorageError> {
-        Ok(!self.pending()?.is_empty())
-    }
-
     /// The keys of the chunks (keys other than metadata) staged.
     pub fn chunk_keys(&self) -> Result<Vec<StoreKey>, StorageError> {
         Ok(self
@@ -130,7 +129,7 @@ impl StagedStore {
 
     /// Writes the staged chunks (not metadata) to the real store, in parallel; the
     /// chunks of the arrays named in `last` only after all the others (see
-    /// [`Self::write_chunks`]).
+    /// `write_chunks`).
     pub fn commit_chunks(&self, last: &[String]) -> Result<CommitStats, StorageError> {
         let chunks: Vec<(StoreKey, Option<Bytes>)> = {
             let mut pending = self.pending()?;

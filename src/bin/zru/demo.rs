@@ -7,16 +7,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use chrono::NaiveDate;
 
-use crate::config::Catalog;
-use crate::inspect::inspect;
-use crate::pipeline::enqueue::enqueue;
-use crate::pipeline::ledger::Ledger;
-use crate::pipeline::{
-    FlushOptions, Flusher, ObjectEvent, Queue, QueueOptions, Report, SqliteQueue,
-};
-use crate::sample::{write_gridded_sample_file, write_gridded_samples, GriddedSampleOptions};
-use crate::update::{EventKind, Updater};
-use crate::values::Values;
+use zru::config::Catalog;
+use zru::inspect::inspect;
+use zru::pipeline::enqueue::enqueue;
+use zru::pipeline::ledger::Ledger;
+use zru::pipeline::{FlushOptions, Flusher, ObjectEvent, Queue, QueueOptions, Report, SqliteQueue};
+use zru::sample::{write_gridded_sample_file, write_gridded_samples, GriddedSampleOptions};
+use zru::update::{EventKind, Updater};
+use zru::values::Values;
 
 /// Where the demo reads its configuration and writes its data.
 #[derive(Debug, Clone)]
@@ -229,7 +227,7 @@ fn reset(demo: &Demo<'_>, options: &DemoOptions) -> Result<()> {
 }
 
 fn sample_key(day: NaiveDate) -> String {
-    format!("{SST_PREFIX}/{}", crate::sample::gridded_sample_name(day))
+    format!("{SST_PREFIX}/{}", zru::sample::gridded_sample_name(day))
 }
 
 fn gridded_sst(demo: &mut Demo<'_>, options: &DemoOptions) -> Result<()> {
@@ -263,7 +261,7 @@ fn gridded_sst(demo: &mut Demo<'_>, options: &DemoOptions) -> Result<()> {
         ..sample.clone()
     };
     write_gridded_sample_file(
-        &raw_dir.join(crate::sample::gridded_sample_name(day(1))),
+        &raw_dir.join(zru::sample::gridded_sample_name(day(1))),
         day(1),
         &revised,
     )?;
@@ -276,7 +274,7 @@ fn gridded_sst(demo: &mut Demo<'_>, options: &DemoOptions) -> Result<()> {
     )?;
 
     demo.step("day 3 is deleted from the raw bucket: its slot is blanked, its time stays")?;
-    std::fs::remove_file(raw_dir.join(crate::sample::gridded_sample_name(day(2))))?;
+    std::fs::remove_file(raw_dir.join(zru::sample::gridded_sample_name(day(2))))?;
     demo.apply(&[&key(2)], EventKind::Removed)?;
     demo.show_store(SST_DATASET)?;
     Ok(())
@@ -284,7 +282,7 @@ fn gridded_sst(demo: &mut Demo<'_>, options: &DemoOptions) -> Result<()> {
 
 /// Decoded SST (kelvin, NaN where missing) of one slot.
 fn read_slot_kelvin(store: &Path, slot: u64) -> Result<Vec<f64>> {
-    let zarr = crate::store::ZarrStore::open(store)?;
+    let zarr = zru::store::ZarrStore::open(store)?;
     let doc = zarr
         .array("sea_surface_temperature")
         .context("store has no sea_surface_temperature")?;
