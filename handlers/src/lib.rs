@@ -7,14 +7,16 @@
 //!
 //! - [`cf_time`]: CF time units (`days since 1985-01-01`), conversion between epochs.
 //! - [`gridded`]: gridded time series (time/lat/lon): placement on the time axis.
+//! - [`identity`]: record identities and the stable hash shards of identity and key
+//!   indexes (profiles, series).
 //! - [`plan`]: [`AppendPlan`], where a file's records go along the append dimension
 //!   (what every family's planning returns).
 //! - [`profiles`]: profile collections (Argo): rows found by profile identity.
 //! - [`region`]: index ranges along the append dimension.
 
-
 pub mod cf_time;
 pub mod gridded;
+pub mod identity;
 pub mod plan;
 pub mod profiles;
 pub mod region;

@@ -25,6 +25,8 @@ pub use crate::config::Dataset;
 pub mod gridded;
 pub mod profiles;
 pub(crate) mod rows;
+pub(crate) mod sidecar_index;
+pub(crate) mod time_like;
 
 /// Every registered family, in the order their names are listed in messages.
 static FAMILIES: &[&dyn Collection] = &[&gridded::Gridded, &profiles::Profiles];
