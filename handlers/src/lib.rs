@@ -20,6 +20,7 @@ pub mod identity;
 pub mod plan;
 pub mod profiles;
 pub mod region;
+pub mod series;
 
 pub use plan::AppendPlan;
 pub use region::{ranges_from_indices, runs_by_position, IndexRange};
