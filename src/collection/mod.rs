@@ -9,7 +9,7 @@
 //!
 //! Each family has one folder here (its store side) and one in `zru-handlers` (its
 //! pure planning); the writes all families share along the append dimension are in
-//! [`rows`].
+//! `rows.rs`, the sharded index sidecar of profiles and series in `sidecar_index.rs`.
 
 use std::any::Any;
 use std::fmt::Debug;

@@ -3,7 +3,7 @@
 //! whose provenance is the removed key.
 //!
 //! Row location is planned by [`zru_handlers::profiles`] against the store's persistent
-//! identity index ([`IndexCache`], [`index`]): the few shards a file needs
+//! identity index (`IndexCache` in `index.rs`): the few shards a file needs
 //! are read, updated and staged with the file's other writes.
 
 mod index;
