@@ -7,20 +7,22 @@
 //!
 //! - [`cf_time`]: CF time units (`days since 1985-01-01`), conversion between epochs.
 //! - [`gridded`]: gridded time series (time/lat/lon): placement on the time axis.
+//! - [`identity`]: record identities and the stable hash shards of identity and key
+//!   indexes (profiles, series).
 //! - [`plan`]: [`AppendPlan`], where a file's records go along the append dimension
 //!   (what every family's planning returns).
 //! - [`profiles`]: profile collections (Argo): rows found by profile identity.
 //! - [`region`]: index ranges along the append dimension.
+//! - [`series`]: observation series (ship tracks, gliders, moorings): rows found by
+//!   source key and optional identity.
 
 pub mod cf_time;
 pub mod gridded;
+pub mod identity;
 pub mod plan;
-// TODO(issue 13): `profiles` is being moved by the collection refactor and is not
-// edited meanwhile; its undocumented items: `ProfileError` (its variants and fields),
-// `Holder::{row, key}`, `IdentityIndex::{is_empty, is_loaded}`.
-#[allow(missing_docs)]
 pub mod profiles;
 pub mod region;
+pub mod series;
 
 pub use plan::AppendPlan;
 pub use region::{ranges_from_indices, runs_by_position, IndexRange};

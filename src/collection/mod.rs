@@ -9,7 +9,7 @@
 //!
 //! Each family has one folder here (its store side) and one in `zru-handlers` (its
 //! pure planning); the writes all families share along the append dimension are in
-//! `rows` (`src/collection/rows.rs`).
+//! `rows.rs`, the sharded index sidecar of profiles and series in `sidecar_index.rs`.
 
 use std::any::Any;
 use std::fmt::Debug;
@@ -25,9 +25,12 @@ pub use crate::config::Dataset;
 pub mod gridded;
 pub mod profiles;
 pub(crate) mod rows;
+pub mod series;
+pub(crate) mod sidecar_index;
+pub(crate) mod time_like;
 
 /// Every registered family, in the order their names are listed in messages.
-static FAMILIES: &[&dyn Collection] = &[&gridded::Gridded, &profiles::Profiles];
+static FAMILIES: &[&dyn Collection] = &[&gridded::Gridded, &profiles::Profiles, &series::Series];
 
 /// The family registered under a dataset file's `"handler"` name.
 pub fn family(name: &str) -> Option<&'static dyn Collection> {

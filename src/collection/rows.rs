@@ -7,13 +7,14 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
+use zru_handlers::identity::{number_text, Identity};
 use zru_handlers::{ranges_from_indices, runs_by_position, IndexRange};
 
 use crate::config::Dataset;
 use crate::source::{SourceFile, SourceVariable};
 use crate::store::{ArrayDoc, Compressor, NewArray, Transaction, ZarrFormat};
 use crate::update::{Region, UpdateError};
-use crate::values::{ElementType, Values, ValuesError};
+use crate::values::{CfEncoding, ElementType, Values, ValuesError};
 
 /// Chunk length of the 1-D arrays zru creates along the append dimension (the time
 /// coordinate, time-like variables, provenance). Readers load these whole to index the
@@ -208,6 +209,23 @@ pub fn compressor_for_new_arrays(cx: &Context<'_>) -> Compressor {
     Compressor::from_config(cx.dataset.config.compressor.as_ref())
 }
 
+/// Stages a new array for a file variable, with the given shape, after checking that
+/// the store's backend can hold its name (on S3 a control character cannot be part of
+/// an object name): a name it cannot hold rejects the file before anything is written.
+pub fn create_array(
+    cx: &Context<'_>,
+    tx: &mut Transaction<'_>,
+    var: &SourceVariable,
+    shape: Vec<u64>,
+) -> Result<(), UpdateError> {
+    if let Some(reason) = tx.unstorable_array_name(&var.name) {
+        return Err(cx.schema(&var.name, format!("{reason}; rename the variable")));
+    }
+    let format = tx.format();
+    tx.put_array(new_array_doc(cx, format, var, shape));
+    Ok(())
+}
+
 /// Metadata of a new array for a file variable, with the given shape.
 pub fn new_array_doc(
     cx: &Context<'_>,
@@ -397,4 +415,183 @@ pub fn describe_ranges(ranges: &[IndexRange]) -> String {
         .map(|r| r.to_string())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Relative tolerance when comparing a file's coordinate values with the store's.
+const COORDINATE_TOLERANCE: f64 = 1e-6;
+
+/// Rejects a static variable (coordinates, grid mappings, 2-D latitude/longitude,
+/// bounds, masks: anything without the append dimension) whose values differ from the
+/// store's. Numbers are compared as physical values (unpacked, fill as missing) with a
+/// relative tolerance, so float32 and float64 copies of one grid agree; text exactly.
+pub fn check_static(
+    cx: &Context<'_>,
+    tx: &Transaction<'_>,
+    source: &SourceFile,
+    var: &SourceVariable,
+    doc: &ArrayDoc,
+) -> Result<(), UpdateError> {
+    let file_values = source.read(&var.name).map_err(|e| cx.source_error(e))?;
+    let start = vec![0; var.shape.len()];
+    let store_values = tx
+        .read(&var.name, &start, &var.shape)
+        .map_err(|e| cx.store_error(e))?;
+    let differs = |i: usize, a: &dyn std::fmt::Display, b: &dyn std::fmt::Display| {
+        let what = if var.dims.len() == 1 && var.dims[0] == var.name {
+            "coordinate"
+        } else {
+            "static variable"
+        };
+        Err(cx.wrong_grid(format!(
+            "{what} {}[{i}] is {a} in the file but {b} in the store",
+            var.name
+        )))
+    };
+    if let (Values::Text(a), Values::Text(b)) = (&file_values, &store_values) {
+        return match a.iter().zip(b).position(|(x, y)| x != y) {
+            Some(i) => differs(i, &a[i], &b[i]),
+            None => Ok(()),
+        };
+    }
+    let physical = |values: &Values, encoding: &CfEncoding| {
+        values
+            .to_f64_vec()
+            .map(|raw| {
+                raw.into_iter()
+                    .map(|r| encoding.physical(r))
+                    .collect::<Vec<_>>()
+            })
+            .map_err(|e| cx.values_error(&var.name, e))
+    };
+    let file_values = physical(&file_values, &var.encoding)?;
+    let store_values = physical(&store_values, &doc.cf_encoding())?;
+    for (i, (a, b)) in file_values.iter().zip(&store_values).enumerate() {
+        let scale = a.abs().max(b.abs()).max(1.0);
+        let same = (a.is_nan() && b.is_nan()) || (a - b).abs() <= COORDINATE_TOLERANCE * scale;
+        if !same {
+            return differs(i, a, b);
+        }
+    }
+    Ok(())
+}
+
+/// Identity parts as text: strings as they are, numbers without decimals.
+pub fn identity_texts(values: &Values) -> Vec<String> {
+    match values {
+        Values::Text(texts) => texts.clone(),
+        numbers => numbers
+            .to_f64_vec()
+            .unwrap_or_default()
+            .into_iter()
+            .map(number_text)
+            .collect(),
+    }
+}
+
+/// Zips identity columns (one per identity variable) into identities.
+pub fn zip_identities(columns: &[Vec<String>], count: usize) -> Vec<Identity> {
+    (0..count)
+        .map(|i| {
+            let parts: Vec<&str> = columns
+                .iter()
+                .map(|c| c.get(i).map_or("", String::as_str))
+                .collect();
+            Identity::new(&parts)
+        })
+        .collect()
+}
+
+/// Text equal to a `char` variable's `_FillValue` (`" "` in Argo files) becomes the
+/// store's missing text, `""`: xarray masks it when it reads the file, and `""` is what
+/// levels and rows a file does not have read as.
+pub fn mask_text_fill(var: &SourceVariable, values: Values) -> Values {
+    match (values, &var.text_fill) {
+        (Values::Text(texts), Some(fill)) => Values::Text(
+            texts
+                .into_iter()
+                .map(|t| if t == *fill { String::new() } else { t })
+                .collect(),
+        ),
+        (values, _) => values,
+    }
+}
+
+/// Blanks, in the file's rows, the store's variables the file lacks (`kept`: the
+/// variables it writes, by their names in the store). Rows from `old_len` on (appended)
+/// need it only where a missing chunk does not read as blank.
+pub fn blank_uncovered(
+    cx: &Context<'_>,
+    tx: &mut Transaction<'_>,
+    kept: &[&str],
+    rows: &[u64],
+    old_len: u64,
+) -> Result<(), UpdateError> {
+    let provenance = cx.dataset.provenance_variable();
+    let runs = runs_by_position(rows);
+    for name in append_arrays(tx, cx.append_dim()) {
+        if name == provenance || kept.contains(&name.as_str()) {
+            continue;
+        }
+        let blank_is_free = tx
+            .array_doc(&name)
+            .is_some_and(crate::store::ArrayDoc::missing_chunk_is_blank);
+        for (_, range) in &runs {
+            if range.start < old_len || !blank_is_free {
+                blank_slots(cx, tx, &name, *range)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Blanks rows in every append-dimension array, identity and provenance included.
+pub fn blank_rows(
+    cx: &Context<'_>,
+    tx: &mut Transaction<'_>,
+    rows: &[u64],
+) -> Result<(), UpdateError> {
+    let ranges = ranges_from_indices(rows);
+    for name in append_arrays(tx, cx.append_dim()) {
+        for range in &ranges {
+            blank_slots(cx, tx, &name, *range)?;
+        }
+    }
+    Ok(())
+}
+
+/// `[first, last + 1)` of some rows.
+pub fn span(rows: &[u64]) -> IndexRange {
+    let first = rows.iter().min().copied().unwrap_or(0);
+    let last = rows.iter().max().map_or(0, |r| r + 1);
+    IndexRange::new(first, last)
+}
+
+/// The region of a span of rows along the append dimension.
+pub fn region(cx: &Context<'_>, span: IndexRange) -> Region {
+    Region::along(cx.append_dim(), span.start, span.stop)
+}
+
+/// A span of rows as text: `N_PROF[3:7]`.
+pub fn span_text(cx: &Context<'_>, span: IndexRange) -> String {
+    format!("{}[{}:{}]", cx.append_dim(), span.start, span.stop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_columns_zip_into_trimmed_identities() {
+        let platforms = identity_texts(&Values::Text(vec!["2902093 ".into(), "2902093 ".into()]));
+        let cycles = identity_texts(&Values::I32(vec![1, 2]));
+        let directions = identity_texts(&Values::Text(vec!["A".into(), "D".into()]));
+        let ids = zip_identities(&[platforms, cycles, directions], 2);
+        assert_eq!(ids[0].to_string(), "2902093/1/A");
+        assert_eq!(ids[1].to_string(), "2902093/2/D");
+    }
+
+    #[test]
+    fn the_span_covers_scattered_rows() {
+        assert_eq!(span(&[7, 2, 9]), IndexRange::new(2, 10));
+    }
 }

@@ -2,7 +2,7 @@
 //! by identity (`PLATFORM_NUMBER`, `CYCLE_NUMBER`, `DIRECTION` by default), not by time.
 //!
 //! An [`IdentityIndex`] maps profiles to their rows (O(1) per look-up) and source keys
-//! to the rows they wrote. It is split into [`SHARDS`] identity shards and as many key
+//! to the rows they wrote. It is split into [`SHARDS`](crate::identity::SHARDS) identity shards and as many key
 //! shards, by a stable hash ([`Shard::of_identity`], [`Shard::of_key`]), so that a file
 //! needs only the few shards its identities and key fall in: the caller asks
 //! [`IdentityIndex::missing`] which shards to fill ([`IdentityIndex::insert_identity_shard`],
@@ -15,143 +15,57 @@
 //! the file no longer holds are to be blanked.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::fmt;
 
 use thiserror::Error;
 
+#[cfg(test)]
+use crate::identity::SHARDS;
+use crate::identity::{Identity, Shard};
 use crate::AppendPlan;
 
-/// Number of identity shards (and of key shards).
-pub const SHARDS: u16 = 256;
-
-/// The identity of one profile: its identity variables' values as text, whitespace
-/// trimmed (`"2902093 "` and `"2902093"` are the same platform).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Identity(Vec<String>);
-
-impl Identity {
-    /// Builds an identity from its parts (trimmed).
-    pub fn new<S: AsRef<str>>(parts: &[S]) -> Self {
-        Self(
-            parts
-                .iter()
-                .map(|p| p.as_ref().trim().to_string())
-                .collect(),
-        )
-    }
-
-    /// The parts, trimmed.
-    pub fn parts(&self) -> &[String] {
-        &self.0
-    }
-}
-
-impl fmt::Display for Identity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.join("/"))
-    }
-}
-
-/// Text of a numeric identity part: integers without a decimal point.
-pub fn number_text(value: f64) -> String {
-    if value.is_finite() && value.fract() == 0.0 && value.abs() < 9.0e15 {
-        format!("{}", value as i64)
-    } else {
-        format!("{value}")
-    }
-}
-
-/// 64-bit FNV-1a: a fixed, documented hash (the same in every build and process, unlike
-/// std's randomized hasher), so shard names stay valid across runs and versions.
-pub fn fnv1a64(bytes: impl IntoIterator<Item = u8>) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes
-        .into_iter()
-        .fold(OFFSET, |hash, b| (hash ^ u64::from(b)).wrapping_mul(PRIME))
-}
-
-/// One shard of an index: which part of it, and its number below [`SHARDS`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Shard {
-    /// Profiles whose identity hashes to this number: identity → row and key.
-    Identity(u16),
-    /// Keys that hash to this number: key → rows (and their identities).
-    Key(u16),
-}
-
-impl Shard {
-    /// The shard of an identity: its parts hashed, each followed by `0xff` (a byte no
-    /// UTF-8 text holds, so `["ab", "c"]` and `["a", "bc"]` differ).
-    pub fn of_identity(identity: &Identity) -> Self {
-        let bytes = identity
-            .0
-            .iter()
-            .flat_map(|part| part.bytes().chain(std::iter::once(0xff)));
-        Self::Identity(Self::number(fnv1a64(bytes)))
-    }
-
-    /// The shard of a source key.
-    pub fn of_key(key: &str) -> Self {
-        Self::Key(Self::number(fnv1a64(key.bytes())))
-    }
-
-    /// The hash's eight bytes folded by XOR, so every bit of it counts.
-    fn number(hash: u64) -> u16 {
-        let folded = hash.to_le_bytes().iter().fold(0u8, |acc, b| acc ^ b);
-        u16::from(folded) % SHARDS
-    }
-
-    /// Every shard of an index, identity shards first.
-    pub fn all() -> impl Iterator<Item = Shard> {
-        (0..SHARDS)
-            .map(Shard::Identity)
-            .chain((0..SHARDS).map(Shard::Key))
-    }
-
-    /// The shard's path relative to the index's directory: `identity/3f.json`.
-    pub fn path(&self) -> String {
-        match self {
-            Shard::Identity(n) => format!("identity/{n:02x}.json"),
-            Shard::Key(n) => format!("key/{n:02x}.json"),
-        }
-    }
-
-    /// Position of the shard in [`Shard::all`].
-    pub fn position(&self) -> usize {
-        match self {
-            Shard::Identity(n) => usize::from(*n),
-            Shard::Key(n) => usize::from(SHARDS) + usize::from(*n),
-        }
-    }
-}
-
-impl fmt::Display for Shard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.path())
-    }
-}
-
+/// Why a file's profiles cannot be placed, or the identity index is inconsistent.
 #[derive(Debug, Error, PartialEq)]
 pub enum ProfileError {
+    /// The file holds one identity twice (the file is rejected).
     #[error("profile {identity} appears twice in the file (positions {first} and {second})")]
     DuplicateIdentity {
+        /// The repeated identity, as text.
         identity: String,
+        /// Position of its first profile in the file.
         first: usize,
+        /// Position of its second profile.
         second: usize,
     },
+    /// The index names a row beyond the store's length (a damaged index: rebuilt).
     #[error("row {row} is outside the store's {len} rows")]
-    RowOutOfRange { row: u64, len: u64 },
+    RowOutOfRange {
+        /// The row the index named.
+        row: u64,
+        /// The store's rows.
+        len: u64,
+    },
+    /// Planning needed a shard the caller did not load (a bug in the caller).
     #[error("identity index shard {shard} is needed but was not loaded")]
-    ShardNotLoaded { shard: Shard },
+    ShardNotLoaded {
+        /// The missing shard.
+        shard: Shard,
+    },
+    /// A shard file holds an entry of another shard (a damaged index: rebuilt).
     #[error("identity index shard {shard} holds {what}, which does not hash to it")]
-    WrongShard { shard: Shard, what: String },
+    WrongShard {
+        /// The shard read.
+        shard: Shard,
+        /// The entry that does not belong in it.
+        what: String,
+    },
 }
 
 /// Where a profile is: its row and the key that wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
+    /// The row along the append dimension.
     pub row: u64,
+    /// The object key whose file wrote it.
     pub key: String,
 }
 
@@ -205,10 +119,12 @@ impl IdentityIndex {
         self.len
     }
 
+    /// Whether the store has no rows.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    /// Whether `shard` is loaded (an index built [`Self::complete`] has every shard).
     pub fn is_loaded(&self, shard: Shard) -> bool {
         match shard {
             Shard::Identity(n) => self.identities.contains_key(&n),
@@ -669,57 +585,11 @@ mod tests {
     }
 
     #[test]
-    fn numbers_are_identity_text_without_decimals() {
-        assert_eq!(number_text(12.0), "12");
-        assert_eq!(number_text(1.5), "1.5");
-        assert_eq!(
-            Identity::new(&["2902093 ", " 7", "A"]).to_string(),
-            "2902093/7/A"
-        );
-    }
-
-    #[test]
     fn recording_outside_the_rows_is_an_error() {
         let mut index = IdentityIndex::complete(1);
         assert_eq!(
             index.record(5, id("1", 1), "k"),
             Err(ProfileError::RowOutOfRange { row: 5, len: 1 })
-        );
-    }
-
-    #[test]
-    fn the_hash_and_shards_are_stable() {
-        // FNV-1a 64 test vectors.
-        assert_eq!(fnv1a64(*b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a64(*b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(fnv1a64(*b"foobar"), 0x8594_4171_f739_67e8);
-        // Shard numbers are part of the stored format: they must never change (values
-        // computed independently: FNV-1a 64, its eight bytes folded by XOR).
-        assert_eq!(Shard::of_key("argo/2902093_prof.nc"), Shard::Key(0x40));
-        assert_eq!(
-            Shard::of_identity(&Identity::new(&["2902093 ", "1", "A"])),
-            Shard::Identity(0xf3)
-        );
-        assert_eq!(Shard::Identity(0xf3).path(), "identity/f3.json");
-        assert_eq!(Shard::Key(10).path(), "key/0a.json");
-        assert_ne!(
-            Shard::of_identity(&Identity::new(&["ab", "c"])),
-            Shard::of_identity(&Identity::new(&["a", "bc"])),
-        );
-    }
-
-    #[test]
-    fn shards_are_evenly_filled() {
-        let mut counts = vec![0usize; usize::from(SHARDS)];
-        for i in 0..100_000u32 {
-            let identity = id(&(5_900_000 + i / 100).to_string(), i % 100 + 1);
-            counts[Shard::of_identity(&identity).position()] += 1;
-        }
-        let mean = 100_000 / usize::from(SHARDS);
-        let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
-        assert!(
-            *max < mean * 3 / 2 && *min > mean / 2,
-            "{min}..{max} around {mean}"
         );
     }
 

@@ -7,7 +7,6 @@
 mod options;
 mod time_axis;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -23,16 +22,17 @@ pub use options::{
 
 use self::time_axis::StoreTimeAxis;
 use super::rows::{
-    append_arrays, blank_slots, blank_slots_of_key, check_same_layout, describe_ranges,
-    ensure_provenance, grow_append_arrays, new_array_doc, provenance_at, slot_region,
+    append_arrays, blank_slots, blank_slots_of_key, check_same_layout, check_static, create_array,
+    describe_ranges, ensure_provenance, grow_append_arrays, provenance_at, slot_region,
     slots_with_provenance, store_dim_lengths, write_provenance, Context,
 };
+use super::time_like::{check_same_calendar, TimeLikeVariables};
 use super::{Batch, Collection, FamilyOptions};
 use crate::config::{Dataset, DatasetConfig, Problem};
 use crate::source::{Band, SourceFile, SourceVariable};
 use crate::store::{ArrayDoc, Transaction};
 use crate::update::{Action, Applied, UpdateError};
-use crate::values::{convert, from_f64_values, CfEncoding, ElementType, Values};
+use crate::values::{from_f64_values, CfEncoding, ElementType, Values};
 
 /// The gridded family (`"handler": "gridded"`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -210,9 +210,6 @@ fn options(dataset: &Dataset) -> GriddedOptions {
         })
 }
 
-/// Relative tolerance when comparing a file's coordinate values with the store's.
-const COORDINATE_TOLERANCE: f64 = 1e-6;
-
 /// A file opened and placed on the store's time axis.
 struct PlacedFile {
     source: SourceFile,
@@ -295,26 +292,6 @@ fn time_variable(cx: &Context<'_>, source: &SourceFile) -> Result<SourceVariable
         return Err(missing());
     }
     Ok(var.clone())
-}
-
-/// Rejects a time variable whose calendar differs from the store's: times convert
-/// only within one calendar.
-fn check_same_calendar(
-    cx: &Context<'_>,
-    variable: &str,
-    file: &TimeUnits,
-    store: &TimeUnits,
-) -> Result<(), UpdateError> {
-    if file.calendar == store.calendar {
-        return Ok(());
-    }
-    Err(cx.schema(
-        variable,
-        format!(
-            "calendar {:?} in the file but {:?} in the store: times convert only within one calendar",
-            file.calendar, store.calendar
-        ),
-    ))
 }
 
 fn time_units(cx: &Context<'_>, var: &SourceVariable) -> Result<TimeUnits, UpdateError> {
@@ -468,61 +445,6 @@ fn check_same_attributes(
     Ok(())
 }
 
-/// Rejects a static variable (coordinates, grid mappings, 2-D latitude/longitude,
-/// bounds, masks: anything without the append dimension) whose values differ from the
-/// store's. Numbers are compared as physical values (unpacked, fill as missing) with a
-/// relative tolerance, so float32 and float64 copies of one grid agree; text exactly.
-fn check_static(
-    cx: &Context<'_>,
-    tx: &Transaction<'_>,
-    source: &SourceFile,
-    var: &SourceVariable,
-    doc: &ArrayDoc,
-) -> Result<(), UpdateError> {
-    let file_values = source.read(&var.name).map_err(|e| cx.source_error(e))?;
-    let start = vec![0; var.shape.len()];
-    let store_values = tx
-        .read(&var.name, &start, &var.shape)
-        .map_err(|e| cx.store_error(e))?;
-    let differs = |i: usize, a: &dyn std::fmt::Display, b: &dyn std::fmt::Display| {
-        let what = if var.dims.len() == 1 && var.dims[0] == var.name {
-            "coordinate"
-        } else {
-            "static variable"
-        };
-        Err(cx.wrong_grid(format!(
-            "{what} {}[{i}] is {a} in the file but {b} in the store",
-            var.name
-        )))
-    };
-    if let (Values::Text(a), Values::Text(b)) = (&file_values, &store_values) {
-        return match a.iter().zip(b).position(|(x, y)| x != y) {
-            Some(i) => differs(i, &a[i], &b[i]),
-            None => Ok(()),
-        };
-    }
-    let physical = |values: &Values, encoding: &CfEncoding| {
-        values
-            .to_f64_vec()
-            .map(|raw| {
-                raw.into_iter()
-                    .map(|r| encoding.physical(r))
-                    .collect::<Vec<_>>()
-            })
-            .map_err(|e| cx.values_error(&var.name, e))
-    };
-    let file_values = physical(&file_values, &var.encoding)?;
-    let store_values = physical(&store_values, &doc.cf_encoding())?;
-    for (i, (a, b)) in file_values.iter().zip(&store_values).enumerate() {
-        let scale = a.abs().max(b.abs()).max(1.0);
-        let same = (a.is_nan() && b.is_nan()) || (a - b).abs() <= COORDINATE_TOLERANCE * scale;
-        if !same {
-            return differs(i, a, b);
-        }
-    }
-    Ok(())
-}
-
 /// Creates the arrays a file brings (a new store, new variables, provenance) and grows
 /// every append-dimension array to the new length.
 fn prepare_arrays(
@@ -533,7 +455,6 @@ fn prepare_arrays(
     placement: &Placement,
 ) -> Result<Vec<String>, UpdateError> {
     let append_dim = cx.append_dim().to_string();
-    let format = tx.format();
     let mut created = Vec::new();
     let new_len = placement.new_len;
     let time_var = time_variable(cx, source)?;
@@ -555,11 +476,8 @@ fn prepare_arrays(
             .zip(&var.shape)
             .map(|(d, &n)| if *d == append_dim { new_len } else { n })
             .collect();
-        if let Some(reason) = tx.unstorable_array_name(&var.name) {
-            return Err(cx.schema(&var.name, format!("{reason}; rename the variable")));
-        }
         created.push(var.name.clone());
-        tx.put_array(new_array_doc(cx, format, var, shape));
+        create_array(cx, tx, var, shape)?;
     }
     ensure_provenance(cx, tx, new_len);
     grow_append_arrays(cx, tx, new_len)?;
@@ -703,125 +621,6 @@ fn write_variables(
         }
         Ok(())
     })
-}
-
-/// The file's variables whose values are times, other than the append coordinate:
-/// those with CF time units (`"hours since 1950-01-01"`) and the time coordinate's
-/// bounds (`time_bnds`, which take the coordinate's units). Their values are converted
-/// to the units of the store's array, as the time coordinate's are.
-struct TimeLikeVariables {
-    /// File units of each time-like variable.
-    file_units: BTreeMap<String, TimeUnits>,
-    /// The time coordinate's bounds variable, if the file names one.
-    bounds: Option<String>,
-    /// The store's time coordinate units (the bounds' units in the store).
-    store_time_units: TimeUnits,
-}
-
-impl TimeLikeVariables {
-    fn new(cx: &Context<'_>, source: &SourceFile, time_units: &(TimeUnits, TimeUnits)) -> Self {
-        let (file_time_units, store_time_units) = *time_units;
-        let bounds = source
-            .variable(cx.append_dim())
-            .and_then(|t| t.attributes.get("bounds"))
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        let mut file_units = BTreeMap::new();
-        for var in source.variables() {
-            if var.name == cx.append_dim() {
-                continue;
-            }
-            let parsed = match var.time_units() {
-                (Some(units), calendar) if units.contains(" since ") => {
-                    TimeUnits::parse(units, calendar).ok()
-                }
-                (None, _) if bounds.as_deref() == Some(var.name.as_str()) => Some(file_time_units),
-                _ => None,
-            };
-            if let Some(units) = parsed {
-                file_units.insert(var.name.clone(), units);
-            }
-        }
-        Self {
-            file_units,
-            bounds,
-            store_time_units,
-        }
-    }
-
-    /// The units of a time-like variable's store array.
-    fn store_units(
-        &self,
-        cx: &Context<'_>,
-        var: &SourceVariable,
-        doc: &ArrayDoc,
-    ) -> Result<TimeUnits, UpdateError> {
-        let attrs = doc.attributes();
-        match attrs.get("units").and_then(Value::as_str) {
-            Some(units) => {
-                let calendar = attrs.get("calendar").and_then(Value::as_str);
-                TimeUnits::parse(units, calendar).map_err(|source| UpdateError::TimeUnits {
-                    key: cx.key.to_string(),
-                    variable: format!("{} (in the store)", var.name),
-                    source,
-                })
-            }
-            None if self.bounds.as_deref() == Some(var.name.as_str()) => Ok(self.store_time_units),
-            None => Err(cx.schema(
-                &var.name,
-                "has time units in the file but none in the store".into(),
-            )),
-        }
-    }
-
-    /// A band's values in the store array's encoding: time-like values converted to
-    /// the store's units first.
-    fn to_store(
-        &self,
-        cx: &Context<'_>,
-        var: &SourceVariable,
-        doc: &ArrayDoc,
-        store_type: ElementType,
-        values: Values,
-    ) -> Result<Values, UpdateError> {
-        let values_error = |e| cx.values_error(&var.name, e);
-        let store_encoding = doc.cf_encoding();
-        let Some(from) = self.file_units.get(&var.name) else {
-            return convert(values, &var.encoding, store_type, &store_encoding)
-                .map_err(values_error);
-        };
-        let to = self.store_units(cx, var, doc)?;
-        if *from == to {
-            return convert(values, &var.encoding, store_type, &store_encoding)
-                .map_err(values_error);
-        }
-        check_same_calendar(cx, &var.name, from, &to)?;
-        let converted: Vec<f64> = values
-            .to_f64_vec()
-            .map_err(values_error)?
-            .into_iter()
-            .map(|raw| to.convert_from(from, var.encoding.physical(raw)))
-            .collect();
-        if store_type.is_integer() {
-            let packed = |t: f64| (t - store_encoding.add_offset) / store_encoding.scale_factor;
-            if let Some(t) = converted
-                .iter()
-                .find(|t| t.is_finite() && (packed(**t).round() - packed(**t)).abs() > 1e-6)
-            {
-                return Err(cx.schema(
-                    &var.name,
-                    format!("time {t} is not a whole number of the store's integer time units"),
-                ));
-            }
-        }
-        convert(
-            Values::F64(converted),
-            &CfEncoding::default(),
-            store_type,
-            &store_encoding,
-        )
-        .map_err(values_error)
-    }
 }
 
 /// The store's chunk shape of an array.

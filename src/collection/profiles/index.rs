@@ -45,77 +45,23 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use zru_handlers::profiles::{
-    stale_rows, Identity, IdentityIndex, KeyRows, RowIdentities, Shard, SHARDS,
-};
+use zru_handlers::identity::{Identity, Shard};
+use zru_handlers::profiles::{stale_rows, IdentityIndex, KeyRows, RowIdentities};
 use zru_handlers::ranges_from_indices;
 
-use super::{identity_texts, options, profile_error, zip_identities};
-use crate::collection::rows::{store_dim_lengths, Context};
+use super::{options, profile_error};
+use crate::collection::rows::{identity_texts, zip_identities, Context};
+use crate::collection::sidecar_index::{
+    check_generation, open_meta, read_shard, stage, store_rows, IndexMeta, Sidecar,
+};
 use crate::store::Transaction;
 use crate::update::UpdateError;
 
-/// Directory of the index, relative to the store's `.zru/` sidecar directory.
-const INDEX_DIR: &str = "profiles";
-/// Version of the index's layout; another one is rebuilt.
-const FORMAT: u32 = 1;
-
-/// `meta.json`: what the index describes, and which shard files belong to it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct IndexMeta {
-    format: u32,
-    append_dim: String,
-    identity: Vec<String>,
-    provenance: String,
-    /// Rows of the store (`N_PROF`), blank ones included.
-    rows: u64,
-    shards: u16,
-    /// Incremented every time the index is staged.
-    generation: u64,
-    /// Per shard (identity shards, then key shards): the generation its file was
-    /// written in, or 0 if it is empty.
-    written: Vec<u64>,
-}
-
-impl IndexMeta {
-    fn new(cx: &Context<'_>, rows: u64, generation: u64) -> Self {
-        Self {
-            format: FORMAT,
-            append_dim: cx.append_dim().to_string(),
-            identity: options(cx.dataset).identity,
-            provenance: cx.dataset.provenance_variable().to_string(),
-            rows,
-            shards: SHARDS,
-            generation,
-            written: vec![0; Shard::all().count()],
-        }
-    }
-
-    /// Why the index does not describe this store as the dataset reads it, if it does not.
-    fn mismatch(&self, cx: &Context<'_>, rows: u64) -> Option<String> {
-        let expected = Self::new(cx, rows, self.generation);
-        if self.format != FORMAT {
-            Some(format!(
-                "index format {} (this zru writes {FORMAT})",
-                self.format
-            ))
-        } else if (&self.append_dim, &self.identity, &self.provenance)
-            != (
-                &expected.append_dim,
-                &expected.identity,
-                &expected.provenance,
-            )
-        {
-            Some("index of other append, identity or provenance variables".into())
-        } else if self.shards != SHARDS || self.written.len() != expected.written.len() {
-            Some(format!("index of {} shards", self.shards))
-        } else if self.rows != rows {
-            Some(format!("index of {} rows, store of {rows}", self.rows))
-        } else {
-            None
-        }
-    }
-}
+/// Where the index lives (`.zru/profiles/`) and its layout's version.
+const SIDECAR: Sidecar = Sidecar {
+    dir: "profiles",
+    format: 1,
+};
 
 /// `identity/<xx>.json`: (identity parts, row, key), ordered by row.
 #[derive(Debug, Serialize, Deserialize)]
@@ -193,88 +139,24 @@ impl IndexCache {
             return Ok(());
         };
         let dirty = loaded.index.take_dirty();
-        if dirty.is_empty() {
-            return Ok(());
-        }
-        loaded.meta.generation += 1;
-        loaded.meta.rows = loaded.index.len();
-        let generation = loaded.meta.generation;
-        for shard in dirty {
-            let bytes = shard_bytes(&loaded.index, shard, generation)
-                .map_err(|reason| index_error(cx, tx, reason))?;
-            loaded.meta.written[shard.position()] = match bytes {
-                Some(bytes) => {
-                    write(cx, tx, &shard.path(), bytes)?;
-                    generation
-                }
-                None => 0,
-            };
-        }
-        let meta = serde_json::to_vec(&loaded.meta)
-            .map_err(|e| index_error(cx, tx, format!("meta.json: {e}")))?;
-        write(cx, tx, "meta.json", meta)
-    }
-}
-
-fn index_error(cx: &Context<'_>, tx: &Transaction<'_>, reason: String) -> UpdateError {
-    UpdateError::Index {
-        key: cx.key.to_string(),
-        store: tx.location().to_path_buf(),
-        reason,
-    }
-}
-
-fn sidecar_path(path: &str) -> String {
-    format!("{INDEX_DIR}/{path}")
-}
-
-fn read(
-    cx: &Context<'_>,
-    tx: &Transaction<'_>,
-    path: &str,
-) -> Result<Option<Vec<u8>>, UpdateError> {
-    tx.read_sidecar(&sidecar_path(path))
-        .map(|bytes| bytes.map(|b| b.to_vec()))
-        .map_err(|e| cx.store_error(e))
-}
-
-fn write(
-    cx: &Context<'_>,
-    tx: &Transaction<'_>,
-    path: &str,
-    bytes: Vec<u8>,
-) -> Result<(), UpdateError> {
-    tx.write_sidecar(&sidecar_path(path), bytes)
-        .map_err(|e| cx.store_error(e))
-}
-
-/// Rows of the store: the provenance array's length, else the append dimension's.
-fn store_rows(cx: &Context<'_>, tx: &Transaction<'_>) -> Result<u64, UpdateError> {
-    let provenance = cx.dataset.provenance_variable();
-    match tx.array_doc(provenance) {
-        Some(doc) => doc
-            .shape()
-            .map(|shape| shape.first().copied().unwrap_or(0))
-            .map_err(|e| cx.schema(provenance, e.to_string())),
-        None => Ok(store_dim_lengths(tx.arrays())
-            .get(cx.append_dim())
-            .copied()
-            .unwrap_or(0)),
+        let rows = loaded.index.len();
+        let index = &loaded.index;
+        stage(
+            SIDECAR,
+            cx,
+            tx,
+            &mut loaded.meta,
+            rows,
+            dirty,
+            |shard, generation| shard_bytes(index, shard, generation),
+        )
     }
 }
 
 /// Reads `meta.json`; an index that does not match the store is rebuilt.
 fn open(cx: &Context<'_>, tx: &Transaction<'_>) -> Result<Loaded, UpdateError> {
     let rows = store_rows(cx, tx)?;
-    let meta = match read(cx, tx, "meta.json")? {
-        None => Err(("no index".to_string(), 0)),
-        Some(bytes) => serde_json::from_slice::<IndexMeta>(&bytes)
-            .map_err(|e| (format!("meta.json unreadable: {e}"), 0)),
-    };
-    let meta = meta.and_then(|meta| match meta.mismatch(cx, rows) {
-        Some(reason) => Err((reason, meta.generation)),
-        None => Ok(meta),
-    });
+    let meta = open_meta(SIDECAR, cx, tx, options(cx.dataset).identity, rows)?;
     match meta {
         Ok(meta) => Ok(Loaded {
             index: IdentityIndex::with_len(rows),
@@ -300,7 +182,7 @@ fn rebuild(
     }
     Ok(Loaded {
         index: build_index(cx, tx)?,
-        meta: IndexMeta::new(cx, rows, generation),
+        meta: IndexMeta::new(SIDECAR, cx, options(cx.dataset).identity, rows, generation),
     })
 }
 
@@ -338,13 +220,9 @@ fn load_shard(
     expected: u64,
     rows: u64,
 ) -> Result<Result<(), String>, UpdateError> {
-    let bytes = if expected == 0 {
-        None
-    } else {
-        match read(cx, tx, &shard.path())? {
-            Some(bytes) => Some(bytes),
-            None => return Ok(Err("missing".into())),
-        }
+    let bytes = match read_shard(SIDECAR, cx, tx, shard, expected)? {
+        Ok(bytes) => bytes,
+        Err(reason) => return Ok(Err(reason)),
     };
     let filled = match shard {
         Shard::Identity(n) => parse_identity_shard(bytes.as_deref(), expected)
@@ -355,16 +233,6 @@ fn load_shard(
     match filled {
         Ok(inserted) => Ok(inserted.map_err(|e| e.to_string())),
         Err(reason) => Ok(Err(reason)),
-    }
-}
-
-fn check_generation(found: u64, expected: u64) -> Result<(), String> {
-    if found == expected {
-        Ok(())
-    } else {
-        Err(format!(
-            "written in generation {found}, meta.json records {expected}"
-        ))
     }
 }
 
@@ -540,6 +408,8 @@ mod tests {
     use crate::store::{ArrayDoc, Compressor, NewArray, ZarrFormat, ZarrStore};
     use crate::values::{ElementType, Values};
 
+    use zru_handlers::identity::SHARDS;
+
     const EVERY_SHARD: usize = 2 * SHARDS as usize;
     /// At most the shards of one key with ten profiles.
     const FEW: usize = 12;
@@ -656,7 +526,10 @@ mod tests {
         let meta: IndexMeta =
             serde_json::from_slice(&std::fs::read(index_file(&dataset, "meta.json")).unwrap())
                 .unwrap();
-        assert_eq!((meta.rows, meta.shards, meta.format), (100, SHARDS, FORMAT));
+        assert_eq!(
+            (meta.rows, meta.shards, meta.format),
+            (100, SHARDS, SIDECAR.format)
+        );
         for row in [0, 42, 99] {
             // The profile's identity shard, its key's shard and the identity shards of
             // the key's ten profiles.

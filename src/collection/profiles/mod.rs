@@ -12,8 +12,9 @@ mod options;
 use std::path::Path;
 use std::sync::Arc;
 
-use zru_handlers::profiles::{number_text, plan_rows, Identity, ProfileError, RowPlan};
-use zru_handlers::{ranges_from_indices, runs_by_position, IndexRange};
+use zru_handlers::identity::{number_text, Identity};
+use zru_handlers::profiles::{plan_rows, ProfileError, RowPlan};
+use zru_handlers::runs_by_position;
 
 pub use options::{
     OtherDims, ProfileOptions, DEFAULT_IDENTITY, DEFAULT_LEVEL_DIM, DEFAULT_PROFILE_CHUNK,
@@ -21,14 +22,15 @@ pub use options::{
 
 use self::index::IndexCache;
 use super::rows::{
-    append_arrays, blank_slots, check_same_layout, ensure_provenance, grow_append_arrays,
-    new_array_doc, store_dim_lengths, write_provenance, Context,
+    blank_rows, blank_uncovered, check_same_layout, create_array, ensure_provenance,
+    grow_append_arrays, identity_texts, mask_text_fill, region, span, span_text, store_dim_lengths,
+    write_provenance, zip_identities, Context,
 };
 use super::{Batch, Collection, FamilyOptions};
 use crate::config::{Dataset, DatasetConfig, Problem};
 use crate::source::{SourceFile, SourceVariable};
 use crate::store::Transaction;
-use crate::update::{Action, Applied, Region, UpdateError};
+use crate::update::{Action, Applied, UpdateError};
 use crate::values::{convert, Values};
 
 /// The profiles family (`"handler": "profiles"`).
@@ -92,7 +94,8 @@ impl Batch for ProfilesBatch {
         }
         prepare_arrays(&cx, tx, &layout.kept, &plan)?;
         write_variables(&cx, tx, &source, &layout.kept, &plan)?;
-        blank_uncovered(&cx, tx, &layout.kept, &plan)?;
+        let kept: Vec<&str> = layout.kept.iter().map(|v| v.name.as_str()).collect();
+        blank_uncovered(&cx, tx, &kept, &plan.indices, plan.old_len)?;
         blank_rows(&cx, tx, &plan.stale)?;
         write_provenance(&cx, tx, &plan.indices)?;
         index
@@ -239,32 +242,6 @@ fn check_schema(
     Ok(())
 }
 
-/// Identity parts as text: strings as they are, numbers without decimals.
-pub(super) fn identity_texts(values: &Values) -> Vec<String> {
-    match values {
-        Values::Text(texts) => texts.clone(),
-        numbers => numbers
-            .to_f64_vec()
-            .unwrap_or_default()
-            .into_iter()
-            .map(number_text)
-            .collect(),
-    }
-}
-
-/// Zips identity columns (one per identity variable) into identities.
-pub(super) fn zip_identities(columns: &[Vec<String>], count: usize) -> Vec<Identity> {
-    (0..count)
-        .map(|i| {
-            let parts: Vec<&str> = columns
-                .iter()
-                .map(|c| c.get(i).map_or("", String::as_str))
-                .collect();
-            Identity::new(&parts)
-        })
-        .collect()
-}
-
 fn read_identities(
     cx: &Context<'_>,
     source: &SourceFile,
@@ -332,7 +309,6 @@ fn prepare_arrays(
             *entry = (*entry).max(len);
         }
     }
-    let format = tx.format();
     for var in kept {
         if tx.array_doc(&var.name).is_some() {
             continue;
@@ -343,10 +319,7 @@ fn prepare_arrays(
                 .iter()
                 .map(|d| lengths.get(d).copied().unwrap_or(0)),
         );
-        if let Some(reason) = tx.unstorable_array_name(&var.name) {
-            return Err(cx.schema(&var.name, format!("{reason}; rename the variable")));
-        }
-        tx.put_array(new_array_doc(cx, format, var, shape));
+        create_array(cx, tx, var, shape)?;
     }
     ensure_provenance(cx, tx, plan.new_len);
     grow_append_arrays(cx, tx, plan.new_len)?;
@@ -439,72 +412,6 @@ fn write_variables(
     Ok(())
 }
 
-/// Text equal to a `char` variable's `_FillValue` (`" "` in Argo files) becomes the
-/// store's missing text, `""`: xarray masks it when it reads the file, and `""` is what
-/// levels and rows a file does not have read as.
-fn mask_text_fill(var: &SourceVariable, values: Values) -> Values {
-    match (values, &var.text_fill) {
-        (Values::Text(texts), Some(fill)) => Values::Text(
-            texts
-                .into_iter()
-                .map(|t| if t == *fill { String::new() } else { t })
-                .collect(),
-        ),
-        (values, _) => values,
-    }
-}
-
-/// Blanks, in the file's rows, the store's variables the file lacks.
-fn blank_uncovered(
-    cx: &Context<'_>,
-    tx: &mut Transaction<'_>,
-    kept: &[&SourceVariable],
-    plan: &RowPlan,
-) -> Result<(), UpdateError> {
-    let provenance = cx.dataset.provenance_variable();
-    let runs = runs_by_position(&plan.indices);
-    for name in append_arrays(tx, cx.append_dim()) {
-        if name == provenance || kept.iter().any(|v| v.name == name) {
-            continue;
-        }
-        let blank_is_free = tx
-            .array_doc(&name)
-            .is_some_and(crate::store::ArrayDoc::missing_chunk_is_blank);
-        for (_, range) in &runs {
-            if range.start < plan.old_len || !blank_is_free {
-                blank_slots(cx, tx, &name, *range)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Blanks rows in every append-dimension array, identity and provenance included.
-fn blank_rows(cx: &Context<'_>, tx: &mut Transaction<'_>, rows: &[u64]) -> Result<(), UpdateError> {
-    let ranges = ranges_from_indices(rows);
-    for name in append_arrays(tx, cx.append_dim()) {
-        for range in &ranges {
-            blank_slots(cx, tx, &name, *range)?;
-        }
-    }
-    Ok(())
-}
-
-/// `[first, last + 1)` of some rows.
-fn span(rows: &[u64]) -> IndexRange {
-    let first = rows.iter().min().copied().unwrap_or(0);
-    let last = rows.iter().max().map_or(0, |r| r + 1);
-    IndexRange::new(first, last)
-}
-
-fn region(cx: &Context<'_>, span: IndexRange) -> Region {
-    Region::along(cx.append_dim(), span.start, span.stop)
-}
-
-fn span_text(cx: &Context<'_>, span: IndexRange) -> String {
-    format!("{}[{}:{}]", cx.append_dim(), span.start, span.stop)
-}
-
 fn created_outcome(cx: &Context<'_>, plan: &RowPlan) -> Applied {
     let touched: Vec<u64> = plan.indices.iter().chain(&plan.stale).copied().collect();
     if touched.is_empty() {
@@ -546,16 +453,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn identity_columns_zip_into_trimmed_identities() {
-        let platforms = identity_texts(&Values::Text(vec!["2902093 ".into(), "2902093 ".into()]));
-        let cycles = identity_texts(&Values::I32(vec![1, 2]));
-        let directions = identity_texts(&Values::Text(vec!["A".into(), "D".into()]));
-        let ids = zip_identities(&[platforms, cycles, directions], 2);
-        assert_eq!(ids[0].to_string(), "2902093/1/A");
-        assert_eq!(ids[1].to_string(), "2902093/2/D");
-    }
-
-    #[test]
     fn identities_equal_to_their_fill_or_blank_are_found() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("prof.nc");
@@ -587,10 +484,5 @@ mod tests {
         );
         assert_eq!(missing("PLATFORM_NUMBER"), Some((2, "blank".into())));
         assert_eq!(missing("JULD"), Some((2, "NaN".into())));
-    }
-
-    #[test]
-    fn the_span_covers_scattered_rows() {
-        assert_eq!(span(&[7, 2, 9]), IndexRange::new(2, 10));
     }
 }
