@@ -1,7 +1,9 @@
 //! FIFO semantics of a Lambda SQS batch with `ReportBatchItemFailures`: once a
 //! message of a group fails, every later message of that group in the batch must be
 //! reported failed too, or Lambda would delete them and the group's order would be
-//! lost when the failed one comes back.
+//! lost when the failed one comes back. The updater leaves out of that report the
+//! later messages it has already committed (or skipped, or dead-lettered): the ledger
+//! keeps each key's order, so a redelivery would only be skipped as a duplicate.
 //!
 //! The message group is the dataset's store ([`store_group`]): SQS delivers a
 //! group's messages in order and none while one is in flight, to whichever consumer

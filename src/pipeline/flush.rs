@@ -46,6 +46,10 @@ pub struct FlushOptions {
     pub lock_timeout: Duration,
 }
 
+/// What [`Flusher::flush_each`] gives back: one report per message, and the groups
+/// that stopped with their error.
+pub type GroupedReports = (Vec<Report>, Vec<(String, PipelineError)>);
+
 /// Drains a queue into the stores of an updater's catalog.
 pub struct Flusher<'a> {
     /// Applies each batch to its dataset's store.
@@ -97,7 +101,7 @@ impl Flusher<'_> {
     pub fn flush_each(
         &self,
         progress: &mut dyn FnMut(&[Report]),
-    ) -> Result<(Vec<Report>, Vec<(String, PipelineError)>), PipelineError> {
+    ) -> Result<GroupedReports, PipelineError> {
         let mut last: BTreeMap<i64, Report> = BTreeMap::new();
         let mut failed = Vec::new();
         for group in self.queue.groups()? {
