@@ -3,7 +3,7 @@
 //! Each record's key is decoded and routed ([`crate::pipeline::s3_event`],
 //! [`crate::pipeline::enqueue`]); keys no dataset takes are logged and skipped. The
 //! rest are sent with `SendMessageBatch`, group id = the dataset's store
-//! ([`super::fifo::store_group`]), deduplication id from
+//! (`fifo::store_group`), deduplication id from
 //! bucket, key and sequencer (or event time and etag). A failed send is an error, so
 //! the invocation fails and S3 delivers the notification again.
 
