@@ -9,7 +9,8 @@
 //! - `raw`: raw objects streamed from S3 to temporary files.
 //! - [`doctor`]: checks of a deployment.
 //! - `sqs`: the FIFO queue on SQS (send, receive, delete, dead-letter with reason).
-//! - `fifo`: batch item failures with FIFO semantics.
+//! - `fifo`: batch item failures with FIFO semantics, message group = store.
+//! - [`retry`]: when a failed message comes back (backoff, dead letters).
 //! - `sqs_queue`: the pipeline's queue trait over a batch received from SQS.
 //! - [`watch`]: the watcher function's work (S3 notification -> queue).
 //! - [`lambda_update`]: the updater function's work (SQS batch, scheduled drain).
@@ -19,6 +20,7 @@ pub mod doctor;
 pub(crate) mod fifo;
 pub mod lambda_update;
 pub(crate) mod raw;
+pub mod retry;
 pub mod sdk;
 pub mod settings;
 pub mod sqs;

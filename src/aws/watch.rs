@@ -2,12 +2,14 @@
 //!
 //! Each record's key is decoded and routed ([`crate::pipeline::s3_event`],
 //! [`crate::pipeline::enqueue`]); keys no dataset takes are logged and skipped. The
-//! rest are sent with `SendMessageBatch`, group id = dataset, deduplication id from
+//! rest are sent with `SendMessageBatch`, group id = the dataset's store
+//! (`fifo::store_group`), deduplication id from
 //! bucket, key and sequencer (or event time and etag). A failed send is an error, so
 //! the invocation fails and S3 delivers the notification again.
 
 use thiserror::Error;
 
+use super::fifo::store_group;
 use super::sqs::{self, Outgoing, SqsError};
 use super::sqs_queue::{Body, SqsBatch};
 use crate::config::Catalog;
@@ -50,8 +52,12 @@ pub(crate) fn messages_for(
             event: message.event,
             arrival,
         })?;
+        // `enqueue` routed the event to a dataset of this catalog.
+        let group = catalog
+            .dataset(&message.group)
+            .map_or(message.group, store_group);
         outgoing.push(Outgoing {
-            group: message.group,
+            group,
             dedup_id: message.dedup_id,
             body,
         });
@@ -102,7 +108,7 @@ mod tests {
         ]}"#;
         let (outgoing, reports) = messages_for(&catalog, notification).unwrap();
         assert_eq!(outgoing.len(), 2);
-        assert!(outgoing.iter().all(|m| m.group == "sst"));
+        assert!(outgoing.iter().all(|m| m.group == "s3://stores/sst.zarr"));
         let bodies: Vec<Body> = outgoing
             .iter()
             .map(|m| serde_json::from_str(&m.body).unwrap())

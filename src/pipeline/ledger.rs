@@ -17,6 +17,7 @@ use thiserror::Error;
 
 use super::event::EventOrder;
 use crate::store::atomic_fs::{read_regular_nofollow, replace_file};
+use crate::store::fenced::Fence;
 use crate::store::location::Sibling;
 use crate::store::StoreLocation;
 use crate::update::EventKind;
@@ -41,6 +42,10 @@ pub enum LedgerError {
         /// The parse error.
         reason: String,
     },
+    /// The ledger of an S3 store was changed by another writer since this batch read
+    /// it (S3 conditional write refused): it was not overwritten.
+    #[error(transparent)]
+    Fenced(#[from] crate::store::fenced::FencedError),
     /// Reading or writing the ledger of an S3 store failed.
     #[error("ledger {path}: {source}")]
     Storage {
@@ -86,6 +91,9 @@ pub struct Ledger {
     path: PathBuf,
     /// Where a ledger of a store on S3 lives (`None`: the local file `path`).
     remote: Option<Sibling>,
+    /// What was read of a ledger on S3 (its ETag, or absent): it is saved only if it is
+    /// still that object (fencing against a stale writer).
+    fence: Option<Fence>,
     entries: BTreeMap<String, LedgerEntry>,
 }
 
@@ -121,6 +129,7 @@ impl Ledger {
         Ok(Self {
             path,
             remote: None,
+            fence: None,
             entries,
         })
     }
@@ -132,10 +141,12 @@ impl Ledger {
         };
         let remote = location.sibling(LEDGER_SUFFIX);
         let path = PathBuf::from(remote.to_string());
-        let bytes = remote.read().map_err(|source| LedgerError::Storage {
-            path: path.clone(),
-            source,
-        })?;
+        let (bytes, fence) = remote
+            .read_fenced()
+            .map_err(|source| LedgerError::Storage {
+                path: path.clone(),
+                source,
+            })?;
         let entries = match bytes {
             Some(bytes) => {
                 let file: LedgerFile =
@@ -150,6 +161,7 @@ impl Ledger {
         Ok(Self {
             path,
             remote: Some(remote),
+            fence,
             entries,
         })
     }
@@ -175,8 +187,10 @@ impl Ledger {
         self.entries.insert(key.to_string(), entry);
     }
 
-    /// Writes the ledger atomically: temporary file, fsync, rename.
-    pub(crate) fn save(&self) -> Result<(), LedgerError> {
+    /// Writes the ledger atomically: temporary file, fsync, rename; on S3 one PUT,
+    /// conditional on the object read at load time (or on the last save):
+    /// [`LedgerError::Fenced`] if another writer changed it since.
+    pub(crate) fn save(&mut self) -> Result<(), LedgerError> {
         let io = |source| LedgerError::Io {
             path: self.path.clone(),
             source,
@@ -190,12 +204,7 @@ impl Ledger {
             reason: e.to_string(),
         })?;
         if let Some(remote) = &self.remote {
-            remote
-                .write(&bytes)
-                .map_err(|source| LedgerError::Storage {
-                    path: self.path.clone(),
-                    source,
-                })?;
+            self.fence = remote.write_fenced(&bytes, self.fence.as_ref())?;
             crate::fault::point();
             return Ok(());
         }
@@ -248,9 +257,10 @@ mod tests {
         let error = Ledger::load(&store).unwrap_err().to_string();
         assert!(error.contains("symbolic link"), "{error}");
         // Saving replaces the link itself; the target keeps its bytes.
-        let ledger = Ledger {
+        let mut ledger = Ledger {
             path: path.clone(),
             remote: None,
+            fence: None,
             entries: BTreeMap::new(),
         };
         ledger.save().unwrap();

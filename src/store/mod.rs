@@ -16,6 +16,7 @@
 pub(crate) mod array_doc;
 pub(crate) mod atomic_fs;
 mod fault_points;
+pub mod fenced;
 pub mod location;
 pub(crate) mod raw_keys;
 pub(crate) mod recovery;
