@@ -29,6 +29,10 @@ for tool in cargo-lambda cmake; do
     exit 1
   fi
 done
+if [ "${target[0]}" = --arm64 ] && ! rustup target list --installed 2>/dev/null \
+    | grep -qx aarch64-unknown-linux-gnu; then
+  rustup target add aarch64-unknown-linux-gnu
+fi
 export PATH="$venv/bin:$PATH"
 export CMAKE="$venv/bin/cmake"
 cargo lambda build --profile lambda "${target[@]}" --features static-netcdf \
