@@ -52,7 +52,7 @@ step "cargo test --release --workspace" cargo test --release --workspace
 step "python interop tests (tests/interop)" \
   env ZRU_BIN="$root/target/release/zru" \
   "$venv/bin/python" -m pytest -q -rfE -p no:cacheprovider tests/interop "$@"
-step "cargo lambda build --release (static netCDF)" bash scripts/build-lambda.sh
+step "cargo lambda build --profile lambda (static netCDF)" bash scripts/build-lambda.sh
 step "python AWS tests (tests/aws: moto, Runtime API emulator)" \
   env ZRU_BIN="$root/target/release/zru" ZRU_LAMBDA_DIR="$root/target/lambda" \
   "$venv/bin/python" -m pytest -q -rfE -p no:cacheprovider tests/aws

@@ -13,6 +13,7 @@
 //! - [`retry`]: when a failed message comes back (backoff, dead letters).
 //! - `sqs_queue`: the pipeline's queue trait over a batch received from SQS.
 //! - [`watch`]: the watcher function's work (S3 notification -> queue).
+//! - [`replay`]: the watcher's failed notifications (on-failure destination) -> queue.
 //! - [`lambda_update`]: the updater function's work (SQS batch, scheduled drain).
 
 pub mod config_source;
@@ -20,6 +21,7 @@ pub mod doctor;
 pub(crate) mod fifo;
 pub mod lambda_update;
 pub(crate) mod raw;
+pub mod replay;
 pub mod retry;
 pub mod sdk;
 pub mod settings;

@@ -1,9 +1,11 @@
 //! The `zru` command line: ingest, remove, adopt, enqueue, flush, watch, queue, inspect,
-//! sample, demo, doctor, config check.
+//! sample, demo, doctor, aws, config check.
 
 // The command line is where zru prints: its errors and warnings go to stderr.
 #![allow(clippy::print_stderr, clippy::print_stdout)]
 
+#[path = "zru/aws_cli.rs"]
+mod aws_cli;
 #[path = "zru/demo.rs"]
 mod demo;
 #[path = "zru/pipeline_cli.rs"]
@@ -159,6 +161,9 @@ enum Command {
     /// Settings come from the ZRU_* environment variables (docs/aws.md); flags
     /// override them. One line per check; exit code 1 if any check failed.
     Doctor(DoctorArgs),
+    /// Operations on an AWS deployment: `replay-failed-notifications`.
+    #[command(subcommand)]
+    Aws(aws_cli::AwsCommand),
     /// Validate configuration files.
     Config {
         #[command(subcommand)]
@@ -425,6 +430,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor(args) => doctor(args),
+        Command::Aws(command) => aws_cli::run(command),
         Command::Config {
             action: ConfigAction::Check { config, raw_root },
         } => {
