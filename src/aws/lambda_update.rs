@@ -126,6 +126,7 @@ pub(crate) async fn apply_batch(
     deployment: &Deployment,
     batch: &[Received],
 ) -> Result<BatchResult, LambdaUpdateError> {
+    let started = std::time::Instant::now();
     let settings = &deployment.settings;
     let scratch = tempfile::Builder::new()
         .prefix("zru-raw-")
@@ -187,9 +188,7 @@ pub(crate) async fn apply_batch(
     .await
     .map_err(|e| LambdaUpdateError::Join(e.to_string()))?;
     let reports = reports?;
-    for report in &reports {
-        tracing::info!(target: "zru::updater", "{}", report.line());
-    }
+    super::metrics::observe_batch(&reports, &messages, batch, started);
     let mut result = BatchResult {
         reports,
         ..BatchResult::default()

@@ -1,9 +1,11 @@
 //! The `zru` command line: ingest, remove, adopt, enqueue, flush, watch, queue, inspect,
-//! sample, demo, doctor, config check.
+//! sample, demo, doctor, aws sweep, config check.
 
 // The command line is where zru prints: its errors and warnings go to stderr.
 #![allow(clippy::print_stderr, clippy::print_stdout)]
 
+#[path = "zru/aws_cli.rs"]
+mod aws_cli;
 #[path = "zru/demo.rs"]
 mod demo;
 #[path = "zru/pipeline_cli.rs"]
@@ -15,7 +17,6 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use zru::aws::sdk::Clients;
-use zru::aws::Settings;
 use zru::config::{Catalog, LoadOptions};
 use zru::inspect::inspect_at;
 use zru::pipeline::ObjectEvent;
@@ -159,6 +160,11 @@ enum Command {
     /// Settings come from the ZRU_* environment variables (docs/aws.md); flags
     /// override them. One line per check; exit code 1 if any check failed.
     Doctor(DoctorArgs),
+    /// AWS operations: `sweep` (queue what the S3 notifications missed).
+    Aws {
+        #[command(subcommand)]
+        command: aws_cli::AwsCommand,
+    },
     /// Validate configuration files.
     Config {
         #[command(subcommand)]
@@ -168,15 +174,8 @@ enum Command {
 
 #[derive(Args)]
 struct DoctorArgs {
-    /// Dataset files: a directory or s3://bucket/prefix (ZRU_CONFIG).
-    #[arg(long)]
-    config: Option<String>,
-    /// The FIFO queue's URL (ZRU_QUEUE_URL).
-    #[arg(long)]
-    queue_url: Option<String>,
-    /// The raw bucket (ZRU_RAW_BUCKET).
-    #[arg(long)]
-    raw_bucket: Option<String>,
+    #[command(flatten)]
+    settings: aws_cli::SettingsArgs,
     /// The lock directory on the EFS mount (ZRU_LOCK_DIR).
     #[arg(long)]
     lock_dir: Option<PathBuf>,
@@ -425,6 +424,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor(args) => doctor(args),
+        Command::Aws { command } => aws_cli::run_aws(command),
         Command::Config {
             action: ConfigAction::Check { config, raw_root },
         } => {
@@ -459,20 +459,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn doctor(args: DoctorArgs) -> Result<ExitCode> {
-    let mut settings = Settings::from_env()?;
+    let mut settings = args.settings.settings()?;
     let set = |field: &mut Option<String>, value: Option<String>| {
         if value.is_some() {
             *field = value;
         }
     };
-    if let Some(config) = args.config {
-        settings.config = config;
-    }
     if let Some(lock_dir) = args.lock_dir {
         settings.lock_dir = lock_dir;
     }
-    set(&mut settings.queue_url, args.queue_url);
-    set(&mut settings.raw_bucket, args.raw_bucket);
     set(&mut settings.efs_file_system_id, args.efs_file_system_id);
     set(&mut settings.efs_access_point_id, args.efs_access_point_id);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
