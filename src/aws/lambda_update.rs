@@ -188,7 +188,7 @@ pub(crate) async fn apply_batch(
     .await
     .map_err(|e| LambdaUpdateError::Join(e.to_string()))?;
     let reports = reports?;
-    super::metrics::observe_batch(&reports, &messages, batch, started);
+    super::metrics::observe_batch(&settings.metrics, &reports, &messages, batch, started);
     let mut result = BatchResult {
         reports,
         ..BatchResult::default()

@@ -15,7 +15,7 @@
 //! each, apart from the JSON log lines.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -32,16 +32,22 @@ pub const NAMESPACE: &str = "zru";
 /// The `tracing` target of EMF documents (written to stdout verbatim).
 pub const EMF_TARGET: &str = "zru::emf";
 
-/// The dimension of every metric: the dataset's name.
+/// The dimension of the per-dataset metrics: the dataset's name.
 pub const DIMENSION: &str = "Dataset";
 
+/// The dimension naming the function (`AWS_LAMBDA_FUNCTION_NAME`): every metric is
+/// published per function and dataset, and per function over all datasets (the
+/// template's alarms watch the latter).
+pub const FUNCTION_DIMENSION: &str = "Function";
+
 /// Metric names and their CloudWatch units, in the order documents declare them.
-pub const METRICS: [(&str, &str); 8] = [
+pub const METRICS: [(&str, &str); 9] = [
     ("EventsApplied", "Count"),
     ("EventsRejected", "Count"),
     ("EventsDeadLettered", "Count"),
     ("EventsSkipped", "Count"),
     ("LagMilliseconds", "Milliseconds"),
+    ("LagOverTargetMilliseconds", "Milliseconds"),
     ("FilesApplied", "Count"),
     ("FilesPerSecond", "Count/Second"),
     ("BytesPerSecond", "Bytes/Second"),
@@ -50,9 +56,49 @@ pub const METRICS: [(&str, &str); 8] = [
 /// EMF allows at most this many values of one metric in one document.
 pub const MAX_VALUES: usize = 100;
 
+/// How fresh each dataset should be: `ZRU_LAG_TARGET_SECONDS` (every dataset) and
+/// `ZRU_LAG_TARGETS` (`name=seconds,name=seconds`, per dataset, over the former).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LagTargets {
+    /// The target of datasets not named in `per_dataset`.
+    pub default: Option<Duration>,
+    /// Per dataset name.
+    pub per_dataset: BTreeMap<String, Duration>,
+}
+
+impl LagTargets {
+    /// Parses `name=seconds` pairs separated by commas; the error says which pair.
+    pub fn parse(default: Option<Duration>, pairs: &str) -> Result<Self, String> {
+        let mut per_dataset = BTreeMap::new();
+        for pair in pairs.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let parsed = pair.split_once('=').and_then(|(name, seconds)| {
+                let seconds = seconds.trim().parse::<u64>().ok()?;
+                Some((name.trim().to_string(), Duration::from_secs(seconds)))
+            });
+            match parsed {
+                Some((name, target)) if !name.is_empty() => {
+                    per_dataset.insert(name, target);
+                }
+                _ => return Err(format!("{pair:?} is not name=seconds")),
+            }
+        }
+        Ok(Self {
+            default,
+            per_dataset,
+        })
+    }
+
+    /// The target of `dataset`, if any.
+    pub fn for_dataset(&self, dataset: &str) -> Option<Duration> {
+        self.per_dataset.get(dataset).copied().or(self.default)
+    }
+}
+
 /// What one batch did to one dataset.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct DatasetMetrics {
+    /// The function that applied the batch (the `Function` dimension).
+    pub function: String,
     /// The dataset.
     pub dataset: String,
     /// Events applied to the store (appended, overwrote, blanked, unchanged).
@@ -72,6 +118,8 @@ pub struct DatasetMetrics {
     pub bytes: u64,
     /// Wall time of the batch, seconds (downloads, apply, commit).
     pub seconds: f64,
+    /// The dataset's lag target, milliseconds.
+    pub lag_target_ms: Option<f64>,
 }
 
 impl DatasetMetrics {
@@ -83,11 +131,24 @@ impl DatasetMetrics {
         }
     }
 
+    /// How far the largest lag is over the target (0 when under it); `None` without a
+    /// target or without applied events.
+    pub fn lag_over_target_ms(&self) -> Option<f64> {
+        let target = self.lag_target_ms?;
+        let worst = self.lag_ms.iter().copied().reduce(f64::max)?;
+        Some((worst - target).max(0.0))
+    }
+
     /// The EMF document of these figures at `timestamp_ms`.
     pub fn emf(&self, timestamp_ms: i64) -> Value {
+        let over = self.lag_over_target_ms();
         let metrics: Vec<Value> = METRICS
             .iter()
-            .filter(|(name, _)| *name != "LagMilliseconds" || !self.lag_ms.is_empty())
+            .filter(|(name, _)| match *name {
+                "LagMilliseconds" => !self.lag_ms.is_empty(),
+                "LagOverTargetMilliseconds" => over.is_some(),
+                _ => true,
+            })
             .map(|(name, unit)| json!({"Name": name, "Unit": unit}))
             .collect();
         let mut doc = json!({
@@ -95,10 +156,11 @@ impl DatasetMetrics {
                 "Timestamp": timestamp_ms,
                 "CloudWatchMetrics": [{
                     "Namespace": NAMESPACE,
-                    "Dimensions": [[DIMENSION]],
+                    "Dimensions": [[FUNCTION_DIMENSION, DIMENSION], [FUNCTION_DIMENSION]],
                     "Metrics": metrics,
                 }],
             },
+            FUNCTION_DIMENSION: self.function,
             DIMENSION: self.dataset,
             "EventsApplied": self.applied,
             "EventsRejected": self.rejected,
@@ -111,14 +173,27 @@ impl DatasetMetrics {
         if !self.lag_ms.is_empty() {
             doc["LagMilliseconds"] = json!(self.lag_ms);
         }
+        if let Some(over) = over {
+            doc["LagOverTargetMilliseconds"] = json!(over);
+        }
         doc
     }
+}
+
+/// Who emits the metrics and against which targets.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsContext {
+    /// The `Function` dimension (`AWS_LAMBDA_FUNCTION_NAME`).
+    pub function: String,
+    /// The datasets' lag targets.
+    pub targets: LagTargets,
 }
 
 /// Per dataset (in name order), what a batch did: `reports` of the flush, `events` the
 /// batch's events by message id (the reports' `message_id`), `commit_us` when the
 /// batch committed (microseconds since the epoch), `seconds` its wall time.
 pub fn batch_metrics(
+    context: &MetricsContext,
     reports: &[Report],
     events: &HashMap<i64, &ObjectEvent>,
     commit_us: i64,
@@ -132,8 +207,13 @@ pub fn batch_metrics(
         let m = by_dataset
             .entry(dataset.clone())
             .or_insert_with(|| DatasetMetrics {
+                function: context.function.clone(),
                 dataset: dataset.clone(),
                 seconds,
+                lag_target_ms: context
+                    .targets
+                    .for_dataset(dataset)
+                    .map(|t| t.as_secs_f64() * 1_000.0),
                 ..DatasetMetrics::default()
             });
         let event = report.message_id.and_then(|id| events.get(&id));
@@ -178,6 +258,7 @@ pub fn emit(metrics: &[DatasetMetrics], timestamp_ms: i64) {
 /// one EMF document per dataset. `messages` are the batch's messages as the flush
 /// received them (their receipt token is the index in `batch`).
 pub(crate) fn observe_batch(
+    context: &MetricsContext,
     reports: &[Report],
     messages: &[Message],
     batch: &[Received],
@@ -219,7 +300,7 @@ pub(crate) fn observe_batch(
     let events: HashMap<i64, &ObjectEvent> = messages.iter().map(|m| (m.id, &m.event)).collect();
     let commit_us = now_us();
     emit(
-        &batch_metrics(reports, &events, commit_us, seconds),
+        &batch_metrics(context, reports, &events, commit_us, seconds),
         commit_us / 1_000,
     );
 }
@@ -266,7 +347,11 @@ mod tests {
             dead,
             Report::new("x", EventKind::Created, None, ReportAction::Rejected),
         ];
-        let metrics = batch_metrics(&reports, &events, 3_500_000, 2.0);
+        let context = MetricsContext {
+            function: "zru-updater".into(),
+            targets: LagTargets::parse(Some(Duration::from_secs(3_600)), "sst=2").unwrap(),
+        };
+        let metrics = batch_metrics(&context, &reports, &events, 3_500_000, 2.0);
         assert_eq!(metrics.len(), 2);
         let (argo, sst) = (&metrics[0], &metrics[1]);
         assert_eq!(
@@ -279,6 +364,12 @@ mod tests {
             (2, 1, 1, 300)
         );
         assert_eq!(sst.lag_ms, vec![2_500.0, 1_500.0]);
+        // sst's own target (2 s) is exceeded by 0.5 s; argo has the default, no lag.
+        assert_eq!(sst.lag_over_target_ms(), Some(500.0));
+        assert_eq!(argo.lag_target_ms, Some(3_600_000.0));
+        assert_eq!(argo.lag_over_target_ms(), None);
+        assert_eq!(sst.emf(1)["LagOverTargetMilliseconds"], json!(500.0));
+        assert_eq!(sst.emf(1)["Function"], json!("zru-updater"));
         let doc = sst.emf(1_700_000_000_000);
         assert_eq!(doc["FilesPerSecond"], json!(0.5));
         assert_eq!(doc["BytesPerSecond"], json!(150.0));
@@ -290,8 +381,10 @@ mod tests {
     #[test]
     fn documents_follow_the_emf_specification() {
         let m = DatasetMetrics {
+            function: "zru-updater".into(),
             dataset: "sst".into(),
             applied: 3,
+            lag_target_ms: Some(15.0),
             lag_ms: vec![10.5, 20.0],
             files: 2,
             bytes: 2048,
@@ -308,7 +401,10 @@ mod tests {
         let keys: Vec<&str> = directive.keys().map(String::as_str).collect();
         assert_eq!(keys, ["Namespace", "Dimensions", "Metrics"]);
         assert_eq!(directive["Namespace"], json!("zru"));
-        assert_eq!(directive["Dimensions"], json!([["Dataset"]]));
+        assert_eq!(
+            directive["Dimensions"],
+            json!([["Function", "Dataset"], ["Function"]])
+        );
         for set in directive["Dimensions"].as_array().unwrap() {
             for name in set.as_array().unwrap() {
                 assert!(doc[name.as_str().unwrap()].is_string());
@@ -330,6 +426,7 @@ mod tests {
             );
         }
         assert_eq!(doc["LagMilliseconds"], json!([10.5, 20.0]));
+        assert_eq!(doc["LagOverTargetMilliseconds"], json!(5.0));
         assert_eq!(doc["BytesPerSecond"], json!(512.0));
         // One line: no newline inside the document.
         assert!(!doc.to_string().contains('\n'));
@@ -346,8 +443,24 @@ mod tests {
             .map(|m| m["Name"].as_str().unwrap())
             .collect();
         assert!(!declared.contains(&"LagMilliseconds"));
+        assert!(!declared.contains(&"LagOverTargetMilliseconds"));
         assert!(idle.get("LagMilliseconds").is_none());
         assert_eq!(idle["FilesPerSecond"], json!(0.0));
+    }
+
+    #[test]
+    fn lag_targets_parse_and_name_a_bad_pair() {
+        let targets = LagTargets::parse(None, " sst=60, argo = 86400 ,").unwrap();
+        assert_eq!(targets.for_dataset("sst"), Some(Duration::from_secs(60)));
+        assert_eq!(
+            targets.for_dataset("argo"),
+            Some(Duration::from_secs(86_400))
+        );
+        assert_eq!(targets.for_dataset("other"), None);
+        let error = LagTargets::parse(None, "sst=60,argo").unwrap_err();
+        assert!(error.contains("\"argo\""), "{error}");
+        assert!(LagTargets::parse(None, "=5").is_err());
+        assert!(LagTargets::parse(None, "sst=soon").is_err());
     }
 
     #[test]
@@ -357,7 +470,7 @@ mod tests {
         let reports: Vec<Report> = (0..150)
             .map(|i| report(i, "sst", ReportAction::Applied(Action::Appended)))
             .collect();
-        let metrics = batch_metrics(&reports, &events, 5_000, 1.0);
+        let metrics = batch_metrics(&MetricsContext::default(), &reports, &events, 5_000, 1.0);
         assert_eq!(metrics[0].lag_ms.len(), MAX_VALUES);
         assert_eq!(metrics[0].applied, 150);
     }

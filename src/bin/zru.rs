@@ -1,5 +1,5 @@
 //! The `zru` command line: ingest, remove, adopt, enqueue, flush, watch, queue, inspect,
-//! sample, demo, doctor, aws sweep, config check.
+//! status, sample, demo, doctor, aws sweep, config check.
 
 // The command line is where zru prints: its errors and warnings go to stderr.
 #![allow(clippy::print_stderr, clippy::print_stdout)]
@@ -120,6 +120,19 @@ enum Command {
         #[command(flatten)]
         pipeline: PipelineArgs,
         /// Print one JSON object per enqueued event instead of a line of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per dataset: messages pending, in flight and dead in the local queue, the oldest
+    /// pending message's age, and when the store last applied (ledger).
+    Status {
+        /// Directory of per-dataset JSON configuration files.
+        #[arg(long, default_value = "config")]
+        config: PathBuf,
+        /// State directory holding the queue (queue.sqlite).
+        #[arg(long, default_value = "data/state")]
+        state_dir: PathBuf,
+        /// One JSON object per dataset instead of a line.
         #[arg(long)]
         json: bool,
     },
@@ -367,6 +380,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             pipeline_cli::run_watch(&updater, &pipeline, json)
         }
         Command::Queue(command) => pipeline_cli::run_queue(command),
+        Command::Status {
+            config,
+            state_dir,
+            json,
+        } => pipeline_cli::run_status(&config, &state_dir, json),
         Command::Inspect { store, json } => {
             let location = StoreLocation::parse(&store.to_string_lossy())
                 .with_context(|| format!("store {}", store.display()))?;

@@ -9,7 +9,8 @@ import json
 from test_lambdas import apply_with_poison, deployment, key, samples  # noqa: F401
 
 UNITS = {"EventsApplied": "Count", "EventsRejected": "Count", "EventsDeadLettered": "Count",
-         "EventsSkipped": "Count", "LagMilliseconds": "Milliseconds", "FilesApplied": "Count",
+         "EventsSkipped": "Count", "LagMilliseconds": "Milliseconds",
+         "LagOverTargetMilliseconds": "Milliseconds", "FilesApplied": "Count",
          "FilesPerSecond": "Count/Second", "BytesPerSecond": "Bytes/Second"}
 
 
@@ -32,18 +33,21 @@ def check_emf(doc: dict) -> None:
     assert isinstance(aws["Timestamp"], int) and aws["Timestamp"] > 1.6e12, aws
     (directive,) = aws["CloudWatchMetrics"]
     assert directive["Namespace"] == "zru"
-    assert directive["Dimensions"] == [["Dataset"]]
+    assert directive["Dimensions"] == [["Function", "Dataset"], ["Function"]]
     for metric in directive["Metrics"]:
         name = metric["Name"]
         assert UNITS[name] == metric["Unit"], metric
         value = doc[name]
         values = value if isinstance(value, list) else [value]
         assert 1 <= len(values) <= 100 and all(isinstance(v, (int, float)) for v in values)
-    assert isinstance(doc["Dataset"], str)
+    assert isinstance(doc["Dataset"], str) and isinstance(doc["Function"], str)
 
 
 def test_updater_prints_json_logs_and_emf_metrics(deployment, samples, tmp_path):
     days, _ = samples
+    # An updater with a lag target of 0 s for sst: every applied event is over it.
+    deployment.updater_env = {**deployment.updater_env, "ZRU_LAG_TARGETS": "sst=0"}
+    deployment.updater = deployment.new_updater("updater-lag")
     assert apply_with_poison(deployment, days, tmp_path)
 
     lines = records(deployment.updater.log())
@@ -51,13 +55,18 @@ def test_updater_prints_json_logs_and_emf_metrics(deployment, samples, tmp_path)
     assert docs, deployment.logs()
     for doc in docs:
         check_emf(doc)
-    assert {d["Dataset"] for d in docs} == {"sst"}
+    assert {(d["Function"], d["Dataset"]) for d in docs} == {("zru-updater-lag", "sst")}
     total = {name: sum(d[name] for d in docs) for name in (
         "EventsApplied", "EventsRejected", "EventsDeadLettered", "FilesApplied")}
     assert total["EventsApplied"] == 2 and total["FilesApplied"] == 2, total
     assert total["EventsDeadLettered"] == 1 and total["EventsRejected"] >= 1, total
     lags = [v for d in docs for v in d.get("LagMilliseconds", [])]
     assert len(lags) == 2 and all(0 <= v < 600_000 for v in lags), lags
+    for d in docs:
+        if d.get("LagMilliseconds"):
+            assert d["LagOverTargetMilliseconds"] == max(d["LagMilliseconds"]), d
+        else:
+            assert "LagOverTargetMilliseconds" not in d, d
     assert any(d["BytesPerSecond"] > 0 and d["FilesPerSecond"] > 0 for d in docs), docs
 
     # The report of each event as one JSON log line with its fields.
