@@ -4,7 +4,7 @@
 //! retries of an asynchronous invocation, a notification configuration changed). The
 //! sweep lists the raw bucket (ListObjectsV2, paginated), loads the ledgers of every
 //! dataset's store, and enqueues what the ledgers do not have, with the comparison of
-//! the local catch-up ([`crate::pipeline::catch_up::missed_events`]):
+//! the local catch-up (`missed_events` in `src/pipeline/catch_up.rs`):
 //!
 //! - an object a dataset takes whose ledger has no applied creation with the object's
 //!   ETag (new, or revised since): a creation, stamped with the object's
