@@ -135,6 +135,7 @@ pub(crate) async fn apply_batch(
     deployment: &Deployment,
     batch: &[Received],
 ) -> Result<BatchResult, LambdaUpdateError> {
+    let started = std::time::Instant::now();
     let settings = &deployment.settings;
     let scratch = tempfile::Builder::new()
         .prefix("zru-raw-")
@@ -195,9 +196,7 @@ pub(crate) async fn apply_batch(
             .fail_group(&group, &format!("not applied: {error}"))
             .map_err(PipelineError::from)?;
     }
-    for report in &reports {
-        tracing::info!(target: "zru::updater", "{}", report.line());
-    }
+    super::metrics::observe_batch(&settings.metrics, &reports, &messages, batch, started);
     let mut result = BatchResult {
         reports,
         ..BatchResult::default()

@@ -14,6 +14,9 @@
 //! | `ZRU_BACKOFF_CAP_SECONDS` | `1800` | updater: longest delay (doubling per receive up to it; at most 43200) |
 //! | `ZRU_SCRATCH_DIR` | the system temp dir (`/tmp`) | updater: downloaded raw objects |
 //! | `ZRU_EFS_FILE_SYSTEM_ID`, `ZRU_EFS_ACCESS_POINT_ID` | none | doctor |
+//! | `ZRU_LAG_TARGET_SECONDS` | none | updater: lag target of every dataset (metric `LagOverTargetMilliseconds`) |
+//! | `ZRU_LAG_TARGETS` | none | updater: per-dataset lag targets, `name=seconds,...` |
+//! | `AWS_LAMBDA_FUNCTION_NAME` | `zru` | updater: the metrics' `Function` dimension (set by Lambda) |
 //!
 //! AWS credentials, region and endpoint overrides (`AWS_ENDPOINT_URL`,
 //! `AWS_ENDPOINT_URL_S3`, ...) are the SDK's usual variables.
@@ -24,6 +27,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use super::retry::{Backoff, MAX_VISIBILITY};
+use super::metrics::{LagTargets, MetricsContext};
 
 /// The default lock directory: on the EFS mount of the updater function.
 pub const DEFAULT_LOCK_DIR: &str = "/mnt/efs/zru-locks";
@@ -67,6 +71,9 @@ pub struct Settings {
     pub efs_file_system_id: Option<String>,
     /// `ZRU_EFS_ACCESS_POINT_ID`: the EFS access point `zru doctor` checks.
     pub efs_access_point_id: Option<String>,
+    /// The metrics' function dimension and lag targets (`AWS_LAMBDA_FUNCTION_NAME`,
+    /// `ZRU_LAG_TARGET_SECONDS`, `ZRU_LAG_TARGETS`).
+    pub metrics: MetricsContext,
 }
 
 impl Settings {
@@ -106,7 +113,22 @@ impl Settings {
             cap: seconds("ZRU_BACKOFF_CAP_SECONDS", Backoff::default().cap.as_secs())?,
         };
         check_backoff(&backoff)?;
+        let lag_default = match get("ZRU_LAG_TARGET_SECONDS") {
+            None => None,
+            Some(_) => Some(seconds("ZRU_LAG_TARGET_SECONDS", 0)?),
+        };
+        let pairs = get("ZRU_LAG_TARGETS").unwrap_or_default();
+        let targets = LagTargets::parse(lag_default, &pairs).map_err(|reason| SettingsError {
+            name: "ZRU_LAG_TARGETS".into(),
+            value: pairs.clone(),
+            reason,
+        })?;
+        let metrics = MetricsContext {
+            function: get("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "zru".into()),
+            targets,
+        };
         Ok(Self {
+            metrics,
             config,
             queue_url: get("ZRU_QUEUE_URL"),
             raw_bucket: get("ZRU_RAW_BUCKET"),
@@ -201,6 +223,23 @@ mod tests {
         assert_eq!(s.drain_safety, Duration::from_secs(30));
         let err = settings(&[("ZRU_VISIBILITY_SECONDS", "soon")]).unwrap_err();
         assert_eq!(err.name, "ZRU_VISIBILITY_SECONDS");
+        let s = settings(&[
+            ("ZRU_LAG_TARGET_SECONDS", "3600"),
+            ("ZRU_LAG_TARGETS", "sst=60"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "zru-updater"),
+        ])
+        .unwrap();
+        assert_eq!(s.metrics.function, "zru-updater");
+        assert_eq!(
+            s.metrics.targets.for_dataset("sst"),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            s.metrics.targets.for_dataset("argo"),
+            Some(Duration::from_secs(3_600))
+        );
+        let err = settings(&[("ZRU_LAG_TARGETS", "sst")]).unwrap_err();
+        assert_eq!(err.name, "ZRU_LAG_TARGETS");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::sqs::{self, Outgoing, SqsError};
 use super::sqs_queue::{Body, SqsBatch};
 use crate::config::Catalog;
 use crate::pipeline::enqueue::enqueue;
-use crate::pipeline::event::now_us;
+use crate::pipeline::event::{now_us, ObjectEvent};
 use crate::pipeline::queue::QueueError;
 use crate::pipeline::report::{Report, ReportAction};
 use crate::pipeline::s3_event::{parse_notification, S3EventError};
@@ -42,7 +42,16 @@ pub(crate) fn messages_for(
     catalog: &Catalog,
     notification: &str,
 ) -> Result<(Vec<Outgoing>, Vec<Report>), WatchError> {
-    let events = parse_notification(notification)?;
+    messages_for_events(catalog, parse_notification(notification)?)
+}
+
+/// The messages for `events` (routed as the watcher routes them: group = dataset,
+/// deduplication id from the event, arrival stamped now), and one report per event.
+/// The reconciliation sweep sends its events through this too.
+pub(crate) fn messages_for_events(
+    catalog: &Catalog,
+    events: Vec<ObjectEvent>,
+) -> Result<(Vec<Outgoing>, Vec<Report>), WatchError> {
     let collector = SqsBatch::sender();
     let reports = enqueue(catalog, &collector, events)?;
     let mut outgoing = Vec::new();

@@ -288,16 +288,22 @@ def test_keys_no_dataset_takes_are_skipped_by_the_watcher(deployment, samples):
     assert "elsewhere/file.nc" in deployment.watcher.log()
 
 
-def test_poison_file_goes_to_the_dlq_with_its_reason_and_its_group_goes_on(
-        deployment, samples, tmp_path):
-    days, _ = samples
+def apply_with_poison(deployment: Deployment, days: list[Path], tmp_path: Path) -> list[dict]:
+    """Days 0 and 2 uploaded, and under day 1's key a truncated file; the watcher and
+    the event source run. Returns the updater's responses."""
     poison = tmp_path / "poison.nc"
     poison.write_bytes(days[1].read_bytes()[:4000])
     deployment.upload(days[0], key(days[0]))
     deployment.upload(poison, key(days[1]))
     deployment.upload(days[2], key(days[2]))
     deployment.deliver_to_watcher()
-    deployment.event_source()
+    return deployment.event_source()
+
+
+def test_poison_file_goes_to_the_dlq_with_its_reason_and_its_group_goes_on(
+        deployment, samples, tmp_path):
+    days, _ = samples
+    apply_with_poison(deployment, days, tmp_path)
 
     dead = deployment.sqs.receive_message(QueueUrl=deployment.dlq_url, MaxNumberOfMessages=10,
                                           MessageAttributeNames=["All"]).get("Messages", [])

@@ -140,7 +140,8 @@ def test_no_managed_policy_is_attached_after_the_transform(template):
     """SAM attaches AWSLambdaSQSQueueExecutionRole (receive/delete on every queue), the
     VPC and X-Ray policies to the roles it creates: each function has its own role."""
     assert set(roles(template)) == {function_role(template, "WatcherFunction"),
-                                    function_role(template, "UpdaterFunction")}
+                                    function_role(template, "UpdaterFunction"),
+                                    function_role(template, "SweepFunction")}
     for name, role in roles(template).items():
         assert "ManagedPolicyArns" not in role["Properties"], (
             f"{name}: {role['Properties']['ManagedPolicyArns']}")
@@ -311,3 +312,12 @@ def test_architecture_is_a_parameter_of_both_functions(template):
     for name in ("WatcherFunction", "UpdaterFunction"):
         assert template["Resources"][name]["Properties"]["Architectures"] == [
             {"Ref": "Architecture"}]
+
+
+def test_the_sweep_reads_stores_and_writes_nothing_but_the_queue(template):
+    """The reconciliation sweep lists the raw bucket, reads the ledgers and config and
+    sends to the FIFO queue; it may not write a store nor read raw objects."""
+    role = function_role(template, "SweepFunction")
+    acts = {a for st in statements(template, role) for a in st["Action"]}
+    assert not {a for a in acts if a.startswith(("s3:put", "s3:delete"))}, acts
+    assert {"sqs:sendmessage", "s3:listbucket", "s3:getobject"} <= acts, acts
