@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use super::retry::{Backoff, MAX_VISIBILITY};
 use super::metrics::{LagTargets, MetricsContext};
+use super::retry::{Backoff, MAX_VISIBILITY};
 
 /// The default lock directory: on the EFS mount of the updater function.
 pub const DEFAULT_LOCK_DIR: &str = "/mnt/efs/zru-locks";
