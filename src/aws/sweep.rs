@@ -373,7 +373,8 @@ mod tests {
             .unwrap()
             .0;
         assert_eq!(first.len(), 2);
-        assert!(first.iter().all(|m| m.group == "sst"));
+        let group = super::super::fifo::store_group(catalog.dataset("sst").unwrap());
+        assert!(first.iter().all(|m| m.group == group));
         let ids =
             |m: &[super::sqs::Outgoing]| m.iter().map(|o| o.dedup_id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(&first), ids(&second));

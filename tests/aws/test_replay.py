@@ -122,7 +122,7 @@ def test_failed_notifications_are_replayed_onto_the_fifo_queue(tmp_path, moto, z
     messages = fifo_messages(moto, settings["ZRU_QUEUE_URL"])
     assert len(messages) == 1, messages
     message = messages[0]
-    assert message["Attributes"]["MessageGroupId"] == "sst"
+    assert message["Attributes"]["MessageGroupId"] == f"s3://{STORES}/zarr/sst.zarr"  # the group is the store
     body = json.loads(message["Body"])
     assert body["event"]["key"] == "sst/dir one/20240501.nc"
     assert body["event"]["bucket"] == RAW

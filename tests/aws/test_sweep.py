@@ -64,9 +64,9 @@ def test_dropped_notifications_are_recovered_by_the_sweep(deployment, samples, t
 
     summary = deployment.invoke_ok(sweep, {"zru": "sweep"})
     assert (summary["created"], summary["removed"], summary["sent"]) == (2, 1, 3), summary
-    # Sent as the watcher sends: group = dataset, same body.
+    # Sent as the watcher sends: group = the store, same body.
     batch = deployment.receive_batch()
-    assert {m["Attributes"]["MessageGroupId"] for m in batch} == {"sst"}
+    assert {m["Attributes"]["MessageGroupId"] for m in batch} == {f"s3://{STORES}/{PREFIX}"}
     events = [json.loads(m["Body"])["event"] for m in batch]
     for m in batch:
         deployment.sqs.change_message_visibility(QueueUrl=deployment.queue_url,
