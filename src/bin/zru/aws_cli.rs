@@ -11,6 +11,7 @@ use zru::aws::replay::{replay, ReplayOptions};
 use zru::aws::sdk::Clients;
 use zru::aws::sweep::{sweep, SweepRequest};
 use zru::aws::Settings;
+use zru::config::Catalog;
 use zru::text::safe_line;
 
 use crate::{say, say_json};
@@ -105,22 +106,17 @@ fn run_sweep(args: SweepArgs) -> Result<ExitCode> {
         dry_run: args.dry_run,
     };
     let queue_url = settings.require_queue_url()?.to_string();
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let summary = runtime.block_on(async {
-        let clients = Clients::from_env().await;
-        let catalog = ConfigSource::parse(&settings.config)
-            .load(&clients.s3)
-            .await?;
-        anyhow::Ok(
-            sweep(
-                &catalog,
-                &clients,
-                &queue_url,
-                settings.raw_bucket.as_deref(),
-                &request,
-            )
-            .await?,
+    let raw_bucket = settings.raw_bucket.clone();
+    let summary = on_deployment(&settings, |clients, catalog| async move {
+        let summary = sweep(
+            &catalog,
+            &clients,
+            &queue_url,
+            raw_bucket.as_deref(),
+            &request,
         )
+        .await?;
+        anyhow::Ok(summary)
     })?;
     if args.json {
         say_json(serde_json::to_string_pretty(&summary)?);
@@ -150,13 +146,7 @@ fn run_sweep(args: SweepArgs) -> Result<ExitCode> {
 fn replay_failed(args: ReplayArgs) -> Result<ExitCode> {
     let settings = args.settings.settings()?;
     let queue_url = settings.require_queue_url()?.to_string();
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let outcomes = runtime.block_on(async {
-        let clients = Clients::from_env().await;
-        let catalog = ConfigSource::parse(&settings.config)
-            .load(&clients.s3)
-            .await
-            .with_context(|| format!("loading the dataset files from {}", settings.config))?;
+    let outcomes = on_deployment(&settings, |clients, catalog| async move {
         replay(
             &catalog,
             &clients.sqs,
@@ -192,5 +182,23 @@ fn replay_failed(args: ReplayArgs) -> Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    })
+}
+
+/// Runs `work` on a new async runtime with the deployment's SDK clients and its
+/// dataset catalog (loaded from `settings.config`).
+fn on_deployment<T, F, Fut>(settings: &Settings, work: F) -> Result<T>
+where
+    F: FnOnce(Clients, Catalog) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let clients = Clients::from_env().await;
+        let catalog = ConfigSource::parse(&settings.config)
+            .load(&clients.s3)
+            .await
+            .with_context(|| format!("loading the dataset files from {}", settings.config))?;
+        work(clients, catalog).await
     })
 }
