@@ -153,13 +153,21 @@ pub fn missed(
     missed_events(routed, applied, &HashSet::new())
         .into_iter()
         .map(|mut event| {
+            let after_applied = applied
+                .get(&event.key)
+                .map(|e| e.order.event_time_us.saturating_add(1));
             if event.kind == EventKind::Removed {
                 event.bucket = bucket.to_string();
                 // Deterministic (the same removal on every sweep: one deduplication
                 // id) and later than the creation it undoes.
-                event.event_time_us = applied.get(&event.key).map_or(event.event_time_us, |e| {
-                    e.order.event_time_us.saturating_add(1)
-                });
+                event.event_time_us = after_applied.unwrap_or(event.event_time_us);
+            } else if let Some(after) = after_applied {
+                // The listing is the bucket as it is now, so its object is newer than
+                // the one the ledger applied. `LastModified` alone cannot say so: S3
+                // lists it to the second while notifications carry milliseconds, and a
+                // revision within a second of the applied upload would look older and
+                // be skipped as stale.
+                event.event_time_us = event.event_time_us.max(after);
             }
             event
         })
@@ -303,6 +311,8 @@ mod tests {
             listed_event("raw", "sst/same.nc", Some("\"e1\""), Some(10), 1_000),
             listed_event("raw", "sst/new.nc", Some("\"e2\""), Some(20), 2_000),
             listed_event("raw", "sst/revised.nc", Some("\"e4\""), Some(30), 9_000),
+            // Listed to the second: earlier than the applied upload's notification.
+            listed_event("raw", "sst/quick.nc", Some("\"e8\""), Some(30), 7_000_000),
             listed_event("raw", "other/x.nc", Some("\"e5\""), Some(1), 1),
         ];
         let ledger = BTreeMap::from([
@@ -313,6 +323,10 @@ mod tests {
             (
                 "sst/revised.nc".into(),
                 applied(EventKind::Created, Some("e3"), "01", 900),
+            ),
+            (
+                "sst/quick.nc".into(),
+                applied(EventKind::Created, Some("e7"), "02", 7_400_000),
             ),
             (
                 "sst/gone.nc".into(),
@@ -332,12 +346,13 @@ mod tests {
             found,
             [
                 ("sst/new.nc", EventKind::Created, 2_000),
+                ("sst/quick.nc", EventKind::Created, 7_400_001),
                 ("sst/revised.nc", EventKind::Created, 9_000),
                 ("sst/gone.nc", EventKind::Removed, 5_001),
             ]
         );
         assert!(events.iter().all(|e| e.bucket == "raw"));
-        assert_eq!(events[1].etag.as_deref(), Some("e4"));
+        assert_eq!(events[2].etag.as_deref(), Some("e4"));
         // Later than what the ledger holds: the updater will not find them stale.
         for event in &events {
             if let Some(entry) = ledger.get(&event.key) {
