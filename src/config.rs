@@ -17,6 +17,7 @@ use crate::store::StoreLocation;
 
 pub mod checks;
 pub mod schema;
+pub mod suggest;
 mod witness;
 
 #[cfg(test)]

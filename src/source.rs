@@ -27,7 +27,7 @@ mod passthrough_tests;
 pub(crate) use bands::{Band, BandAssembler, BandPlan};
 use chunked::ChunkReader;
 pub use chunked::{Decode, DECODE_ENV};
-pub use passthrough::{ChunkCodec, RawChunk};
+pub use passthrough::{ChunkCodec, RawChunk, StoredChunks};
 
 /// Why a source file could not be opened or read. Each message starts with the file's
 /// path and is the reason an event is rejected with.

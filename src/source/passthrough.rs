@@ -14,9 +14,47 @@ use rayon::prelude::*;
 
 use super::chunked::{next_index, ChunkReader};
 use super::filters::Filter;
+use super::SourceFile;
+use crate::values::ElementType;
+
+/// How a variable's chunks are stored, when they could be copied compressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredChunks {
+    /// The chunk shape.
+    pub chunk: Vec<u64>,
+    /// The codecs its filters are, in pipeline order.
+    pub codecs: Vec<ChunkCodec>,
+    /// The deflate level, if deflated.
+    pub deflate_level: Option<u32>,
+}
+
+impl SourceFile {
+    /// How variable `name`'s chunks are stored, or why they can never be copied
+    /// compressed (whatever the store).
+    pub fn stored_chunks(&self, name: &str) -> Result<StoredChunks, String> {
+        let var = self
+            .variable(name)
+            .ok_or_else(|| format!("no variable {name}"))?;
+        if var.element == ElementType::Text || var.shape.is_empty() {
+            return Err("text or scalar".into());
+        }
+        let reader = ChunkReader::open(&self.path, name, var.element, &var.shape).ok_or(
+            "not chunked netCDF-4 data zru reads itself (contiguous, big-endian, a filter \
+             other than shuffle, deflate and Fletcher-32, or netCDF3)",
+        )?;
+        let layout = reader.layout();
+        let codecs =
+            codecs_of(&layout.filters).ok_or("Fletcher-32 checksums: no Zarr codec reads them")?;
+        Ok(StoredChunks {
+            chunk: layout.chunk.clone(),
+            codecs,
+            deflate_level: layout.deflate_level,
+        })
+    }
+}
 
 /// A bytes-to-bytes codec that an HDF5 filter is the same as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ChunkCodec {
     /// Byte shuffle of elements of this many bytes (Zarr V2 filter `shuffle`, V3
     /// `numcodecs.shuffle`; HDF5 filter 2).

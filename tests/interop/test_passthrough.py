@@ -166,3 +166,39 @@ def test_the_event_line_says_how_many_chunks_were_copied(tmp_path, monkeypatch):
     res = run_zru("ingest", "--config", store.config, "--raw-root", store.raw, placed,
                   cwd=store.root, expect_ok=True)
     assert f"(passthrough: {PASSED_PER_FILE} chunks)" in res.stdout, res.describe()
+
+
+def test_config_suggest_prints_a_valid_config_under_which_chunks_pass_through(
+        tmp_path, monkeypatch):
+    files = daily_files(tmp_path / "gen", days=2)
+    monkeypatch.delenv("ZRU_DECODE", raising=False)
+    res = run_zru("config", "suggest", files[0], "--name", "sst", expect_ok=True)
+    config = json.loads(res.stdout)
+    assert config["chunks"] == CHUNKS, res.describe()
+    assert config["compressor"] == COMPRESSOR, res.describe()
+    assert "passthrough\tsea_surface_temperature" in res.stderr, res.describe()
+    assert "passthrough\twind" in res.stderr, res.describe()
+    assert "decoded\tchecked\tFletcher-32" in res.stderr, res.describe()
+    assert "decoded\tbig\tnot chunked netCDF-4 data zru reads itself" in res.stderr
+    root = tmp_path / "suggested"
+    (root / "config").mkdir(parents=True)
+    (root / "config" / "sst.json").write_text(res.stdout)
+    raw = root / "data" / "raw"
+    raw.mkdir(parents=True)
+    run_zru("config", "check", "--config", root / "config", "--raw-root", raw, cwd=root,
+            expect_ok=True)
+    placed = [place(f, raw, f"sst/{f.name}") for f in files]
+    res = ingest(root / "config", raw, placed, cwd=root)
+    assert passed(res) == [PASSED_PER_FILE] * 2, res.describe()
+    store = root / config["store"]
+    assert_dataset_values(open_store(store).drop_vars(PROVENANCE), open_sources(files))
+
+
+def test_config_suggest_explains_a_file_with_nothing_to_pass(tmp_path):
+    path = tmp_path / "classic.nc"
+    xr.Dataset({"v": (("time", "x"), np.zeros((1, 4), "f4"))},
+               coords={"time": [np.datetime64("2024-01-01", "ns")]}).to_netcdf(
+        path, format="NETCDF3_CLASSIC")
+    res = run_zru("config", "suggest", path, expect_ok=False)
+    assert "no variable along time can be copied compressed: v: not chunked" in res.stderr, (
+        res.describe())
