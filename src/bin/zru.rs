@@ -237,6 +237,19 @@ enum ConfigAction {
         #[arg(long, default_value = "data/raw")]
         raw_root: PathBuf,
     },
+    /// Print a gridded dataset config (JSON) whose chunks and compressor are FILE's, so
+    /// that its variables' compressed chunks are copied into the store as they are
+    /// (passthrough). Stderr lists the variables copied and those decoded, with why.
+    Suggest {
+        /// A NetCDF file of the collection.
+        file: PathBuf,
+        /// The dataset's name (also its key prefix and store name).
+        #[arg(long, default_value = "dataset")]
+        name: String,
+        /// The dimension files are appended along.
+        #[arg(long, default_value = "time")]
+        append_dim: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -471,6 +484,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Command::Config {
+            action:
+                ConfigAction::Suggest {
+                    file,
+                    name,
+                    append_dim,
+                },
+        } => {
+            let suggestion = zru::config::suggest::suggest(&file, &name, &append_dim)?;
+            say(serde_json::to_string_pretty(&suggestion.config)?);
+            for var in &suggestion.passed {
+                eprintln!("passthrough\t{var}");
+            }
+            for (var, why) in &suggestion.decoded {
+                eprintln!("decoded\t{var}\t{why}");
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -421,6 +421,7 @@ impl ZarrStore {
             stats: CommitStats::default(),
             written_last: Vec::new(),
             intent: None,
+            passed_through: Default::default(),
         }
     }
 
@@ -587,6 +588,8 @@ pub struct Transaction<'s> {
     written_last: Vec<String>,
     /// The intent record as written to the store, once the transaction has written.
     intent: Option<Intent>,
+    /// Chunks staged by [`Self::put_encoded_chunk`] since the last flush.
+    passed_through: std::sync::atomic::AtomicU64,
 }
 
 /// The state of a transaction before one file was applied.
@@ -665,6 +668,7 @@ impl Transaction<'_> {
         self.arrays = savepoint.arrays;
         self.root_attrs = savepoint.root_attrs;
         self.opened().clear();
+        self.passed_through = Default::default();
         Ok(())
     }
 
@@ -734,10 +738,11 @@ impl Transaction<'_> {
         if !chunks.is_empty() {
             self.record_intent(chunks)?;
         }
-        let stats = self
+        let mut stats = self
             .staged
             .commit_chunks(&self.written_last)
             .map_err(|e| self.storage_error(e))?;
+        stats.chunks_passed_through = std::mem::take(self.passed_through.get_mut());
         self.stats += stats;
         Ok(stats)
     }
@@ -767,6 +772,33 @@ impl Transaction<'_> {
         let region = subset(start, shape);
         write_region(&array, &region, values)
             .map_err(|e| self.error(name, format!("cannot write region {region}: {e}")))
+    }
+
+    /// Stages a chunk already encoded with the array's codecs (compressed bytes copied
+    /// from a source file: passthrough), at chunk grid index `chunk`.
+    pub fn put_encoded_chunk(
+        &self,
+        name: &str,
+        chunk: &[u64],
+        bytes: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let array = self.array(name)?;
+        let grid = array.chunk_grid_shape().to_vec();
+        if chunk.len() != grid.len() || chunk.iter().zip(&grid).any(|(i, n)| i >= n) {
+            return Err(self.error(
+                name,
+                format!("chunk {chunk:?} is outside the chunk grid {grid:?}"),
+            ));
+        }
+        zarrs::storage::WritableStorageTraits::set(
+            self.staged.as_ref(),
+            &array.chunk_key(chunk),
+            Bytes::from(bytes),
+        )
+        .map_err(|e| self.storage_error(e))?;
+        self.passed_through
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     /// Reads a region, seeing this transaction's staged writes.

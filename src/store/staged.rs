@@ -35,6 +35,9 @@ pub struct CommitStats {
     pub bytes_written: u64,
     /// Metadata documents written (array metadata and consolidated metadata).
     pub metadata_written: u64,
+    /// Of the chunks written, those copied compressed from the source file, neither
+    /// decoded nor encoded (passthrough).
+    pub chunks_passed_through: u64,
 }
 
 impl std::ops::AddAssign for CommitStats {
@@ -43,6 +46,7 @@ impl std::ops::AddAssign for CommitStats {
         self.chunks_erased += other.chunks_erased;
         self.bytes_written += other.bytes_written;
         self.metadata_written += other.metadata_written;
+        self.chunks_passed_through += other.chunks_passed_through;
     }
 }
 

@@ -93,5 +93,5 @@ def test_an_unknown_decode_path_is_an_error_naming_the_choices(tmp_path, monkeyp
     res = ingest(config, raw, [place(files[0], raw, f"sst/{files[0].name}")], cwd=tmp_path,
                  expect_ok=False)
     reasons = [r.get("reason") or "" for r in res.records]
-    assert any('ZRU_DECODE="fast" is not a decode path; use `parallel` (the default) or '
-               '`netcdf-c`' in r for r in reasons), res.describe()
+    assert any('ZRU_DECODE="fast" is not a decode path; use `passthrough` (the default), '
+               '`parallel` or `netcdf-c`' in r for r in reasons), res.describe()
