@@ -58,6 +58,9 @@ impl std::fmt::Debug for StagedStore {
     }
 }
 
+/// A staged write: the key and its value (`None`: an erase).
+pub type Pending = (StoreKey, Option<Bytes>);
+
 /// The rank of the root group's metadata keys: written last.
 const ROOT_RANK: u8 = 2;
 
@@ -162,7 +165,7 @@ impl StagedStore {
     pub fn commit_below_root(
         &self,
         last: &[String],
-    ) -> Result<(CommitStats, Vec<(StoreKey, Option<Bytes>)>), StorageError> {
+    ) -> Result<(CommitStats, Vec<Pending>), StorageError> {
         let pending: Vec<(StoreKey, Option<Bytes>)> = self.pending()?.drain().collect();
         let (mut metadata, chunks): (Vec<_>, Vec<_>) = pending
             .into_iter()
@@ -178,10 +181,7 @@ impl StagedStore {
         Ok((stats, root))
     }
 
-    fn write_metadata(
-        &self,
-        metadata: Vec<(StoreKey, Option<Bytes>)>,
-    ) -> Result<CommitStats, StorageError> {
+    fn write_metadata(&self, metadata: Vec<Pending>) -> Result<CommitStats, StorageError> {
         let mut stats = CommitStats::default();
         for (key, value) in metadata {
             match value {
