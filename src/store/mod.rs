@@ -6,6 +6,8 @@
 //! - [`location`]: where a store lives (directory or `s3://bucket/prefix`) and the
 //!   storage backend for it.
 //! - `raw_keys`: S3 storage whose object names are the Zarr keys unchanged.
+//! - `root_fence`: conditional writes of the root group's metadata on S3 (fencing a
+//!   stale writer).
 //! - `recovery`: the intent record of a batch in progress, and the recovery pass
 //!   that undoes a batch interrupted before its metadata commit.
 //! - `undo`: before-images of the keys a batch overwrites, for that recovery pass.
@@ -20,6 +22,7 @@ pub mod fenced;
 pub mod location;
 pub(crate) mod raw_keys;
 pub(crate) mod recovery;
+mod root_fence;
 pub(crate) mod staged;
 pub(crate) mod undo;
 
@@ -41,6 +44,7 @@ pub(crate) use staged::{StagedStore, SIDECAR_DIR};
 
 use crate::values::{ElementType, Values};
 use array_doc::into_map;
+use root_fence::RootFences;
 
 /// Why a store could not be opened, read, updated or committed. Each message starts
 /// with the store.
@@ -96,6 +100,17 @@ pub enum StoreError {
         #[source]
         source: ArrayDocError,
     },
+    /// The root group's metadata of an S3 store was changed by another writer since
+    /// this batch read it (S3 conditional write refused), or the conditional write
+    /// failed otherwise: it was not overwritten.
+    #[error("store {store}: {source}")]
+    Fenced {
+        /// The store (its URL).
+        store: PathBuf,
+        /// The refused or failed write.
+        #[source]
+        source: fenced::FencedError,
+    },
     /// An array cannot take the update (shape, type or chunking does not fit).
     #[error("store {store}: array {array}: {reason}")]
     Array {
@@ -126,6 +141,8 @@ pub struct ZarrStore {
     pub exists: bool,
     /// The directory of a local store (before-images are hard links there).
     root: Option<PathBuf>,
+    /// What was read of the root group's metadata: the conditions of its writes.
+    fences: RootFences,
 }
 
 impl std::fmt::Debug for ZarrStore {
@@ -250,6 +267,13 @@ impl ZarrStore {
         // No root metadata: a new store, unless arrays are there (the root metadata
         // was lost).
         Self::refuse_incomplete(location, storage.as_ref())?;
+        let fences = RootFences::new(location);
+        fences
+            .observe(new_format)
+            .map_err(|source| StoreError::Storage {
+                store: location.display_path(),
+                source,
+            })?;
         Ok(Self {
             location: location.display_path(),
             storage,
@@ -259,6 +283,7 @@ impl ZarrStore {
             arrays: BTreeMap::new(),
             exists: false,
             root: location.local_path().map(Path::to_path_buf),
+            fences,
         })
     }
 
@@ -297,20 +322,25 @@ impl ZarrStore {
             arrays: BTreeMap::new(),
             exists: true,
             root: location.local_path().map(Path::to_path_buf),
+            fences: RootFences::new(location),
         };
-        if let Some(mut root) = store.read_json("zarr.json")? {
+        if let Some(mut root) = store.read_root_json("zarr.json")? {
             root.remove("consolidated_metadata");
             store.root_attrs = root.remove("attributes").map(into_map).unwrap_or_default();
             store.group_meta = root;
-        } else if let Some(group) = store.read_json(".zgroup")? {
+        } else if let Some(group) = store.read_root_json(".zgroup")? {
             store.format = ZarrFormat::V2;
             store.group_meta = group;
-            store.root_attrs = store.read_json(".zattrs")?.unwrap_or_default();
+            store.root_attrs = store.read_root_json(".zattrs")?.unwrap_or_default();
         } else {
             return Err(StoreError::NotAGroup {
                 store: store.location,
             });
         }
+        store
+            .fences
+            .observe(store.format)
+            .map_err(|e| store.storage_error(e))?;
         store.arrays = store.load_arrays()?;
         Ok(store)
     }
@@ -327,6 +357,23 @@ impl ZarrStore {
             .storage
             .get(&key(name))
             .map_err(|e| self.storage_error(e))?;
+        self.parse_json(name, bytes)
+    }
+
+    /// Reads a root key, taking the fence of its next write on S3 (see `root_fence`).
+    fn read_root_json(&self, name: &str) -> Result<Option<Map<String, Value>>, StoreError> {
+        let bytes = self
+            .fences
+            .read(self.storage.as_ref(), name)
+            .map_err(|e| self.storage_error(e))?;
+        self.parse_json(name, bytes)
+    }
+
+    fn parse_json(
+        &self,
+        name: &str,
+        bytes: Option<Bytes>,
+    ) -> Result<Option<Map<String, Value>>, StoreError> {
         bytes
             .map(|b| {
                 serde_json::from_slice::<Value>(&b)
@@ -708,7 +755,12 @@ impl Transaction<'_> {
     /// what it does not cover yet: the arrays it creates or grows, up to their shape
     /// now, and `keys`, about to be written or erased: the before-image of each that
     /// exists is kept first, the others are recorded as created (see `recovery`).
+    ///
+    /// On S3 it first checks that no other writer committed the store since it was
+    /// opened ([`StoreError::Fenced`]; see `root_fence`), so a stale writer writes
+    /// nothing.
     fn record_intent(&mut self, keys: Vec<StoreKey>) -> Result<(), StoreError> {
+        self.store.fences.check(self.store.format)?;
         let mut intent = Intent::new(self.store, &self.arrays, self.intent.as_ref());
         let new: Vec<StoreKey> = keys
             .into_iter()
@@ -883,10 +935,28 @@ impl Transaction<'_> {
         if metadata_changed || !pending.is_empty() {
             self.record_intent(pending)?;
         }
-        let stats = self
+        let (mut stats, root) = self
             .staged
-            .commit(&self.written_last)
+            .commit_below_root(&self.written_last)
             .map_err(|e| self.storage_error(e))?;
+        // The root group's metadata last, conditional on what was read on S3: a stale
+        // writer stops here, its intent record left for the next batch to undo.
+        for (root_key, value) in root {
+            match value {
+                Some(bytes) => {
+                    stats.bytes_written += bytes.len() as u64;
+                    self.store
+                        .fences
+                        .write(self.store.storage.as_ref(), &root_key, bytes)?;
+                }
+                None => self
+                    .store
+                    .storage
+                    .erase(&root_key)
+                    .map_err(|e| self.storage_error(e))?,
+            }
+            stats.metadata_written += 1;
+        }
         self.stats += stats;
         if let Some(intent) = &self.intent {
             self.store.erase_intent()?;
