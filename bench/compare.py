@@ -64,7 +64,7 @@ PYTHON = sys.executable
 OPS = Path(__file__).resolve().parent / "xarray_ops.py"
 D0 = date(1990, 1, 1)  # day 10,000 must fit int32 seconds since 1981
 CHUNKS = {"time": 1, "lat": 1000, "lon": 1000}
-GROUPS = ["gridded", "argo", "flush"]
+GROUPS = ["gridded", "passthrough", "argo", "flush"]
 LEVELS = 20  # N_LEVELS of the generated store and of the single-cycle files alike
 PROF = xarray_ops.PROF
 
@@ -88,22 +88,24 @@ def timed(cmd, cwd=None):
     return seconds, out.decode()
 
 
-def measured(cmd, cwd=None, seconds_from_stdout=False):
-    """Runs a command under GNU time; returns (seconds, peak RSS MiB).
+def measured(cmd, cwd=None, seconds_from_stdout=False, env=None):
+    """Runs a command under GNU time; returns (seconds, peak RSS MiB, CPU seconds).
 
-    Seconds are the wall time of the process, or what it printed (xarray_ops.py
-    reports the operation alone, without interpreter start-up)."""
+    Seconds are the wall time of the process and CPU its user + system time, or what
+    it printed (xarray_ops.py reports the operation alone, without interpreter
+    start-up: wall then CPU seconds). `env` adds variables to the environment."""
     report = Path(cwd or ".") / ".time-report"
-    full = ["/usr/bin/time", "-f", "%M", "-o", str(report), *map(str, cmd)]
+    full = ["/usr/bin/time", "-f", "%M %U %S", "-o", str(report), *map(str, cmd)]
     start = time.perf_counter()
-    proc = subprocess.run(full, cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run(full, cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})})
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         sys.exit(f"{' '.join(map(str, cmd))} failed:\n{proc.stdout}\n{proc.stderr}")
-    peak_kib = int(report.read_text().split()[-1])
+    peak_kib, user, system = report.read_text().split()[-3:]
+    cpu = float(user) + float(system)
     if seconds_from_stdout:
-        seconds = float(proc.stdout.split()[-1])
-    return seconds, peak_kib / 1024
+        seconds, cpu = map(float, proc.stdout.split()[-2:])
+    return seconds, int(peak_kib) / 1024, cpu
 
 
 def tree_state(path):
@@ -135,22 +137,24 @@ def fresh_copy(base, target):
         shutil.copyfile(ledger(base), ledger(target))
 
 
-def repeat(runs, base, target, cmds, cwd, seconds_from_stdout=False, check=None):
+def repeat(runs, base, target, cmds, cwd, seconds_from_stdout=False, check=None, env=None):
     """Runs `cmds` in turn on a fresh copy of `base` at `target`, `runs` times.
 
-    Returns the median seconds (summed over the commands), the highest peak RSS (MiB)
-    and the median bytes written; `check(target)` runs after every run."""
-    times, peaks, written = [], [], []
+    Returns the median seconds (summed over the commands), the highest peak RSS (MiB),
+    the median bytes written and the median CPU seconds; `check(target)` runs after
+    every run."""
+    times, peaks, written, cpus = [], [], [], []
     for _ in range(runs):
         fresh_copy(base, target)
         before = tree_state(target)
-        results = [measured(cmd, cwd=cwd, seconds_from_stdout=seconds_from_stdout) for cmd in cmds]
+        results = [measured(cmd, cwd=cwd, seconds_from_stdout=seconds_from_stdout, env=env) for cmd in cmds]
         written.append(bytes_written(before, tree_state(target)))
-        times.append(sum(seconds for seconds, _ in results))
-        peaks.append(max(peak for _, peak in results))
+        times.append(sum(seconds for seconds, _, _ in results))
+        peaks.append(max(peak for _, peak, _ in results))
+        cpus.append(sum(cpu for _, _, cpu in results))
         if check:
             check(target)
-    return statistics.median(times), max(peaks), statistics.median(written)
+    return statistics.median(times), max(peaks), statistics.median(written), statistics.median(cpus)
 
 
 def floor_seconds(runs, paths, cwd):
@@ -202,15 +206,35 @@ def xarray_copy(source, zru_store, base):
 
 
 class Bench:
+    """The gridded rows: stores chunked 1 x 1000 x 1000, zstd 3 (zru's default codec)."""
+    layout = ""  # tells apart the stores and the config of another layout (Passthrough)
+
     def __init__(self, work, lat, lon, runs):
         self.work, self.lat, self.lon, self.runs = work, lat, lon, runs
         self.raw = work / "raw" / "sst"
         self.raw.mkdir(parents=True, exist_ok=True)
-        (work / "config").mkdir(exist_ok=True)
-        (work / "config" / "sst.json").write_text(json.dumps({
+        self.chunks = CHUNKS
+        self.write_config({
             "name": "sst", "handler": "gridded", "key_patterns": ["^sst/.*\\.nc$"],
-            "store": "zru.zarr", "append_dim": "time", "chunks": CHUNKS,
-            "time_step": "1 day", "compressor": {"name": "zstd", "level": 3}}))
+            "append_dim": "time", "chunks": CHUNKS, "compressor": {"name": "zstd", "level": 3}})
+
+    def write_config(self, config):
+        """Writes the dataset config (into config{layout}/, store zru{layout}.zarr, 1-day steps)."""
+        (self.work / self.config).mkdir(exist_ok=True)
+        config = {**config, "store": self.store, "time_step": "1 day"}
+        (self.work / self.config / "sst.json").write_text(json.dumps(config))
+
+    @property
+    def config(self):
+        return f"config{self.layout}"
+
+    @property
+    def store(self):
+        return f"zru{self.layout}.zarr"
+
+    def compressors(self, dtype):
+        """The xarray store's codecs for a variable of packed type `dtype`: zru's."""
+        return [zarr.codecs.ZstdCodec(level=3)]
 
     def file(self, i):
         path = self.raw / name(i)
@@ -223,52 +247,116 @@ class Bench:
         return path
 
     def zru_store(self, steps):
-        base = self.work / f"base-zru-{steps}.zarr"
+        base = self.work / f"base-zru{self.layout}-{steps}.zarr"
         if not base.exists():
-            shutil.rmtree(self.work / "zru.zarr", ignore_errors=True)
+            shutil.rmtree(self.work / self.store, ignore_errors=True)
             files = [self.file(0)] + ([self.file(steps - 1)] if steps > 1 else [])
-            timed([ZRU, "ingest", "--config", "config", "--raw-root", "raw", *files], cwd=self.work)
-            move_store(self.work / "zru.zarr", base)
+            _, out = timed([ZRU, "ingest", "--config", self.config, "--raw-root", "raw", *files], cwd=self.work)
+            self.check_made(out)
+            move_store(self.work / self.store, base)
         return base
 
+    def check_made(self, out):
+        """Checks the output of the ingest that made the zru base store (nothing here)."""
+
     def xarray_store(self, steps):
-        base = self.work / f"base-xarray-{steps}.zarr"
+        base = self.work / f"base-xarray{self.layout}-{steps}.zarr"
         if base.exists():
             return base
         first = xr.open_dataset(self.file(0))
         times = first.time.values[0] + np.arange(steps).astype("timedelta64[D]")
         template = first.chunk({"time": 1}).isel(time=np.zeros(steps, dtype=int)).assign_coords(time=times)
-        codec = zarr.codecs.ZstdCodec(level=3)
         # The file's own packing (int16/int8 with scale, offset and fill) as zru keeps
         # it; `encoding=` replaces a variable's encoding, so it must carry them.
-        encoding = {v: {**cf_packing(first[v]), "chunks": (1, CHUNKS["lat"], CHUNKS["lon"]),
-                        "compressors": [codec]} for v in first.data_vars}
-        encoding["time"] = {**cf_packing(first.time), "chunks": (1024,), "compressors": [codec]}
+        encoding = {v: {**cf_packing(first[v]), "chunks": (1, self.chunks["lat"], self.chunks["lon"]),
+                        "compressors": self.compressors(first[v].encoding["dtype"])} for v in first.data_vars}
+        encoding["time"] = {**cf_packing(first.time), "chunks": (1024,),
+                            "compressors": self.compressors(first.time.encoding["dtype"])}
         template.to_zarr(base, zarr_format=3, consolidated=True, compute=False, encoding=encoding)
         for i in sorted({0, steps - 1}):
             slot = xr.open_dataset(self.file(i)).drop_vars(["lat", "lon"])
             slot.to_zarr(base, region={"time": slice(i, i + 1)}, consolidated=True)
         return base
 
-    def run_zru(self, op, steps):
-        target = self.work / "zru.zarr"
+    def run_zru(self, op, steps, decode=None):
+        """zru's `op` into a store of `steps` steps; `decode`: ZRU_DECODE's value, if set."""
+        target = self.work / self.store
         key = lambda i: f"sst/{name(i)}"  # noqa: E731
+        args = ["--config", self.config, "--raw-root", "raw"]
         if op == "append":
-            cmd = [ZRU, "ingest", "--config", "config", "--raw-root", "raw", self.file(steps)]
+            cmd = [ZRU, "ingest", *args, self.file(steps)]
         elif op == "overwrite":
-            cmd = [ZRU, "ingest", "--config", "config", "--raw-root", "raw", self.file(steps - 1)]
+            cmd = [ZRU, "ingest", *args, self.file(steps - 1)]
         else:
-            cmd = [ZRU, "remove", "--config", "config", "--raw-root", "raw", key(steps - 1)]
-        return repeat(self.runs, self.zru_store(steps), target, [cmd], self.work)
+            cmd = [ZRU, "remove", *args, key(steps - 1)]
+        env = {"ZRU_DECODE": decode} if decode else None
+        return repeat(self.runs, self.zru_store(steps), target, [cmd], self.work, env=env)
 
     def run_xarray(self, op, steps, dask=False):
-        target = self.work / "xarray.zarr"
+        target = self.work / f"xarray{self.layout}.zarr"
         index = steps if op == "append" else steps - 1
         cmd = [PYTHON, OPS, f"{op}-dask" if dask else op, target, self.file(index)]
         return repeat(self.runs, self.xarray_store(steps), target, [cmd], self.work, seconds_from_stdout=True)
 
     def floor(self, i):
         return floor_seconds(self.runs, [self.file(i)], self.work)
+
+
+class Passthrough(Bench):
+    """The gridded rows in the layout `zru config suggest` prints for the files (their
+    chunks 1 x 500 x 1000, zlib level 4 after a byte shuffle), where zru copies the
+    files' compressed chunks (passthrough); the xarray stores are written with the same
+    chunks and codecs (numcodecs shuffle + zlib)."""
+    layout = "-pass"
+
+    def __init__(self, work, lat, lon, runs):
+        super().__init__(work, lat, lon, runs)
+        _, out = timed([ZRU, "config", "suggest", self.file(0), "--name", "sst"])
+        config = json.loads(out)
+        if config["compressor"] != {"name": "zlib", "level": 4, "shuffle": True}:
+            sys.exit(f"zru config suggest: compressor {config['compressor']}, expected zlib 4 + shuffle")
+        self.chunks = config["chunks"]
+        self.level = config["compressor"]["level"]
+        self.write_config(config)
+
+    def compressors(self, dtype):
+        return [zarr.codecs.numcodecs.Shuffle(elementsize=np.dtype(dtype).itemsize),
+                zarr.codecs.numcodecs.Zlib(level=self.level)]
+
+    def check_made(self, out):
+        """Every event of the ingest copied chunks compressed (else no row would be a passthrough)."""
+        lines = out.splitlines()
+        if not lines or not all("(passthrough: " in line for line in lines):
+            sys.exit(f"no passthrough in the ingest of the base store:\n{out}")
+
+
+def passthrough_rows(bench, steps):
+    """(operation, zru passthrough, zru parallel decode, xarray, xarray+dask, floor) of
+    append and overwrite into a store of `steps` steps, all in the passthrough layout."""
+    rows = []
+    for op in ["append", "overwrite"]:
+        copied = bench.run_zru(op, steps, decode="passthrough")
+        decoded = bench.run_zru(op, steps, decode="parallel")
+        x = bench.run_xarray(op, steps)
+        d = bench.run_xarray(op, steps, dask=True)
+        rows.append((op, copied, decoded, x, d, bench.floor(steps if op == "append" else steps - 1)))
+        print(f"  measured {op} at {steps} steps, passthrough layout", file=sys.stderr, flush=True)
+    return rows
+
+
+def print_passthrough(caption, rows):
+    """The passthrough layout's table: wall and CPU seconds of each path, the floor,
+    zru / floor and xarray+dask / zru (passthrough), peak RSS."""
+    print()
+    print(caption)
+    print(f"{'operation':<10}{'path':<17}{'wall s':>8}{'cpu s':>8}{'peak MiB':>9}{'/ floor':>9}"
+          f"{'dask / it':>10}")
+    for op, copied, decoded, x, d, floor in rows:
+        for path, (s, peak, _, cpu) in (("zru passthrough", copied), ("zru parallel", decoded),
+                                        ("xarray", x), ("xarray+dask", d)):
+            ratio = f"{d[0] / s:>10.1f}" if path.startswith("zru") else f"{'-':>10}"
+            print(f"{op:<10}{path:<17}{s:>8.2f}{cpu:>8.2f}{peak:>9.0f}{s / floor:>9.2f}{ratio}")
+        print(f"{op:<10}{'netCDF-C floor':<17}{floor:>8.2f}{'-':>8}{'-':>9}{1:>9.2f}{'-':>10}")
 
 
 def check_profile(store, path, row, rows):
@@ -381,7 +469,7 @@ class Flush:
         d = repeat(self.runs, xarray_base, target, [cmd], self.work, seconds_from_stdout=True, check=self.check)
         floor = floor_seconds(self.runs, self.files, self.work)
         n = len(self.files)
-        per_file = lambda m: (m[0] / n, m[1], m[2] / n)  # noqa: E731
+        per_file = lambda m: (m[0] / n, m[1], m[2] / n, m[3] / n)  # noqa: E731
         print(f"  measured flush of {n} files", file=sys.stderr, flush=True)
         return [("flush", n, z, x, d, floor),
                 ("flush/file", n, per_file(z), per_file(x), per_file(d), floor / n)]
@@ -418,7 +506,7 @@ def print_table(captions, rows):
               f"{'dk/zru':>8}{'floor s':>9}{'zru/floor':>10}{'zru MB':>8}{'xr MB':>8}{'zru MiB':>9}"
               f"{'xr MiB':>8}{'dk MiB':>8}")
     print(header)
-    for op, steps, (zs, zp, zb), (xs, xp, xb), dask, floor in rows:
+    for op, steps, (zs, zp, zb, _), (xs, xp, xb, _), dask, floor in rows:
         fl = fixed(floor, 9, 2) if floor else f"{'-':>9}"
         ratio = f"{zs / floor:>10.2f}" if floor else f"{'-':>10}"
         ds, dr, dp = (f"{'-':>8}",) * 3
@@ -469,9 +557,18 @@ def main():
         captions.append(f"flush: {args.flush_files} queued daily files (steps) of {args.flush_lat} x "
                         f"{args.flush_lon}, 6 packed variables, chunks 1x500x1000, zstd 3; zru: enqueue + "
                         f"one flush, xarray: one process appending them in turn; median of {args.runs} runs")
-    print_table(captions, rows)
+    if rows:
+        print_table(captions, rows)
     if "gridded" in args.only and len(args.steps) > 1:
         print_scaling(rows, args.steps)
+    if "passthrough" in args.only:
+        bench = Passthrough(args.work, args.lat, args.lon, args.runs)
+        caption = (f"passthrough layout (zru config suggest): {args.lat} x {args.lon}, 6 packed variables, "
+                   f"chunks 1x{bench.chunks['lat']}x{bench.chunks['lon']} (the files'), shuffle + zlib "
+                   f"{bench.level}, Zarr V3, store of {args.steps[0]} steps; zru passthrough "
+                   f"(ZRU_DECODE=passthrough) and parallel decode (ZRU_DECODE=parallel); "
+                   f"median of {args.runs} runs; {os.cpu_count()} cores")
+        print_passthrough(caption, passthrough_rows(bench, args.steps[0]))
 
 
 if __name__ == "__main__":
