@@ -180,14 +180,13 @@ def cf_packing(var):
 
 def encode_like(ds, zru_store):
     """Sets, in each variable's own encoding (dtype, packing and fill kept), the chunks
-    of the zru store's array of that name and zstd level 3 (zru's default codec).
+    and compressors of the zru store's array of that name.
 
     Text variables lose their `_FillValue`: xarray writes a bytes fill to a V3 store
     that it then cannot read back ("Failed to decode fill_value")."""
     group = zarr.open_group(zru_store, mode="r")
-    codec = zarr.codecs.ZstdCodec(level=3)
     for name, var in ds.variables.items():
-        var.encoding.update(chunks=group[name].chunks, compressors=[codec])
+        var.encoding.update(chunks=group[name].chunks, compressors=list(group[name].compressors))
         if var.encoding.get("dtype", var.dtype).kind == "S":
             var.encoding["_FillValue"] = None
     return ds
@@ -324,10 +323,15 @@ class Passthrough(Bench):
                 zarr.codecs.numcodecs.Zlib(level=self.level)]
 
     def check_made(self, out):
-        """Every event of the ingest copied chunks compressed (else no row would be a passthrough)."""
-        lines = out.splitlines()
-        if not lines or not all("(passthrough: " in line for line in lines):
-            sys.exit(f"no passthrough in the ingest of the base store:\n{out}")
+        check_passed_through(out)
+
+
+def check_passed_through(out):
+    """Every event line of a zru ingest says it copied chunks compressed (else the
+    layout is not one where passthrough applies, and no row would measure it)."""
+    lines = out.splitlines()
+    if not lines or not all("(passthrough: " in line for line in lines):
+        sys.exit(f"no passthrough in the ingest of the base store:\n{out}")
 
 
 def passthrough_rows(bench, steps):
@@ -349,14 +353,14 @@ def print_passthrough(caption, rows):
     zru / floor and xarray+dask / zru (passthrough), peak RSS."""
     print()
     print(caption)
-    print(f"{'operation':<10}{'path':<17}{'wall s':>8}{'cpu s':>8}{'peak MiB':>9}{'/ floor':>9}"
+    print(f"{'operation':<11}{'path':<17}{'wall s':>8}{'cpu s':>8}{'peak MiB':>9}{'/ floor':>9}"
           f"{'dask / it':>10}")
     for op, copied, decoded, x, d, floor in rows:
         for path, (s, peak, _, cpu) in (("zru passthrough", copied), ("zru parallel", decoded),
                                         ("xarray", x), ("xarray+dask", d)):
             ratio = f"{d[0] / s:>10.1f}" if path.startswith("zru") else f"{'-':>10}"
-            print(f"{op:<10}{path:<17}{s:>8.2f}{cpu:>8.2f}{peak:>9.0f}{s / floor:>9.2f}{ratio}")
-        print(f"{op:<10}{'netCDF-C floor':<17}{floor:>8.2f}{'-':>8}{'-':>9}{1:>9.2f}{'-':>10}")
+            print(f"{op:<11}{path:<17}{fixed(s, 8, 2)}{fixed(cpu, 8, 2)}{peak:>9.0f}{s / floor:>9.2f}{ratio}")
+        print(f"{op:<11}{'netCDF-C floor':<17}{fixed(floor, 8, 2)}{'-':>8}{'-':>9}{1:>9.2f}{'-':>10}")
 
 
 def check_profile(store, path, row, rows):
@@ -415,9 +419,10 @@ class Argo:
 
 class Flush:
     """`files` queued daily files (bench/pipeline.py's config and samples) appended to
-    a store holding the day before them."""
+    a store holding the day before them; with `passthrough`, into the layout that
+    `zru config suggest` prints for the files (their chunks, shuffle + zlib)."""
 
-    def __init__(self, work, files, lat, lon, runs):
+    def __init__(self, work, files, lat, lon, runs, passthrough=False):
         self.work, self.runs = work / f"flush-{files}-{lat}x{lon}", runs
         if not self.work.exists():
             making = work / "making-flush"
@@ -431,19 +436,29 @@ class Flush:
         self.first, self.files = raw[0], raw[1:]
         self.keys = [str(p.relative_to(self.work)) for p in self.files]
         self.zarr = self.work / "data" / "zarr"
-        self.store = self.work / pipeline.CONFIG["store"]
+        self.layout, self.config = ("-pass", "config-pass") if passthrough else ("", "config")
+        config = pipeline.CONFIG
+        if passthrough:
+            _, out = timed([ZRU, "config", "suggest", self.first, "--name", "sst"])
+            config = {**json.loads(out), "store": "data/zarr/sst-pass.zarr", "time_step": "1 day",
+                      "key_patterns": pipeline.CONFIG["key_patterns"]}
+            (self.work / self.config).mkdir(exist_ok=True)
+            (self.work / self.config / "sst.json").write_text(json.dumps(config))
+        self.store = self.work / config["store"]
 
     def zru_store(self):
-        base = self.zarr / "base-zru.zarr"
+        base = self.zarr / f"base-zru{self.layout}.zarr"
         if not base.exists():
             shutil.rmtree(self.store, ignore_errors=True)
             ledger(self.store).unlink(missing_ok=True)
-            timed([ZRU, "ingest", self.first.relative_to(self.work)], cwd=self.work)
+            _, out = timed([ZRU, "ingest", "--config", self.config, self.first.relative_to(self.work)], cwd=self.work)
+            if self.layout:
+                check_passed_through(out)
             move_store(self.store, base)
         return base
 
     def xarray_store(self):
-        return xarray_copy(self.first, self.zru_store(), self.zarr / "base-xarray.zarr")
+        return xarray_copy(self.first, self.zru_store(), self.zarr / f"base-xarray{self.layout}.zarr")
 
     def check(self, store):
         """The store's time axis is the first day's then the files' in order, and the
@@ -458,21 +473,47 @@ class Flush:
 
     def rows(self):
         """(operation, files, zru, xarray, xarray+dask, floor) of the whole flush and per file."""
-        zru_base, xarray_base = self.zru_store(), self.xarray_store()
+        z, x, d, floor = self.measure()
+        n = len(self.files)
+        return [("flush", n, z, x, d, floor),
+                ("flush/file", n, *(per_file(m, n) for m in (z, x, d)), floor / n)]
+
+    def passthrough_rows(self):
+        """(operation, zru passthrough, zru parallel decode, xarray, xarray+dask, floor)
+        of the whole flush and per file, in the passthrough layout."""
+        copied, x, d, floor = self.measure("passthrough")
+        decoded = self.zru("parallel")
+        n = len(self.files)
+        return [("flush", copied, decoded, x, d, floor),
+                ("flush/file", *(per_file(m, n) for m in (copied, decoded, x, d)), floor / n)]
+
+    def zru(self, decode=None):
+        """zru's enqueue + flush of the files (`decode`: ZRU_DECODE's value, if set)."""
         shutil.rmtree(self.work / "data" / "state", ignore_errors=True)
-        cmds = [[ZRU, "ingest", "--no-flush", *self.keys], [ZRU, "flush"]]
-        z = repeat(self.runs, zru_base, self.store, cmds, self.work, check=self.check)
-        target = self.zarr / "xarray.zarr"
+        cmds = [[ZRU, "ingest", "--config", self.config, "--no-flush", *self.keys],
+                [ZRU, "flush", "--config", self.config]]
+        env = {"ZRU_DECODE": decode} if decode else None
+        return repeat(self.runs, self.zru_store(), self.store, cmds, self.work, check=self.check, env=env)
+
+    def measure(self, decode=None):
+        """zru, xarray, xarray+dask and the floor: (seconds, peak MiB, bytes, CPU seconds)
+        of the first three, seconds of the floor."""
+        xarray_base = self.xarray_store()
+        z = self.zru(decode)
+        target = self.zarr / f"xarray{self.layout}.zarr"
         cmd = [PYTHON, OPS, "append", target, *self.files]
         x = repeat(self.runs, xarray_base, target, [cmd], self.work, seconds_from_stdout=True, check=self.check)
         cmd = [PYTHON, OPS, "append-dask", target, *self.files]
         d = repeat(self.runs, xarray_base, target, [cmd], self.work, seconds_from_stdout=True, check=self.check)
         floor = floor_seconds(self.runs, self.files, self.work)
-        n = len(self.files)
-        per_file = lambda m: (m[0] / n, m[1], m[2] / n, m[3] / n)  # noqa: E731
-        print(f"  measured flush of {n} files", file=sys.stderr, flush=True)
-        return [("flush", n, z, x, d, floor),
-                ("flush/file", n, per_file(z), per_file(x), per_file(d), floor / n)]
+        print(f"  measured flush of {len(self.files)} files{self.layout}", file=sys.stderr, flush=True)
+        return z, x, d, floor
+
+
+def per_file(measure, n):
+    """A (seconds, peak MiB, bytes, CPU seconds) of n files, per file (peak unchanged)."""
+    seconds, peak, written, cpu = measure
+    return seconds / n, peak, written / n, cpu / n
 
 
 def gridded_rows(bench, all_steps):
@@ -568,7 +609,13 @@ def main():
                    f"{bench.level}, Zarr V3, store of {args.steps[0]} steps; zru passthrough "
                    f"(ZRU_DECODE=passthrough) and parallel decode (ZRU_DECODE=parallel); "
                    f"median of {args.runs} runs; {os.cpu_count()} cores")
-        print_passthrough(caption, passthrough_rows(bench, args.steps[0]))
+        rows = passthrough_rows(bench, args.steps[0])
+        if "flush" in args.only:
+            flush = Flush(args.work, args.flush_files, args.flush_lat, args.flush_lon, args.runs, passthrough=True)
+            rows += flush.passthrough_rows()
+            caption += (f"; flush: {args.flush_files} queued daily files of {args.flush_lat} x {args.flush_lon} "
+                        f"in the layout zru config suggest prints for them")
+        print_passthrough(caption, rows)
 
 
 if __name__ == "__main__":
