@@ -19,7 +19,15 @@ Stores of N steps hold real data in their first and last slot; the slots between
 have time values but no chunks (zru: time_step gap; xarray: to_zarr(compute=False)),
 so every N costs the same to build and only the axis length differs.
 
-Two more row groups (--only gridded argo flush selects them):
+More row groups (--only gridded passthrough argo flush selects them):
+
+- passthrough: the same files appended and overwritten (store of the first --steps
+  steps) in the layout `zru config suggest` prints for them (the files' chunks
+  1 x 500 x 1000, byte shuffle + zlib 4, V3), where zru copies the compressed chunks.
+  Rows: zru (ZRU_DECODE=passthrough), zru decoding and re-encoding
+  (ZRU_DECODE=parallel), xarray and xarray+dask writing the same chunks and codecs
+  (numcodecs shuffle + zlib), the floor; wall and CPU seconds. With `flush` also
+  selected, the flush below in the layout suggested for its files.
 
 - argo: one single-cycle Argo file into a store of --profiles generated profiles
   (bench/profiles.py's collection, 20 levels in store and file alike, so that a plain
