@@ -16,12 +16,12 @@ import xarray as xr
 
 from conftest import (
     PROVENANCE,
+    DecodePathStore,
     assert_dataset_values,
     ingest,
     open_sources,
     open_store,
     place,
-    remove,
     run_zru,
     write_config,
 )
@@ -75,31 +75,6 @@ def daily_files(out, days=3, lat=110, lon=90, revision=0):
     return files
 
 
-class Store:
-    """One store, its config and raw root, written through one decode path."""
-
-    def __init__(self, tmp_path, decode, zarr_format):
-        self.decode = decode
-        self.root = tmp_path / decode
-        self.raw = self.root / "raw"
-        self.store = self.root / "sst.zarr"
-        self.config = self.root / "config"
-        write_config(self.config, "sst", store=self.store, chunks=CHUNKS,
-                     zarr_format=zarr_format, compressor=COMPRESSOR)
-
-    def ingest(self, monkeypatch, files):
-        monkeypatch.setenv("ZRU_DECODE", self.decode)
-        placed = [place(f, self.raw, f"sst/{f.name}") for f in files]
-        return ingest(self.config, self.raw, placed, cwd=self.root)
-
-    def remove(self, monkeypatch, files):
-        monkeypatch.setenv("ZRU_DECODE", self.decode)
-        keys = [f"sst/{f.name}" for f in files]
-        for key in keys:
-            (self.raw / key).unlink()
-        return remove(self.config, self.raw, keys, cwd=self.root)
-
-
 def passed(res):
     return [r["stats"]["chunks_passed_through"] for r in res.records]
 
@@ -116,7 +91,7 @@ def assert_same_stores(stores):
 def test_passthrough_stores_read_like_decoded_ones(tmp_path, monkeypatch, zarr_format):
     files = daily_files(tmp_path / "gen")
     revised = daily_files(tmp_path / "rev", revision=1)
-    stores = [Store(tmp_path, d, zarr_format) for d in DECODES]
+    stores = [DecodePathStore(tmp_path, d, zarr_format, CHUNKS, COMPRESSOR) for d in DECODES]
     # Days 0 and 2 (day 1 is a gap), then day 1 into the gap, then a revision of day 2.
     for step, batch in enumerate([[files[0], files[2]], [files[1]], [revised[2]]]):
         for store in stores:
@@ -161,7 +136,7 @@ def test_a_store_with_other_chunks_or_codecs_is_decoded(tmp_path, monkeypatch):
 def test_the_event_line_says_how_many_chunks_were_copied(tmp_path, monkeypatch):
     files = daily_files(tmp_path / "gen", days=1)
     monkeypatch.delenv("ZRU_DECODE", raising=False)
-    store = Store(tmp_path, "passthrough", 3)
+    store = DecodePathStore(tmp_path, "passthrough", 3, CHUNKS, COMPRESSOR)
     placed = place(files[0], store.raw, f"sst/{files[0].name}")
     res = run_zru("ingest", "--config", store.config, "--raw-root", store.raw, placed,
                   cwd=store.root, expect_ok=True)
