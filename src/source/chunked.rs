@@ -150,7 +150,7 @@ impl ChunkReader {
         let mut values = vec![T::zeroed(); total];
         let out = SharedOut::new(bytemuck::cast_slice_mut(&mut values));
         let width = self.element.size();
-        let chunk_bytes = self.layout.chunk.iter().product::<u64>() as usize * width;
+        let chunk_bytes = self.chunk_bytes();
         chunks.par_iter().try_for_each(|stored| {
             let raw = self.read_raw(&stored.location)?;
             let plain =
@@ -166,6 +166,11 @@ impl ChunkReader {
             Some(())
         })?;
         Some(values)
+    }
+
+    /// The bytes of one decoded chunk (edge chunks are stored padded to it).
+    pub(crate) fn chunk_bytes(&self) -> usize {
+        self.layout.chunk.iter().product::<u64>() as usize * self.element.size()
     }
 
     /// How the variable's chunks are stored.
