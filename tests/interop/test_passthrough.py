@@ -234,3 +234,18 @@ def test_a_file_with_a_damaged_chunk_is_rejected_and_the_store_untouched(
     if decode == "passthrough":
         named.append("chunk [0, 1, 1]")
     assert all(n in letters[0]["last_error"] for n in named), letters
+
+
+def test_a_bad_decode_value_stops_zru_before_it_reads_or_queues_anything(
+        tmp_path, monkeypatch):
+    files = daily_files(tmp_path / "gen", days=1)
+    store = DecodePathStore(tmp_path, "fast", 3, CHUNKS, COMPRESSOR)
+    placed = place(files[0], store.raw, f"sst/{files[0].name}")
+    monkeypatch.setenv("ZRU_DECODE", "fast")
+    for args in (["ingest", "--config", store.config, "--raw-root", store.raw, placed],
+                 ["flush", "--config", store.config]):
+        res = run_zru(*args, cwd=store.root, expect_ok=False)
+        assert ('ZRU_DECODE="fast" is not a decode path; use `passthrough` (the default), '
+                '`parallel` or `netcdf-c`') in res.stderr, res.describe()
+    # Nothing queued, no store, no state: only the config and the raw file.
+    assert sorted(p.name for p in store.root.iterdir()) == ["config", "raw"]
