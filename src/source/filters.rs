@@ -311,5 +311,13 @@ mod tests {
             check(&stored, &filters, 0, 100),
             Err(ChunkDamage::TooLong { limit: 4296 })
         );
+        // With Fletcher-32 (not a passthrough layout), the checksum is checked too.
+        let mut checked = stored.clone();
+        checked.extend_from_slice(&fletcher32(&stored).to_le_bytes());
+        let with_sum = [Filter::Shuffle(2), Filter::Deflate, Filter::Fletcher32];
+        assert_eq!(check(&checked, &with_sum, 0, n), Ok(()));
+        let mut bad_sum = checked.clone();
+        *bad_sum.last_mut().unwrap() ^= 1;
+        assert_eq!(check(&bad_sum, &with_sum, 0, n), Err(ChunkDamage::Checksum));
     }
 }
