@@ -5,9 +5,13 @@
 # prints), appending then overwriting the last day with ZRU_DECODE=passthrough,
 # parallel and netcdf-c in turn. Prints wall and CPU seconds, peak RSS and the chunks
 # passed through of each run. Usage: bench/ab_passthrough.sh [ROUNDS] [LAT LON]
+# Env: MODES (default "passthrough parallel netcdf-c"); ZRU_BINS="A B ..." runs each
+# mode with each binary in turn (before/after of a change), labelled by its position.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 zru="${ZRU_BIN:-$root/target/release/zru}"
+modes="${MODES:-passthrough parallel netcdf-c}"
+bins=(${ZRU_BINS:-$zru})
 rounds="${1:-3}" lat="${2:-4500}" lon="${3:-6000}"
 w="$root/bench/work-pass-$lat-$lon"
 mkdir -p "$w/gen" "$w/raw/sst" "$w/config"
@@ -24,17 +28,21 @@ if [ ! -d "$w/base.zarr" ]; then
     && "$zru" ingest --config config --raw-root raw "raw/sst/${files[0]}" "raw/sst/${files[1]}" >/dev/null \
     && mv ab.zarr base.zarr && mv ab.zarr.zru-ledger.json base.zarr.zru-ledger.json)
 fi
-run() { # mode label
-  (cd "$w" && ZRU_DECODE=$1 /usr/bin/time -f "$1 $2 wall %e user %U sys %S maxrss_kb %M" \
-    "$zru" ingest --config config --raw-root raw --json "$last" 2>&1 \
+run() { # mode operation binary tag
+  (cd "$w" && ZRU_DECODE=$1 /usr/bin/time -f "$4$1 $2 wall %e user %U sys %S maxrss_kb %M" \
+    "$3" ingest --config config --raw-root raw --json "$last" 2>&1 \
     | sed -n 's/.*"chunks_passed_through":\([0-9]*\).*/passed \1/p;/wall/p' | paste -sd' ')
 }
 for _ in $(seq "$rounds"); do
-  for mode in passthrough parallel netcdf-c; do
-    rm -rf "$w/ab.zarr" "$w/ab.zarr.zru-ledger.json"
-    cp -r "$w/base.zarr" "$w/ab.zarr"
-    cp "$w/base.zarr.zru-ledger.json" "$w/ab.zarr.zru-ledger.json"
-    run "$mode" append
-    run "$mode" overwrite
+  for mode in $modes; do
+    for b in "${!bins[@]}"; do
+      rm -rf "$w/ab.zarr" "$w/ab.zarr.zru-ledger.json"
+      cp -r "$w/base.zarr" "$w/ab.zarr"
+      cp "$w/base.zarr.zru-ledger.json" "$w/ab.zarr.zru-ledger.json"
+      tag=""
+      [ "${#bins[@]}" -gt 1 ] && tag="bin$b:"
+      run "$mode" append "${bins[$b]}" "$tag"
+      run "$mode" overwrite "${bins[$b]}" "$tag"
+    done
   done
 done

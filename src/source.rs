@@ -27,6 +27,7 @@ mod passthrough_tests;
 pub(crate) use bands::{Band, BandAssembler, BandPlan};
 use chunked::ChunkReader;
 pub use chunked::{Decode, DECODE_ENV};
+pub use filters::ChunkDamage;
 pub use passthrough::{ChunkCodec, RawChunk, StoredChunks};
 
 /// Why a source file could not be opened or read. Each message starts with the file's
@@ -137,6 +138,26 @@ pub enum SourceError {
         path: PathBuf,
         /// The name asked for.
         variable: String,
+    },
+    /// A stored chunk of a variable about to be copied compressed does not decode
+    /// (damaged bytes under intact HDF5 metadata: bit rot, a bad copy or upload).
+    #[error(
+        "{path}: variable {variable}: chunk {chunk:?} (stored at bytes {offset}..{end} of \
+         the file) is damaged: {damage}; the file is corrupt (a bad copy or upload?)"
+    )]
+    DamagedChunk {
+        /// The source file.
+        path: PathBuf,
+        /// The variable's name.
+        variable: String,
+        /// The chunk's index along each axis of the variable's chunk grid.
+        chunk: Vec<u64>,
+        /// Where its stored bytes start in the file.
+        offset: u64,
+        /// Where they end.
+        end: u64,
+        /// What is wrong with them.
+        damage: ChunkDamage,
     },
     /// `ZRU_DECODE` names no decode path.
     #[error("{path}: {reason}")]
@@ -279,22 +300,37 @@ impl SourceFile {
     }
 
     /// Every chunk of variable `name`, still encoded, when its chunk shape is `chunk`
-    /// and its filters are `codecs` (see [`passthrough`]); `None` if it cannot be copied
-    /// that way, or `ZRU_DECODE` asks for decoding.
+    /// and its filters are `codecs` (see [`passthrough`]), each checked to decode;
+    /// `None` if it cannot be copied that way, or `ZRU_DECODE` asks for decoding; an
+    /// error naming the chunk if one is damaged.
     pub(crate) fn raw_chunks(
         &self,
         name: &str,
         chunk: &[u64],
         codecs: &[ChunkCodec],
-    ) -> Option<Vec<RawChunk>> {
+    ) -> Result<Option<Vec<RawChunk>>, SourceError> {
         if self.decode != Decode::Passthrough {
-            return None;
+            return Ok(None);
         }
-        let var = self.variable(name)?;
+        let Some(var) = self.variable(name) else {
+            return Ok(None);
+        };
         if var.element == ElementType::Text || var.shape.is_empty() {
-            return None;
+            return Ok(None);
         }
-        self.chunk_reader(var)?.raw_chunks(chunk, codecs)
+        let Some(reader) = self.chunk_reader(var) else {
+            return Ok(None);
+        };
+        reader
+            .raw_chunks(chunk, codecs)
+            .map_err(|damaged| SourceError::DamagedChunk {
+                path: self.path.clone(),
+                variable: name.to_string(),
+                chunk: damaged.grid,
+                offset: damaged.offset,
+                end: damaged.offset.saturating_add(damaged.size),
+                damage: damaged.damage,
+            })
     }
 
     /// Reads `start..start + count` of a variable: its chunks decoded in parallel by

@@ -18,6 +18,7 @@
 //! | `ZRU_DOCTOR_WINDOW_MINUTES` | `60` | doctor: how far back it reads lag and queue age |
 //! | `ZRU_LAG_TARGET_SECONDS` | none | updater: lag target of every dataset (metric `LagOverTargetMilliseconds`) |
 //! | `ZRU_LAG_TARGETS` | none | updater: per-dataset lag targets, `name=seconds,...` |
+//! | `ZRU_DECODE` | `passthrough` | updater: how netCDF-4 chunks are read (`passthrough`, `parallel`, `netcdf-c`); any other value stops the start |
 //! | `AWS_LAMBDA_FUNCTION_NAME` | `zru` | updater: the metrics' `Function` dimension (set by Lambda) |
 //!
 //! AWS credentials, region and endpoint overrides (`AWS_ENDPOINT_URL`,
@@ -30,6 +31,7 @@ use thiserror::Error;
 
 use super::metrics::{LagTargets, MetricsContext};
 use super::retry::{Backoff, MAX_VISIBILITY};
+use crate::source::{Decode, DECODE_ENV};
 
 /// The default lock directory: on the EFS mount of the updater function.
 pub const DEFAULT_LOCK_DIR: &str = "/mnt/efs/zru-locks";
@@ -120,6 +122,15 @@ impl Settings {
             cap: seconds("ZRU_BACKOFF_CAP_SECONDS", Backoff::default().cap.as_secs())?,
         };
         check_backoff(&backoff)?;
+        // Read per source file; checked here so that a bad value stops the function at
+        // start instead of rejecting every event.
+        if let Some(value) = lookup(DECODE_ENV) {
+            Decode::parse(&value).map_err(|_| SettingsError {
+                name: DECODE_ENV.into(),
+                value,
+                reason: Decode::CHOICES.into(),
+            })?;
+        }
         let lag_default = match get("ZRU_LAG_TARGET_SECONDS") {
             None => None,
             Some(_) => Some(seconds("ZRU_LAG_TARGET_SECONDS", 0)?),
@@ -280,6 +291,23 @@ mod tests {
         }
         let err = settings(&[("ZRU_LAG_TARGETS", "sst")]).unwrap_err();
         assert_eq!(err.name, "ZRU_LAG_TARGETS");
+    }
+
+    #[test]
+    fn a_bad_decode_path_stops_the_start_naming_the_choices() {
+        for good in ["", "passthrough", "parallel", "netcdf-c"] {
+            assert!(settings(&[("ZRU_DECODE", good)]).is_ok(), "{good}");
+        }
+        let err = settings(&[("ZRU_DECODE", "fast")]).unwrap_err();
+        assert_eq!(
+            (err.name.as_str(), err.value.as_str()),
+            ("ZRU_DECODE", "fast")
+        );
+        assert_eq!(
+            err.to_string(),
+            "environment variable ZRU_DECODE=\"fast\": not a decode path; use \
+             `passthrough` (the default), `parallel` or `netcdf-c`"
+        );
     }
 
     #[test]

@@ -318,6 +318,9 @@ pub(crate) fn say_json(json: String) {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    // Read per source file; checked first so that a bad value fails the command
+    // instead of rejecting every event.
+    zru::source::Decode::from_env().map_err(anyhow::Error::msg)?;
     match cli.command {
         Command::Ingest {
             location,

@@ -37,20 +37,27 @@ pub enum Decode {
 }
 
 impl Decode {
+    /// What a value of [`DECODE_ENV`] must be.
+    pub const CHOICES: &'static str =
+        "not a decode path; use `passthrough` (the default), `parallel` or `netcdf-c`";
+
     /// The choice of [`DECODE_ENV`]: `passthrough` (the default when unset),
     /// `parallel` or `netcdf-c`.
     pub fn from_env() -> Result<Self, String> {
         match std::env::var(DECODE_ENV) {
             Err(_) => Ok(Self::Passthrough),
-            Ok(value) => match value.as_str() {
-                "" | "passthrough" => Ok(Self::Passthrough),
-                "parallel" => Ok(Self::Parallel),
-                "netcdf-c" => Ok(Self::NetcdfC),
-                other => Err(format!(
-                    "{DECODE_ENV}={other:?} is not a decode path; use `passthrough` (the \
-                     default), `parallel` or `netcdf-c`"
-                )),
-            },
+            Ok(value) => Self::parse(&value),
+        }
+    }
+
+    /// The decode path a value of [`DECODE_ENV`] names (empty: the default); the
+    /// error names the variable, the value and the choices.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value {
+            "" | "passthrough" => Ok(Self::Passthrough),
+            "parallel" => Ok(Self::Parallel),
+            "netcdf-c" => Ok(Self::NetcdfC),
+            other => Err(format!("{DECODE_ENV}={other:?} is {}", Self::CHOICES)),
         }
     }
 }
@@ -150,7 +157,7 @@ impl ChunkReader {
         let mut values = vec![T::zeroed(); total];
         let out = SharedOut::new(bytemuck::cast_slice_mut(&mut values));
         let width = self.element.size();
-        let chunk_bytes = self.layout.chunk.iter().product::<u64>() as usize * width;
+        let chunk_bytes = self.chunk_bytes();
         chunks.par_iter().try_for_each(|stored| {
             let raw = self.read_raw(&stored.location)?;
             let plain =
@@ -166,6 +173,11 @@ impl ChunkReader {
             Some(())
         })?;
         Some(values)
+    }
+
+    /// The bytes of one decoded chunk (edge chunks are stored padded to it).
+    pub(crate) fn chunk_bytes(&self) -> usize {
+        self.layout.chunk.iter().product::<u64>() as usize * self.element.size()
     }
 
     /// How the variable's chunks are stored.

@@ -4,8 +4,12 @@
 //! A chunk is stored with its dataset's filters applied in pipeline order; decoding runs
 //! them backwards, skipping those the chunk's filter mask marks as not applied. Any
 //! surprise (a stream that does not inflate, a checksum that does not match, a decoded
-//! size other than the chunk's) is `None`: the caller then reads through netCDF-C,
-//! which decodes or reports the error exactly as before.
+//! size other than the chunk's) is `None` from [`decode`]: the caller then reads through
+//! netCDF-C, which decodes or reports the error exactly as before. [`check`] runs the
+//! same pipeline over a chunk that is copied compressed (passthrough) and says what is
+//! wrong with it ([`ChunkDamage`]), since nothing else would decode it.
+
+use std::borrow::Cow;
 
 use flate2::{Decompress, FlushDecompress, Status};
 
@@ -20,26 +24,91 @@ pub(crate) enum Filter {
     Fletcher32,
 }
 
+/// Why a stored chunk does not decode: the file's bytes are damaged (bit rot, a bad
+/// copy or upload) although its HDF5 metadata reads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChunkDamage {
+    /// zlib rejects the stream: a bad header, an invalid deflate block or an Adler-32
+    /// checksum that does not match the inflated bytes.
+    #[error("its deflate stream does not inflate ({0})")]
+    Inflate(String),
+    /// The stream stops before its end.
+    #[error("its deflate stream is cut short ({stored} bytes stored)")]
+    Truncated {
+        /// The chunk's stored bytes.
+        stored: usize,
+    },
+    /// The stream inflates to far more than the chunk holds.
+    #[error("its deflate stream inflates to more than {limit} bytes")]
+    TooLong {
+        /// The bytes inflated before giving up.
+        limit: usize,
+    },
+    /// The trailing Fletcher-32 checksum does not match.
+    #[error("its Fletcher-32 checksum does not match")]
+    Checksum,
+    /// The decoded chunk is not the chunk's size.
+    #[error("it decodes to {got} bytes, not the chunk's {want}")]
+    Size {
+        /// Bytes decoded.
+        got: usize,
+        /// Bytes of one chunk (its elements times their width).
+        want: usize,
+    },
+}
+
 /// Decodes one stored chunk: `filters` in pipeline order, `mask` the chunk's filter
 /// mask (bit i set: filter i was not applied), `size` the decoded chunk's bytes.
 pub(crate) fn decode(raw: Vec<u8>, filters: &[Filter], mask: u32, size: usize) -> Option<Vec<u8>> {
+    undo(Cow::Owned(raw), filters, mask, size, true)
+        .ok()
+        .map(Cow::into_owned)
+}
+
+/// Checks that a stored chunk decodes to `size` bytes (arguments as [`decode`]) without
+/// keeping its values: the deflate stream inflates, with its Adler-32 checksum, and the
+/// Fletcher-32 checksum matches. Byte shuffle keeps the length, so it is not undone.
+pub(crate) fn check(
+    raw: &[u8],
+    filters: &[Filter],
+    mask: u32,
+    size: usize,
+) -> Result<(), ChunkDamage> {
+    undo(Cow::Borrowed(raw), filters, mask, size, false).map(drop)
+}
+
+/// Runs the pipeline backwards over a stored chunk (shuffle only if `unshuffle`).
+fn undo<'a>(
+    raw: Cow<'a, [u8]>,
+    filters: &[Filter],
+    mask: u32,
+    size: usize,
+    unshuffle_too: bool,
+) -> Result<Cow<'a, [u8]>, ChunkDamage> {
     let mut data = raw;
     for (i, filter) in filters.iter().enumerate().rev() {
         if i < 32 && mask & (1 << i) != 0 {
             continue;
         }
         data = match *filter {
-            Filter::Deflate => inflate(&data, size)?,
-            Filter::Shuffle(width) => unshuffle(&data, width),
-            Filter::Fletcher32 => strip_checksum(data)?,
+            Filter::Deflate => Cow::Owned(inflate(&data, size)?),
+            Filter::Shuffle(width) if unshuffle_too => Cow::Owned(unshuffle(&data, width)),
+            Filter::Shuffle(_) => data,
+            Filter::Fletcher32 => Cow::Owned(strip_checksum(data.into_owned())?),
         };
     }
-    (data.len() == size).then_some(data)
+    if data.len() != size {
+        return Err(ChunkDamage::Size {
+            got: data.len(),
+            want: size,
+        });
+    }
+    Ok(data)
 }
 
 /// Inflates a zlib stream of about `size` bytes (a checksum filter earlier in the
 /// pipeline adds a few); more than twice that is not this chunk's data.
-fn inflate(input: &[u8], size: usize) -> Option<Vec<u8>> {
+fn inflate(input: &[u8], size: usize) -> Result<Vec<u8>, ChunkDamage> {
     let limit = size.saturating_mul(2).saturating_add(4096);
     let mut out = Vec::with_capacity(size + 16);
     let mut inflater = Decompress::new(true);
@@ -48,13 +117,21 @@ fn inflate(input: &[u8], size: usize) -> Option<Vec<u8>> {
         let before = out.len();
         let status = inflater
             .decompress_vec(&input[consumed..], &mut out, FlushDecompress::Finish)
-            .ok()?;
+            .map_err(|e| ChunkDamage::Inflate(e.to_string()))?;
         match status {
-            Status::StreamEnd => return Some(out),
+            Status::StreamEnd => return Ok(out),
             _ if out.len() == out.capacity() && out.len() < limit => {
                 out.reserve(out.len().min(limit - out.len()).max(64))
             }
-            _ if out.len() == before && inflater.total_in() as usize == consumed => return None,
+            _ if out.len() == before && inflater.total_in() as usize == consumed => {
+                return Err(if out.len() >= limit {
+                    ChunkDamage::TooLong { limit }
+                } else {
+                    ChunkDamage::Truncated {
+                        stored: input.len(),
+                    }
+                });
+            }
             _ => {}
         }
     }
@@ -79,14 +156,20 @@ pub(crate) fn unshuffle(data: &[u8], width: usize) -> Vec<u8> {
 
 /// Checks and removes the trailing Fletcher-32 checksum (stored little-endian; HDF5
 /// also accepts the byte order written by its 1.6 releases).
-fn strip_checksum(mut data: Vec<u8>) -> Option<Vec<u8>> {
-    let body = data.len().checked_sub(4)?;
-    let stored = u32::from_le_bytes(data[body..].try_into().ok()?);
+fn strip_checksum(mut data: Vec<u8>) -> Result<Vec<u8>, ChunkDamage> {
+    let body = data.len().checked_sub(4).ok_or(ChunkDamage::Checksum)?;
+    let mut tail = [0u8; 4];
+    tail.copy_from_slice(&data[body..]);
+    let stored = u32::from_le_bytes(tail);
     data.truncate(body);
     let sum = fletcher32(&data);
     let [a, b, c, d] = sum.to_le_bytes();
     let old_order = u32::from_le_bytes([b, a, d, c]);
-    (stored == sum || stored == old_order).then_some(data)
+    if stored == sum || stored == old_order {
+        Ok(data)
+    } else {
+        Err(ChunkDamage::Checksum)
+    }
 }
 
 /// HDF5's Fletcher-32 over 16-bit big-endian words (an odd last byte is the high byte
@@ -170,5 +253,71 @@ mod tests {
         let mut unzipped = shuffled.clone();
         unzipped.extend_from_slice(&fletcher32(&shuffled).to_le_bytes());
         assert_eq!(decode(unzipped, &filters, 0b010, plain.len()), Some(plain));
+    }
+
+    #[test]
+    fn check_says_what_is_wrong_with_a_damaged_chunk() {
+        let plain: Vec<u8> = (0..4000u32)
+            .flat_map(|i| ((i * 7) as u16).to_le_bytes())
+            .collect();
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(4));
+        z.write_all(&shuffle(&plain, 2)).unwrap();
+        let stored = z.finish().unwrap();
+        let filters = [Filter::Shuffle(2), Filter::Deflate];
+        let n = plain.len();
+        assert_eq!(check(&stored, &filters, 0, n), Ok(()));
+        // One byte flipped in the deflate stream; in its Adler-32 trailer.
+        let mut flipped = stored.clone();
+        flipped[stored.len() / 2] ^= 0xff;
+        assert!(
+            matches!(
+                check(&flipped, &filters, 0, n),
+                Err(ChunkDamage::Inflate(_))
+            ),
+            "{:?}",
+            check(&flipped, &filters, 0, n)
+        );
+        let mut trailer = stored.clone();
+        *trailer.last_mut().unwrap() ^= 1;
+        let Err(ChunkDamage::Inflate(why)) = check(&trailer, &filters, 0, n) else {
+            panic!("a bad Adler-32 passed");
+        };
+        assert!(why.contains("data check"), "{why}");
+        // Cut short.
+        let cut = &stored[..stored.len() - 10];
+        assert_eq!(
+            check(cut, &filters, 0, n),
+            Err(ChunkDamage::Truncated {
+                stored: stored.len() - 10
+            })
+        );
+        // A whole stream of another size; unfiltered bytes of another size.
+        assert_eq!(
+            check(&stored, &filters, 0, n + 2),
+            Err(ChunkDamage::Size {
+                got: n,
+                want: n + 2
+            })
+        );
+        assert_eq!(
+            check(&plain[1..], &[], 0, n),
+            Err(ChunkDamage::Size {
+                got: n - 1,
+                want: n
+            })
+        );
+        // A stream of far more than the chunk.
+        assert_eq!(
+            check(&stored, &filters, 0, 100),
+            Err(ChunkDamage::TooLong { limit: 4296 })
+        );
+        // With Fletcher-32 (not a passthrough layout), the checksum is checked too.
+        let mut checked = stored.clone();
+        checked.extend_from_slice(&fletcher32(&stored).to_le_bytes());
+        let with_sum = [Filter::Shuffle(2), Filter::Deflate, Filter::Fletcher32];
+        assert_eq!(check(&checked, &with_sum, 0, n), Ok(()));
+        let mut bad_sum = checked.clone();
+        *bad_sum.last_mut().unwrap() ^= 1;
+        assert_eq!(check(&bad_sum, &with_sum, 0, n), Err(ChunkDamage::Checksum));
     }
 }

@@ -13,7 +13,8 @@
 use rayon::prelude::*;
 
 use super::chunked::{next_index, ChunkReader};
-use super::filters::Filter;
+use super::filters::{self, ChunkDamage, Filter};
+use super::hdf5_index::ChunkLocation;
 use super::SourceFile;
 use crate::values::ElementType;
 
@@ -87,20 +88,65 @@ pub(crate) fn codecs_of(filters: &[Filter]) -> Option<Vec<ChunkCodec>> {
         .collect()
 }
 
+/// A stored chunk that does not decode, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DamagedChunk {
+    /// The chunk's index along each axis of the chunk grid.
+    pub grid: Vec<u64>,
+    /// Where its stored bytes start in the file.
+    pub offset: u64,
+    /// How many bytes are stored.
+    pub size: u64,
+    /// What is wrong with them.
+    pub damage: ChunkDamage,
+}
+
 impl ChunkReader {
     /// Every chunk of the variable, still encoded, if its chunk shape is `chunk`, its
     /// filters are `codecs` and every chunk is stored with all of them applied; else
-    /// `None`. The chunk index is read serially (HDF5), the bytes in parallel.
-    pub(crate) fn raw_chunks(&self, chunk: &[u64], codecs: &[ChunkCodec]) -> Option<Vec<RawChunk>> {
+    /// `None`. The chunk index is read serially (HDF5), the bytes in parallel, each
+    /// chunk checked to decode ([`filters::check`]: nothing decodes the bytes copied,
+    /// so damaged bytes under intact metadata would otherwise reach the store).
+    pub(crate) fn raw_chunks(
+        &self,
+        chunk: &[u64],
+        codecs: &[ChunkCodec],
+    ) -> Result<Option<Vec<RawChunk>>, DamagedChunk> {
         let layout = self.layout();
-        if layout.chunk != chunk || codecs_of(&layout.filters)? != codecs {
+        if layout.chunk != chunk || codecs_of(&layout.filters).as_deref() != Some(codecs) {
+            return Ok(None);
+        }
+        let Some(located) = self.locate_all(chunk) else {
+            return Ok(None);
+        };
+        let size = self.chunk_bytes();
+        located
+            .into_par_iter()
+            .map(|(grid, location)| {
+                let Some(bytes) = self.read_raw(&location) else {
+                    return Ok(None);
+                };
+                match filters::check(&bytes, &layout.filters, location.mask, size) {
+                    Ok(()) => Ok(Some(RawChunk { grid, bytes })),
+                    Err(damage) => Err(DamagedChunk {
+                        grid,
+                        offset: location.offset,
+                        size: location.size,
+                        damage,
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    /// Every chunk of the chunk grid (chunk shape `chunk`) with where it is stored, in
+    /// C order; `None` if one is not stored or not with every filter applied.
+    fn locate_all(&self, chunk: &[u64]) -> Option<Vec<(Vec<u64>, ChunkLocation)>> {
+        let shape = &self.layout().shape;
+        if shape.contains(&0) {
             return None;
         }
-        if layout.shape.contains(&0) {
-            return None;
-        }
-        let last: Vec<u64> = layout
-            .shape
+        let last: Vec<u64> = shape
             .iter()
             .zip(chunk)
             .map(|(n, c)| n.div_ceil(*c) - 1)
@@ -116,18 +162,9 @@ impl ChunkReader {
             }
             located.push((grid.clone(), location));
             if !next_index(&mut grid, &first, &last) {
-                break;
+                return Some(located);
             }
         }
-        located
-            .into_par_iter()
-            .map(|(grid, location)| {
-                Some(RawChunk {
-                    grid,
-                    bytes: self.read_raw(&location)?,
-                })
-            })
-            .collect()
     }
 }
 

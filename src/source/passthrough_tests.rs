@@ -4,10 +4,11 @@
 
 use std::path::Path;
 
+use super::chunked::ChunkReader;
 use super::decode_tests::raw;
 use super::filters::{self, Filter};
 use super::passthrough::ChunkCodec;
-use super::{Decode, SourceFile};
+use super::{ChunkDamage, Decode, SourceError, SourceFile};
 use crate::values::Values;
 
 const CHUNK: [u64; 3] = [1, 10, 16];
@@ -69,7 +70,7 @@ fn shuffled_deflated_chunks_are_copied_and_decode_to_the_files_values() {
     write_file(&path);
     let source = SourceFile::open(&path).unwrap();
     let sst = [ChunkCodec::Shuffle(4), ChunkCodec::Zlib];
-    let chunks = source.raw_chunks("sst", &CHUNK, &sst).unwrap();
+    let chunks = source.raw_chunks("sst", &CHUNK, &sst).unwrap().unwrap();
     // 3 x 4 x 4 chunks, in C order of the chunk grid.
     assert_eq!(chunks.len(), 48);
     assert_eq!(chunks[5].grid, [0, 1, 1]);
@@ -97,7 +98,7 @@ fn shuffled_deflated_chunks_are_copied_and_decode_to_the_files_values() {
         assert_eq!(plain, expected, "chunk {:?}", chunk.grid);
     }
     // Unfiltered chunks are the values themselves.
-    let plain = source.raw_chunks("plain", &CHUNK, &[]).unwrap();
+    let plain = source.raw_chunks("plain", &CHUNK, &[]).unwrap().unwrap();
     assert_eq!(plain.len(), 48);
     assert_eq!(plain[0].bytes.len(), chunk_bytes);
 }
@@ -110,24 +111,76 @@ fn anything_but_the_same_chunks_and_codecs_falls_back() {
     let mut source = SourceFile::open(&path).unwrap();
     let sst = [ChunkCodec::Shuffle(4), ChunkCodec::Zlib];
     // Another chunk shape or other codecs.
-    assert!(source.raw_chunks("sst", &[1, 10, 32], &sst).is_none());
-    assert!(source
-        .raw_chunks("sst", &CHUNK, &[ChunkCodec::Zlib])
-        .is_none());
-    assert!(source
-        .raw_chunks("sst", &CHUNK, &[ChunkCodec::Shuffle(2), ChunkCodec::Zlib])
-        .is_none());
-    assert!(source.raw_chunks("plain", &CHUNK, &sst).is_none());
+    let none = |source: &SourceFile, name, chunk: &[u64], codecs: &[ChunkCodec]| {
+        matches!(source.raw_chunks(name, chunk, codecs), Ok(None))
+    };
+    assert!(none(&source, "sst", &[1, 10, 32], &sst));
+    assert!(none(&source, "sst", &CHUNK, &[ChunkCodec::Zlib]));
+    assert!(none(
+        &source,
+        "sst",
+        &CHUNK,
+        &[ChunkCodec::Shuffle(2), ChunkCodec::Zlib]
+    ));
+    assert!(none(&source, "plain", &CHUNK, &sst));
     // Fletcher-32 (no Zarr codec reads it), big-endian values, unstored chunks.
     for name in ["checked", "big", "partial"] {
-        assert!(source.raw_chunks(name, &CHUNK, &sst).is_none(), "{name}");
+        assert!(none(&source, name, &CHUNK, &sst), "{name}");
     }
     // ZRU_DECODE=parallel or netcdf-c: never.
     for decode in [Decode::Parallel, Decode::NetcdfC] {
         source.set_decode(decode);
-        assert!(
-            source.raw_chunks("sst", &CHUNK, &sst).is_none(),
-            "{decode:?}"
-        );
+        assert!(none(&source, "sst", &CHUNK, &sst), "{decode:?}");
     }
+}
+
+#[test]
+fn a_damaged_chunk_is_an_error_naming_it_not_a_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("damaged.nc");
+    write_file(&path);
+    let sst = [ChunkCodec::Shuffle(4), ChunkCodec::Zlib];
+    // Chunk (1, 2, 3) of sst: one byte in the middle of its deflate stream flipped.
+    let location = {
+        let source = SourceFile::open(&path).unwrap();
+        let var = source.variable("sst").unwrap();
+        let reader = ChunkReader::open(&path, "sst", var.element, &var.shape).unwrap();
+        reader.locate(&[1, 20, 48]).unwrap()
+    };
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[(location.offset + location.size / 2) as usize] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let source = SourceFile::open(&path).unwrap();
+    let err = source.raw_chunks("sst", &CHUNK, &sst).unwrap_err();
+    match &err {
+        SourceError::DamagedChunk {
+            variable,
+            chunk,
+            offset,
+            damage,
+            ..
+        } => {
+            assert_eq!(
+                (variable.as_str(), chunk.as_slice()),
+                ("sst", &[1, 2, 3][..])
+            );
+            assert_eq!(*offset, location.offset);
+            assert!(matches!(damage, ChunkDamage::Inflate(_)), "{damage:?}");
+        }
+        other => panic!("not a damaged chunk: {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains("damaged.nc: variable sst: chunk [1, 2, 3]"),
+        "{message}"
+    );
+    // The other variables' chunks are intact.
+    assert_eq!(
+        source
+            .raw_chunks("plain", &CHUNK, &[])
+            .unwrap()
+            .unwrap()
+            .len(),
+        48
+    );
 }

@@ -8,7 +8,9 @@ like the source files. Fletcher-32 and big-endian variables fall back to decodin
 from __future__ import annotations
 
 import json
+import subprocess
 
+import h5py
 import netCDF4
 import numpy as np
 import pytest
@@ -18,12 +20,16 @@ from conftest import (
     PROVENANCE,
     DecodePathStore,
     assert_dataset_values,
+    assert_event,
+    assert_tree_unchanged,
     ingest,
     open_sources,
     open_store,
     place,
     run_zru,
+    tree_hash,
     write_config,
+    zru_path,
 )
 
 CHUNKS = {"time": 1, "lat": 50, "lon": 30}
@@ -187,3 +193,69 @@ def test_config_suggest_explains_a_file_with_nothing_to_pass(tmp_path):
     res = run_zru("config", "suggest", path, expect_ok=False)
     assert "no variable along time can be copied compressed: v: not chunked" in res.stderr, (
         res.describe())
+
+
+def damage_chunk(src, dst, variable="sea_surface_temperature", chunk=(0, 50, 30)):
+    """A copy of ``src`` with one byte flipped in the middle of the compressed bytes of
+    ``variable``'s chunk starting at element ``chunk`` (HDF5 metadata left intact)."""
+    with h5py.File(src, "r") as f:
+        info = f[variable].id.get_chunk_info_by_coord(chunk)
+    data = bytearray(src.read_bytes())
+    data[info.byte_offset + info.size // 2] ^= 0xFF
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(bytes(data))
+    with netCDF4.Dataset(dst) as nc, pytest.raises(Exception):
+        nc[variable][...]
+    return dst
+
+
+def dead_letters(store):
+    # `queue --json` prints one pretty-printed document (run_zru parses JSON lines).
+    out = subprocess.run([zru_path(), "queue", "--json"], cwd=store.root,
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)["dead_letters"]
+
+
+@pytest.mark.parametrize("decode", ["passthrough", "parallel"])
+@pytest.mark.parametrize("event", ["append", "overwrite"])
+def test_a_file_with_a_damaged_chunk_is_rejected_and_the_store_untouched(
+        tmp_path, monkeypatch, event, decode):
+    files = daily_files(tmp_path / "gen", days=2)
+    bad = damage_chunk(files[1], tmp_path / "bad" / files[1].name)
+    store = DecodePathStore(tmp_path, decode, 3, CHUNKS, COMPRESSOR)
+    store.ingest(monkeypatch, files if event == "overwrite" else files[:1])
+    before = tree_hash(store.store)
+    opened = open_store(store.store)
+
+    monkeypatch.setenv("ZRU_DECODE", decode)
+    placed = place(bad, store.raw, f"sst/{bad.name}")
+    res = ingest(store.config, store.raw, [placed], cwd=store.root, expect_ok=False)
+    key = f"sst/{bad.name}"
+    reason = assert_event(res, key, "rejected")["reason"]
+    assert bad.name in reason and "sea_surface_temperature" in reason, res.describe()
+    if decode == "passthrough":
+        # Which chunk (grid index 0, 1, 1) and why.
+        assert "chunk [0, 1, 1]" in reason and "damaged" in reason, res.describe()
+    assert_tree_unchanged(before, store.store, f"{event} of a damaged file")
+    xr.testing.assert_identical(open_store(store.store), opened)
+    letters = dead_letters(store)
+    assert [d["event"]["key"] for d in letters] == [key], letters
+    named = ["sea_surface_temperature", bad.name]
+    if decode == "passthrough":
+        named.append("chunk [0, 1, 1]")
+    assert all(n in letters[0]["last_error"] for n in named), letters
+
+
+def test_a_bad_decode_value_stops_zru_before_it_reads_or_queues_anything(
+        tmp_path, monkeypatch):
+    files = daily_files(tmp_path / "gen", days=1)
+    store = DecodePathStore(tmp_path, "fast", 3, CHUNKS, COMPRESSOR)
+    placed = place(files[0], store.raw, f"sst/{files[0].name}")
+    monkeypatch.setenv("ZRU_DECODE", "fast")
+    for args in (["ingest", "--config", store.config, "--raw-root", store.raw, placed],
+                 ["flush", "--config", store.config]):
+        res = run_zru(*args, cwd=store.root, expect_ok=False)
+        assert ('ZRU_DECODE="fast" is not a decode path; use `passthrough` (the default), '
+                '`parallel` or `netcdf-c`') in res.stderr, res.describe()
+    # Nothing queued, no store, no state: only the config and the raw file.
+    assert sorted(p.name for p in store.root.iterdir()) == ["config", "raw"]

@@ -608,14 +608,19 @@ fn write_variables(
         let (sender, receiver) = std::sync::mpsc::sync_channel(2);
         scope.spawn(move || {
             for (var, chunks, plan) in to_write {
-                let raw = plan
-                    .as_ref()
-                    .and_then(|p| source.raw_chunks(&var.name, &p.chunk, &p.codecs));
-                if let (Some(raw), Some(plan)) = (raw, plan) {
-                    if sender.send((var, Ok(Piece::Raw(raw, plan)))).is_err() {
+                match plan.map(|p| p.read(source, &var.name)).transpose() {
+                    Ok(Some(Some((raw, plan)))) => {
+                        if sender.send((var, Ok(Piece::Raw(raw, plan)))).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    Ok(_) => {}
+                    // A damaged chunk: nothing of the file is committed.
+                    Err(e) => {
+                        let _ = sender.send((var, Err(e)));
                         return;
                     }
-                    continue;
                 }
                 let mut open = true;
                 let read = source.read_bands(&var.name, &chunks, |band| {

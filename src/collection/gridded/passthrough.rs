@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use crate::source::{ChunkCodec, SourceVariable};
+use crate::source::{ChunkCodec, RawChunk, SourceError, SourceFile, SourceVariable};
 use crate::store::{ArrayDoc, ZarrFormat};
 use crate::values::ElementType;
 
@@ -57,6 +57,18 @@ impl Plan {
             axis,
             along,
         })
+    }
+
+    /// Variable `name`'s chunks, still compressed and each checked to decode, with
+    /// this plan, if the file's side matches it (see [`SourceFile::raw_chunks`]).
+    pub fn read(
+        self,
+        source: &SourceFile,
+        name: &str,
+    ) -> Result<Option<(Vec<RawChunk>, Self)>, SourceError> {
+        Ok(source
+            .raw_chunks(name, &self.chunk, &self.codecs)?
+            .map(|raw| (raw, self)))
     }
 
     /// The store chunk index of the file chunk at grid index `grid`.
