@@ -19,10 +19,31 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
+# The venv needs Python >= 3.12 (icechunk-python 2.x, in requirements.txt, has no
+# build for older ones). $ZRU_PYTHON wins; else the first >= 3.12 among python3.12,
+# python3.13, python3 on PATH and pyenv's versions. An older venv is recreated.
+py_ok() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; }
+find_python() {
+  local c
+  for c in "${ZRU_PYTHON:-}" python3.12 python3.13 python3 \
+      $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.1[2-9]*/bin/python 2>/dev/null | sort -V); do
+    [ -n "$c" ] && command -v "$c" >/dev/null 2>&1 && py_ok "$c" && { command -v "$c"; return 0; }
+  done
+  return 1
+}
+if [ -x "$venv/bin/python" ] && ! py_ok "$venv/bin/python"; then
+  echo "setup: $venv has Python $("$venv/bin/python" -V 2>&1 | awk '{print $2}'); the reader side needs >= 3.12 (icechunk 2.x): recreating it" >&2
+  rm -rf "$venv"
 fi
-if ! "$venv/bin/python" -c 'import xarray, zarr, netCDF4, dask, pytest, matplotlib, nbclient, nbformat, ipykernel' >/dev/null 2>&1; then
+if [ ! -x "$venv/bin/python" ]; then
+  if ! python="$(find_python)"; then
+    echo "setup: no Python >= 3.12 found (tried \$ZRU_PYTHON, python3.12, python3.13, python3, ~/.pyenv/versions/3.12+)." >&2
+    echo "setup: install one (e.g. 'apt-get install python3.12-venv' on Debian 13 / Ubuntu 24.04, or 'pyenv install 3.12'), or set ZRU_PYTHON=/path/to/python3.12" >&2
+    exit 1
+  fi
+  "$python" -m venv "$venv"
+fi
+if ! "$venv/bin/python" -c 'import xarray, zarr, netCDF4, dask, pytest, matplotlib, nbclient, nbformat, ipykernel, icechunk' >/dev/null 2>&1; then
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/scripts/requirements.txt"
 fi
 # The notebooks run in a kernel named python3 (the venv's python; ipykernel ships it).

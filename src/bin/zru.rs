@@ -6,6 +6,8 @@
 
 #[path = "zru/demo.rs"]
 mod demo;
+#[cfg(feature = "icechunk")]
+mod history_cli;
 #[path = "zru/pipeline_cli.rs"]
 mod pipeline_cli;
 
@@ -133,6 +135,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the commits of an Icechunk dataset's branch, newest first: id, time, events.
+    #[cfg(feature = "icechunk")]
+    Log(history_cli::LogArgs),
+    /// Reset an Icechunk dataset's branch to an earlier commit or tag (and rebuild its
+    /// ledger), so the events of the commits taken off can be applied again.
+    #[cfg(feature = "icechunk")]
+    Rollback(history_cli::RollbackArgs),
     /// Write generated sample files.
     Sample {
         #[command(subcommand)]
@@ -425,6 +434,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor(args) => doctor(args),
+        #[cfg(feature = "icechunk")]
+        Command::Log(args) => history_cli::run_log(args),
+        #[cfg(feature = "icechunk")]
+        Command::Rollback(args) => history_cli::run_rollback(args),
         Command::Config {
             action: ConfigAction::Check { config, raw_root },
         } => {

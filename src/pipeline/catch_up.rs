@@ -66,7 +66,7 @@ pub fn catch_up(updater: &Updater, queue: &dyn Queue) -> Result<Vec<Report>, Wat
     }
     let mut applied = BTreeMap::new();
     for dataset in &updater.catalog.datasets {
-        let ledger = Ledger::load_at(&dataset.location)?;
+        let ledger = Ledger::load_for(dataset)?;
         applied.extend(
             ledger
                 .entries()

@@ -28,6 +28,8 @@ pub(crate) mod catch_up;
 pub(crate) mod current;
 pub mod enqueue;
 pub mod event;
+#[cfg(feature = "icechunk")]
+pub mod history;
 pub(crate) mod flush;
 pub mod ledger;
 pub mod lock;

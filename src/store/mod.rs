@@ -9,6 +9,8 @@
 //! - `recovery`: the intent record of a batch in progress, and the recovery pass
 //!   that undoes a batch interrupted before its metadata commit.
 //! - `undo`: before-images of the keys a batch overwrites, for that recovery pass.
+//! - [`icechunk`] (feature `icechunk`): Icechunk repositories, where a batch is one
+//!   commit (no intent record, no recovery pass).
 //!
 //! zru reads and writes metadata itself (so xarray's own metadata survives untouched)
 //! and lets zarrs encode and decode chunks.
@@ -16,6 +18,8 @@
 pub(crate) mod array_doc;
 pub(crate) mod atomic_fs;
 mod fault_points;
+#[cfg(feature = "icechunk")]
+pub mod icechunk;
 pub mod location;
 pub(crate) mod raw_keys;
 pub(crate) mod recovery;
@@ -95,6 +99,31 @@ pub enum StoreError {
         #[source]
         source: ArrayDocError,
     },
+    /// An Icechunk repository could not be opened, read, reset or committed, or this
+    /// build has no Icechunk support.
+    #[error("store {store} (Icechunk): {reason}")]
+    Versioned {
+        /// The repository (its path, or its URL for S3).
+        store: PathBuf,
+        /// What failed and why.
+        reason: String,
+    },
+    /// Another writer committed to the branch since the batch began: nothing of the
+    /// batch was committed (zru never rebases); the batch is retried from the queue.
+    #[error(
+        "store {store} (Icechunk): branch {branch} moved while this batch was written \
+         (another writer committed to it: {reason}); nothing of the batch was committed, \
+         it is retried from the queue. Only one writer may update a branch: stop the other \
+         writer or give it another branch"
+    )]
+    Conflict {
+        /// The repository (its path, or its URL for S3).
+        store: PathBuf,
+        /// The branch.
+        branch: String,
+        /// Icechunk's description of the conflict.
+        reason: String,
+    },
     /// An array cannot take the update (shape, type or chunking does not fit).
     #[error("store {store}: array {array}: {reason}")]
     Array {
@@ -125,6 +154,44 @@ pub struct ZarrStore {
     pub exists: bool,
     /// The directory of a local store (before-images are hard links there).
     root: Option<PathBuf>,
+    /// For an Icechunk repository: the batch's session, committed by
+    /// [`Transaction::commit`].
+    #[cfg(feature = "icechunk")]
+    versioned: Option<Versioned>,
+}
+
+/// The kind of store a dataset writes (its `format`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// A plain Zarr store (V2 or V3): batches are made all-or-nothing by the intent
+    /// record and the recovery pass.
+    #[default]
+    Zarr,
+    /// An Icechunk repository (Zarr V3): each batch is one commit on `branch`.
+    Icechunk {
+        /// The branch batches are committed to.
+        branch: String,
+        /// Tag every batch's commit (`zru-<time>-<id>`).
+        tag_batches: bool,
+    },
+}
+
+/// The Icechunk side of an opened store.
+#[cfg(feature = "icechunk")]
+struct Versioned {
+    repo: icechunk::Repo,
+    session: icechunk::BatchSession,
+    tag_batches: bool,
+}
+
+/// What a batch's commit on an Icechunk repository records: its message and zru's
+/// record of its events (see [`icechunk::ZRU_PROPERTY`]). Ignored by plain stores.
+#[derive(Debug, Clone, Default)]
+pub struct CommitNote {
+    /// The commit message.
+    pub message: String,
+    /// zru's record (`{"events": [...]}`).
+    pub record: Map<String, Value>,
 }
 
 impl std::fmt::Debug for ZarrStore {
@@ -258,7 +325,122 @@ impl ZarrStore {
             arrays: BTreeMap::new(),
             exists: false,
             root: location.local_path().map(Path::to_path_buf),
+            #[cfg(feature = "icechunk")]
+            versioned: None,
         })
+    }
+
+    /// Opens (or prepares) the store of a dataset whose backend is `backend`. An
+    /// Icechunk repository is created if missing; its batch session starts here.
+    pub fn open_or_new_backend(
+        location: &StoreLocation,
+        backend: &Backend,
+        new_format: ZarrFormat,
+    ) -> Result<Self, StoreError> {
+        match backend {
+            Backend::Zarr => Self::open_or_new_at(location, new_format),
+            Backend::Icechunk {
+                branch,
+                tag_batches,
+            } => Self::open_icechunk(location, branch, *tag_batches),
+        }
+    }
+
+    #[cfg(not(feature = "icechunk"))]
+    fn open_icechunk(location: &StoreLocation, _: &str, _: bool) -> Result<Self, StoreError> {
+        Err(no_icechunk(location))
+    }
+
+    #[cfg(feature = "icechunk")]
+    fn open_icechunk(
+        location: &StoreLocation,
+        branch: &str,
+        tag_batches: bool,
+    ) -> Result<Self, StoreError> {
+        let repo = icechunk::Repo::open_or_create(location, branch)?;
+        let session = repo.session()?;
+        let storage = session.storage()?;
+        let has_root = storage
+            .get(&key("zarr.json"))
+            .map_err(|source| StoreError::Storage {
+                store: location.display_path(),
+                source,
+            })?
+            .is_some();
+        let mut store = if has_root {
+            Self::open_with(location, storage)?
+        } else {
+            Self {
+                location: location.display_path(),
+                storage,
+                format: ZarrFormat::V3,
+                group_meta: Map::new(),
+                root_attrs: Map::new(),
+                arrays: BTreeMap::new(),
+                exists: false,
+                root: None,
+                versioned: None,
+            }
+        };
+        // Before-images are never kept (no recovery pass): `root` only names them.
+        store.root = None;
+        store.versioned = Some(Versioned {
+            repo,
+            session,
+            tag_batches,
+        });
+        Ok(store)
+    }
+
+    /// True if a dataset's store holds a Zarr group: for an Icechunk repository, if
+    /// the branch's tip has root group metadata.
+    pub fn exists_backend(location: &StoreLocation, backend: &Backend) -> Result<bool, StoreError> {
+        match backend {
+            Backend::Zarr => Self::exists_at(location),
+            Backend::Icechunk { branch, .. } => Self::icechunk_exists(location, branch),
+        }
+    }
+
+    #[cfg(not(feature = "icechunk"))]
+    fn icechunk_exists(location: &StoreLocation, _: &str) -> Result<bool, StoreError> {
+        Err(no_icechunk(location))
+    }
+
+    #[cfg(feature = "icechunk")]
+    fn icechunk_exists(location: &StoreLocation, branch: &str) -> Result<bool, StoreError> {
+        if !icechunk::Repo::exists(location)? {
+            return Ok(false);
+        }
+        let repo = icechunk::Repo::open(location, branch)?;
+        let storage = repo.read_only(&repo.tip()?)?;
+        let root = storage
+            .get(&key("zarr.json"))
+            .map_err(|source| StoreError::Storage {
+                store: location.display_path(),
+                source,
+            })?;
+        Ok(root.is_some())
+    }
+
+    /// Opens a snapshot (a snapshot id or a tag) of an Icechunk repository, read-only.
+    #[cfg(feature = "icechunk")]
+    pub fn open_snapshot(
+        location: &StoreLocation,
+        repo: &icechunk::Repo,
+        version: &str,
+    ) -> Result<Self, StoreError> {
+        let storage = repo.read_only(version)?;
+        let mut store = Self::open_with(location, storage)?;
+        store.root = None;
+        Ok(store)
+    }
+
+    /// Whether this store is an Icechunk repository (no intent record, no sidecars).
+    fn is_versioned(&self) -> bool {
+        #[cfg(feature = "icechunk")]
+        return self.versioned.is_some();
+        #[cfg(not(feature = "icechunk"))]
+        false
     }
 
     fn storage(location: &StoreLocation) -> Result<Arc<Storage>, StoreError> {
@@ -296,6 +478,8 @@ impl ZarrStore {
             arrays: BTreeMap::new(),
             exists: true,
             root: location.local_path().map(Path::to_path_buf),
+            #[cfg(feature = "icechunk")]
+            versioned: None,
         };
         if let Some(mut root) = store.read_json("zarr.json")? {
             root.remove("consolidated_metadata");
@@ -420,6 +604,7 @@ impl ZarrStore {
             stats: CommitStats::default(),
             written_last: Vec::new(),
             intent: None,
+            note: None,
         }
     }
 
@@ -586,6 +771,8 @@ pub struct Transaction<'s> {
     written_last: Vec<String>,
     /// The intent record as written to the store, once the transaction has written.
     intent: Option<Intent>,
+    /// What an Icechunk commit records (see [`Self::set_note`]).
+    note: Option<CommitNote>,
 }
 
 /// The state of a transaction before one file was applied.
@@ -694,6 +881,16 @@ impl Transaction<'_> {
     /// [`Self::commit`] with array metadata, after every chunk and before the root
     /// group's metadata.
     pub(crate) fn write_sidecar(&self, path: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        if self.store.is_versioned() {
+            return Err(StoreError::Versioned {
+                store: self.store.location.clone(),
+                reason: format!(
+                    "an Icechunk repository holds Zarr keys only, not zru's sidecar key \
+                     {SIDECAR_DIR}/{path} (the identity index of profiles and series \
+                     datasets): use \"format\": \"zarr\" for this dataset"
+                ),
+            });
+        }
         let key = self.sidecar_key(path)?;
         zarrs::storage::WritableStorageTraits::set(self.staged.as_ref(), &key, Bytes::from(value))
             .map_err(|e| self.storage_error(e))
@@ -704,6 +901,10 @@ impl Transaction<'_> {
     /// now, and `keys`, about to be written or erased: the before-image of each that
     /// exists is kept first, the others are recorded as created (see `recovery`).
     fn record_intent(&mut self, keys: Vec<StoreKey>) -> Result<(), StoreError> {
+        if self.store.is_versioned() {
+            // The batch's session is its own transaction: nothing to undo.
+            return Ok(());
+        }
         let mut intent = Intent::new(self.store, &self.arrays, self.intent.as_ref());
         let new: Vec<StoreKey> = keys
             .into_iter()
@@ -821,6 +1022,11 @@ impl Transaction<'_> {
         Ok(())
     }
 
+    /// Sets what the commit of an Icechunk repository records (its message and events).
+    pub fn set_note(&mut self, note: CommitNote) {
+        self.note = Some(note);
+    }
+
     /// Writes everything still staged. Metadata documents (and the consolidated
     /// metadata) are written only if some array's metadata or the root attributes
     /// changed, so a batch of overwrites, or of rejected files, leaves them untouched.
@@ -855,6 +1061,15 @@ impl Transaction<'_> {
             .commit(&self.written_last)
             .map_err(|e| self.storage_error(e))?;
         self.stats += stats;
+        #[cfg(feature = "icechunk")]
+        if let Some(versioned) = &self.store.versioned {
+            let note = self.note.take().unwrap_or_default();
+            let id = versioned.session.commit(&note.message, note.record)?;
+            if versioned.tag_batches {
+                let time = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
+                versioned.repo.tag(&format!("zru-{time}-{id}"), &id)?;
+            }
+        }
         if let Some(intent) = &self.intent {
             self.store.erase_intent()?;
             // Before-images are garbage once the record is gone; on S3 only a batch that
@@ -878,6 +1093,15 @@ impl Transaction<'_> {
         }
         documents.extend(self.store.root_documents(&self.arrays, &self.root_attrs));
         documents
+    }
+}
+
+/// The error of a build without Icechunk support.
+#[cfg(not(feature = "icechunk"))]
+pub(crate) fn no_icechunk(location: &StoreLocation) -> StoreError {
+    StoreError::Versioned {
+        store: location.display_path(),
+        reason: "this zru was built without Icechunk support (cargo feature `icechunk`)".into(),
     }
 }
 
