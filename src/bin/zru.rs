@@ -1,5 +1,5 @@
 //! The `zru` command line: ingest, remove, adopt, enqueue, flush, watch, queue, inspect,
-//! sample, demo, doctor, config check.
+//! log, rollback, sample, demo, doctor, config check.
 
 // The command line is where zru prints: its errors and warnings go to stderr.
 #![allow(clippy::print_stderr, clippy::print_stdout)]
@@ -7,6 +7,7 @@
 #[path = "zru/demo.rs"]
 mod demo;
 #[cfg(feature = "icechunk")]
+#[path = "zru/history_cli.rs"]
 mod history_cli;
 #[path = "zru/pipeline_cli.rs"]
 mod pipeline_cli;

@@ -108,7 +108,11 @@ fn check_format(config: &DatasetConfig) -> Vec<Problem> {
     }
     if !icechunk && (config.branch.is_some() || config.tag_batches) {
         problems.push(Problem::new(
-            if config.branch.is_some() { "branch" } else { "tag_batches" },
+            if config.branch.is_some() {
+                "branch"
+            } else {
+                "tag_batches"
+            },
             "applies to Icechunk repositories only",
             "add \"format\": \"icechunk\" or remove the key",
         ));

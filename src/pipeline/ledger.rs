@@ -25,9 +25,9 @@ use serde_json::Value;
 use thiserror::Error;
 
 use super::event::EventOrder;
+use crate::config::Dataset;
 use crate::store::atomic_fs::{read_regular_nofollow, replace_file};
 use crate::store::location::Sibling;
-use crate::config::Dataset;
 use crate::store::{Backend, StoreLocation};
 use crate::update::EventKind;
 

@@ -28,9 +28,9 @@ pub(crate) mod catch_up;
 pub(crate) mod current;
 pub mod enqueue;
 pub mod event;
+pub(crate) mod flush;
 #[cfg(feature = "icechunk")]
 pub mod history;
-pub(crate) mod flush;
 pub mod ledger;
 pub mod lock;
 pub(crate) mod plan;

@@ -63,7 +63,11 @@ pub struct Commit {
     pub events: Vec<Value>,
 }
 
-fn versioned_error(location: &StoreLocation, what: &str, error: impl std::fmt::Display) -> StoreError {
+fn versioned_error(
+    location: &StoreLocation,
+    what: &str,
+    error: impl std::fmt::Display,
+) -> StoreError {
     StoreError::Versioned {
         store: location.display_path(),
         reason: format!("{what}: {error}"),
@@ -92,16 +96,18 @@ fn icechunk_storage(
                 .filter_map(|name| std::env::var(name).ok())
                 .find(|v| !v.is_empty())
                 .unwrap_or_else(|| "us-east-1".into());
-            let options = icechunk::storage::S3Options {
-                region: Some(region),
-                allow_http: endpoint.as_deref().is_some_and(|e| e.starts_with("http://")),
-                force_path_style: endpoint.is_some(),
-                endpoint_url: endpoint,
-                anonymous: false,
-                network_stream_timeout_seconds: None,
-                requester_pays: false,
-                checksum_algorithm: None,
-            };
+            let mut options = icechunk::storage::S3Options::default()
+                .with_region(region)
+                .with_allow_http(
+                    endpoint
+                        .as_deref()
+                        .is_some_and(|e| e.starts_with("http://")),
+                );
+            if let Some(endpoint) = endpoint {
+                options = options
+                    .with_endpoint_url(endpoint)
+                    .with_force_path_style(true);
+            }
             block_on(icechunk::storage::new_s3_object_store_storage(
                 options,
                 bucket.clone(),
@@ -183,13 +189,22 @@ impl Repo {
     ) -> Result<T, StoreError> {
         block_on(future)
             .map_err(|e| versioned_error(&self.location, "runtime", e))?
-            .map_err(|e| versioned_error(&self.location, &format!("branch {}: {what}", self.branch), e))
+            .map_err(|e| {
+                versioned_error(
+                    &self.location,
+                    &format!("branch {}: {what}", self.branch),
+                    e,
+                )
+            })
     }
 
     /// The snapshot id at the tip of the branch.
     pub fn tip(&self) -> Result<String, StoreError> {
         Ok(self
-            .run("cannot read the branch", self.repo.lookup_branch(&self.branch))?
+            .run(
+                "cannot read the branch",
+                self.repo.lookup_branch(&self.branch),
+            )?
             .to_string())
     }
 
@@ -199,7 +214,11 @@ impl Repo {
             "cannot start a session",
             self.repo.writable_session(&self.branch),
         )?;
-        Ok(BatchSession::new(self.location.clone(), self.branch.clone(), session))
+        Ok(BatchSession::new(
+            self.location.clone(),
+            self.branch.clone(),
+            session,
+        ))
     }
 
     /// A read-only session at `version` (a snapshot id or a tag), as storage.
@@ -207,8 +226,7 @@ impl Repo {
         let id = self.resolve(version)?;
         let session = self.run(
             "cannot open the snapshot",
-            self.repo
-                .readonly_session(&VersionInfo::SnapshotId(id)),
+            self.repo.readonly_session(&VersionInfo::SnapshotId(id)),
         )?;
         BatchSession::new(self.location.clone(), self.branch.clone(), session).storage()
     }
@@ -216,13 +234,11 @@ impl Repo {
     /// The branch's commits, newest first.
     pub fn history(&self) -> Result<Vec<Commit>, StoreError> {
         let version = VersionInfo::BranchTipRef(self.branch.clone());
-        let infos: Vec<icechunk::format::snapshot::SnapshotInfo> = self.run(
-            "cannot read the history",
-            async {
+        let infos: Vec<icechunk::format::snapshot::SnapshotInfo> =
+            self.run("cannot read the history", async {
                 let stream = self.repo.ancestry(&version).await?;
                 stream.try_collect::<Vec<_>>().await
-            },
-        )?;
+            })?;
         Ok(infos
             .into_iter()
             .map(|info| Commit {

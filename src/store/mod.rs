@@ -605,6 +605,7 @@ impl ZarrStore {
             written_last: Vec::new(),
             intent: None,
             note: None,
+            session_metadata: None,
         }
     }
 
@@ -773,6 +774,9 @@ pub struct Transaction<'s> {
     intent: Option<Intent>,
     /// What an Icechunk commit records (see [`Self::set_note`]).
     note: Option<CommitNote>,
+    /// The metadata documents last written to an Icechunk session (see
+    /// [`Self::write_session_metadata`]).
+    session_metadata: Option<Vec<(String, Value)>>,
 }
 
 /// The state of a transaction before one file was applied.
@@ -925,6 +929,32 @@ impl Transaction<'_> {
         Ok(())
     }
 
+    /// An Icechunk session takes a chunk only for an array it holds, within its shape:
+    /// the metadata as it stands is written to the session before chunks (invisible to
+    /// readers until the commit, so the order does not matter to them).
+    fn write_session_metadata(&mut self) -> Result<(), StoreError> {
+        if !self.store.is_versioned() {
+            return Ok(());
+        }
+        let documents = self.metadata_documents();
+        if self.session_metadata.as_ref() == Some(&documents) {
+            return Ok(());
+        }
+        for (key_name, value) in &documents {
+            let bytes = serde_json::to_vec_pretty(value).map_err(|e| StoreError::Json {
+                store: self.store.location.clone(),
+                key: key_name.clone(),
+                reason: e.to_string(),
+            })?;
+            self.store
+                .storage
+                .set(&key(key_name), Bytes::from(bytes))
+                .map_err(|e| self.storage_error(e))?;
+        }
+        self.session_metadata = Some(documents);
+        Ok(())
+    }
+
     /// Writes the chunks staged so far; metadata stays staged until [`Self::commit`].
     pub fn flush_chunks(&mut self) -> Result<CommitStats, StoreError> {
         let chunks = self
@@ -933,6 +963,7 @@ impl Transaction<'_> {
             .map_err(|e| self.storage_error(e))?;
         if !chunks.is_empty() {
             self.record_intent(chunks)?;
+            self.write_session_metadata()?;
         }
         let stats = self
             .staged
@@ -1055,6 +1086,7 @@ impl Transaction<'_> {
             .map_err(|e| self.storage_error(e))?;
         if metadata_changed || !pending.is_empty() {
             self.record_intent(pending)?;
+            self.write_session_metadata()?;
         }
         let stats = self
             .staged

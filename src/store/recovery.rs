@@ -352,6 +352,8 @@ impl ZarrStore {
             arrays: BTreeMap::new(),
             exists: intent.store_existed,
             root: location.local_path().map(Path::to_path_buf),
+            #[cfg(feature = "icechunk")]
+            versioned: None,
         };
         let staged = Arc::new(StagedStore::new(storage.clone()));
         for (name, growth) in &intent.arrays {

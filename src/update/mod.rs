@@ -260,9 +260,10 @@ impl Updater {
         for (dataset, indices) in groups {
             let batch: Vec<&Event> = indices.iter().map(|&i| &events[i]).collect();
             let batch_notes: Vec<Option<&Value>> = indices.iter().map(|&i| notes.get(i)).collect();
-            for (i, outcome) in indices
-                .into_iter()
-                .zip(self.apply_to_store(dataset, &batch, &batch_notes, mode))
+            for (i, outcome) in
+                indices
+                    .into_iter()
+                    .zip(self.apply_to_store(dataset, &batch, &batch_notes, mode))
             {
                 outcomes[i] = Some(outcome);
             }
@@ -483,7 +484,10 @@ fn commit_note(
     notes: &[Option<&Value>],
 ) -> Option<CommitNote> {
     let mut events = Vec::new();
-    for (outcome, note) in outcomes.iter().zip(notes.iter().chain(std::iter::repeat(&None))) {
+    for (outcome, note) in outcomes
+        .iter()
+        .zip(notes.iter().chain(std::iter::repeat(&None)))
+    {
         if outcome.is_rejected() {
             continue;
         }
@@ -511,7 +515,11 @@ fn commit_note(
         .collect();
     let message = match keys.as_slice() {
         [one] => format!("zru {}: {one}", dataset.name()),
-        [first, ..] => format!("zru {}: {} events ({first}, ...)", dataset.name(), keys.len()),
+        [first, ..] => format!(
+            "zru {}: {} events ({first}, ...)",
+            dataset.name(),
+            keys.len()
+        ),
         [] => format!("zru {}", dataset.name()),
     };
     let mut record = Map::new();
