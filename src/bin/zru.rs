@@ -242,7 +242,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ZRU_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(QUIET_BY_DEFAULT)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -259,6 +259,11 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// The log filter without `ZRU_LOG`: warnings, but not Icechunk's notes on every open
+/// of a local repository (not safe for concurrent commits: zru's store lock makes one
+/// writer; conditional PUTs without write-id metadata).
+const QUIET_BY_DEFAULT: &str = "warn,icechunk_arrow_object_store=error,icechunk_storage=error";
 
 /// What a shell reports for a process killed by SIGPIPE (128 + 13).
 const BROKEN_PIPE_EXIT: u8 = 141;

@@ -360,16 +360,29 @@ impl ZarrStore {
         let repo = icechunk::Repo::open_or_create(location, branch)?;
         let session = repo.session()?;
         let storage = session.storage()?;
-        let has_root = storage
-            .get(&key("zarr.json"))
-            .map_err(|source| StoreError::Storage {
-                store: location.display_path(),
-                source,
-            })?
-            .is_some();
+        // zarrs_icechunk reports a missing root node as an error, not as a missing key.
+        let has_root = match storage.get(&key("zarr.json")) {
+            Ok(root) => root.is_some(),
+            Err(StorageError::Other(reason)) if reason.contains("node not found") => false,
+            Err(source) => {
+                return Err(StoreError::Storage {
+                    store: location.display_path(),
+                    source,
+                })
+            }
+        };
         let mut store = if has_root {
             Self::open_with(location, storage)?
         } else {
+            // A new repository has no root node, which listing and reading keys under it
+            // need: an empty root group, in the session only (the commit rewrites it).
+            let root = json!({"zarr_format": 3, "node_type": "group"}).to_string();
+            storage
+                .set(&key("zarr.json"), Bytes::from(root))
+                .map_err(|source| StoreError::Storage {
+                    store: location.display_path(),
+                    source,
+                })?;
             Self {
                 location: location.display_path(),
                 storage,
