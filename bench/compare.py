@@ -9,6 +9,9 @@ copy of a prepared store; the table shows medians of --runs runs.
 - zru: `zru ingest` / `zru remove` (release build).
 - xarray: open_dataset + open_zarr + time search + to_zarr(append_dim=...|region=...),
   blanking by writing NaN over the slot (bench/xarray_ops.py).
+- xarray+dask ("dask" columns): the same append and overwrite with the file opened
+  with dask chunks equal to the store's, so that decoding and encoding run on every
+  core (append, overwrite and flush rows).
 - floor: netCDF-C reading the file's variables once, raw (netCDF4-python with
   auto mask/scale off): the part no implementation of this design can skip.
 
@@ -258,10 +261,10 @@ class Bench:
             cmd = [ZRU, "remove", "--config", "config", "--raw-root", "raw", key(steps - 1)]
         return repeat(self.runs, self.zru_store(steps), target, [cmd], self.work)
 
-    def run_xarray(self, op, steps):
+    def run_xarray(self, op, steps, dask=False):
         target = self.work / "xarray.zarr"
         index = steps if op == "append" else steps - 1
-        cmd = [PYTHON, OPS, op, target, self.file(index)]
+        cmd = [PYTHON, OPS, f"{op}-dask" if dask else op, target, self.file(index)]
         return repeat(self.runs, self.xarray_store(steps), target, [cmd], self.work, seconds_from_stdout=True)
 
     def floor(self, i):
@@ -305,7 +308,7 @@ class Argo:
                            self.work / f"base-xarray-{self.size}.zarr")
 
     def rows(self):
-        """(operation, profiles, zru, xarray, floor) of a new cycle and a revised one."""
+        """(operation, profiles, zru, xarray, no dask, floor) of a new cycle and a revised one."""
         zru_base, xarray_base = self.zru_store(), self.xarray_store()
         out = []
         for op, path, row, rows in (("argo new", self.new, self.size, self.size + 1),
@@ -317,7 +320,7 @@ class Argo:
             target = self.work / "xarray.zarr"
             cmd = [PYTHON, OPS, "profile", target, path]
             x = repeat(self.runs, xarray_base, target, [cmd], self.work, seconds_from_stdout=True, check=check)
-            out.append((op, self.size, z, x, floor_seconds(self.runs, [path], self.work)))
+            out.append((op, self.size, z, x, None, floor_seconds(self.runs, [path], self.work)))
             print(f"  measured {op} at {self.size} profiles", file=sys.stderr, flush=True)
         return out
 
@@ -366,7 +369,7 @@ class Flush:
                 same_values(ds[name].values, z[name].isel(time=[i]).values)
 
     def rows(self):
-        """(operation, files, zru, xarray, floor) of the whole flush and per file."""
+        """(operation, files, zru, xarray, xarray+dask, floor) of the whole flush and per file."""
         zru_base, xarray_base = self.zru_store(), self.xarray_store()
         shutil.rmtree(self.work / "data" / "state", ignore_errors=True)
         cmds = [[ZRU, "ingest", "--no-flush", *self.keys], [ZRU, "flush"]]
@@ -374,22 +377,27 @@ class Flush:
         target = self.zarr / "xarray.zarr"
         cmd = [PYTHON, OPS, "append", target, *self.files]
         x = repeat(self.runs, xarray_base, target, [cmd], self.work, seconds_from_stdout=True, check=self.check)
+        cmd = [PYTHON, OPS, "append-dask", target, *self.files]
+        d = repeat(self.runs, xarray_base, target, [cmd], self.work, seconds_from_stdout=True, check=self.check)
         floor = floor_seconds(self.runs, self.files, self.work)
         n = len(self.files)
         per_file = lambda m: (m[0] / n, m[1], m[2] / n)  # noqa: E731
         print(f"  measured flush of {n} files", file=sys.stderr, flush=True)
-        return [("flush", n, z, x, floor), ("flush/file", n, per_file(z), per_file(x), floor / n)]
+        return [("flush", n, z, x, d, floor),
+                ("flush/file", n, per_file(z), per_file(x), per_file(d), floor / n)]
 
 
 def gridded_rows(bench, all_steps):
-    """(operation, steps, zru, xarray, floor) of append, overwrite and blank."""
+    """(operation, steps, zru, xarray, xarray+dask, floor) of append, overwrite and
+    blank (no dask row: a NaN write has nothing to read)."""
     rows = []
     for op in ["append", "overwrite", "blank"]:
         for steps in all_steps if op != "blank" else [all_steps[0]]:
             z = bench.run_zru(op, steps)
             x = bench.run_xarray(op, steps)
+            d = bench.run_xarray(op, steps, dask=True) if op != "blank" else None
             floor = bench.floor(steps if op == "append" else steps - 1) if op != "blank" else None
-            rows.append((op, steps, z, x, floor))
+            rows.append((op, steps, z, x, d, floor))
             print(f"  measured {op} at {steps} steps", file=sys.stderr, flush=True)
     return rows
 
@@ -406,18 +414,22 @@ def print_table(captions, rows):
     print()
     for caption in captions:
         print(caption)
-    header = (f"{'operation':<10}{'steps':>7}{'zru s':>8}{'xarray s':>10}{'xr/zru':>8}{'floor s':>9}"
-              f"{'zru/floor':>10}{'zru MB':>8}{'xr MB':>8}{'zru MiB':>9}{'xr MiB':>8}")
+    header = (f"{'operation':<10}{'steps':>7}{'zru s':>8}{'xarray s':>10}{'xr/zru':>8}{'dask s':>8}"
+              f"{'dk/zru':>8}{'floor s':>9}{'zru/floor':>10}{'zru MB':>8}{'xr MB':>8}{'zru MiB':>9}"
+              f"{'xr MiB':>8}{'dk MiB':>8}")
     print(header)
-    for op, steps, (zs, zp, zb), (xs, xp, xb), floor in rows:
+    for op, steps, (zs, zp, zb), (xs, xp, xb), dask, floor in rows:
         fl = fixed(floor, 9, 2) if floor else f"{'-':>9}"
         ratio = f"{zs / floor:>10.2f}" if floor else f"{'-':>10}"
-        print(f"{op:<10}{steps:>7}{fixed(zs, 8, 2)}{fixed(xs, 10, 2)}{xs / zs:>8.1f}{fl}{ratio}"
-              f"{fixed(zb / 1e6, 8, 1)}{fixed(xb / 1e6, 8, 1)}{zp:>9.0f}{xp:>8.0f}")
+        ds, dr, dp = (f"{'-':>8}",) * 3
+        if dask:
+            ds, dr, dp = fixed(dask[0], 8, 2), f"{dask[0] / zs:>8.1f}", f"{dask[1]:>8.0f}"
+        print(f"{op:<10}{steps:>7}{fixed(zs, 8, 2)}{fixed(xs, 10, 2)}{xs / zs:>8.1f}{ds}{dr}{fl}{ratio}"
+              f"{fixed(zb / 1e6, 8, 1)}{fixed(xb / 1e6, 8, 1)}{zp:>9.0f}{xp:>8.0f}{dp}")
 
 
 def print_scaling(rows, all_steps):
-    by = {(op, steps): (z, x) for op, steps, z, x, _ in rows}
+    by = {(op, steps): (z, x) for op, steps, z, x, _, _ in rows}
     base, hi = all_steps[0], all_steps[-1]
     print("\nstore-length scaling (per-file time at the longest store / at the shortest):")
     for op in ["append", "overwrite"]:

@@ -1,7 +1,8 @@
 """The usual way to do zru's job in Python, as the original proof of concept did it:
 open the NetCDF file with xarray, open the Zarr store, search its time axis (gridded)
 or its profile identities (Argo), then `to_zarr(region=...)` or
-`to_zarr(append_dim=...)` with zarr-python. Also the floor: netCDF-C reading the
+`to_zarr(append_dim=...)` with zarr-python; `append-dask` and `overwrite-dask` do the
+same on the file opened with dask chunks equal to the store's (every core busy). Also the floor: netCDF-C reading the
 file's variables once, without scaling.
 
 Run as `python xarray_ops.py OP STORE FILE...`: applies OP to each file in turn, one
@@ -27,16 +28,27 @@ PROF = "N_PROF"
 IDENTITY = ["PLATFORM_NUMBER", "CYCLE_NUMBER", "DIRECTION"]  # zru's default `identity`
 
 
-def open_file(path):
-    return xr.open_dataset(path, mask_and_scale=True, decode_times=True)
+def open_file(path, chunks=None):
+    return xr.open_dataset(path, mask_and_scale=True, decode_times=True, chunks=chunks)
+
+
+def store_chunks(store):
+    """Dask chunks matching the store's chunks, by dimension (data variables first,
+    so that `time` gets their 1, not the 1-D time array's 1024)."""
+    z = xr.open_zarr(store)
+    chunks = {}
+    for var in [*z.data_vars.values(), *z.coords.values()]:
+        for dim, size in zip(var.dims, var.encoding.get("chunks", ())):
+            chunks.setdefault(dim, size)
+    return chunks
 
 
 def time_dependent(ds):
     return ds.drop_vars([v for v in ds.variables if TIME not in ds[v].dims])
 
 
-def append(store, path):
-    ds = open_file(path)
+def append(store, path, chunks=None):
+    ds = open_file(path, chunks)
     z = xr.open_zarr(store)
     if ds[TIME].values[0] <= z[TIME].values[-1]:
         raise SystemExit("not after the end of the store")
@@ -50,8 +62,8 @@ def slot(z, value):
     return index
 
 
-def overwrite(store, path):
-    ds = open_file(path)
+def overwrite(store, path, chunks=None):
+    ds = open_file(path, chunks)
     z = xr.open_zarr(store)
     i = slot(z, ds[TIME].values[0])
     time_dependent(ds).to_zarr(store, region={TIME: slice(i, i + 1)}, consolidated=True)
@@ -114,7 +126,16 @@ def floor(_store, path):
             var[...]
 
 
-OPS = {"append": append, "overwrite": overwrite, "blank": blank, "profile": profile, "floor": floor}
+def with_dask(op):
+    """`op` on files opened with dask chunks equal to the store's chunks: reading,
+    decoding and encoding then run on every core (dask's threaded scheduler)."""
+    def run(store, path):
+        op(store, path, store_chunks(store))
+    return run
+
+
+OPS = {"append": append, "overwrite": overwrite, "blank": blank, "profile": profile, "floor": floor,
+       "append-dask": with_dask(append), "overwrite-dask": with_dask(overwrite)}
 
 if __name__ == "__main__":
     op, store, *paths = sys.argv[1:]

@@ -15,8 +15,15 @@ use thiserror::Error;
 use crate::values::{CfEncoding, ElementType, Values};
 
 pub(crate) mod bands;
+pub(crate) mod chunked;
+#[cfg(test)]
+mod decode_tests;
 pub(crate) mod diagnose;
+mod filters;
+mod hdf5_index;
 pub(crate) use bands::{Band, BandAssembler, BandPlan};
+use chunked::ChunkReader;
+pub use chunked::{Decode, DECODE_ENV};
 
 /// Why a source file could not be opened or read. Each message starts with the file's
 /// path and is the reason an event is rejected with.
@@ -127,6 +134,14 @@ pub enum SourceError {
         /// The name asked for.
         variable: String,
     },
+    /// `ZRU_DECODE` names no decode path.
+    #[error("{path}: {reason}")]
+    Decode {
+        /// The source file.
+        path: PathBuf,
+        /// The value and the choices.
+        reason: String,
+    },
     /// An attribute cannot be read.
     #[error("{path}: attribute {attribute} of {variable}: {source}")]
     Attribute {
@@ -188,6 +203,7 @@ pub struct SourceFile {
     path: PathBuf,
     file: netcdf::File,
     variables: Vec<SourceVariable>,
+    decode: Decode,
 }
 
 impl std::fmt::Debug for SourceFile {
@@ -225,6 +241,10 @@ impl SourceFile {
                 groups: groups.join(", "),
             });
         }
+        let decode = Decode::from_env().map_err(|reason| SourceError::Decode {
+            path: path.to_path_buf(),
+            reason,
+        })?;
         let joined = string_dims(&file);
         let variables = file
             .variables()
@@ -234,7 +254,42 @@ impl SourceFile {
             path: path.to_path_buf(),
             file,
             variables,
+            decode,
         })
+    }
+
+    /// Chooses how netCDF-4 chunks are decoded (the tests compare both paths).
+    pub fn set_decode(&mut self, decode: Decode) {
+        self.decode = decode;
+    }
+
+    /// A reader of the variable's chunks when they are zru's to decode (see
+    /// [`chunked`]), else `None` (netCDF-C reads).
+    fn chunk_reader(&self, var: &SourceVariable) -> Option<ChunkReader> {
+        match self.decode {
+            Decode::Parallel => ChunkReader::open(&self.path, &var.name, var.element, &var.shape),
+            Decode::NetcdfC => None,
+        }
+    }
+
+    /// Reads `start..start + count` of a variable: its chunks decoded in parallel by
+    /// `chunks` if it can, else through netCDF-C.
+    fn read_region(
+        &self,
+        var: &SourceVariable,
+        chunks: Option<&ChunkReader>,
+        start: &[u64],
+        count: &[u64],
+    ) -> Result<Values, SourceError> {
+        if let Some(values) = chunks.and_then(|reader| reader.read(start, count)) {
+            return Ok(values);
+        }
+        let extents: Vec<std::ops::Range<usize>> = start
+            .iter()
+            .zip(count)
+            .map(|(&s, &c)| s as usize..(s + c) as usize)
+            .collect();
+        self.read_extents(&var.name, extents.into())
     }
 
     /// The path the file was opened from.
@@ -277,6 +332,13 @@ impl SourceFile {
     pub fn read(&self, name: &str) -> Result<Values, SourceError> {
         let described = self.described(name)?;
         self.check_read_size(described, described.element_count())?;
+        if described.element != ElementType::Text && !described.shape.is_empty() {
+            let start = vec![0; described.shape.len()];
+            let chunks = self.chunk_reader(described);
+            if let Some(values) = chunks.and_then(|r| r.read(&start, &described.shape)) {
+                return Ok(values);
+            }
+        }
         self.read_extents(name, netcdf::Extents::All)
     }
 
@@ -336,17 +398,13 @@ impl SourceFile {
             .fold(1u64, |n, &len| n.saturating_mul(len));
         self.check_read_size(described, plan.piece.saturating_mul(row_len))?;
         let mut assembler = BandAssembler::new(plan, row_len);
+        let chunks = self.chunk_reader(described);
         for piece in plan.pieces() {
-            let extents: Vec<std::ops::Range<usize>> = described
-                .shape
-                .iter()
-                .enumerate()
-                .map(|(axis, &len)| match axis == plan.axis {
-                    true => piece.start as usize..piece.end as usize,
-                    false => 0..len as usize,
-                })
-                .collect();
-            let values = self.read_extents(name, extents.into())?;
+            let mut start = vec![0; described.shape.len()];
+            let mut count = described.shape.clone();
+            start[plan.axis] = piece.start;
+            count[plan.axis] = piece.end - piece.start;
+            let values = self.read_region(described, chunks.as_ref(), &start, &count)?;
             let band = assembler
                 .push(values, piece.end - piece.start)
                 .map_err(|e| SourceError::Bands {

@@ -2,7 +2,8 @@
 //! makes the command exit non-zero.
 //!
 //! Checks: the configuration loads and validates; the queue answers and is FIFO
-//! with a FIFO dead-letter queue; the raw bucket and every S3 store's bucket answer;
+//! with a FIFO dead-letter queue; what waits in both (a failure when the dead-letter
+//! queue holds events); the raw bucket and every S3 store's bucket answer;
 //! the EFS file system and access point are available; the lock directory is
 //! writable and a file in it can be locked.
 
@@ -77,8 +78,12 @@ pub async fn run(settings: &Settings, clients: &Clients) -> Vec<Check> {
     match &settings.queue_url {
         Some(url) => {
             let (queue, dlq) = check_queue(clients, url).await;
+            let reachable = queue.is_ok();
             checks.push(Check::new("queue", queue));
             checks.push(Check::new("dead-letter queue", dlq));
+            if reachable {
+                checks.push(Check::new("backlog", check_backlog(clients, url).await));
+            }
         }
         None => checks.push(Check::new("queue", Err("ZRU_QUEUE_URL is not set".into()))),
     }
@@ -161,13 +166,17 @@ async fn check_queue(
     (queue, dlq)
 }
 
-async fn check_dead_letter_queue(clients: &Clients, policy: &str) -> Result<String, String> {
+/// The dead-letter queue of a redrive policy: (its ARN, its URL, the policy's
+/// `maxReceiveCount`).
+async fn dead_letter_queue(
+    clients: &Clients,
+    policy: &str,
+) -> Result<(String, String, serde_json::Value), String> {
     let policy: serde_json::Value =
         serde_json::from_str(policy).map_err(|e| format!("redrive policy is not JSON: {e}"))?;
     let arn = policy["deadLetterTargetArn"]
         .as_str()
         .ok_or("redrive policy has no deadLetterTargetArn")?;
-    let max = &policy["maxReceiveCount"];
     let name = arn.rsplit(':').next().unwrap_or(arn);
     let url = clients
         .sqs
@@ -178,6 +187,46 @@ async fn check_dead_letter_queue(clients: &Clients, policy: &str) -> Result<Stri
         .map_err(|e| format!("{arn}: {}", describe(&e)))?
         .queue_url
         .ok_or_else(|| format!("{arn}: no URL"))?;
+    Ok((arn.to_string(), url, policy["maxReceiveCount"].clone()))
+}
+
+/// What waits: messages ready and in flight in the queue, and in its dead-letter
+/// queue (a failure when any: files wait for a fix).
+async fn check_backlog(clients: &Clients, url: &str) -> Result<String, String> {
+    let attributes = queue_attributes(clients, url).await?;
+    let count = |attributes: &std::collections::HashMap<QueueAttributeName, String>,
+                 name: QueueAttributeName| {
+        attributes
+            .get(&name)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let waiting = count(&attributes, QueueAttributeName::ApproximateNumberOfMessages);
+    let in_flight = count(
+        &attributes,
+        QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+    );
+    let mut detail = format!("{waiting} event(s) waiting, {in_flight} in flight");
+    if let Some(policy) = attributes.get(&QueueAttributeName::RedrivePolicy) {
+        let (_, dlq, _) = dead_letter_queue(clients, policy).await?;
+        let dead = count(
+            &queue_attributes(clients, &dlq).await?,
+            QueueAttributeName::ApproximateNumberOfMessages,
+        );
+        if dead > 0 {
+            return Err(format!(
+                "{detail}; {dead} in the dead-letter queue: fix or replace those files, \
+                 then move the messages back (docs/aws.md)"
+            ));
+        }
+        detail.push_str(", 0 dead letters");
+    }
+    Ok(detail)
+}
+
+async fn check_dead_letter_queue(clients: &Clients, policy: &str) -> Result<String, String> {
+    let (arn, url, max) = dead_letter_queue(clients, policy).await?;
+    let name = arn.rsplit(':').next().unwrap_or(&arn).to_string();
     let attributes = queue_attributes(clients, &url).await?;
     if attributes
         .get(&QueueAttributeName::FifoQueue)

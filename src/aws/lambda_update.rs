@@ -11,9 +11,12 @@
 //! is checked with a HEAD and, if it still has a current version (versioned buckets),
 //! that version is downloaded too (`stages`, `crate::pipeline::current`); then the pipeline's flusher runs on a
 //! blocking thread (zarrs' sync API over S3 must not run inside the async runtime)
-//! over the batch as an `SqsBatch` queue. A message that fails on its last allowed
-//! receive is moved to the dead-letter queue by the updater itself, with its reason
-//! in the `zru_reason` attribute, then deleted.
+//! over the batch as an `SqsBatch` queue, each group (store) apart. A message that
+//! fails permanently, or transiently on its last allowed receive, is moved to the
+//! dead-letter queue by the updater itself, with its reason in the `zru_reason`
+//! attribute, then deleted; any other failed message is made visible again after an
+//! exponential backoff ([`super::retry`]) with `ChangeMessageVisibility`, its whole
+//! group waiting as long (FIFO order).
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
@@ -24,15 +27,16 @@ use serde::Serialize;
 use thiserror::Error;
 
 use super::config_source::{ConfigSource, ConfigSourceError};
-use super::fifo::batch_item_failures;
+use super::fifo::{batch_item_failures, dataset_for_group};
 use super::raw::{self, RawError};
+use super::retry::{disposition, group_delays, visibility_seconds, Disposition};
 use super::sdk::Clients;
 use super::settings::{Settings, SettingsError};
 use super::sqs::{self, QueueInfo, Received, SqsError};
 use super::sqs_queue::{Fate, SqsBatch};
 use crate::config::Catalog;
 use crate::pipeline::current::CurrentObjects;
-use crate::pipeline::queue::Message;
+use crate::pipeline::queue::{Message, Retry};
 use crate::pipeline::{FlushOptions, Flusher, PipelineError, Report};
 use crate::update::{EventKind, Updater};
 
@@ -113,19 +117,25 @@ impl Deployment {
 pub(crate) struct BatchResult {
     /// Indices (in the batch) of messages to delete: committed, skipped or dead-lettered.
     pub done: Vec<usize>,
-    /// Indices of messages that failed and will be received again, with the reason.
-    pub failed: Vec<(usize, String)>,
+    /// Messages going back to the queue: index, reason, and when the message may be
+    /// received again (its own backoff; see [`super::retry`]).
+    pub failed: Vec<(usize, String, Duration)>,
     /// Indices of messages moved to the dead-letter queue.
     pub dead_lettered: Vec<usize>,
     pub reports: Vec<Report>,
 }
 
 /// Downloads the batch's created objects, flushes the batch into the stores, and
-/// moves last-chance failures to the dead-letter queue.
+/// moves permanent and last-chance failures to the dead-letter queue. A failure that
+/// concerns one group (a raw object that cannot be read, the store's lock, ledger or
+/// attempt record) fails that group's unsettled messages, transiently; the other
+/// groups go on. Only what concerns the whole batch (the scratch directory, the flush
+/// thread, the batch's state) is an error.
 pub(crate) async fn apply_batch(
     deployment: &Deployment,
     batch: &[Received],
 ) -> Result<BatchResult, LambdaUpdateError> {
+    let started = std::time::Instant::now();
     let settings = &deployment.settings;
     let scratch = tempfile::Builder::new()
         .prefix("zru-raw-")
@@ -134,37 +144,30 @@ pub(crate) async fn apply_batch(
             dir: settings.scratch_dir.display().to_string(),
             source,
         })?;
-    let (queue, bad) = SqsBatch::new(batch, deployment.max_receive_count());
+    // The pipeline groups by dataset; SQS groups are stores.
+    let routed: Vec<Received> = batch
+        .iter()
+        .map(|m| Received {
+            group: dataset_for_group(&deployment.catalog, &m.group),
+            ..m.clone()
+        })
+        .collect();
+    let (queue, bad) = SqsBatch::new(&routed, deployment.max_receive_count());
     let messages = queue.messages().map_err(PipelineError::from)?;
-    let s3 = &deployment.clients.s3;
     let root = scratch.path();
     let mut current = CurrentObjects::default();
-    for stage in stages(&deployment.catalog, &messages) {
-        match stage {
-            Stage::Fetch {
-                bucket,
-                key,
-                version_id,
-            } => match raw::download(s3, &bucket, &key, version_id.as_deref(), root).await {
-                // A missing object (or version) is the flush's `skipped(gone)`; a bad
-                // key its rejection.
-                Ok(_) | Err(RawError::BadKey { .. }) => {}
-                Err(error) => return Err(error.into()),
-            },
-            Stage::Check { bucket, key } => {
-                if raw::local_path(root, &key).is_none() {
-                    continue;
-                }
-                let mut object = raw::head(s3, &bucket, &key).await?;
-                if let Some(found) = &object {
-                    let version = found.version_id.as_deref();
-                    if !raw::download(s3, &bucket, &key, version, root).await? {
-                        // Deleted between the HEAD and the GET.
-                        object = None;
-                    }
-                }
-                current.record(&key, object);
-            }
+    let mut failed_groups: HashSet<String> = HashSet::new();
+    for (group, stage) in stages(&deployment.catalog, &messages) {
+        if failed_groups.contains(&group) {
+            continue;
+        }
+        if let Err(error) = fetch(&deployment.clients.s3, &stage, root, &mut current).await {
+            tracing::warn!(%group, %error, "raw object not read: the group is retried later");
+            let reason = format!("not applied, the batch could not read {error}");
+            queue
+                .fail_group(&group, &reason)
+                .map_err(PipelineError::from)?;
+            failed_groups.insert(group);
         }
     }
     let updater = Updater::new(deployment.catalog.clone(), scratch.path().to_path_buf());
@@ -174,56 +177,171 @@ pub(crate) async fn apply_batch(
         lock_dir: settings.lock_dir.clone(),
         lock_timeout: settings.lock_timeout,
     };
-    let (queue, reports) = tokio::task::spawn_blocking(move || {
+    let (queue, flushed) = tokio::task::spawn_blocking(move || {
         let flusher = Flusher {
             updater: &updater,
             queue: &queue,
             options,
             current: Some(&current),
         };
-        let reports = flusher.flush(&mut |_| {});
-        (queue, reports)
+        let flushed = flusher.flush_each(&mut |_| {});
+        (queue, flushed)
     })
     .await
     .map_err(|e| LambdaUpdateError::Join(e.to_string()))?;
-    let reports = reports?;
-    for report in &reports {
-        tracing::info!(target: "zru::updater", "{}", report.line());
+    let (reports, group_errors) = flushed?;
+    for (group, error) in group_errors {
+        tracing::warn!(%group, %error, "store not updated: the group is retried later");
+        queue
+            .fail_group(&group, &format!("not applied: {error}"))
+            .map_err(PipelineError::from)?;
     }
+    super::metrics::observe_batch(&settings.metrics, &reports, &messages, batch, started);
     let mut result = BatchResult {
         reports,
         ..BatchResult::default()
     };
     let mut fates: HashMap<usize, Fate> = queue.fates().map_err(PipelineError::from)?;
-    let max = deployment.max_receive_count();
     for (index, reason) in bad {
-        let last = max.is_some_and(|m| batch[index].receive_count >= m);
-        fates.insert(index, Fate::Failed { reason, last });
+        let retry = Retry::Never;
+        fates.insert(index, Fate::Failed { reason, retry });
     }
     for (index, message) in batch.iter().enumerate() {
-        match fates.remove(&index).unwrap_or(Fate::Untouched) {
-            Fate::Done => result.done.push(index),
-            Fate::Untouched => result
-                .failed
-                .push((index, "not processed in this batch".into())),
-            Fate::Failed { reason, last } => {
-                let dead_letter_url = deployment
-                    .queue
-                    .as_ref()
-                    .and_then(|q| q.dead_letter_url.as_deref());
-                match (last, dead_letter_url) {
-                    (true, Some(url)) => {
-                        sqs::dead_letter(&deployment.clients.sqs, url, message, &reason).await?;
-                        tracing::warn!(message = %message.message_id, %reason, "moved to the dead-letter queue");
-                        result.dead_lettered.push(index);
-                        result.done.push(index);
-                    }
-                    _ => result.failed.push((index, reason)),
-                }
+        let (reason, retry) = match fates.remove(&index).unwrap_or(Fate::Untouched) {
+            Fate::Done => {
+                result.done.push(index);
+                continue;
             }
-        }
+            Fate::Untouched => (
+                "not processed in this batch".to_string(),
+                Retry::After(Duration::ZERO),
+            ),
+            Fate::Failed { reason, retry } => (reason, retry),
+        };
+        settle_failure(deployment, &mut result, index, message, reason, retry).await;
     }
     Ok(result)
+}
+
+/// Reads what `stage` needs from the raw bucket into `root`.
+async fn fetch(
+    s3: &aws_sdk_s3::Client,
+    stage: &Stage,
+    root: &std::path::Path,
+    current: &mut CurrentObjects,
+) -> Result<(), RawError> {
+    match stage {
+        Stage::Fetch {
+            bucket,
+            key,
+            version_id,
+        } => match raw::download(s3, bucket, key, version_id.as_deref(), root).await {
+            // A missing object (or version) is the flush's `skipped(gone)`; a bad
+            // key its rejection.
+            Ok(_) | Err(RawError::BadKey { .. }) => Ok(()),
+            Err(error) => Err(error),
+        },
+        Stage::Check { bucket, key } => {
+            if raw::local_path(root, key).is_none() {
+                return Ok(());
+            }
+            let mut object = raw::head(s3, bucket, key).await?;
+            if let Some(found) = &object {
+                let version = found.version_id.as_deref();
+                if !raw::download(s3, bucket, key, version, root).await? {
+                    // Deleted between the HEAD and the GET.
+                    object = None;
+                }
+            }
+            current.record(key, object);
+            Ok(())
+        }
+    }
+}
+
+/// A failed message: to the dead-letter queue (permanent, or its last receive), else
+/// back to the queue after its backoff. A dead letter that cannot be sent waits too.
+async fn settle_failure(
+    deployment: &Deployment,
+    result: &mut BatchResult,
+    index: usize,
+    message: &Received,
+    reason: String,
+    retry: Retry,
+) {
+    let dead_letter_url = deployment
+        .queue
+        .as_ref()
+        .and_then(|q| q.dead_letter_url.as_deref());
+    let backoff = &deployment.settings.backoff;
+    let decision = disposition(
+        retry,
+        message.receive_count,
+        deployment.max_receive_count(),
+        dead_letter_url.is_some(),
+        backoff,
+    );
+    let (Disposition::DeadLetter, Some(url)) = (decision, dead_letter_url) else {
+        let delay = match decision {
+            Disposition::RetryAfter(delay) => delay,
+            Disposition::DeadLetter => backoff.delay(message.receive_count),
+        };
+        result.failed.push((index, reason, delay));
+        return;
+    };
+    match sqs::dead_letter(&deployment.clients.sqs, url, message, &reason).await {
+        Ok(()) => {
+            tracing::warn!(message = %message.message_id, %reason, "moved to the dead-letter queue");
+            result.dead_lettered.push(index);
+            result.done.push(index);
+        }
+        Err(error) => {
+            tracing::error!(message = %message.message_id, %error, "dead letter not sent");
+            let reason = format!("{reason} (not dead-lettered: {error})");
+            result
+                .failed
+                .push((index, reason, backoff.delay(message.receive_count)));
+        }
+    }
+}
+
+/// Makes `returning` (index in `batch`, own delay) visible again after their group's
+/// longest delay. A change that fails is logged: the message then comes back after the
+/// queue's visibility timeout.
+async fn return_to_queue(
+    deployment: &Deployment,
+    batch: &[Received],
+    returning: &[(usize, Duration)],
+) {
+    if returning.is_empty() {
+        return;
+    }
+    let Some(url) = deployment.settings.queue_url.as_deref() else {
+        tracing::warn!("ZRU_QUEUE_URL is not set: failed messages come back after the queue's visibility timeout");
+        return;
+    };
+    let own: Vec<(usize, &str, Duration)> = returning
+        .iter()
+        .map(|&(i, delay)| (i, batch[i].group.as_str(), delay))
+        .collect();
+    let entries: Vec<(String, i32)> = group_delays(&own)
+        .into_iter()
+        .map(|(i, delay)| (batch[i].receipt_handle.clone(), visibility_seconds(delay)))
+        .collect();
+    if let Err(error) = sqs::change_visibility(&deployment.clients.sqs, url, &entries).await {
+        tracing::warn!(%error, "visibility not changed: the messages come back after the queue's visibility timeout");
+    }
+}
+
+/// After a batch-wide error: every message of the batch back after its backoff.
+async fn back_off_batch(deployment: &Deployment, batch: &[Received]) {
+    let backoff = &deployment.settings.backoff;
+    let returning: Vec<(usize, Duration)> = batch
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (i, backoff.delay(m.receive_count)))
+        .collect();
+    return_to_queue(deployment, batch, &returning).await;
 }
 
 /// What the updater reads from the raw bucket before a batch, for one key.
@@ -242,8 +360,8 @@ pub(crate) enum Stage {
 
 /// Per key that a dataset takes, what its newest event in the batch needs (only the
 /// newest event of a key can be applied: the flush skips the others as superseded),
-/// in the order keys first appear.
-pub(crate) fn stages(catalog: &Catalog, messages: &[Message]) -> Vec<Stage> {
+/// with the message's group, in the order keys first appear.
+pub(crate) fn stages(catalog: &Catalog, messages: &[Message]) -> Vec<(String, Stage)> {
     let mut newest: Vec<&Message> = Vec::new();
     for message in messages {
         if catalog.route(&message.event.key).is_err() {
@@ -263,14 +381,15 @@ pub(crate) fn stages(catalog: &Catalog, messages: &[Message]) -> Vec<Stage> {
         .into_iter()
         .map(|m| {
             let (bucket, key) = (m.event.bucket.clone(), m.event.key.clone());
-            match m.event.kind {
+            let stage = match m.event.kind {
                 EventKind::Created => Stage::Fetch {
                     bucket,
                     key,
                     version_id: m.event.version_id.clone(),
                 },
                 EventKind::Removed => Stage::Check { bucket, key },
-            }
+            };
+            (m.group.clone(), stage)
         })
         .collect()
 }
@@ -298,13 +417,22 @@ pub(crate) fn received_from_event(event: &SqsEvent) -> Vec<Received> {
         .collect()
 }
 
-/// Applies an SQS batch; the failures to report keep each group's order.
+/// Applies an SQS batch. The failures reported are the messages going back to the
+/// queue (each made visible again after its group's backoff); committed messages are
+/// not reported, so the event source deletes them. After a batch-wide error every
+/// message backs off, then the invocation fails.
 pub async fn handle_sqs_event(
     deployment: &Deployment,
     event: &SqsEvent,
 ) -> Result<SqsBatchResponse, LambdaUpdateError> {
     let batch = received_from_event(event);
-    let result = apply_batch(deployment, &batch).await?;
+    let result = match apply_batch(deployment, &batch).await {
+        Ok(result) => result,
+        Err(error) => {
+            back_off_batch(deployment, &batch).await;
+            return Err(error);
+        }
+    };
     let order: Vec<(String, String)> = batch
         .iter()
         .map(|m| (m.message_id.clone(), m.group.clone()))
@@ -312,14 +440,32 @@ pub async fn handle_sqs_event(
     let failed: HashSet<String> = result
         .failed
         .iter()
-        .map(|(i, _)| batch[*i].message_id.clone())
+        .map(|(i, _, _)| batch[*i].message_id.clone())
+        .collect();
+    let settled: HashSet<&str> = result
+        .done
+        .iter()
+        .map(|&i| batch[i].message_id.as_str())
+        .collect();
+    let own: HashMap<&str, Duration> = result
+        .failed
+        .iter()
+        .map(|(i, _, delay)| (batch[*i].message_id.as_str(), *delay))
         .collect();
     let mut response = SqsBatchResponse::default();
+    let mut returning = Vec::new();
     for id in batch_item_failures(&order, &failed) {
+        if settled.contains(id.as_str()) {
+            continue;
+        }
+        if let Some(index) = batch.iter().position(|m| m.message_id == id) {
+            returning.push((index, own.get(id.as_str()).copied().unwrap_or_default()));
+        }
         let mut failure = BatchItemFailure::default();
         failure.item_identifier = id;
         response.batch_item_failures.push(failure);
     }
+    return_to_queue(deployment, &batch, &returning).await;
     Ok(response)
 }
 
@@ -359,8 +505,7 @@ pub async fn drain(
 ) -> Result<DrainSummary, LambdaUpdateError> {
     let url = deployment.settings.require_queue_url()?.to_string();
     let sqs_client = &deployment.clients.sqs;
-    let visibility = deployment.settings.visibility.as_secs().min(43_200) as i32;
-    let retry_at_once = deployment.max_receive_count().is_some();
+    let visibility = visibility_seconds(deployment.settings.visibility);
     let mut summary = DrainSummary::default();
     loop {
         let remaining = deadline
@@ -379,7 +524,13 @@ pub async fn drain(
         }
         summary.batches += 1;
         summary.received += batch.len();
-        let result = apply_batch(deployment, &batch).await?;
+        let result = match apply_batch(deployment, &batch).await {
+            Ok(result) => result,
+            Err(error) => {
+                back_off_batch(deployment, &batch).await;
+                return Err(error);
+            }
+        };
         let done: Vec<String> = result
             .done
             .iter()
@@ -389,13 +540,11 @@ pub async fn drain(
         summary.deleted += done.len();
         summary.dead_lettered += result.dead_lettered.len();
         summary.failed += result.failed.len();
-        if retry_at_once {
-            // Visible again now: received again in this drain until it succeeds or
-            // reaches the dead-letter queue.
-            for (index, _) in &result.failed {
-                sqs::retry_after(sqs_client, &url, &batch[*index].receipt_handle, 0).await?;
-            }
-        }
+        // Back after their backoff, not in this drain's next receive: a long poll
+        // that finds only them in flight ends the drain.
+        let returning: Vec<(usize, Duration)> =
+            result.failed.iter().map(|(i, _, d)| (*i, *d)).collect();
+        return_to_queue(deployment, &batch, &returning).await;
     }
     Ok(summary)
 }
@@ -496,8 +645,15 @@ mod tests {
             message(5, "other/c.nc", EventKind::Created, "01", "v1"),
             message(6, "sst/d.nc", EventKind::Created, "01", "v7"),
         ];
+        let staged: Vec<Stage> = stages(&catalog, &messages)
+            .into_iter()
+            .map(|(group, stage)| {
+                assert_eq!(group, "sst");
+                stage
+            })
+            .collect();
         assert_eq!(
-            stages(&catalog, &messages),
+            staged,
             [
                 fetch("sst/a.nc", "v2"),
                 Stage::Check {

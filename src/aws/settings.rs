@@ -10,8 +10,13 @@
 //! | `ZRU_LOCK_TIMEOUT_SECONDS` | `60` | updater |
 //! | `ZRU_DRAIN_SAFETY_SECONDS` | `60` | updater: stop draining when less time remains |
 //! | `ZRU_VISIBILITY_SECONDS` | `900` | updater: visibility timeout of drained messages |
+//! | `ZRU_BACKOFF_BASE_SECONDS` | `60` | updater: delay of a message after its first transient failure |
+//! | `ZRU_BACKOFF_CAP_SECONDS` | `1800` | updater: longest delay (doubling per receive up to it; at most 43200) |
 //! | `ZRU_SCRATCH_DIR` | the system temp dir (`/tmp`) | updater: downloaded raw objects |
 //! | `ZRU_EFS_FILE_SYSTEM_ID`, `ZRU_EFS_ACCESS_POINT_ID` | none | doctor |
+//! | `ZRU_LAG_TARGET_SECONDS` | none | updater: lag target of every dataset (metric `LagOverTargetMilliseconds`) |
+//! | `ZRU_LAG_TARGETS` | none | updater: per-dataset lag targets, `name=seconds,...` |
+//! | `AWS_LAMBDA_FUNCTION_NAME` | `zru` | updater: the metrics' `Function` dimension (set by Lambda) |
 //!
 //! AWS credentials, region and endpoint overrides (`AWS_ENDPOINT_URL`,
 //! `AWS_ENDPOINT_URL_S3`, ...) are the SDK's usual variables.
@@ -20,6 +25,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use thiserror::Error;
+
+use super::metrics::{LagTargets, MetricsContext};
+use super::retry::{Backoff, MAX_VISIBILITY};
 
 /// The default lock directory: on the EFS mount of the updater function.
 pub const DEFAULT_LOCK_DIR: &str = "/mnt/efs/zru-locks";
@@ -54,12 +62,18 @@ pub struct Settings {
     pub drain_safety: Duration,
     /// `ZRU_VISIBILITY_SECONDS`: visibility timeout of the messages a drain receives.
     pub visibility: Duration,
+    /// `ZRU_BACKOFF_BASE_SECONDS` and `ZRU_BACKOFF_CAP_SECONDS`: when a message that
+    /// failed transiently is visible again.
+    pub backoff: Backoff,
     /// `ZRU_SCRATCH_DIR`: where raw objects are downloaded to.
     pub scratch_dir: PathBuf,
     /// `ZRU_EFS_FILE_SYSTEM_ID`: the EFS file system `zru doctor` checks.
     pub efs_file_system_id: Option<String>,
     /// `ZRU_EFS_ACCESS_POINT_ID`: the EFS access point `zru doctor` checks.
     pub efs_access_point_id: Option<String>,
+    /// The metrics' function dimension and lag targets (`AWS_LAMBDA_FUNCTION_NAME`,
+    /// `ZRU_LAG_TARGET_SECONDS`, `ZRU_LAG_TARGETS`).
+    pub metrics: MetricsContext,
 }
 
 impl Settings {
@@ -91,7 +105,30 @@ impl Settings {
             Some(root) => format!("{}/config", root.trim_end_matches('/')),
             None => "config".into(),
         });
+        let backoff = Backoff {
+            base: seconds(
+                "ZRU_BACKOFF_BASE_SECONDS",
+                Backoff::default().base.as_secs(),
+            )?,
+            cap: seconds("ZRU_BACKOFF_CAP_SECONDS", Backoff::default().cap.as_secs())?,
+        };
+        check_backoff(&backoff)?;
+        let lag_default = match get("ZRU_LAG_TARGET_SECONDS") {
+            None => None,
+            Some(_) => Some(seconds("ZRU_LAG_TARGET_SECONDS", 0)?),
+        };
+        let pairs = get("ZRU_LAG_TARGETS").unwrap_or_default();
+        let targets = LagTargets::parse(lag_default, &pairs).map_err(|reason| SettingsError {
+            name: "ZRU_LAG_TARGETS".into(),
+            value: pairs.clone(),
+            reason,
+        })?;
+        let metrics = MetricsContext {
+            function: get("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "zru".into()),
+            targets,
+        };
         Ok(Self {
+            metrics,
             config,
             queue_url: get("ZRU_QUEUE_URL"),
             raw_bucket: get("ZRU_RAW_BUCKET"),
@@ -99,6 +136,7 @@ impl Settings {
             lock_timeout: seconds("ZRU_LOCK_TIMEOUT_SECONDS", 60)?,
             drain_safety: seconds("ZRU_DRAIN_SAFETY_SECONDS", 60)?,
             visibility: seconds("ZRU_VISIBILITY_SECONDS", 900)?,
+            backoff,
             scratch_dir: get("ZRU_SCRATCH_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(std::env::temp_dir),
@@ -115,6 +153,36 @@ impl Settings {
             reason: "must be set to the FIFO queue's URL".into(),
         })
     }
+}
+
+/// The cap must hold the base and fit SQS's 12-hour visibility limit.
+fn check_backoff(backoff: &Backoff) -> Result<(), SettingsError> {
+    let error = |name: &str, value: std::time::Duration, reason: String| SettingsError {
+        name: name.into(),
+        value: value.as_secs().to_string(),
+        reason,
+    };
+    if backoff.cap > MAX_VISIBILITY {
+        return Err(error(
+            "ZRU_BACKOFF_CAP_SECONDS",
+            backoff.cap,
+            format!(
+                "at most {} (SQS's longest visibility timeout, 12 hours)",
+                MAX_VISIBILITY.as_secs()
+            ),
+        ));
+    }
+    if backoff.base > backoff.cap {
+        return Err(error(
+            "ZRU_BACKOFF_BASE_SECONDS",
+            backoff.base,
+            format!(
+                "at most ZRU_BACKOFF_CAP_SECONDS ({})",
+                backoff.cap.as_secs()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -155,5 +223,42 @@ mod tests {
         assert_eq!(s.drain_safety, Duration::from_secs(30));
         let err = settings(&[("ZRU_VISIBILITY_SECONDS", "soon")]).unwrap_err();
         assert_eq!(err.name, "ZRU_VISIBILITY_SECONDS");
+        let s = settings(&[
+            ("ZRU_LAG_TARGET_SECONDS", "3600"),
+            ("ZRU_LAG_TARGETS", "sst=60"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "zru-updater"),
+        ])
+        .unwrap();
+        assert_eq!(s.metrics.function, "zru-updater");
+        assert_eq!(
+            s.metrics.targets.for_dataset("sst"),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            s.metrics.targets.for_dataset("argo"),
+            Some(Duration::from_secs(3_600))
+        );
+        let err = settings(&[("ZRU_LAG_TARGETS", "sst")]).unwrap_err();
+        assert_eq!(err.name, "ZRU_LAG_TARGETS");
+    }
+
+    #[test]
+    fn backoff_has_defaults_and_its_limits_are_checked() {
+        assert_eq!(settings(&[]).unwrap().backoff, Backoff::default());
+        let s = settings(&[
+            ("ZRU_BACKOFF_BASE_SECONDS", "5"),
+            ("ZRU_BACKOFF_CAP_SECONDS", "40"),
+        ])
+        .unwrap();
+        assert_eq!(s.backoff.base, Duration::from_secs(5));
+        assert_eq!(s.backoff.cap, Duration::from_secs(40));
+        let err = settings(&[("ZRU_BACKOFF_CAP_SECONDS", "50000")]).unwrap_err();
+        assert_eq!(err.name, "ZRU_BACKOFF_CAP_SECONDS");
+        let err = settings(&[
+            ("ZRU_BACKOFF_BASE_SECONDS", "3600"),
+            ("ZRU_BACKOFF_CAP_SECONDS", "60"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.name, "ZRU_BACKOFF_BASE_SECONDS");
     }
 }

@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 
 use aws_sdk_sqs::types::{
-    BatchResultErrorEntry, DeleteMessageBatchRequestEntry, MessageAttributeValue,
-    MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
+    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
+    DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName,
+    QueueAttributeName, SendMessageBatchRequestEntry,
 };
 use thiserror::Error;
 
@@ -108,7 +109,8 @@ fn check_batch(url: &str, failed: &[BatchResultErrorEntry], total: usize) -> Res
 }
 
 /// SQS deduplication ids are at most 128 characters of `[!-~]`: longer or other ids
-/// (keys can hold any character) are replaced by a hex digest of themselves.
+/// (keys can hold any character) are replaced by a hex digest of themselves. Message
+/// group ids follow the same rules.
 pub fn dedup_id(raw: &str) -> String {
     let printable = raw.bytes().all(|b| (b'!'..=b'~').contains(&b));
     if printable && raw.len() <= 128 {
@@ -238,14 +240,38 @@ pub async fn retry_after(
     receipt_handle: &str,
     seconds: i32,
 ) -> Result<(), SqsError> {
-    client
-        .change_message_visibility()
-        .queue_url(url)
-        .receipt_handle(receipt_handle)
-        .visibility_timeout(seconds)
-        .send()
-        .await
-        .map_err(|e| request_error(url, describe(&e)))?;
+    change_visibility(client, url, &[(receipt_handle.to_string(), seconds)]).await
+}
+
+/// Sets the visibility timeout of received messages: each (receipt handle, seconds)
+/// is visible again that many seconds from now.
+pub async fn change_visibility(
+    client: &aws_sdk_sqs::Client,
+    url: &str,
+    entries: &[(String, i32)],
+) -> Result<(), SqsError> {
+    for chunk in entries.chunks(MAX_BATCH) {
+        let requests = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, (handle, seconds))| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(handle)
+                    .visibility_timeout(*seconds)
+                    .build()
+                    .map_err(|e| request_error(url, e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let response = client
+            .change_message_visibility_batch()
+            .queue_url(url)
+            .set_entries(Some(requests))
+            .send()
+            .await
+            .map_err(|e| request_error(url, describe(&e)))?;
+        check_batch(url, response.failed(), chunk.len())?;
+    }
     Ok(())
 }
 

@@ -43,12 +43,13 @@ pub enum Fate {
     Untouched,
     /// Committed (or skipped as duplicate/stale/superseded/gone): delete it.
     Done,
-    /// Failed; `last` when this was its last allowed receive.
+    /// Failed: permanent (`Retry::Never`) or transient (`Retry::After`).
     Failed {
         /// Why it failed.
         reason: String,
-        /// This was its last allowed receive: it goes to the dead-letter queue.
-        last: bool,
+        /// The failure's class: [`super::retry::disposition`] turns it into a dead
+        /// letter or a delay.
+        retry: Retry,
     },
 }
 
@@ -148,6 +149,26 @@ impl SqsBatch {
         ))
     }
 
+    /// Fails (transiently) every message of `group` the flush has not settled, with
+    /// `reason`: the group's raw objects could not be read, its store's lock, ledger
+    /// or attempt record failed. The flush no longer receives them. Returns how many.
+    pub fn fail_group(&self, group: &str, reason: &str) -> Result<usize, QueueError> {
+        let mut entries = self.entries()?;
+        let mut count = 0;
+        for entry in entries
+            .iter_mut()
+            .filter(|e| e.message.group == group && e.fate == Fate::Untouched)
+        {
+            entry.received = true;
+            entry.fate = Fate::Failed {
+                reason: format!("{}: {reason}", entry.message.event.key),
+                retry: Retry::After(Duration::ZERO),
+            };
+            count += 1;
+        }
+        Ok(count)
+    }
+
     /// Each message's fate, by its index in the batch given to [`Self::new`].
     pub fn fates(&self) -> Result<HashMap<usize, Fate>, QueueError> {
         Ok(self
@@ -212,15 +233,16 @@ impl Queue for SqsBatch {
         let Some(entry) = entries.iter_mut().find(|e| e.message.receipt == receipt) else {
             return Ok(Failed::Stale);
         };
-        // A permanent failure goes to the DLQ now; a transient one comes back after the
-        // queue's visibility timeout (per-message backoff: the AWS issue).
+        // A permanent failure goes to the DLQ now; a transient one comes back after a
+        // backoff (set by the caller with ChangeMessageVisibility), or goes to the DLQ
+        // on its last allowed receive.
         let last = retry == Retry::Never
             || self
                 .max_receive_count
                 .is_some_and(|max| entry.message.receive_count >= max);
         entry.fate = Fate::Failed {
             reason: error.to_string(),
-            last,
+            retry,
         };
         Ok(if last {
             Failed::DeadLettered
@@ -229,9 +251,10 @@ impl Queue for SqsBatch {
         })
     }
 
+    /// Groups with messages not received yet (a failed group is left out).
     fn groups(&self) -> Result<Vec<String>, QueueError> {
         let mut groups: Vec<String> = Vec::new();
-        for entry in self.entries()?.iter() {
+        for entry in self.entries()?.iter().filter(|e| !e.received) {
             if !groups.contains(&entry.message.group) {
                 groups.push(entry.message.group.clone());
             }
@@ -255,7 +278,14 @@ impl Queue for SqsBatch {
             match (&entry.fate, entry.received) {
                 (Fate::Untouched, false) => stats[position].ready += 1,
                 (Fate::Untouched, true) => stats[position].in_flight += 1,
-                (Fate::Failed { last: true, .. }, _) => stats[position].dead += 1,
+                (Fate::Failed { retry, .. }, _)
+                    if *retry == Retry::Never
+                        || self
+                            .max_receive_count
+                            .is_some_and(|max| entry.message.receive_count >= max) =>
+                {
+                    stats[position].dead += 1
+                }
                 _ => {}
             }
         }
@@ -326,7 +356,20 @@ mod tests {
             fates[&3],
             Fate::Failed {
                 reason: "bad file".into(),
-                last: true
+                retry: Retry::After(Duration::ZERO)
+            }
+        );
+        // A group whose store failed: its unsettled messages fail transiently, the
+        // settled ones keep their fate, and the flush no longer sees the group.
+        assert_eq!(queue.groups().unwrap(), vec!["argo"]);
+        assert_eq!(queue.fail_group("sst", "lock timeout").unwrap(), 0);
+        assert_eq!(queue.fail_group("argo", "lock timeout").unwrap(), 1);
+        assert!(queue.groups().unwrap().is_empty());
+        assert_eq!(
+            queue.fates().unwrap()[&1],
+            Fate::Failed {
+                reason: "sst/b.nc: lock timeout".into(),
+                retry: Retry::After(Duration::ZERO)
             }
         );
     }

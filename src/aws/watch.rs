@@ -2,17 +2,19 @@
 //!
 //! Each record's key is decoded and routed ([`crate::pipeline::s3_event`],
 //! [`crate::pipeline::enqueue`]); keys no dataset takes are logged and skipped. The
-//! rest are sent with `SendMessageBatch`, group id = dataset, deduplication id from
+//! rest are sent with `SendMessageBatch`, group id = the dataset's store
+//! (`fifo::store_group`), deduplication id from
 //! bucket, key and sequencer (or event time and etag). A failed send is an error, so
 //! the invocation fails and S3 delivers the notification again.
 
 use thiserror::Error;
 
+use super::fifo::store_group;
 use super::sqs::{self, Outgoing, SqsError};
 use super::sqs_queue::{Body, SqsBatch};
 use crate::config::Catalog;
 use crate::pipeline::enqueue::enqueue;
-use crate::pipeline::event::now_us;
+use crate::pipeline::event::{now_us, ObjectEvent};
 use crate::pipeline::queue::QueueError;
 use crate::pipeline::report::{Report, ReportAction};
 use crate::pipeline::s3_event::{parse_notification, S3EventError};
@@ -40,7 +42,16 @@ pub(crate) fn messages_for(
     catalog: &Catalog,
     notification: &str,
 ) -> Result<(Vec<Outgoing>, Vec<Report>), WatchError> {
-    let events = parse_notification(notification)?;
+    messages_for_events(catalog, parse_notification(notification)?)
+}
+
+/// The messages for `events` (routed as the watcher routes them: group = dataset,
+/// deduplication id from the event, arrival stamped now), and one report per event.
+/// The reconciliation sweep sends its events through this too.
+pub(crate) fn messages_for_events(
+    catalog: &Catalog,
+    events: Vec<ObjectEvent>,
+) -> Result<(Vec<Outgoing>, Vec<Report>), WatchError> {
     let collector = SqsBatch::sender();
     let reports = enqueue(catalog, &collector, events)?;
     let mut outgoing = Vec::new();
@@ -50,8 +61,12 @@ pub(crate) fn messages_for(
             event: message.event,
             arrival,
         })?;
+        // `enqueue` routed the event to a dataset of this catalog.
+        let group = catalog
+            .dataset(&message.group)
+            .map_or(message.group, store_group);
         outgoing.push(Outgoing {
-            group: message.group,
+            group,
             dedup_id: message.dedup_id,
             body,
         });
@@ -102,7 +117,7 @@ mod tests {
         ]}"#;
         let (outgoing, reports) = messages_for(&catalog, notification).unwrap();
         assert_eq!(outgoing.len(), 2);
-        assert!(outgoing.iter().all(|m| m.group == "sst"));
+        assert!(outgoing.iter().all(|m| m.group == "s3://stores/sst.zarr"));
         let bodies: Vec<Body> = outgoing
             .iter()
             .map(|m| serde_json::from_str(&m.body).unwrap())

@@ -1,9 +1,12 @@
 //! The `zru` command line: ingest, remove, adopt, enqueue, flush, watch, queue, inspect,
-//! log, rollback, sample, demo, doctor, config check.
+//! status, log, rollback, sample, demo, doctor, aws (sweep, replay-failed-notifications),
+//! config check.
 
 // The command line is where zru prints: its errors and warnings go to stderr.
 #![allow(clippy::print_stderr, clippy::print_stdout)]
 
+#[path = "zru/aws_cli.rs"]
+mod aws_cli;
 #[path = "zru/demo.rs"]
 mod demo;
 #[cfg(feature = "icechunk")]
@@ -18,7 +21,6 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use zru::aws::sdk::Clients;
-use zru::aws::Settings;
 use zru::config::{Catalog, LoadOptions};
 use zru::inspect::inspect_at;
 use zru::pipeline::ObjectEvent;
@@ -125,6 +127,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Per dataset: messages pending, in flight and dead in the local queue, the oldest
+    /// pending message's age, and when the store last applied (ledger).
+    Status {
+        /// Directory of per-dataset JSON configuration files.
+        #[arg(long, default_value = "config")]
+        config: PathBuf,
+        /// State directory holding the queue (queue.sqlite).
+        #[arg(long, default_value = "data/state")]
+        state_dir: PathBuf,
+        /// One JSON object per dataset instead of a line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the queue (ready, in flight, dead letters); `replay` moves dead letters back.
     Queue(QueueCommand),
     /// Describe a store (a path or s3://bucket/prefix): dimensions, arrays, time range,
@@ -169,6 +184,10 @@ enum Command {
     /// Settings come from the ZRU_* environment variables (docs/aws.md); flags
     /// override them. One line per check; exit code 1 if any check failed.
     Doctor(DoctorArgs),
+    /// Operations on an AWS deployment: `sweep` (queue what the S3 notifications
+    /// missed), `replay-failed-notifications`.
+    #[command(subcommand)]
+    Aws(aws_cli::AwsCommand),
     /// Validate configuration files.
     Config {
         #[command(subcommand)]
@@ -178,15 +197,8 @@ enum Command {
 
 #[derive(Args)]
 struct DoctorArgs {
-    /// Dataset files: a directory or s3://bucket/prefix (ZRU_CONFIG).
-    #[arg(long)]
-    config: Option<String>,
-    /// The FIFO queue's URL (ZRU_QUEUE_URL).
-    #[arg(long)]
-    queue_url: Option<String>,
-    /// The raw bucket (ZRU_RAW_BUCKET).
-    #[arg(long)]
-    raw_bucket: Option<String>,
+    #[command(flatten)]
+    settings: aws_cli::SettingsArgs,
     /// The lock directory on the EFS mount (ZRU_LOCK_DIR).
     #[arg(long)]
     lock_dir: Option<PathBuf>,
@@ -383,6 +395,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             pipeline_cli::run_watch(&updater, &pipeline, json)
         }
         Command::Queue(command) => pipeline_cli::run_queue(command),
+        Command::Status {
+            config,
+            state_dir,
+            json,
+        } => pipeline_cli::run_status(&config, &state_dir, json),
         Command::Inspect { store, json } => {
             let location = StoreLocation::parse(&store.to_string_lossy())
                 .with_context(|| format!("store {}", store.display()))?;
@@ -444,6 +461,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Log(args) => history_cli::run_log(args),
         #[cfg(feature = "icechunk")]
         Command::Rollback(args) => history_cli::run_rollback(args),
+        Command::Aws(command) => aws_cli::run_aws(command),
         Command::Config {
             action: ConfigAction::Check { config, raw_root },
         } => {
@@ -478,20 +496,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn doctor(args: DoctorArgs) -> Result<ExitCode> {
-    let mut settings = Settings::from_env()?;
+    let mut settings = args.settings.settings()?;
     let set = |field: &mut Option<String>, value: Option<String>| {
         if value.is_some() {
             *field = value;
         }
     };
-    if let Some(config) = args.config {
-        settings.config = config;
-    }
     if let Some(lock_dir) = args.lock_dir {
         settings.lock_dir = lock_dir;
     }
-    set(&mut settings.queue_url, args.queue_url);
-    set(&mut settings.raw_bucket, args.raw_bucket);
     set(&mut settings.efs_file_system_id, args.efs_file_system_id);
     set(&mut settings.efs_access_point_id, args.efs_access_point_id);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

@@ -8,16 +8,20 @@
 //! whose last applied event is a creation but whose file is gone is enqueued as
 //! removed. Enqueuing again what is already queued is harmless: the flush coalesces a
 //! key's events and the ledger skips what was applied.
+//!
+//! [`missed_events`] and [`applied_entries`] are also the comparison of the S3
+//! reconciliation sweep (`crate::aws::sweep`), with a bucket listing for the files.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::enqueue::enqueue;
 use super::event::ObjectEvent;
-use super::ledger::{Ledger, LedgerEntry};
+use super::ledger::{Ledger, LedgerEntry, LedgerError};
 use super::queue::Queue;
 use super::report::Report;
 use super::watch::WatchError;
+use crate::config::Catalog;
 use crate::update::{EventKind, Updater};
 
 /// The events missed while no watcher ran, in key order: creations first, then
@@ -64,22 +68,7 @@ pub fn catch_up(updater: &Updater, queue: &dyn Queue) -> Result<Vec<Report>, Wat
             files.push(event);
         }
     }
-    let mut applied = BTreeMap::new();
-    for dataset in &updater.catalog.datasets {
-        let ledger = Ledger::load_for(dataset)?;
-        applied.extend(
-            ledger
-                .entries()
-                .iter()
-                .filter(|(key, _)| {
-                    updater
-                        .catalog
-                        .route(key)
-                        .is_ok_and(|d| d.name() == dataset.name())
-                })
-                .map(|(key, entry)| (key.clone(), entry.clone())),
-        );
-    }
+    let applied = applied_entries(&updater.catalog)?;
     let dead = queue
         .dead_letters()?
         .into_iter()
@@ -93,6 +82,25 @@ pub fn catch_up(updater: &Updater, queue: &dyn Queue) -> Result<Vec<Report>, Wat
         return Ok(Vec::new());
     }
     Ok(enqueue(&updater.catalog, queue, events)?)
+}
+
+/// The last applied event of every key, from the ledgers of the catalog's stores
+/// (local or on S3): each key from the ledger of the dataset that takes it now.
+pub(crate) fn applied_entries(
+    catalog: &Catalog,
+) -> Result<BTreeMap<String, LedgerEntry>, LedgerError> {
+    let mut applied = BTreeMap::new();
+    for dataset in &catalog.datasets {
+        let ledger = Ledger::load_for(dataset)?;
+        applied.extend(
+            ledger
+                .entries()
+                .iter()
+                .filter(|(key, _)| catalog.route(key).is_ok_and(|d| d.name() == dataset.name()))
+                .map(|(key, entry)| (key.clone(), entry.clone())),
+        );
+    }
+    Ok(applied)
 }
 
 /// Every regular file under `root`, recursively (symbolic links are not followed).

@@ -46,6 +46,10 @@ pub struct FlushOptions {
     pub lock_timeout: Duration,
 }
 
+/// What [`Flusher::flush_each`] gives back: one report per message, and the groups
+/// that stopped with their error.
+pub type GroupedReports = (Vec<Report>, Vec<(String, PipelineError)>);
+
 /// Drains a queue into the stores of an updater's catalog.
 pub struct Flusher<'a> {
     /// Applies each batch to its dataset's store.
@@ -88,6 +92,38 @@ impl Flusher<'_> {
             }
         }
         Ok(last.into_values().collect())
+    }
+
+    /// Drains every group, each apart: a group whose store cannot be locked, or whose
+    /// ledger or attempt record cannot be read or saved, stops with its error (returned
+    /// beside the group's name) and the other groups go on. Only a failure to list the
+    /// groups fails the whole flush. The reports are as [`Self::flush`]'s.
+    pub fn flush_each(
+        &self,
+        progress: &mut dyn FnMut(&[Report]),
+    ) -> Result<GroupedReports, PipelineError> {
+        let mut last: BTreeMap<i64, Report> = BTreeMap::new();
+        let mut failed = Vec::new();
+        for group in self.queue.groups()? {
+            let mut seen = Vec::new();
+            let mut watch = |batch: &[Report]| {
+                seen.extend_from_slice(batch);
+                progress(batch);
+            };
+            let result = self.flush_group(&group, &mut watch);
+            // A group that fails part way keeps the reports of its finished batches.
+            let reports = match result {
+                Ok(reports) => reports,
+                Err(error) => {
+                    failed.push((group, error));
+                    seen
+                }
+            };
+            for report in reports {
+                last.insert(report.message_id.unwrap_or_default(), report);
+            }
+        }
+        Ok((last.into_values().collect(), failed))
     }
 
     fn flush_group(

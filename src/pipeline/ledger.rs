@@ -27,6 +27,7 @@ use thiserror::Error;
 use super::event::EventOrder;
 use crate::config::Dataset;
 use crate::store::atomic_fs::{read_regular_nofollow, replace_file};
+use crate::store::fenced::Fence;
 use crate::store::location::Sibling;
 use crate::store::{Backend, StoreLocation};
 use crate::update::EventKind;
@@ -60,6 +61,10 @@ pub enum LedgerError {
         #[source]
         source: Box<crate::store::StoreError>,
     },
+    /// The ledger of an S3 store was changed by another writer since this batch read
+    /// it (S3 conditional write refused): it was not overwritten.
+    #[error(transparent)]
+    Fenced(#[from] crate::store::fenced::FencedError),
     /// Reading or writing the ledger of an S3 store failed.
     #[error("ledger {path}: {source}")]
     Storage {
@@ -108,6 +113,9 @@ pub struct Ledger {
     path: PathBuf,
     /// Where a ledger of a store on S3 lives (`None`: the local file `path`).
     remote: Option<Sibling>,
+    /// What was read of a ledger on S3 (its ETag, or absent): it is saved only if it is
+    /// still that object (fencing against a stale writer).
+    fence: Option<Fence>,
     entries: BTreeMap<String, LedgerEntry>,
     /// For an Icechunk repository: the snapshot the entries reflect.
     snapshot: Option<String>,
@@ -148,6 +156,7 @@ impl Ledger {
         Ok(Self {
             path,
             remote: None,
+            fence: None,
             entries: entries.0,
             snapshot: entries.1,
             versioned: None,
@@ -161,10 +170,12 @@ impl Ledger {
         };
         let remote = location.sibling(LEDGER_SUFFIX);
         let path = PathBuf::from(remote.to_string());
-        let bytes = remote.read().map_err(|source| LedgerError::Storage {
-            path: path.clone(),
-            source,
-        })?;
+        let (bytes, fence) = remote
+            .read_fenced()
+            .map_err(|source| LedgerError::Storage {
+                path: path.clone(),
+                source,
+            })?;
         let entries = match bytes {
             Some(bytes) => {
                 let file: LedgerFile =
@@ -179,6 +190,7 @@ impl Ledger {
         Ok(Self {
             path,
             remote: Some(remote),
+            fence,
             entries: entries.0,
             snapshot: entries.1,
             versioned: None,
@@ -292,8 +304,10 @@ impl Ledger {
         self.entries.insert(key.to_string(), entry);
     }
 
-    /// Writes the ledger atomically: temporary file, fsync, rename.
-    pub(crate) fn save(&self) -> Result<(), LedgerError> {
+    /// Writes the ledger atomically: temporary file, fsync, rename; on S3 one PUT,
+    /// conditional on the object read at load time (or on the last save):
+    /// [`LedgerError::Fenced`] if another writer changed it since.
+    pub(crate) fn save(&mut self) -> Result<(), LedgerError> {
         let io = |source| LedgerError::Io {
             path: self.path.clone(),
             source,
@@ -308,12 +322,7 @@ impl Ledger {
             reason: e.to_string(),
         })?;
         if let Some(remote) = &self.remote {
-            remote
-                .write(&bytes)
-                .map_err(|source| LedgerError::Storage {
-                    path: self.path.clone(),
-                    source,
-                })?;
+            self.fence = remote.write_fenced(&bytes, self.fence.as_ref())?;
             crate::fault::point();
             return Ok(());
         }
@@ -366,10 +375,13 @@ mod tests {
         let error = Ledger::load(&store).unwrap_err().to_string();
         assert!(error.contains("symbolic link"), "{error}");
         // Saving replaces the link itself; the target keeps its bytes.
-        let ledger = Ledger {
+        let mut ledger = Ledger {
             path: path.clone(),
             remote: None,
+            fence: None,
             entries: BTreeMap::new(),
+            snapshot: None,
+            versioned: None,
         };
         ledger.save().unwrap();
         assert_eq!(

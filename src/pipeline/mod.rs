@@ -18,6 +18,7 @@
 //!   removal (versioned buckets).
 //! - [`raw_file`]: which raw files may be read, and a local event's raw root.
 //! - [`report`]: what happened to each event.
+//! - [`status`]: `zru status`, per dataset what waits in the queue and what was applied.
 //!
 //! See `docs/pipeline.md`.
 
@@ -39,6 +40,7 @@ pub mod raw_file;
 pub mod report;
 pub mod s3_event;
 pub(crate) mod sqlite_queue;
+pub mod status;
 pub mod watch;
 
 use thiserror::Error;

@@ -1,6 +1,7 @@
 //! The embedded durable queue: one SQLite database (WAL journal, synchronous FULL),
 //! safe to share between processes (the watcher sends while a flush receives).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -98,6 +99,20 @@ impl SqliteQueue {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Per group, when its oldest message not yet acknowledged (ready or in flight,
+    /// not dead) was sent, in microseconds since the epoch: what SQS reports as
+    /// `ApproximateAgeOfOldestMessage`.
+    pub fn oldest_pending(&self) -> Result<BTreeMap<String, i64>, QueueError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT grp, MIN(sent_at_us) FROM messages WHERE dead = 0 GROUP BY grp")
+            .map_err(|e| self.error(e))?;
+        statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .and_then(|rows| rows.collect::<Result<BTreeMap<String, i64>, _>>())
+            .map_err(|e| self.error(e))
     }
 
     fn error(&self, source: rusqlite::Error) -> QueueError {

@@ -38,8 +38,12 @@ pub struct BandPlan {
 impl BandPlan {
     /// Plans the bands of a variable of `shape`, stored with chunks `store_chunks` and
     /// chunked in the file as `file_chunks` (`None`: contiguous). `None` when the
-    /// variable is one band anyway (no axis to split, or one store chunk along it).
+    /// variable is one band anyway (no axis to split, or one store chunk along it) or
+    /// empty (an axis of length zero, such as Argo's `N_HISTORY`: no values to band).
     pub fn new(shape: &[u64], store_chunks: &[u64], file_chunks: Option<&[u64]>) -> Option<Self> {
+        if shape.contains(&0) {
+            return None;
+        }
         let axis = shape.iter().position(|&len| len > 1)?;
         let len = shape[axis];
         let align = store_chunks.get(axis).copied().filter(|&c| c > 0)?;
@@ -130,6 +134,15 @@ impl BandAssembler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_variable_is_not_banded() {
+        // Argo's HISTORY_* variables: [N_HISTORY = 0, N_PROF]; a plan would split
+        // rows out of no values.
+        assert_eq!(BandPlan::new(&[0, 234], &[1, 10], None), None);
+        assert_eq!(BandPlan::new(&[234, 0], &[10, 1], Some(&[5, 1])), None);
+        assert!(BandPlan::new(&[1, 234], &[1, 10], None).is_some());
+    }
 
     fn rows(values: &Values) -> Vec<i16> {
         match values {

@@ -23,6 +23,7 @@ use tokio::sync::RwLock;
 use zarrs_icechunk::AsyncIcechunkStore;
 use zarrs_storage::storage_adapter::async_to_sync::AsyncToSyncStorageAdapter;
 
+use super::fault_points::with_fault_points;
 use super::location::{block_on, runtime, s3_endpoint_from_env, BlockOn};
 use super::{Storage, StoreError, StoreLocation};
 
@@ -311,15 +312,15 @@ impl BatchSession {
         }
     }
 
-    /// The session as zarrs storage (sync).
+    /// The session as zarrs storage (sync), with the fault points of crash tests (a
+    /// write to the session is one).
     pub fn storage(&self) -> Result<Arc<Storage>, StoreError> {
         let handle = runtime()
             .map_err(|e| versioned_error(&self.location, "runtime", e))?
             .handle()
             .clone();
-        Ok(Arc::new(AsyncToSyncStorageAdapter::new(
-            self.store.clone(),
-            BlockOn(handle),
+        Ok(with_fault_points(Arc::new(
+            AsyncToSyncStorageAdapter::new(self.store.clone(), BlockOn(handle)),
         )))
     }
 
@@ -342,7 +343,10 @@ impl BatchSession {
         })
         .map_err(|e| versioned_error(&self.location, "runtime", e))?;
         match result {
-            Ok(id) => Ok(id.to_string()),
+            Ok(id) => {
+                crate::fault::point();
+                Ok(id.to_string())
+            }
             Err(error) if matches!(error.kind(), SessionErrorKind::Conflict { .. }) => {
                 Err(StoreError::Conflict {
                     store: self.location.display_path(),

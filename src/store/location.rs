@@ -17,7 +17,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
 use thiserror::Error;
@@ -28,6 +28,7 @@ use zarrs_storage::storage_adapter::async_to_sync::{
 
 use super::atomic_fs::AtomicFilesystemStore;
 use super::fault_points::with_fault_points;
+use super::fenced::{self, Fence, FencedError};
 use super::raw_keys::RawKeyObjectStore;
 use super::staged::Storage;
 use crate::text::redact_urls;
@@ -274,6 +275,46 @@ impl Sibling {
         }
     }
 
+    /// Reads the object with the fence of its next [`Self::write_fenced`] (`None`
+    /// for a local file: the store lock is its only guard).
+    pub fn read_fenced(&self) -> Result<(Option<Vec<u8>>, Option<Fence>), StorageError> {
+        match self {
+            Self::Local(_) => Ok((self.read()?, None)),
+            Self::S3 { bucket, key } => {
+                let s3 = amazon_s3(bucket)?;
+                let path = super::raw_keys::path(key)?;
+                let (bytes, fence) = runtime()?
+                    .block_on(fenced::read(&s3, &path))
+                    .map_err(|e| StorageError::Other(redact_urls(&e.to_string())))?;
+                Ok((bytes, Some(fence)))
+            }
+        }
+    }
+
+    /// Writes the object if it is still what `fence` says (S3 conditional write), or
+    /// unconditionally without a fence; returns the fence of the next write.
+    pub fn write_fenced(
+        &self,
+        bytes: &[u8],
+        fence: Option<&Fence>,
+    ) -> Result<Option<Fence>, FencedError> {
+        let other = |source: StorageError| FencedError::Other {
+            path: self.to_string(),
+            reason: redact_urls(&source.to_string()),
+        };
+        let (Self::S3 { bucket, key }, Some(fence)) = (self, fence) else {
+            self.write(bytes).map_err(other)?;
+            return Ok(None);
+        };
+        let s3 = amazon_s3(bucket).map_err(other)?;
+        let path = super::raw_keys::path(key).map_err(other)?;
+        let next =
+            runtime()
+                .map_err(other)?
+                .block_on(fenced::write(&s3, &path, bytes.to_vec(), fence))?;
+        Ok(Some(next))
+    }
+
     /// Replaces it atomically: temporary file, fsync, rename locally; one PUT on S3.
     pub fn write(&self, bytes: &[u8]) -> Result<(), StorageError> {
         match self {
@@ -336,7 +377,9 @@ impl AsyncToSyncBlockOn for BlockOn {
     }
 }
 
-fn s3_storage(bucket: &str, prefix: &str) -> Result<Arc<Storage>, StorageError> {
+/// object_store's S3 client for `bucket`, from the environment (endpoint overrides,
+/// region default `us-east-1`).
+fn amazon_s3(bucket: &str) -> Result<AmazonS3, StorageError> {
     let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
     if let Some(endpoint) = s3_endpoint_from_env() {
         let http = endpoint.starts_with("http://");
@@ -348,9 +391,13 @@ fn s3_storage(bucket: &str, prefix: &str) -> Result<Arc<Storage>, StorageError> 
     if !has_region {
         builder = builder.with_region("us-east-1");
     }
-    let s3 = builder
+    builder
         .build()
-        .map_err(|e| StorageError::Other(redact_urls(&format!("s3://{bucket}: {e}"))))?;
+        .map_err(|e| StorageError::Other(redact_urls(&format!("s3://{bucket}: {e}"))))
+}
+
+fn s3_storage(bucket: &str, prefix: &str) -> Result<Arc<Storage>, StorageError> {
+    let s3 = amazon_s3(bucket)?;
     let runtime = runtime()?;
     let block_on = BlockOn(runtime.handle().clone());
     Ok(if prefix.is_empty() {

@@ -18,6 +18,7 @@
 pub(crate) mod array_doc;
 pub(crate) mod atomic_fs;
 mod fault_points;
+pub mod fenced;
 #[cfg(feature = "icechunk")]
 pub mod icechunk;
 pub mod location;

@@ -43,7 +43,7 @@ pub fn unstorable(name: &str) -> Option<String> {
 }
 
 /// The object name of `key`: the key itself.
-fn path(key: &str) -> Result<Path, StorageError> {
+pub(crate) fn path(key: &str) -> Result<Path, StorageError> {
     Path::parse(key)
         .map_err(|e| StorageError::Other(format!("{key:?} cannot be an S3 object name: {e}")))
 }

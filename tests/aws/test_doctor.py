@@ -63,7 +63,7 @@ def test_a_complete_deployment_passes(tmp_path, moto, zru_bin):
     settings = deploy(moto, tmp_path)
     code, checks = doctor(zru_bin, moto, settings)
     assert code == 0, checks
-    assert set(checks) == {"config", "queue", "dead-letter queue", "raw bucket",
+    assert set(checks) == {"config", "queue", "dead-letter queue", "backlog", "raw bucket",
                            "store bucket", "efs file system", "efs access point",
                            "lock directory"}
     assert all(c["ok"] for c in checks.values()), checks
@@ -75,8 +75,25 @@ def test_a_complete_deployment_passes(tmp_path, moto, zru_bin):
     # Text output: one line per check.
     proc = subprocess.run([str(zru_bin), "doctor"], capture_output=True, text=True,
                           env=zru_env(moto, **settings), timeout=120)
-    assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 8, proc.stdout
+    assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 9, proc.stdout
     assert all(line.startswith("ok  ") for line in proc.stdout.splitlines()), proc.stdout
+
+
+def test_the_backlog_counts_waiting_events_and_fails_on_dead_letters(tmp_path, moto, zru_bin):
+    settings = deploy(moto, tmp_path)
+    sqs = moto.client("sqs")
+    for i in range(2):
+        sqs.send_message(QueueUrl=settings["ZRU_QUEUE_URL"], MessageBody="{}",
+                         MessageGroupId="sst", MessageDeduplicationId=f"m{i}")
+    code, checks = doctor(zru_bin, moto, settings)
+    assert code == 0 and checks["backlog"]["ok"], checks
+    assert checks["backlog"]["detail"] == "2 event(s) waiting, 0 in flight, 0 dead letters"
+    dlq = sqs.get_queue_url(QueueName="zru-dlq.fifo")["QueueUrl"]
+    sqs.send_message(QueueUrl=dlq, MessageBody="{}", MessageGroupId="sst",
+                     MessageDeduplicationId="d1")
+    code, checks = doctor(zru_bin, moto, settings)
+    assert code == 1 and not checks["backlog"]["ok"], checks
+    assert "1 in the dead-letter queue" in checks["backlog"]["detail"], checks["backlog"]
 
 
 def test_a_standard_queue_without_dead_letters_fails(tmp_path, moto, zru_bin):

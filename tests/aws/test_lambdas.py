@@ -5,7 +5,8 @@ Files are uploaded to the raw bucket; moto notifies a standard SQS queue (it can
 trigger Lambda functions), from which the test hands each notification to the
 watcher; the watcher queues the events on the FIFO queue; the updater consumes it
 through the SQS event source (emulated here: batches of up to 10, batch item failures
-made visible again, the rest deleted) or through a scheduled drain. The store on S3 is
+left in flight as SQS leaves them: they come back when the visibility timeout the
+updater set runs out; the rest deleted) or through a scheduled drain. The store on S3 is
 then compared with what local mode (``zru ingest`` / ``zru remove``) gives for the
 same events: same objects, same bytes, same dataset in xarray.
 """
@@ -33,7 +34,8 @@ MAX_RECEIVES = 3
 class Deployment:
     """What deploy/template.yaml creates, on the emulator, with both functions."""
 
-    def __init__(self, moto, tmp_path: Path, lambda_dir: Path):
+    def __init__(self, moto, tmp_path: Path, lambda_dir: Path, *,
+                 extra_datasets: tuple[str, ...] = (), updater_env: dict | None = None):
         self.moto, self.tmp = moto, tmp_path
         self.s3, self.sqs = moto.client("s3"), moto.client("sqs")
         self.s3.create_bucket(Bucket=RAW)
@@ -56,13 +58,19 @@ class Deployment:
         self.config = tmp_path / "config"
         interop.write_config(self.config, "sst", store=f"s3://{STORES}/{PREFIX}")
         self.s3.upload_file(str(self.config / "sst.json"), STORES, "zru-config/sst.json")
+        # Further datasets: name N takes keys N/*.nc into s3://STORES/stores/N.zarr.
+        for name in extra_datasets:
+            interop.write_config(self.config, name, store=f"s3://{STORES}/stores/{name}.zarr",
+                                 key_patterns=[rf"^{name}/.*\.nc$"])
+            self.s3.upload_file(str(self.config / f"{name}.json"), STORES,
+                                f"zru-config/{name}.json")
         self.lock_dir = tmp_path / "efs" / "zru-locks"
         common = {**moto.env(), "ZRU_QUEUE_URL": self.queue_url, "ZRU_LOG": "info"}
         self.lambda_dir = lambda_dir
         self.updater_env = {**common, "ZRU_CONFIG": f"s3://{STORES}/zru-config",
                             "ZRU_LOCK_DIR": str(self.lock_dir), "ZRU_LOCK_TIMEOUT_SECONDS": "60",
                             "ZRU_DRAIN_SAFETY_SECONDS": "5", "ZRU_VISIBILITY_SECONDS": "60",
-                            "ZRU_SCRATCH_DIR": str(tmp_path)}
+                            "ZRU_SCRATCH_DIR": str(tmp_path), **(updater_env or {})}
         self.watcher = LambdaFunction(lambda_dir / "watcher" / "bootstrap", "zru-watcher",
                                       {**common, "ZRU_CONFIG": str(self.config)},
                                       tmp_path / "watcher.log")
@@ -121,6 +129,23 @@ class Deployment:
         return inv.payload
 
     # ---------------------------------------------------------------- updater
+    def lock_file(self, prefix: str = PREFIX) -> Path:
+        """The EFS lock file of the store at ``prefix`` (as the updater names it)."""
+        return self.lock_dir / f"s3___{STORES}_{prefix.replace('/', '_')}.lock"
+
+    def queue_depth(self) -> int:
+        """Messages in the queue, visible or in flight."""
+        attrs = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages",
+                            "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        return (int(attrs["ApproximateNumberOfMessages"])
+                + int(attrs["ApproximateNumberOfMessagesNotVisible"]))
+
+    def dead_letters(self) -> list[dict]:
+        return self.sqs.receive_message(QueueUrl=self.dlq_url, MaxNumberOfMessages=10,
+                                        MessageAttributeNames=["All"]).get("Messages", [])
+
     def receive_batch(self, max_messages=10) -> list[dict]:
         return self.sqs.receive_message(
             QueueUrl=self.queue_url, MaxNumberOfMessages=max_messages, WaitTimeSeconds=0,
@@ -136,27 +161,31 @@ class Deployment:
             "eventSource": "aws:sqs", "eventSourceARN": arn, "awsRegion": REGION,
         } for m in messages]}
 
-    def event_source(self, fn: LambdaFunction | None = None, rounds: int = 50) -> list[dict]:
-        """The SQS event source mapping: batches of up to 10 until the queue is empty;
-        reported failures become visible again, the rest is deleted."""
+    def event_source(self, fn: LambdaFunction | None = None, rounds: int = 50,
+                     batch_size: int = 10) -> list[dict]:
+        """The SQS event source mapping: batches of up to ``batch_size`` until nothing
+        is visible; the messages not reported failed are deleted. Reported failures
+        stay in flight, as SQS keeps them: they come back when their visibility
+        timeout (the queue's, or what the updater set) runs out."""
         fn = fn or self.updater
         responses = []
         for _ in range(rounds):
-            batch = self.receive_batch()
+            batch = self.receive_batch(batch_size)
             if not batch:
                 return responses
             response = self.invoke_ok(fn, self.sqs_event(batch))
             responses.append(response)
-            failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
-            for m in batch:
-                if m["MessageId"] in failed:
-                    self.sqs.change_message_visibility(
-                        QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"],
-                        VisibilityTimeout=0)
-                else:
-                    self.sqs.delete_message(QueueUrl=self.queue_url,
-                                            ReceiptHandle=m["ReceiptHandle"])
+            self.settle(batch, response)
         raise AssertionError(f"queue not empty after {rounds} batches\n{self.logs()}")
+
+    def settle(self, batch: list[dict], response: dict) -> None:
+        """What the event source does after an invocation: deletes the messages not
+        reported failed."""
+        failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+        for m in batch:
+            if m["MessageId"] not in failed:
+                self.sqs.delete_message(QueueUrl=self.queue_url,
+                                        ReceiptHandle=m["ReceiptHandle"])
 
     def scheduled_drain(self, fn: LambdaFunction | None = None, budget_s: float = 120) -> dict:
         event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event",
@@ -254,20 +283,27 @@ def test_keys_no_dataset_takes_are_skipped_by_the_watcher(deployment, samples):
     batch = deployment.receive_batch()
     keys = [json.loads(m["Body"])["event"]["key"] for m in batch]
     assert keys == ["sst/dir one/a+b.nc"], keys
-    assert batch[0]["Attributes"]["MessageGroupId"] == "sst"
+    # The group is the store: one writer per store, whichever dataset names it.
+    assert batch[0]["Attributes"]["MessageGroupId"] == f"s3://{STORES}/{PREFIX}"
     assert "elsewhere/file.nc" in deployment.watcher.log()
 
 
-def test_poison_file_goes_to_the_dlq_with_its_reason_and_its_group_goes_on(
-        deployment, samples, tmp_path):
-    days, _ = samples
+def apply_with_poison(deployment: Deployment, days: list[Path], tmp_path: Path) -> list[dict]:
+    """Days 0 and 2 uploaded, and under day 1's key a truncated file; the watcher and
+    the event source run. Returns the updater's responses."""
     poison = tmp_path / "poison.nc"
     poison.write_bytes(days[1].read_bytes()[:4000])
     deployment.upload(days[0], key(days[0]))
     deployment.upload(poison, key(days[1]))
     deployment.upload(days[2], key(days[2]))
     deployment.deliver_to_watcher()
-    deployment.event_source()
+    return deployment.event_source()
+
+
+def test_poison_file_goes_to_the_dlq_with_its_reason_and_its_group_goes_on(
+        deployment, samples, tmp_path):
+    days, _ = samples
+    apply_with_poison(deployment, days, tmp_path)
 
     dead = deployment.sqs.receive_message(QueueUrl=deployment.dlq_url, MaxNumberOfMessages=10,
                                           MessageAttributeNames=["All"]).get("Messages", [])

@@ -12,6 +12,7 @@ objects and increasing sequencers.
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from pathlib import Path
 from urllib.parse import quote_plus
@@ -91,7 +92,16 @@ def assert_slot_holds(ds: xr.Dataset, index: int, source: Path) -> None:
 
 
 def line_for(lines: list[str], key_: str, action: str) -> str:
-    hits = [line for line in lines if f"{key_}\tsst\t{action}" in line]
+    """The report line of the updater's JSON log line for ``key_`` and ``action``."""
+    hits = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if (record.get("key"), record.get("dataset"), record.get("action")) == (
+                key_, "sst", action):
+            hits.append(record["message"])
     assert hits, f"no {action} line for {key_} in:\n" + "\n".join(lines)
     return hits[-1]
 

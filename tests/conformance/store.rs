@@ -8,6 +8,8 @@
 //!   listings (all, by prefix, one level), erase by prefix; the sidecar directory
 //!   `.zru/` does not outlive its last key;
 //! - siblings (ledger, attempt record): beside the store, not in it; read, replaced whole;
+//!   on S3 a conditional write (`If-Match` on the ETag read, `If-None-Match: *` to
+//!   create) refuses a stale writer and keeps the newer writer's bytes;
 //! - a store created by a transaction opens again with the same arrays, attributes and
 //!   values (Zarr 3 and 2), with no intent record or before-image left;
 //! - a batch interrupted after writing chunks (its intent record and before-images in
@@ -50,7 +52,7 @@ type Case = (&'static str, fn(&Backend));
 
 /// Every function of the suite, in turn.
 pub fn run_all(backend: &Backend) {
-    let suite: [Case; 8] = [
+    let suite: [Case; 9] = [
         (
             "keys_with_any_character_round_trip",
             keys_with_any_character_round_trip,
@@ -70,6 +72,10 @@ pub fn run_all(backend: &Backend) {
         (
             "siblings_sit_beside_the_store",
             siblings_sit_beside_the_store,
+        ),
+        (
+            "a_stale_sibling_write_is_fenced",
+            a_stale_sibling_write_is_fenced,
         ),
         (
             "a_created_store_opens_again_with_the_same_arrays",
@@ -226,6 +232,57 @@ pub fn siblings_sit_beside_the_store(b: &Backend) {
         Sibling::S3 { bucket, key } => format!("s3://{bucket}/{key}"),
     };
     assert_eq!(shown, named, "{}", b.name);
+}
+
+/// S3: a writer that read a sibling (or its absence) cannot overwrite what another
+/// writer saved since (S3 conditional writes: `If-None-Match: *`, `If-Match`); the
+/// writer holding the newest fence goes on. Local: no fence (the store lock is the
+/// guard), the write goes through.
+pub fn a_stale_sibling_write_is_fenced(b: &Backend) {
+    use zru::store::fenced::FencedError;
+    let location = (b.location)("fenced");
+    let ledger = location.sibling(".zru-ledger.json");
+    let (bytes, absent) = ledger.read_fenced().unwrap();
+    assert_eq!(bytes, None, "{}", b.name);
+    let Some(absent) = absent else {
+        assert!(matches!(ledger, Sibling::Local(_)), "{}: no fence", b.name);
+        assert_eq!(ledger.write_fenced(b"one", None).unwrap(), None);
+        assert_eq!(ledger.read().unwrap().as_deref(), Some(&b"one"[..]));
+        return;
+    };
+    // Two writers saw no ledger: the first creates it, the second may not.
+    let first = ledger.write_fenced(b"one", Some(&absent)).unwrap();
+    let error = ledger.write_fenced(b"stale", Some(&absent)).unwrap_err();
+    assert!(
+        matches!(error, FencedError::Conflict { .. }),
+        "{}: {error}",
+        b.name
+    );
+    assert!(error.to_string().contains(".zru-ledger.json"), "{error}");
+    // Two writers read version one: the first replaces it, the second may not.
+    let (bytes, read) = ledger.read_fenced().unwrap();
+    assert_eq!(bytes.as_deref(), Some(&b"one"[..]), "{}", b.name);
+    assert_eq!(read, first, "{}: the fence is the ETag read back", b.name);
+    let second = ledger.write_fenced(b"two", read.as_ref()).unwrap();
+    let error = ledger.write_fenced(b"stale", read.as_ref()).unwrap_err();
+    assert!(
+        matches!(error, FencedError::Conflict { .. }),
+        "{}: {error}",
+        b.name
+    );
+    assert_eq!(
+        ledger.read().unwrap().as_deref(),
+        Some(&b"two"[..]),
+        "{}",
+        b.name
+    );
+    ledger.write_fenced(b"three", second.as_ref()).unwrap();
+    assert_eq!(
+        ledger.read().unwrap().as_deref(),
+        Some(&b"three"[..]),
+        "{}",
+        b.name
+    );
 }
 
 /// `v` (`time` x `x`, chunks 2 x 2) and `time`, `len` slots long.

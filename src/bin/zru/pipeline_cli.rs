@@ -96,6 +96,28 @@ enum QueueAction {
     Replay { ids: Vec<i64> },
 }
 
+/// `zru status`: per dataset, what waits in the queue and what the store applied.
+pub fn run_status(
+    config: &std::path::Path,
+    state_dir: &std::path::Path,
+    json: bool,
+) -> Result<ExitCode> {
+    let catalog = zru::config::Catalog::load_dir(config)?;
+    let queue = SqliteQueue::open(&queue_path(state_dir), QueueOptions::default())?;
+    let figures = zru::pipeline::status::status(&catalog, &queue, zru::pipeline::event::now_us())?;
+    if json {
+        for dataset in &figures {
+            super::say_json(serde_json::to_string(dataset)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    super::say(zru::pipeline::status::DatasetStatus::HEADER);
+    for dataset in &figures {
+        super::say(dataset.line());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Prints reports, one line or JSON object each; true if any failed.
 pub fn print_reports(reports: &[Report], json: bool) -> bool {
     for report in reports {

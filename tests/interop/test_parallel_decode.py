@@ -1,0 +1,97 @@
+"""zru decodes netCDF-4 chunks itself, on every core (deflate, shuffle, Fletcher-32),
+and falls back to netCDF-C for anything else; `ZRU_DECODE=netcdf-c` forces netCDF-C.
+Stores written through both paths must read identically in xarray, raw and decoded,
+and like the source files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from conftest import (
+    PROVENANCE,
+    assert_dataset_values,
+    ingest,
+    open_sources,
+    open_store,
+    place,
+    sample,
+    write_config,
+)
+
+CHUNKS = {"time": 1, "lat": 300, "lon": 40}
+
+
+def checked_files(out, days=2, lat=130, lon=71):
+    """Daily files written by netCDF4-python with shuffle + zlib + Fletcher-32, chunks
+    that leave partial edges, an unlimited time, packed int16 with a fill value, a
+    masked block (fill)."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for d in range(days):
+        day = np.datetime64("2024-02-01") + np.timedelta64(d, "D")
+        path = out / f"{str(day).replace('-', '')}120000-checked.nc"
+        rng = np.random.default_rng(d)
+        sst = (rng.normal(15, 5, (1, lat, lon)) * 100).astype("int16")
+        sst[0, 10:20, 5:9] = -32767  # masked
+        ds = xr.Dataset(
+            {"sea_surface_temperature": (("time", "lat", "lon"), sst,
+                                         {"scale_factor": 0.01, "add_offset": 273.15,
+                                          "_FillValue": np.int16(-32767), "units": "kelvin"}),
+             "wind": (("time", "lat", "lon"), rng.normal(0, 3, (1, lat, lon)).astype("float32"))},
+            coords={"time": ("time", [day.astype("datetime64[ns]")]),
+                    "lat": ("lat", np.linspace(-60, 60, lat)),
+                    "lon": ("lon", np.linspace(100, 170, lon))},
+        )
+        encoding = {
+            "sea_surface_temperature": {"zlib": True, "shuffle": True, "fletcher32": True,
+                                        "chunksizes": (1, 50, 30)},
+            "wind": {"zlib": True, "complevel": 1, "shuffle": True, "chunksizes": (1, 64, 64),
+                     "_FillValue": np.float32(np.nan)},
+        }
+        ds.to_netcdf(path, encoding=encoding, unlimited_dims=["time"])
+        files.append(path)
+    return files
+
+
+def build(tmp_path, monkeypatch, files, decode, zarr_format):
+    monkeypatch.setenv("ZRU_DECODE", decode)
+    raw = tmp_path / f"raw-{decode}"
+    store = tmp_path / f"{decode}.zarr"
+    config = tmp_path / f"config-{decode}"
+    write_config(config, "sst", store=store, chunks=CHUNKS, zarr_format=zarr_format)
+    placed = [place(f, raw, f"sst/{f.name}") for f in files]
+    ingest(config, raw, placed, cwd=tmp_path)
+    return store
+
+
+@pytest.mark.parametrize("zarr_format", [3, 2])
+@pytest.mark.parametrize("kind", ["sample", "checked"])
+def test_both_decode_paths_write_the_same_store(tmp_path, monkeypatch, kind, zarr_format):
+    if kind == "sample":
+        files = sample(tmp_path / "gen", days=2, lat=1130, lon=70)
+    else:
+        files = checked_files(tmp_path / "gen")
+    with xr.open_dataset(files[0]) as ds:
+        assert ds["sea_surface_temperature"].encoding["zlib"]
+    stores = {d: build(tmp_path, monkeypatch, files, d, zarr_format)
+              for d in ("netcdf-c", "parallel")}
+    for mask_and_scale in (False, True):
+        c_side, ours = (open_store(stores[d], mask_and_scale=mask_and_scale)
+                        for d in ("netcdf-c", "parallel"))
+        xr.testing.assert_identical(ours, c_side)
+    assert_dataset_values(open_store(stores["parallel"]).drop_vars(PROVENANCE),
+                          open_sources(files))
+
+
+def test_an_unknown_decode_path_is_an_error_naming_the_choices(tmp_path, monkeypatch):
+    files = sample(tmp_path / "gen", days=1, lat=20, lon=30)
+    monkeypatch.setenv("ZRU_DECODE", "fast")
+    raw, config = tmp_path / "raw", tmp_path / "config"
+    write_config(config, "sst", store=tmp_path / "s.zarr", chunks=CHUNKS)
+    res = ingest(config, raw, [place(files[0], raw, f"sst/{files[0].name}")], cwd=tmp_path,
+                 expect_ok=False)
+    reasons = [r.get("reason") or "" for r in res.records]
+    assert any('ZRU_DECODE="fast" is not a decode path; use `parallel` (the default) or '
+               '`netcdf-c`' in r for r in reasons), res.describe()
