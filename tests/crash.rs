@@ -430,7 +430,11 @@ fn an_icechunk_flush_killed_after_any_write_leaves_whole_batches_and_restarts_cl
             Vec::<String>::new(),
             "k={k}"
         );
-        assert_eq!(ledger_orders_at(&ledger_path(&work)), expected_ledger, "k={k}");
+        assert_eq!(
+            ledger_orders_at(&ledger_path(&work)),
+            expected_ledger,
+            "k={k}"
+        );
         queue_is_empty(&work);
     }
     assert!(killed >= 10, "only {killed} crash points were exercised");

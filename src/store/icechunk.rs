@@ -20,6 +20,11 @@ use icechunk::session::{Session, SessionErrorKind};
 use icechunk::{Repository, Storage as IcechunkStorage};
 use serde_json::{Map, Value};
 use tokio::sync::RwLock;
+use zarrs::storage::byte_range::ByteRangeIterator;
+use zarrs::storage::{
+    Bytes, ListableStorageTraits, MaybeBytesIterator, OffsetBytesIterator, ReadableStorageTraits,
+    StorageError, StoreKey, StoreKeys, StoreKeysPrefixes, StorePrefix, WritableStorageTraits,
+};
 use zarrs_icechunk::AsyncIcechunkStore;
 use zarrs_storage::storage_adapter::async_to_sync::AsyncToSyncStorageAdapter;
 
@@ -319,9 +324,10 @@ impl BatchSession {
             .map_err(|e| versioned_error(&self.location, "runtime", e))?
             .handle()
             .clone();
-        Ok(with_fault_points(Arc::new(
-            AsyncToSyncStorageAdapter::new(self.store.clone(), BlockOn(handle)),
-        )))
+        let session = AsyncToSyncStorageAdapter::new(self.store.clone(), BlockOn(handle));
+        Ok(with_fault_points(Arc::new(MissingNodeAbsent(Arc::new(
+            session,
+        )))))
     }
 
     /// Commits what the session holds, with `message` and zru's `record` as the
@@ -360,5 +366,104 @@ impl BatchSession {
                 error,
             )),
         }
+    }
+}
+
+/// zarrs_icechunk reports some missing keys as errors where zarrs expects "absent":
+/// a key under a node the session does not hold (a chunk of an array created in this
+/// batch, read back for a read-modify-write), or a chunk beyond the array's shape as the
+/// session knows it (an array grown in this batch, its metadata not yet written to the
+/// session). Partial reads report it per range, lazily: they are read eagerly here.
+struct MissingNodeAbsent(Arc<Storage>);
+
+/// Icechunk's "key not found" messages (`icechunk::store::KeyNotFoundError`), as
+/// zarrs_icechunk passes them on (as text).
+const NOT_FOUND: [&str; 3] = [
+    "node not found at",
+    "chunk cannot be find for key",
+    "v2 key not found at",
+];
+
+/// True if `error` is Icechunk's "key not found" (the key is simply absent).
+fn is_not_found(error: &StorageError) -> bool {
+    matches!(error, StorageError::Other(reason) if NOT_FOUND.iter().any(|m| reason.contains(m)))
+}
+
+impl ReadableStorageTraits for MissingNodeAbsent {
+    fn get_partial_many<'a>(
+        &'a self,
+        key: &StoreKey,
+        byte_ranges: ByteRangeIterator<'a>,
+    ) -> Result<MaybeBytesIterator<'a>, StorageError> {
+        let parts = match self.0.get_partial_many(key, byte_ranges) {
+            Ok(Some(parts)) => parts,
+            Ok(None) => return Ok(None),
+            Err(error) if is_not_found(&error) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let mut read = Vec::new();
+        for part in parts {
+            match part {
+                Ok(bytes) => read.push(Ok(bytes)),
+                Err(error) if is_not_found(&error) => return Ok(None),
+                Err(error) => read.push(Err(error)),
+            }
+        }
+        Ok(Some(Box::new(read.into_iter())))
+    }
+
+    fn size_key(&self, key: &StoreKey) -> Result<Option<u64>, StorageError> {
+        match self.0.size_key(key) {
+            Err(error) if is_not_found(&error) => Ok(None),
+            other => other,
+        }
+    }
+
+    fn supports_get_partial(&self) -> bool {
+        self.0.supports_get_partial()
+    }
+}
+
+impl WritableStorageTraits for MissingNodeAbsent {
+    fn set(&self, key: &StoreKey, value: Bytes) -> Result<(), StorageError> {
+        self.0.set(key, value)
+    }
+
+    fn set_partial_many(
+        &self,
+        key: &StoreKey,
+        offset_values: OffsetBytesIterator,
+    ) -> Result<(), StorageError> {
+        self.0.set_partial_many(key, offset_values)
+    }
+
+    fn erase(&self, key: &StoreKey) -> Result<(), StorageError> {
+        self.0.erase(key)
+    }
+
+    fn erase_prefix(&self, prefix: &StorePrefix) -> Result<(), StorageError> {
+        self.0.erase_prefix(prefix)
+    }
+
+    fn supports_set_partial(&self) -> bool {
+        self.0.supports_set_partial()
+    }
+}
+
+impl ListableStorageTraits for MissingNodeAbsent {
+    fn list(&self) -> Result<StoreKeys, StorageError> {
+        self.0.list()
+    }
+
+    fn list_prefix(&self, prefix: &StorePrefix) -> Result<StoreKeys, StorageError> {
+        self.0.list_prefix(prefix)
+    }
+
+    fn list_dir(&self, prefix: &StorePrefix) -> Result<StoreKeysPrefixes, StorageError> {
+        self.0.list_dir(prefix)
+    }
+
+    fn size_prefix(&self, prefix: &StorePrefix) -> Result<u64, StorageError> {
+        self.0.size_prefix(prefix)
     }
 }

@@ -115,8 +115,9 @@ def test_every_commit_reads_as_the_sources_after_its_batch(tmp_path):
     assert text.splitlines()[0].startswith(commits[-1].id) and "blanked removed" in text
 
     # zru inspect names the snapshot it describes.
-    res = run_zru("inspect", store, "--json", cwd=tmp_path, expect_ok=True)
-    summary = json.loads(res.stdout)
+    out = subprocess.run([str(zru_path()), "inspect", str(store), "--json"], cwd=tmp_path,
+                         capture_output=True, text=True, check=True)
+    summary = json.loads(out.stdout)
     assert summary["snapshot"] == commits[-1].id
     assert summary["dims"]["time"] == 3
 
