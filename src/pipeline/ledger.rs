@@ -12,7 +12,7 @@
 //! For an Icechunk repository the commits are the ledger: each batch's commit records
 //! its events with their order, etag and version (see `store::icechunk`), and the file
 //! beside the repository is a cache that names the snapshot it reflects. Loading it
-//! ([`Ledger::load_for`]) replays the commits made after that snapshot (a process
+//! (`Ledger::load_for`) replays the commits made after that snapshot (a process
 //! killed between a commit and the ledger's save), or rebuilds it from the whole
 //! history when that snapshot is no longer on the branch (a rollback). The two can
 //! therefore never disagree.

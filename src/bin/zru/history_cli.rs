@@ -1,6 +1,6 @@
 //! `zru log` and `zru rollback`: history of Icechunk datasets (docs/icechunk.md).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -49,7 +49,7 @@ pub struct RollbackArgs {
     json: bool,
 }
 
-fn dataset(config: &PathBuf, name: &str) -> Result<Dataset> {
+fn dataset(config: &Path, name: &str) -> Result<Dataset> {
     let catalog = Catalog::load_dir(config)?;
     catalog
         .dataset(name)
