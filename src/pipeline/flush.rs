@@ -142,6 +142,12 @@ impl Flusher<'_> {
         )?;
         self.queue.recover(group)?;
         let mut ledger = Ledger::load_for(dataset)?;
+        // An Icechunk commit whose ledger save a killed process missed: the file beside
+        // the repository is brought up to date now, even if every event of this flush
+        // turns out a duplicate of that commit's (no batch would save it then).
+        if ledger.is_stale() {
+            ledger.save()?;
+        }
         let mut attempts = Attempts::load_at(&dataset.location)?;
         let mut reports = Vec::new();
         loop {

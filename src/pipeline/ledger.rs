@@ -15,7 +15,10 @@
 //! (`Ledger::load_for`) replays the commits made after that snapshot (a process
 //! killed between a commit and the ledger's save), or rebuilds it from the whole
 //! history when that snapshot is no longer on the branch (a rollback). The two can
-//! therefore never disagree.
+//! therefore never disagree. A flush saves a ledger so brought up to date before its
+//! first batch (`Ledger::is_stale`), so the file beside the repository reflects the
+//! branch's tip after every flush, even one whose events were all duplicates of the
+//! commit a killed process made.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -122,6 +125,8 @@ pub struct Ledger {
     /// For an Icechunk repository: where it is and the branch (its tip is recorded
     /// when the ledger is saved).
     versioned: Option<(StoreLocation, String)>,
+    /// True when loading replayed commits the saved copy did not reflect.
+    stale: bool,
 }
 
 /// The suffix of a ledger's name after its store's.
@@ -160,6 +165,7 @@ impl Ledger {
             entries: entries.0,
             snapshot: entries.1,
             versioned: None,
+            stale: false,
         })
     }
 
@@ -194,6 +200,7 @@ impl Ledger {
             entries: entries.0,
             snapshot: entries.1,
             versioned: None,
+            stale: false,
         })
     }
 
@@ -211,6 +218,13 @@ impl Ledger {
     /// The snapshot an Icechunk repository's ledger reflects.
     pub fn snapshot(&self) -> Option<&str> {
         self.snapshot.as_deref()
+    }
+
+    /// True if loading brought an Icechunk repository's ledger up to date with commits
+    /// its saved copy did not reflect (a process killed between a commit and the
+    /// ledger's save, or a rollback): the saved copy is behind until the next save.
+    pub(crate) fn is_stale(&self) -> bool {
+        self.stale
     }
 
     #[cfg(not(feature = "icechunk"))]
@@ -261,6 +275,7 @@ impl Ledger {
             }
         }
         self.snapshot = tip;
+        self.stale = true;
         Ok(())
     }
 
@@ -323,10 +338,12 @@ impl Ledger {
         })?;
         if let Some(remote) = &self.remote {
             self.fence = remote.write_fenced(&bytes, self.fence.as_ref())?;
+            self.stale = false;
             crate::fault::point();
             return Ok(());
         }
         replace_file(&self.path, &bytes).map_err(io)?;
+        self.stale = false;
         crate::fault::point();
         Ok(())
     }
@@ -382,6 +399,7 @@ mod tests {
             entries: BTreeMap::new(),
             snapshot: None,
             versioned: None,
+            stale: false,
         };
         ledger.save().unwrap();
         assert_eq!(
