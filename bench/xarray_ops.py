@@ -7,8 +7,8 @@ file's variables once, without scaling.
 
 Run as `python xarray_ops.py OP STORE FILE...`: applies OP to each file in turn, one
 after another in one process (the proof of concept's loop over a day's arrivals);
-prints the seconds the operations took (interpreter start and imports excluded: a
-service would pay them once), exits non-zero on failure. bench/compare runs each call
+prints the seconds the operations took, wall then CPU (all threads) (interpreter start
+and imports excluded: a service would pay them once), exits non-zero on failure. bench/compare runs each call
 in a fresh process to measure peak RSS.
 """
 import sys
@@ -139,7 +139,7 @@ OPS = {"append": append, "overwrite": overwrite, "blank": blank, "profile": prof
 
 if __name__ == "__main__":
     op, store, *paths = sys.argv[1:]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for path in paths:
         OPS[op](store, path)
-    print(time.perf_counter() - start)
+    print(time.perf_counter() - start, time.process_time() - cpu)

@@ -33,7 +33,7 @@ if ! "$venv/bin/python" -c 'from jupyter_client.kernelspec import KernelSpecMana
   "$venv/bin/python" -m ipykernel install --sys-prefix --name python3 >/dev/null
 fi
 # AWS side (tests/aws, Lambda packaging): moto, boto3, obstore, cfn-lint, cargo-lambda, cmake.
-if ! "$venv/bin/python" -c 'import moto, boto3, obstore, cfnlint' >/dev/null 2>&1 \
+if ! "$venv/bin/python" -c 'import moto, boto3, obstore, cfnlint, samtranslator, cbor2' >/dev/null 2>&1 \
     || [ ! -x "$venv/bin/cargo-lambda" ] || [ ! -x "$venv/bin/cmake" ]; then
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/scripts/requirements-aws.txt"
 fi

@@ -17,6 +17,7 @@ use crate::store::{Backend, StoreLocation};
 
 pub mod checks;
 pub mod schema;
+pub mod suggest;
 mod witness;
 
 #[cfg(test)]
@@ -60,11 +61,14 @@ impl Problem {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompressorConfig {
-    /// `zstd` (default), `blosc` (lz4 + shuffle), `gzip` or `none`.
+    /// `zstd` (default), `blosc` (lz4 + shuffle), `gzip`, `zlib` or `none`.
     pub name: String,
-    /// Codec level (zstd default 3, gzip default 5, blosc default 5).
+    /// Codec level (zstd default 3, gzip, zlib and blosc default 5).
     #[serde(default)]
     pub level: Option<i32>,
+    /// Byte shuffle before `zlib` (netCDF-4's shuffle filter); only with `zlib`.
+    #[serde(default)]
+    pub shuffle: Option<bool>,
 }
 
 /// One dataset's configuration file, as written by the user: the keys common to every

@@ -21,9 +21,13 @@ mod decode_tests;
 pub(crate) mod diagnose;
 mod filters;
 mod hdf5_index;
+pub(crate) mod passthrough;
+#[cfg(test)]
+mod passthrough_tests;
 pub(crate) use bands::{Band, BandAssembler, BandPlan};
 use chunked::ChunkReader;
 pub use chunked::{Decode, DECODE_ENV};
+pub use passthrough::{ChunkCodec, RawChunk, StoredChunks};
 
 /// Why a source file could not be opened or read. Each message starts with the file's
 /// path and is the reason an event is rejected with.
@@ -267,9 +271,30 @@ impl SourceFile {
     /// [`chunked`]), else `None` (netCDF-C reads).
     fn chunk_reader(&self, var: &SourceVariable) -> Option<ChunkReader> {
         match self.decode {
-            Decode::Parallel => ChunkReader::open(&self.path, &var.name, var.element, &var.shape),
+            Decode::Passthrough | Decode::Parallel => {
+                ChunkReader::open(&self.path, &var.name, var.element, &var.shape)
+            }
             Decode::NetcdfC => None,
         }
+    }
+
+    /// Every chunk of variable `name`, still encoded, when its chunk shape is `chunk`
+    /// and its filters are `codecs` (see [`passthrough`]); `None` if it cannot be copied
+    /// that way, or `ZRU_DECODE` asks for decoding.
+    pub(crate) fn raw_chunks(
+        &self,
+        name: &str,
+        chunk: &[u64],
+        codecs: &[ChunkCodec],
+    ) -> Option<Vec<RawChunk>> {
+        if self.decode != Decode::Passthrough {
+            return None;
+        }
+        let var = self.variable(name)?;
+        if var.element == ElementType::Text || var.shape.is_empty() {
+            return None;
+        }
+        self.chunk_reader(var)?.raw_chunks(chunk, codecs)
     }
 
     /// Reads `start..start + count` of a variable: its chunks decoded in parallel by

@@ -532,7 +532,7 @@ impl Default for CfEncoding {
 }
 
 impl CfEncoding {
-    fn same_as(&self, other: &CfEncoding) -> bool {
+    pub(crate) fn same_as(&self, other: &CfEncoding) -> bool {
         self.scale_factor == other.scale_factor
             && self.add_offset == other.add_offset
             && same_fill(self.fill_value, other.fill_value)

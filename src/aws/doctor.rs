@@ -5,7 +5,9 @@
 //! with a FIFO dead-letter queue; what waits in both (a failure when the dead-letter
 //! queue holds events); the raw bucket and every S3 store's bucket answer;
 //! the EFS file system and access point are available; the lock directory is
-//! writable and a file in it can be locked.
+//! writable and a file in it can be locked; no alarm of the stack is in `ALARM`, and
+//! each dataset's latest lag is within its target (CloudWatch, see `watch_figures`),
+//! with the age of the queue's oldest event.
 
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
@@ -17,6 +19,7 @@ use serde::Serialize;
 use super::config_source::ConfigSource;
 use super::sdk::{describe, Clients};
 use super::settings::Settings;
+use super::watch_figures;
 use crate::store::StoreLocation;
 
 /// The result of one check.
@@ -55,6 +58,14 @@ pub async fn run(settings: &Settings, clients: &Clients) -> Vec<Check> {
     let mut checks = Vec::new();
     let source = ConfigSource::parse(&settings.config);
     let catalog = source.load(&clients.s3).await;
+    let datasets: Vec<String> = match &catalog {
+        Ok(catalog) => catalog
+            .datasets
+            .iter()
+            .map(|d| d.name().to_string())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
     let store_buckets: BTreeSet<String> = match &catalog {
         Ok(catalog) => catalog
             .datasets
@@ -115,6 +126,38 @@ pub async fn run(settings: &Settings, clients: &Clients) -> Vec<Check> {
         "lock directory",
         check_lock_dir(&settings.lock_dir),
     ));
+    checks.extend(cloudwatch_checks(settings, clients, &datasets).await);
+    checks
+}
+
+/// The stack's alarms, the age of the queue's oldest event and each dataset's lag.
+async fn cloudwatch_checks(
+    settings: &Settings,
+    clients: &Clients,
+    datasets: &[String],
+) -> Vec<Check> {
+    let window = settings.doctor_window;
+    let mut checks = vec![Check::new(
+        "alarms",
+        match &settings.alarm_prefix {
+            Some(prefix) => watch_figures::alarms(clients, prefix)
+                .await
+                .and_then(|alarms| watch_figures::alarms_verdict(prefix, &alarms)),
+            None => Err("ZRU_ALARM_PREFIX is not set (the stack output AlarmPrefix)".into()),
+        },
+    )];
+    if let Some(url) = &settings.queue_url {
+        checks.push(Check::new(
+            "queue age",
+            watch_figures::queue_age(clients, url, window).await,
+        ));
+    }
+    for dataset in datasets {
+        checks.push(Check::new(
+            "lag",
+            watch_figures::lag(clients, dataset, window, &settings.metrics.targets).await,
+        ));
+    }
     checks
 }
 

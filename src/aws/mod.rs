@@ -17,6 +17,8 @@
 //! - [`sweep`]: the reconciliation sweep (raw bucket listing vs the ledgers -> queue).
 //! - [`lambda_update`]: the updater function's work (SQS batch, scheduled drain).
 //! - [`metrics`]: per-dataset CloudWatch Embedded Metric Format documents.
+//! - [`watch_figures`]: what CloudWatch says now (alarm states, lag, queue age), for
+//!   `zru doctor`.
 
 pub mod config_source;
 pub mod doctor;
@@ -33,6 +35,7 @@ pub mod sqs;
 pub mod sqs_queue;
 pub mod sweep;
 pub mod watch;
+pub mod watch_figures;
 
 pub use settings::Settings;
 

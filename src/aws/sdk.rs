@@ -15,6 +15,8 @@ pub struct Clients {
     pub sqs: aws_sdk_sqs::Client,
     /// EFS: `zru doctor`'s checks of the lock file system.
     pub efs: aws_sdk_efs::Client,
+    /// CloudWatch: `zru doctor`'s alarm states, lag and queue age.
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
 }
 
 /// The SDK configuration from the environment (us-east-1 when no region is set).
@@ -38,6 +40,7 @@ impl Clients {
             s3: aws_sdk_s3::Client::from_conf(s3),
             sqs: aws_sdk_sqs::Client::new(config),
             efs: aws_sdk_efs::Client::new(config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(config),
         }
     }
 

@@ -14,6 +14,8 @@
 //! | `ZRU_BACKOFF_CAP_SECONDS` | `1800` | updater: longest delay (doubling per receive up to it; at most 43200) |
 //! | `ZRU_SCRATCH_DIR` | the system temp dir (`/tmp`) | updater: downloaded raw objects |
 //! | `ZRU_EFS_FILE_SYSTEM_ID`, `ZRU_EFS_ACCESS_POINT_ID` | none | doctor |
+//! | `ZRU_ALARM_PREFIX` | none | doctor: the stack's alarms (stack output `AlarmPrefix`) |
+//! | `ZRU_DOCTOR_WINDOW_MINUTES` | `60` | doctor: how far back it reads lag and queue age |
 //! | `ZRU_LAG_TARGET_SECONDS` | none | updater: lag target of every dataset (metric `LagOverTargetMilliseconds`) |
 //! | `ZRU_LAG_TARGETS` | none | updater: per-dataset lag targets, `name=seconds,...` |
 //! | `AWS_LAMBDA_FUNCTION_NAME` | `zru` | updater: the metrics' `Function` dimension (set by Lambda) |
@@ -71,6 +73,11 @@ pub struct Settings {
     pub efs_file_system_id: Option<String>,
     /// `ZRU_EFS_ACCESS_POINT_ID`: the EFS access point `zru doctor` checks.
     pub efs_access_point_id: Option<String>,
+    /// `ZRU_ALARM_PREFIX`: the start of the names of the alarms `zru doctor` reports.
+    pub alarm_prefix: Option<String>,
+    /// `ZRU_DOCTOR_WINDOW_MINUTES`: how far back `zru doctor` reads the lag and queue
+    /// age from CloudWatch.
+    pub doctor_window: Duration,
     /// The metrics' function dimension and lag targets (`AWS_LAMBDA_FUNCTION_NAME`,
     /// `ZRU_LAG_TARGET_SECONDS`, `ZRU_LAG_TARGETS`).
     pub metrics: MetricsContext,
@@ -142,6 +149,8 @@ impl Settings {
                 .unwrap_or_else(std::env::temp_dir),
             efs_file_system_id: get("ZRU_EFS_FILE_SYSTEM_ID"),
             efs_access_point_id: get("ZRU_EFS_ACCESS_POINT_ID"),
+            alarm_prefix: get("ZRU_ALARM_PREFIX"),
+            doctor_window: doctor_window(get("ZRU_DOCTOR_WINDOW_MINUTES"))?,
         })
     }
 
@@ -152,6 +161,22 @@ impl Settings {
             value: String::new(),
             reason: "must be set to the FIFO queue's URL".into(),
         })
+    }
+}
+
+/// `ZRU_DOCTOR_WINDOW_MINUTES`: 1 to 1440 minutes (GetMetricStatistics gives at most
+/// 1440 one-minute data points), 60 when unset.
+pub fn doctor_window(value: Option<String>) -> Result<Duration, SettingsError> {
+    let Some(value) = value else {
+        return Ok(Duration::from_secs(3600));
+    };
+    match value.trim().parse::<u64>() {
+        Ok(minutes @ 1..=1440) => Ok(Duration::from_secs(minutes * 60)),
+        _ => Err(SettingsError {
+            name: "ZRU_DOCTOR_WINDOW_MINUTES".into(),
+            value,
+            reason: "a whole number of minutes from 1 to 1440".into(),
+        }),
     }
 }
 
@@ -238,6 +263,21 @@ mod tests {
             s.metrics.targets.for_dataset("argo"),
             Some(Duration::from_secs(3_600))
         );
+        let s = settings(&[
+            ("ZRU_ALARM_PREFIX", "zru-"),
+            ("ZRU_DOCTOR_WINDOW_MINUTES", "15"),
+        ])
+        .unwrap();
+        assert_eq!(s.alarm_prefix.as_deref(), Some("zru-"));
+        assert_eq!(s.doctor_window, Duration::from_secs(900));
+        assert_eq!(
+            settings(&[]).unwrap().doctor_window,
+            Duration::from_secs(3600)
+        );
+        for bad in ["0", "1441", "soon"] {
+            let err = settings(&[("ZRU_DOCTOR_WINDOW_MINUTES", bad)]).unwrap_err();
+            assert_eq!(err.name, "ZRU_DOCTOR_WINDOW_MINUTES");
+        }
         let err = settings(&[("ZRU_LAG_TARGETS", "sst")]).unwrap_err();
         assert_eq!(err.name, "ZRU_LAG_TARGETS");
     }

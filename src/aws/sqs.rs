@@ -90,8 +90,38 @@ fn request_error(url: &str, reason: impl Into<String>) -> SqsError {
     }
 }
 
+/// Where a batch request stands in a whole request of `total` entries: `done` entries
+/// went through in earlier batches and this one holds `len`.
+#[derive(Debug, Clone, Copy)]
+struct BatchSpan {
+    done: usize,
+    len: usize,
+    total: usize,
+}
+
+impl BatchSpan {
+    /// The span of the `n`th batch (from 0) of [`MAX_BATCH`] entries of `total`.
+    fn nth(n: usize, len: usize, total: usize) -> Self {
+        Self {
+            done: n * MAX_BATCH,
+            len,
+            total,
+        }
+    }
+
+    /// Entries of the whole request that no batch went through if this batch fails:
+    /// the refused ones plus every entry of the later batches (never sent).
+    fn not_done(&self, refused: usize) -> usize {
+        refused + self.total.saturating_sub(self.done + self.len)
+    }
+}
+
 /// An error naming the entries of a batch request that SQS did not accept, if any.
-fn check_batch(url: &str, failed: &[BatchResultErrorEntry], total: usize) -> Result<(), SqsError> {
+fn check_batch(
+    url: &str,
+    failed: &[BatchResultErrorEntry],
+    span: BatchSpan,
+) -> Result<(), SqsError> {
     if failed.is_empty() {
         return Ok(());
     }
@@ -102,8 +132,8 @@ fn check_batch(url: &str, failed: &[BatchResultErrorEntry], total: usize) -> Res
         .join("; ");
     Err(SqsError::NotSent {
         url: url.to_string(),
-        failed: failed.len(),
-        total,
+        failed: span.not_done(failed.len()),
+        total: span.total,
         reasons,
     })
 }
@@ -138,7 +168,7 @@ pub async fn send(
     messages: &[Outgoing],
 ) -> Result<usize, SqsError> {
     let mut sent = 0;
-    for chunk in messages.chunks(MAX_BATCH) {
+    for (n, chunk) in messages.chunks(MAX_BATCH).enumerate() {
         let entries = chunk
             .iter()
             .enumerate()
@@ -159,7 +189,8 @@ pub async fn send(
             .send()
             .await
             .map_err(|e| request_error(url, describe(&e)))?;
-        check_batch(url, response.failed(), messages.len())?;
+        let span = BatchSpan::nth(n, chunk.len(), messages.len());
+        check_batch(url, response.failed(), span)?;
         sent += chunk.len();
     }
     Ok(sent)
@@ -209,7 +240,7 @@ pub async fn delete(
     url: &str,
     receipt_handles: &[String],
 ) -> Result<(), SqsError> {
-    for chunk in receipt_handles.chunks(MAX_BATCH) {
+    for (n, chunk) in receipt_handles.chunks(MAX_BATCH).enumerate() {
         let entries = chunk
             .iter()
             .enumerate()
@@ -228,7 +259,8 @@ pub async fn delete(
             .send()
             .await
             .map_err(|e| request_error(url, describe(&e)))?;
-        check_batch(url, response.failed(), receipt_handles.len())?;
+        let span = BatchSpan::nth(n, chunk.len(), receipt_handles.len());
+        check_batch(url, response.failed(), span)?;
     }
     Ok(())
 }
@@ -250,7 +282,7 @@ pub async fn change_visibility(
     url: &str,
     entries: &[(String, i32)],
 ) -> Result<(), SqsError> {
-    for chunk in entries.chunks(MAX_BATCH) {
+    for (n, chunk) in entries.chunks(MAX_BATCH).enumerate() {
         let requests = chunk
             .iter()
             .enumerate()
@@ -270,7 +302,8 @@ pub async fn change_visibility(
             .send()
             .await
             .map_err(|e| request_error(url, describe(&e)))?;
-        check_batch(url, response.failed(), chunk.len())?;
+        let span = BatchSpan::nth(n, chunk.len(), entries.len());
+        check_batch(url, response.failed(), span)?;
     }
     Ok(())
 }
@@ -367,5 +400,23 @@ mod tests {
         assert_ne!(spaced, dedup_id("raw/dir one/b.nc|created|1|e"));
         let long = "k".repeat(300);
         assert!(dedup_id(&long).len() <= 128);
+    }
+
+    #[test]
+    fn a_failed_batch_counts_the_later_batches_as_not_sent() {
+        let refused = BatchResultErrorEntry::builder()
+            .id("3")
+            .code("InternalError")
+            .sender_fault(false)
+            .build()
+            .unwrap();
+        // 25 messages: the second batch of ten has one refusal; the last five never go.
+        let span = BatchSpan::nth(1, MAX_BATCH, 25);
+        let err = check_batch("q", &[refused], span).unwrap_err();
+        match err {
+            SqsError::NotSent { failed, total, .. } => assert_eq!((failed, total), (6, 25)),
+            other => panic!("unexpected {other}"),
+        }
+        assert!(check_batch("q", &[], span).is_ok());
     }
 }

@@ -180,7 +180,8 @@ enum Command {
         #[arg(long, default_value_t = 1440)]
         lon: usize,
     },
-    /// Check an AWS deployment: configuration, queue, buckets, EFS, lock directory.
+    /// Check an AWS deployment: configuration, queue, buckets, EFS, lock directory,
+    /// alarm states, queue age and each dataset's lag (CloudWatch).
     /// Settings come from the ZRU_* environment variables (docs/aws.md); flags
     /// override them. One line per check; exit code 1 if any check failed.
     Doctor(DoctorArgs),
@@ -208,6 +209,14 @@ struct DoctorArgs {
     /// EFS access point id (ZRU_EFS_ACCESS_POINT_ID).
     #[arg(long)]
     efs_access_point_id: Option<String>,
+    /// The start of the stack's alarm names, the stack output AlarmPrefix
+    /// (ZRU_ALARM_PREFIX).
+    #[arg(long)]
+    alarm_prefix: Option<String>,
+    /// How far back to read lag and queue age from CloudWatch, 1 to 1440
+    /// (ZRU_DOCTOR_WINDOW_MINUTES, default 60).
+    #[arg(long)]
+    window_minutes: Option<String>,
     /// One JSON object per check.
     #[arg(long)]
     json: bool,
@@ -247,6 +256,19 @@ enum ConfigAction {
         /// (if it exists) must belong to one dataset at most.
         #[arg(long, default_value = "data/raw")]
         raw_root: PathBuf,
+    },
+    /// Print a gridded dataset config (JSON) whose chunks and compressor are FILE's, so
+    /// that its variables' compressed chunks are copied into the store as they are
+    /// (passthrough). Stderr lists the variables copied and those decoded, with why.
+    Suggest {
+        /// A NetCDF file of the collection.
+        file: PathBuf,
+        /// The dataset's name (also its key prefix and store name).
+        #[arg(long, default_value = "dataset")]
+        name: String,
+        /// The dimension files are appended along.
+        #[arg(long, default_value = "time")]
+        append_dim: String,
     },
 }
 
@@ -492,6 +514,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+        Command::Config {
+            action:
+                ConfigAction::Suggest {
+                    file,
+                    name,
+                    append_dim,
+                },
+        } => {
+            let suggestion = zru::config::suggest::suggest(&file, &name, &append_dim)?;
+            say(serde_json::to_string_pretty(&suggestion.config)?);
+            for var in &suggestion.passed {
+                eprintln!("passthrough\t{var}");
+            }
+            for (var, why) in &suggestion.decoded {
+                eprintln!("decoded\t{var}\t{why}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -507,6 +547,10 @@ fn doctor(args: DoctorArgs) -> Result<ExitCode> {
     }
     set(&mut settings.efs_file_system_id, args.efs_file_system_id);
     set(&mut settings.efs_access_point_id, args.efs_access_point_id);
+    set(&mut settings.alarm_prefix, args.alarm_prefix);
+    if args.window_minutes.is_some() {
+        settings.doctor_window = zru::aws::settings::doctor_window(args.window_minutes)?;
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let checks = runtime.block_on(async {
         let clients = Clients::from_env().await;

@@ -95,6 +95,12 @@ impl TimeLikeVariables {
             .collect()
     }
 
+    /// True if the variable is time-like: its values are converted to the store's
+    /// units, never copied as they are.
+    pub fn converts(&self, name: &str) -> bool {
+        self.file_units.contains_key(name)
+    }
+
     /// The units of a time-like variable's store array.
     fn store_units(
         &self,

@@ -597,6 +597,9 @@ fn compressor_levels_out_of_range_and_unknown_names_are_rejected() {
         (r#"{"name": "lz4"}"#, "compressor.name"),
         (r#"{"name": "zstd", "lvl": 3}"#, "compressor.lvl"),
         (r#"{"level": 3}"#, "compressor.name"),
+        (r#"{"name": "zlib", "level": 10}"#, "compressor.level"),
+        (r#"{"name": "gzip", "shuffle": true}"#, "compressor.shuffle"),
+        (r#"{"name": "zlib", "shuffle": 1}"#, "compressor.shuffle"),
     ] {
         assert_rejected(
             &[("gsla.json", &gsla_with("compressor", compressor))],
@@ -611,6 +614,8 @@ fn compressor_levels_out_of_range_and_unknown_names_are_rejected() {
         r#"{"name": "gzip", "level": 0}"#,
         r#"{"name": "blosc", "level": 9}"#,
         r#"{"name": "none"}"#,
+        r#"{"name": "zlib", "level": 4, "shuffle": true}"#,
+        r#"{"name": "zlib"}"#,
     ] {
         assert_accepted(&[("gsla.json", &gsla_with("compressor", compressor))]);
     }
@@ -700,9 +705,10 @@ const EVERY_KEY: &str = r#"{
   "name": "n", "handler": "profiles", "key_patterns": ["^n/"],
   "example_keys": ["n/x.nc"], "store": "s.zarr", "append_dim": "N_PROF",
   "chunks": {"N_PROF": 10}, "time_step": "1 day", "time_tolerance": "1 second",
-  "zarr_format": 2, "compressor": {"name": "gzip", "level": 5},
+  "zarr_format": 2, "compressor": {"name": "zlib", "level": 5, "shuffle": true},
   "drop_variables": ["a"], "keep_variables": ["b"], "provenance_variable": "src",
-  "identity": ["PLATFORM_NUMBER"], "level_dim": "N_LEVELS", "other_dims": "drop"
+  "identity": ["PLATFORM_NUMBER"], "level_dim": "N_LEVELS", "other_dims": "drop",
+  "format": "icechunk", "branch": "b", "tag_batches": true
 }"#;
 
 /// The field names serde expects, from its "unknown field" message.
@@ -807,5 +813,5 @@ fn the_schema_enums_match_serde_enums() {
         .iter()
         .map(|v| v.as_str().unwrap().to_string())
         .collect();
-    assert_eq!(names, ["zstd", "blosc", "gzip", "none"]);
+    assert_eq!(names, ["zstd", "blosc", "gzip", "zlib", "none"]);
 }

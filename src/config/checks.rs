@@ -61,13 +61,13 @@ pub(super) fn check_keys(
     if let Some(compressor) = &config.compressor {
         let range = match compressor.name.as_str() {
             "zstd" => Some(-131_072..=22),
-            "gzip" | "blosc" => Some(0..=9),
+            "gzip" | "blosc" | "zlib" => Some(0..=9),
             "none" => None,
             other => {
                 problems.push(Problem::new(
                     "compressor.name",
                     &format!("{other:?} is not a compressor"),
-                    "write one of \"zstd\", \"blosc\", \"gzip\", \"none\"",
+                    "write one of \"zstd\", \"blosc\", \"gzip\", \"zlib\", \"none\"",
                 ));
                 None
             }
@@ -88,6 +88,13 @@ pub(super) fn check_keys(
                 "remove the level, or name a compressor",
             )),
             _ => {}
+        }
+        if compressor.shuffle.is_some() && compressor.name != "zlib" {
+            problems.push(Problem::new(
+                "compressor.shuffle",
+                &format!("is for zlib only, not {}", compressor.name),
+                "remove shuffle, or use {\"name\": \"zlib\", \"shuffle\": true}",
+            ));
         }
     }
     problems.extend(check_provenance(config, data_names));

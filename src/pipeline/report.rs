@@ -8,7 +8,7 @@ use serde::{Serialize, Serializer};
 
 use crate::store::CommitStats;
 use crate::text::{printable, redact_urls, safe_line};
-use crate::update::{event_line, Action, EventKind, Outcome};
+use crate::update::{event_line, passed_through, Action, EventKind, Outcome};
 
 /// Why an event was acknowledged without being applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +159,7 @@ impl Report {
             &self.action,
             self.region.as_ref(),
             reason.as_deref(),
+            passed_through(self.stats.as_ref()),
         )
     }
 

@@ -24,24 +24,31 @@ pub const DECODE_ENV: &str = "ZRU_DECODE";
 /// How a source file's netCDF-4 chunks are decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decode {
+    /// As [`Decode::Parallel`], and a variable whose chunks and filters are its store
+    /// array's chunks and codecs has its compressed chunks copied as they are (the
+    /// default; see `passthrough`).
+    Passthrough,
     /// zru reads the chunk index through HDF5 and decodes the chunks on every core
-    /// (the default; netCDF-C for what it does not handle).
+    /// (netCDF-C for what it does not handle); no chunk is copied compressed
+    /// (`ZRU_DECODE=parallel`).
     Parallel,
     /// netCDF-C reads everything (`ZRU_DECODE=netcdf-c`).
     NetcdfC,
 }
 
 impl Decode {
-    /// The choice of [`DECODE_ENV`]: `netcdf-c` or `parallel` (the default when unset).
+    /// The choice of [`DECODE_ENV`]: `passthrough` (the default when unset),
+    /// `parallel` or `netcdf-c`.
     pub fn from_env() -> Result<Self, String> {
         match std::env::var(DECODE_ENV) {
-            Err(_) => Ok(Self::Parallel),
+            Err(_) => Ok(Self::Passthrough),
             Ok(value) => match value.as_str() {
-                "" | "parallel" => Ok(Self::Parallel),
+                "" | "passthrough" => Ok(Self::Passthrough),
+                "parallel" => Ok(Self::Parallel),
                 "netcdf-c" => Ok(Self::NetcdfC),
                 other => Err(format!(
-                    "{DECODE_ENV}={other:?} is not a decode path; use `parallel` (the default) \
-                     or `netcdf-c`"
+                    "{DECODE_ENV}={other:?} is not a decode path; use `passthrough` (the \
+                     default), `parallel` or `netcdf-c`"
                 )),
             },
         }
@@ -161,7 +168,18 @@ impl ChunkReader {
         Some(values)
     }
 
-    fn read_raw(&self, location: &ChunkLocation) -> Option<Vec<u8>> {
+    /// How the variable's chunks are stored.
+    pub(crate) fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The stored chunk whose first element is at `origin` (see [`ChunkIndex::locate`]).
+    pub(crate) fn locate(&self, origin: &[u64]) -> Option<ChunkLocation> {
+        self.index.locate(origin)
+    }
+
+    /// The stored bytes of a chunk, as the file holds them.
+    pub(crate) fn read_raw(&self, location: &ChunkLocation) -> Option<Vec<u8>> {
         let mut raw = vec![0u8; usize::try_from(location.size).ok()?];
         self.file.read_exact_at(&mut raw, location.offset).ok()?;
         Some(raw)
@@ -185,7 +203,7 @@ struct Region<'a> {
 }
 
 /// Advances a C-order multi-index within `first..=last`; false when done.
-fn next_index(index: &mut [u64], first: &[u64], last: &[u64]) -> bool {
+pub(crate) fn next_index(index: &mut [u64], first: &[u64], last: &[u64]) -> bool {
     for axis in (0..index.len()).rev() {
         if index[axis] < last[axis] {
             index[axis] += 1;

@@ -120,7 +120,7 @@ fn every_real_file_reads_the_same_through_both_paths() {
 }
 
 /// netCDF-C calls for what the netcdf crate does not set (Fletcher-32).
-mod raw {
+pub(crate) mod raw {
     use super::*;
     use netcdf_sys as nc;
 

@@ -47,6 +47,8 @@ pub(crate) struct Layout {
     pub chunk: Vec<u64>,
     /// Its filters in pipeline (writing) order.
     pub filters: Vec<Filter>,
+    /// The deflate filter's level, if it has one.
+    pub deflate_level: Option<u32>,
 }
 
 /// Where one stored chunk is.
@@ -235,20 +237,22 @@ unsafe fn layout(dataset: hid_t, element: ElementType) -> Option<Layout> {
         {
             return None;
         }
-        let filters = filters(plist, element.size())?;
+        let (filters, deflate_level) = filters(plist, element.size())?;
         Some(Layout {
             shape,
             chunk,
             filters,
+            deflate_level,
         })
     }
 }
 
 /// The pipeline of a dataset creation property list, if every filter is one zru
-/// decodes.
-unsafe fn filters(plist: hid_t, width: usize) -> Option<Vec<Filter>> {
+/// decodes, and the deflate level.
+unsafe fn filters(plist: hid_t, width: usize) -> Option<(Vec<Filter>, Option<u32>)> {
+    let mut level = None;
     // SAFETY: `plist` is open; `values` holds `count` (8) entries as told.
-    unsafe {
+    let filters = unsafe {
         let n = u32::try_from(H5Pget_nfilters(plist)).ok()?;
         (0..n)
             .map(|i| {
@@ -266,7 +270,10 @@ unsafe fn filters(plist: hid_t, width: usize) -> Option<Vec<Filter>> {
                     &mut config,
                 );
                 match id {
-                    H5Z_FILTER_DEFLATE => Some(Filter::Deflate),
+                    H5Z_FILTER_DEFLATE => {
+                        level = (count > 0).then_some(values[0]);
+                        Some(Filter::Deflate)
+                    }
                     H5Z_FILTER_SHUFFLE => Some(Filter::Shuffle(match count {
                         0 => width,
                         _ => values[0] as usize,
@@ -275,8 +282,9 @@ unsafe fn filters(plist: hid_t, width: usize) -> Option<Vec<Filter>> {
                     _ => None,
                 }
             })
-            .collect()
-    }
+            .collect::<Option<Vec<_>>>()?
+    };
+    Some((filters, level))
 }
 
 /// True if the HDF5 type `dtype` is `element` in memory: little-endian, full width,

@@ -49,6 +49,15 @@ pub enum Compressor {
     Blosc(i32),
     /// Deflate at this level (`gzip` in V3, `zlib` in V2).
     Gzip(i32),
+    /// zlib-wrapped deflate (`numcodecs.zlib` in V3, `zlib` in V2), after a byte
+    /// shuffle of numeric values if `shuffle`: the codecs of netCDF-4's deflate and
+    /// shuffle filters, whose compressed chunks zru can copy as they are.
+    Zlib {
+        /// Deflate level.
+        level: i32,
+        /// Byte shuffle before compressing (numeric arrays only).
+        shuffle: bool,
+    },
     /// No compression.
     None,
 }
@@ -62,22 +71,37 @@ impl Compressor {
             Some(c) => match c.name.as_str() {
                 "blosc" => Self::Blosc(c.level.unwrap_or(5)),
                 "gzip" => Self::Gzip(c.level.unwrap_or(5)),
+                "zlib" => Self::Zlib {
+                    level: c.level.unwrap_or(5),
+                    shuffle: c.shuffle.unwrap_or(false),
+                },
                 "none" => Self::None,
                 _ => Self::Zstd(c.level.unwrap_or(3)),
             },
         }
     }
 
-    fn v3_codec(&self, element: ElementType) -> Option<Value> {
+    /// The V3 codecs after `bytes` (or `vlen-utf8`).
+    fn v3_codecs(&self, element: ElementType) -> Vec<Value> {
         match self {
             Self::Zstd(level) => {
-                Some(json!({"name": "zstd", "configuration": {"level": level, "checksum": false}}))
+                vec![json!({"name": "zstd", "configuration": {"level": level, "checksum": false}})]
             }
-            Self::Blosc(level) => Some(json!({"name": "blosc", "configuration": {
+            Self::Blosc(level) => vec![json!({"name": "blosc", "configuration": {
                 "cname": "lz4", "clevel": level, "shuffle": "shuffle",
-                "typesize": element.size().max(1), "blocksize": 0}})),
-            Self::Gzip(level) => Some(json!({"name": "gzip", "configuration": {"level": level}})),
-            Self::None => None,
+                "typesize": element.size().max(1), "blocksize": 0}})],
+            Self::Gzip(level) => vec![json!({"name": "gzip", "configuration": {"level": level}})],
+            Self::Zlib { level, shuffle } => {
+                let mut codecs = Vec::new();
+                if let Some(filter) = shuffle_filter(*shuffle, element) {
+                    let size = filter["elementsize"].clone();
+                    codecs.push(json!({"name": "numcodecs.shuffle",
+                        "configuration": {"elementsize": size}}));
+                }
+                codecs.push(json!({"name": "numcodecs.zlib", "configuration": {"level": level}}));
+                codecs
+            }
+            Self::None => Vec::new(),
         }
     }
 
@@ -87,10 +111,27 @@ impl Compressor {
             Self::Blosc(level) => {
                 json!({"id": "blosc", "cname": "lz4", "clevel": level, "shuffle": 1, "blocksize": 0})
             }
-            Self::Gzip(level) => json!({"id": "zlib", "level": level}),
+            Self::Gzip(level) | Self::Zlib { level, .. } => json!({"id": "zlib", "level": level}),
             Self::None => Value::Null,
         }
     }
+
+    /// The V2 filters of a numeric array (`null` when none).
+    fn v2_filters(&self, element: ElementType) -> Value {
+        match self {
+            Self::Zlib { shuffle, .. } => {
+                shuffle_filter(*shuffle, element).map_or(Value::Null, |filter| json!([filter]))
+            }
+            _ => Value::Null,
+        }
+    }
+}
+
+/// numcodecs' byte shuffle of `element` values (V2 filter form), if asked for and the
+/// values are numbers.
+fn shuffle_filter(shuffle: bool, element: ElementType) -> Option<Value> {
+    (shuffle && element != ElementType::Text)
+        .then(|| json!({"id": "shuffle", "elementsize": element.size()}))
 }
 
 /// What zru needs to create a new array.
@@ -216,7 +257,7 @@ impl ArrayDoc {
                     json!({"name": "bytes", "configuration": {"endian": "little"}})
                 };
                 let mut codecs = vec![array_to_bytes];
-                codecs.extend(new.compressor.v3_codec(element));
+                codecs.extend(new.compressor.v3_codecs(element));
                 let meta = json!({
                     "shape": new.shape,
                     "data_type": element.zarr_v3_name(),
@@ -242,7 +283,7 @@ impl ArrayDoc {
                 let filters = if element == ElementType::Text {
                     json!([{"id": "vlen-utf8"}])
                 } else {
-                    Value::Null
+                    new.compressor.v2_filters(element)
                 };
                 let meta = json!({
                     "shape": new.shape,

@@ -25,7 +25,7 @@ pub fn with_fault_points(storage: Arc<Storage>) -> Arc<Storage> {
 struct FaultPoints(Arc<Storage>);
 
 /// The injected error of a store write, if a store fault refuses it.
-fn refused() -> Result<(), StorageError> {
+pub(super) fn refused() -> Result<(), StorageError> {
     match crate::fault::store_write_error() {
         Some(error) => Err(StorageError::from(error)),
         None => Ok(()),

@@ -8,7 +8,9 @@
 //! newer writer saved.
 
 use object_store::path::Path;
-use object_store::{GetOptions, ObjectStore, PutMode, PutOptions, PutPayload, UpdateVersion};
+use object_store::{
+    GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion,
+};
 use thiserror::Error;
 
 /// What a writer read of an object: the condition of its next write.
@@ -23,7 +25,8 @@ pub enum Fence {
 }
 
 impl Fence {
-    fn describe(&self) -> String {
+    /// What the writer read, for messages.
+    pub(crate) fn describe(&self) -> String {
         match self {
             Self::Absent => "it did not exist".into(),
             Self::ETag(etag) => format!("it had ETag {etag}"),
@@ -89,6 +92,18 @@ pub async fn read<S: ObjectStore + ?Sized>(
     Ok((Some(bytes.to_vec()), fence))
 }
 
+/// The fence of the object's next write, without reading its bytes (a HEAD).
+pub async fn head<S: ObjectStore + ?Sized>(store: &S, path: &Path) -> Result<Fence, FencedError> {
+    match store.head(path).await {
+        Ok(meta) => Ok(meta.e_tag.map_or(Fence::Unknown, Fence::ETag)),
+        Err(object_store::Error::NotFound { .. }) => Ok(Fence::Absent),
+        Err(source) => Err(FencedError::Storage {
+            path: path.to_string(),
+            source,
+        }),
+    }
+}
+
 /// Writes `bytes` if the object is still what `fence` says; returns the fence of the
 /// next write (the new ETag).
 pub async fn write<S: ObjectStore + ?Sized>(
@@ -145,6 +160,7 @@ mod tests {
             // (stale) may not.
             let (bytes, fence) = read(&store, &path).await.unwrap();
             assert_eq!((bytes, &fence), (None, &Fence::Absent));
+            assert_eq!(head(&store, &path).await.unwrap(), Fence::Absent);
             let first = write(&store, &path, b"one".to_vec(), &fence).await.unwrap();
             assert!(matches!(first, Fence::ETag(_)), "{first:?}");
             let error = write(&store, &path, b"stale".to_vec(), &fence)
@@ -156,6 +172,7 @@ mod tests {
             let (bytes, read_fence) = read(&store, &path).await.unwrap();
             assert_eq!(bytes.as_deref(), Some(&b"one"[..]));
             assert_eq!(read_fence, first);
+            assert_eq!(head(&store, &path).await.unwrap(), first);
             let second = write(&store, &path, b"two".to_vec(), &read_fence)
                 .await
                 .unwrap();

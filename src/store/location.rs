@@ -232,6 +232,24 @@ impl StoreLocation {
     }
 }
 
+impl StoreLocation {
+    /// The object of key `name` of an S3 store, read and written whole (the root
+    /// group's metadata, fenced); `None` for a local store.
+    pub(crate) fn object(&self, name: &str) -> Option<Sibling> {
+        match self {
+            Self::Local(_) => None,
+            Self::S3 { bucket, prefix } => Some(Sibling::S3 {
+                bucket: bucket.clone(),
+                key: if prefix.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{prefix}/{name}")
+                },
+            }),
+        }
+    }
+}
+
 /// A single object kept beside a store, read and replaced whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sibling {
@@ -287,6 +305,22 @@ impl Sibling {
                     .block_on(fenced::read(&s3, &path))
                     .map_err(|e| StorageError::Other(redact_urls(&e.to_string())))?;
                 Ok((bytes, Some(fence)))
+            }
+        }
+    }
+
+    /// The fence of the object's next [`Self::write_fenced`] without reading it (a HEAD;
+    /// `None` for a local file).
+    pub fn head_fenced(&self) -> Result<Option<Fence>, StorageError> {
+        match self {
+            Self::Local(_) => Ok(None),
+            Self::S3 { bucket, key } => {
+                let s3 = amazon_s3(bucket)?;
+                let path = super::raw_keys::path(key)?;
+                let fence = runtime()?
+                    .block_on(fenced::head(&s3, &path))
+                    .map_err(|e| StorageError::Other(redact_urls(&e.to_string())))?;
+                Ok(Some(fence))
             }
         }
     }

@@ -6,6 +6,8 @@
 //! - [`location`]: where a store lives (directory or `s3://bucket/prefix`) and the
 //!   storage backend for it.
 //! - `raw_keys`: S3 storage whose object names are the Zarr keys unchanged.
+//! - `root_fence`: conditional writes of the root group's metadata on S3 (fencing a
+//!   stale writer).
 //! - `recovery`: the intent record of a batch in progress, and the recovery pass
 //!   that undoes a batch interrupted before its metadata commit.
 //! - `undo`: before-images of the keys a batch overwrites, for that recovery pass.
@@ -24,6 +26,7 @@ pub mod icechunk;
 pub mod location;
 pub(crate) mod raw_keys;
 pub(crate) mod recovery;
+mod root_fence;
 pub(crate) mod staged;
 pub(crate) mod undo;
 
@@ -45,6 +48,7 @@ pub(crate) use staged::{StagedStore, SIDECAR_DIR};
 
 use crate::values::{ElementType, Values};
 use array_doc::into_map;
+use root_fence::RootFences;
 
 /// Why a store could not be opened, read, updated or committed. Each message starts
 /// with the store.
@@ -125,6 +129,17 @@ pub enum StoreError {
         /// Icechunk's description of the conflict.
         reason: String,
     },
+    /// The root group's metadata of an S3 store was changed by another writer since
+    /// this batch read it (S3 conditional write refused), or the conditional write
+    /// failed otherwise: it was not overwritten.
+    #[error("store {store}: {source}")]
+    Fenced {
+        /// The store (its URL).
+        store: PathBuf,
+        /// The refused or failed write.
+        #[source]
+        source: fenced::FencedError,
+    },
     /// An array cannot take the update (shape, type or chunking does not fit).
     #[error("store {store}: array {array}: {reason}")]
     Array {
@@ -155,6 +170,8 @@ pub struct ZarrStore {
     pub exists: bool,
     /// The directory of a local store (before-images are hard links there).
     root: Option<PathBuf>,
+    /// What was read of the root group's metadata: the conditions of its writes.
+    fences: RootFences,
     /// For an Icechunk repository: the batch's session, committed by
     /// [`Transaction::commit`].
     #[cfg(feature = "icechunk")]
@@ -317,6 +334,13 @@ impl ZarrStore {
         // No root metadata: a new store, unless arrays are there (the root metadata
         // was lost).
         Self::refuse_incomplete(location, storage.as_ref())?;
+        let fences = RootFences::new(location);
+        fences
+            .observe(new_format)
+            .map_err(|source| StoreError::Storage {
+                store: location.display_path(),
+                source,
+            })?;
         Ok(Self {
             location: location.display_path(),
             storage,
@@ -326,6 +350,7 @@ impl ZarrStore {
             arrays: BTreeMap::new(),
             exists: false,
             root: location.local_path().map(Path::to_path_buf),
+            fences,
             #[cfg(feature = "icechunk")]
             versioned: None,
         })
@@ -372,8 +397,10 @@ impl ZarrStore {
                 })
             }
         };
+        // The commit is the repository's fence; its keys are no objects of the bucket.
+        let fences = RootFences::unfenced(location);
         let mut store = if has_root {
-            Self::open_with(location, storage)?
+            Self::open_fenced(location, storage, fences)?
         } else {
             // A new repository has no root node, which listing and reading keys under it
             // need: an empty root group, in the session only (the commit rewrites it).
@@ -393,6 +420,7 @@ impl ZarrStore {
                 arrays: BTreeMap::new(),
                 exists: false,
                 root: None,
+                fences,
                 versioned: None,
             }
         };
@@ -444,7 +472,7 @@ impl ZarrStore {
         version: &str,
     ) -> Result<Self, StoreError> {
         let storage = repo.read_only(version)?;
-        let mut store = Self::open_with(location, storage)?;
+        let mut store = Self::open_fenced(location, storage, RootFences::unfenced(location))?;
         store.root = None;
         Ok(store)
     }
@@ -483,6 +511,15 @@ impl ZarrStore {
     }
 
     fn open_with(location: &StoreLocation, storage: Arc<Storage>) -> Result<Self, StoreError> {
+        Self::open_fenced(location, storage, RootFences::new(location))
+    }
+
+    /// Opens the store `storage` holds, reading its root keys through `fences`.
+    fn open_fenced(
+        location: &StoreLocation,
+        storage: Arc<Storage>,
+        fences: RootFences,
+    ) -> Result<Self, StoreError> {
         let mut store = Self {
             location: location.display_path(),
             storage,
@@ -492,22 +529,27 @@ impl ZarrStore {
             arrays: BTreeMap::new(),
             exists: true,
             root: location.local_path().map(Path::to_path_buf),
+            fences,
             #[cfg(feature = "icechunk")]
             versioned: None,
         };
-        if let Some(mut root) = store.read_json("zarr.json")? {
+        if let Some(mut root) = store.read_root_json("zarr.json")? {
             root.remove("consolidated_metadata");
             store.root_attrs = root.remove("attributes").map(into_map).unwrap_or_default();
             store.group_meta = root;
-        } else if let Some(group) = store.read_json(".zgroup")? {
+        } else if let Some(group) = store.read_root_json(".zgroup")? {
             store.format = ZarrFormat::V2;
             store.group_meta = group;
-            store.root_attrs = store.read_json(".zattrs")?.unwrap_or_default();
+            store.root_attrs = store.read_root_json(".zattrs")?.unwrap_or_default();
         } else {
             return Err(StoreError::NotAGroup {
                 store: store.location,
             });
         }
+        store
+            .fences
+            .observe(store.format)
+            .map_err(|e| store.storage_error(e))?;
         store.arrays = store.load_arrays()?;
         Ok(store)
     }
@@ -524,6 +566,23 @@ impl ZarrStore {
             .storage
             .get(&key(name))
             .map_err(|e| self.storage_error(e))?;
+        self.parse_json(name, bytes)
+    }
+
+    /// Reads a root key, taking the fence of its next write on S3 (see `root_fence`).
+    fn read_root_json(&self, name: &str) -> Result<Option<Map<String, Value>>, StoreError> {
+        let bytes = self
+            .fences
+            .read(self.storage.as_ref(), name)
+            .map_err(|e| self.storage_error(e))?;
+        self.parse_json(name, bytes)
+    }
+
+    fn parse_json(
+        &self,
+        name: &str,
+        bytes: Option<Bytes>,
+    ) -> Result<Option<Map<String, Value>>, StoreError> {
         bytes
             .map(|b| {
                 serde_json::from_slice::<Value>(&b)
@@ -620,6 +679,7 @@ impl ZarrStore {
             intent: None,
             note: None,
             session_metadata: None,
+            passed_through: Default::default(),
         }
     }
 
@@ -791,6 +851,8 @@ pub struct Transaction<'s> {
     /// The metadata documents last written to an Icechunk session (see
     /// [`Self::write_session_metadata`]).
     session_metadata: Option<Vec<(String, Value)>>,
+    /// Chunks staged by [`Self::put_encoded_chunk`] since the last flush.
+    passed_through: std::sync::atomic::AtomicU64,
 }
 
 /// The state of a transaction before one file was applied.
@@ -869,6 +931,7 @@ impl Transaction<'_> {
         self.arrays = savepoint.arrays;
         self.root_attrs = savepoint.root_attrs;
         self.opened().clear();
+        self.passed_through = Default::default();
         Ok(())
     }
 
@@ -918,11 +981,17 @@ impl Transaction<'_> {
     /// what it does not cover yet: the arrays it creates or grows, up to their shape
     /// now, and `keys`, about to be written or erased: the before-image of each that
     /// exists is kept first, the others are recorded as created (see `recovery`).
+    ///
+    /// On S3 it first checks that no other writer committed the store since it was
+    /// opened ([`StoreError::Fenced`]; see `root_fence`), so a stale writer writes
+    /// nothing.
     fn record_intent(&mut self, keys: Vec<StoreKey>) -> Result<(), StoreError> {
         if self.store.is_versioned() {
-            // The batch's session is its own transaction: nothing to undo.
+            // The batch's session is its own transaction (and its commit its fence):
+            // nothing to undo.
             return Ok(());
         }
+        self.store.fences.check(self.store.format)?;
         let mut intent = Intent::new(self.store, &self.arrays, self.intent.as_ref());
         let new: Vec<StoreKey> = keys
             .into_iter()
@@ -979,10 +1048,11 @@ impl Transaction<'_> {
             self.record_intent(chunks)?;
             self.write_session_metadata()?;
         }
-        let stats = self
+        let mut stats = self
             .staged
             .commit_chunks(&self.written_last)
             .map_err(|e| self.storage_error(e))?;
+        stats.chunks_passed_through = std::mem::take(self.passed_through.get_mut());
         self.stats += stats;
         Ok(stats)
     }
@@ -1012,6 +1082,33 @@ impl Transaction<'_> {
         let region = subset(start, shape);
         write_region(&array, &region, values)
             .map_err(|e| self.error(name, format!("cannot write region {region}: {e}")))
+    }
+
+    /// Stages a chunk already encoded with the array's codecs (compressed bytes copied
+    /// from a source file: passthrough), at chunk grid index `chunk`.
+    pub fn put_encoded_chunk(
+        &self,
+        name: &str,
+        chunk: &[u64],
+        bytes: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let array = self.array(name)?;
+        let grid = array.chunk_grid_shape().to_vec();
+        if chunk.len() != grid.len() || chunk.iter().zip(&grid).any(|(i, n)| i >= n) {
+            return Err(self.error(
+                name,
+                format!("chunk {chunk:?} is outside the chunk grid {grid:?}"),
+            ));
+        }
+        zarrs::storage::WritableStorageTraits::set(
+            self.staged.as_ref(),
+            &array.chunk_key(chunk),
+            Bytes::from(bytes),
+        )
+        .map_err(|e| self.storage_error(e))?;
+        self.passed_through
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     /// Reads a region, seeing this transaction's staged writes.
@@ -1102,10 +1199,28 @@ impl Transaction<'_> {
             self.record_intent(pending)?;
             self.write_session_metadata()?;
         }
-        let stats = self
+        let (mut stats, root) = self
             .staged
-            .commit(&self.written_last)
+            .commit_below_root(&self.written_last)
             .map_err(|e| self.storage_error(e))?;
+        // The root group's metadata last, conditional on what was read on S3: a stale
+        // writer stops here, its intent record left for the next batch to undo.
+        for (root_key, value) in root {
+            match value {
+                Some(bytes) => {
+                    stats.bytes_written += bytes.len() as u64;
+                    self.store
+                        .fences
+                        .write(self.store.storage.as_ref(), &root_key, bytes)?;
+                }
+                None => self
+                    .store
+                    .storage
+                    .erase(&root_key)
+                    .map_err(|e| self.storage_error(e))?,
+            }
+            stats.metadata_written += 1;
+        }
         self.stats += stats;
         #[cfg(feature = "icechunk")]
         if let Some(versioned) = &self.store.versioned {

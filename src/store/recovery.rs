@@ -354,6 +354,8 @@ impl ZarrStore {
             root: location.local_path().map(Path::to_path_buf),
             #[cfg(feature = "icechunk")]
             versioned: None,
+            // Recovery writes unfenced, under the store's lock, before any batch reads.
+            fences: super::RootFences::new(location),
         };
         let staged = Arc::new(StagedStore::new(storage.clone()));
         for (name, growth) in &intent.arrays {

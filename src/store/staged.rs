@@ -35,6 +35,9 @@ pub struct CommitStats {
     pub bytes_written: u64,
     /// Metadata documents written (array metadata and consolidated metadata).
     pub metadata_written: u64,
+    /// Of the chunks written, those copied compressed from the source file, neither
+    /// decoded nor encoded (passthrough).
+    pub chunks_passed_through: u64,
 }
 
 impl std::ops::AddAssign for CommitStats {
@@ -43,6 +46,7 @@ impl std::ops::AddAssign for CommitStats {
         self.chunks_erased += other.chunks_erased;
         self.bytes_written += other.bytes_written;
         self.metadata_written += other.metadata_written;
+        self.chunks_passed_through += other.chunks_passed_through;
     }
 }
 
@@ -57,6 +61,12 @@ impl std::fmt::Debug for StagedStore {
         f.debug_struct("StagedStore").finish_non_exhaustive()
     }
 }
+
+/// A staged write: the key and its value (`None`: an erase).
+pub type Pending = (StoreKey, Option<Bytes>);
+
+/// The rank of the root group's metadata keys: written last.
+const ROOT_RANK: u8 = 2;
 
 /// Metadata keys are committed after chunks; the root group's last.
 ///
@@ -76,7 +86,7 @@ fn metadata_rank(key: &StoreKey) -> Option<u8> {
     let is_root = !s.contains('/');
     match name {
         "zarr.json" | ".zarray" | ".zattrs" | ".zgroup" | ".zmetadata" => {
-            Some(if is_root { 2 } else { 1 })
+            Some(if is_root { ROOT_RANK } else { 1 })
         }
         _ => None,
     }
@@ -148,6 +158,18 @@ impl StagedStore {
     /// Writes everything staged to the real store: chunks in parallel, then array
     /// metadata, then the root group's metadata (which holds consolidated metadata).
     pub fn commit(&self, last: &[String]) -> Result<CommitStats, StorageError> {
+        let (mut stats, root) = self.commit_below_root(last)?;
+        stats += self.write_metadata(root)?;
+        Ok(stats)
+    }
+
+    /// Writes everything staged but the root group's metadata (chunks, then array
+    /// metadata and sidecars), and returns the root group's keys still to be written, in
+    /// the order to write them (the caller writes them, conditionally on S3).
+    pub fn commit_below_root(
+        &self,
+        last: &[String],
+    ) -> Result<(CommitStats, Vec<Pending>), StorageError> {
         let pending: Vec<(StoreKey, Option<Bytes>)> = self.pending()?.drain().collect();
         let (mut metadata, chunks): (Vec<_>, Vec<_>) = pending
             .into_iter()
@@ -156,6 +178,15 @@ impl StagedStore {
         // .zattrs before .zarray does not matter to readers; zarr.json of arrays before
         // the root's (consolidated) one does.
         metadata.sort_by_key(|(key, _)| (metadata_rank(key), key.as_str().to_string()));
+        let (root, below): (Vec<_>, Vec<_>) = metadata
+            .into_iter()
+            .partition(|(key, _)| metadata_rank(key) == Some(ROOT_RANK));
+        stats += self.write_metadata(below)?;
+        Ok((stats, root))
+    }
+
+    fn write_metadata(&self, metadata: Vec<Pending>) -> Result<CommitStats, StorageError> {
+        let mut stats = CommitStats::default();
         for (key, value) in metadata {
             match value {
                 Some(bytes) => {

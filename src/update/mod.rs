@@ -154,23 +154,34 @@ impl Outcome {
             &self.action,
             self.region.as_ref(),
             self.reason.as_deref(),
+            passed_through(self.stats.as_ref()),
         )
     }
 }
 
-/// The CLI's line for an event: key, dataset, action, then the reason or the region.
+/// Chunks an event copied compressed from its file (see [`CommitStats`]).
+pub(crate) fn passed_through(stats: Option<&CommitStats>) -> u64 {
+    stats.map_or(0, |s| s.chunks_passed_through)
+}
+
+/// The CLI's line for an event: key, dataset, action, then the reason or the region,
+/// and how many chunks were copied compressed (passthrough) if any were.
 pub(crate) fn event_line(
     key: &str,
     dataset: Option<&str>,
     action: &dyn std::fmt::Display,
     region: Option<&Region>,
     reason: Option<&str>,
+    passed_through: u64,
 ) -> String {
-    let detail = match (region, reason) {
+    let mut detail = match (region, reason) {
         (_, Some(reason)) => reason.to_string(),
         (Some(region), None) => region.to_string(),
         (None, None) => String::new(),
     };
+    if passed_through > 0 {
+        detail.push_str(&format!(" (passthrough: {passed_through} chunks)"));
+    }
     format!("{key}\t{}\t{action}\t{detail}", dataset.unwrap_or("-"))
 }
 

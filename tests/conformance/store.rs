@@ -10,6 +10,8 @@
 //! - siblings (ledger, attempt record): beside the store, not in it; read, replaced whole;
 //!   on S3 a conditional write (`If-Match` on the ETag read, `If-None-Match: *` to
 //!   create) refuses a stale writer and keeps the newer writer's bytes;
+//! - the root group's metadata (`zarr.json`; `.zattrs`, `.zgroup`, `.zmetadata`) on S3
+//!   is written only if it is what the committing batch read when it opened the store;
 //! - a store created by a transaction opens again with the same arrays, attributes and
 //!   values (Zarr 3 and 2), with no intent record or before-image left;
 //! - a batch interrupted after writing chunks (its intent record and before-images in
@@ -30,7 +32,8 @@ use zarrs::storage::{
 };
 use zru::store::location::Sibling;
 use zru::store::{
-    ArrayDoc, Compressor, NewArray, StoreLocation, Transaction, ZarrFormat, ZarrStore, INTENT_KEY,
+    ArrayDoc, Compressor, NewArray, StoreError, StoreLocation, Transaction, ZarrFormat, ZarrStore,
+    INTENT_KEY,
 };
 use zru::values::{ElementType, Values};
 
@@ -52,7 +55,7 @@ type Case = (&'static str, fn(&Backend));
 
 /// Every function of the suite, in turn.
 pub fn run_all(backend: &Backend) {
-    let suite: [Case; 9] = [
+    let suite: [Case; 10] = [
         (
             "keys_with_any_character_round_trip",
             keys_with_any_character_round_trip,
@@ -76,6 +79,10 @@ pub fn run_all(backend: &Backend) {
         (
             "a_stale_sibling_write_is_fenced",
             a_stale_sibling_write_is_fenced,
+        ),
+        (
+            "a_stale_root_metadata_write_is_fenced",
+            a_stale_root_metadata_write_is_fenced,
         ),
         (
             "a_created_store_opens_again_with_the_same_arrays",
@@ -283,6 +290,127 @@ pub fn a_stale_sibling_write_is_fenced(b: &Backend) {
         "{}",
         b.name
     );
+}
+
+/// Grows `store` to `len` slots (writing the new ones) with the root attribute `title`,
+/// in one transaction.
+fn commit_growth(
+    store: &ZarrStore,
+    format: ZarrFormat,
+    from: u64,
+    len: u64,
+    title: &str,
+) -> Result<(), StoreError> {
+    let mut tx = store.begin();
+    grow_and_write(&mut tx, format, from, len);
+    tx.root_attrs.insert("title".into(), json!(title));
+    tx.commit().map(|_| ())
+}
+
+/// S3: a batch that opened the store before another writer committed writes nothing
+/// of its own, and never the root group's metadata that writer saved
+/// (`If-None-Match: *` when it found no store, `If-Match` on the ETag it read
+/// otherwise): its commit fails with `StoreError::Fenced` naming the object, and the
+/// store stays as the newer writer left it. Opened again, the store takes the stale
+/// writer's commit. Local: no fence (the store lock is the guard), every commit goes
+/// through.
+pub fn a_stale_root_metadata_write_is_fenced(b: &Backend) {
+    for format in [ZarrFormat::V3, ZarrFormat::V2] {
+        let location = (b.location)(&format!("root-fenced-v{}", format.number()));
+        let what = format!("{} Zarr {}", b.name, format.number());
+        let consolidated = match format {
+            ZarrFormat::V3 => "zarr.json",
+            ZarrFormat::V2 => ".zmetadata",
+        };
+        // Two writers find no store: the first creates it, the second may not.
+        let first = ZarrStore::open_or_new_at(&location, format).unwrap();
+        let second = ZarrStore::open_or_new_at(&location, format).unwrap();
+        commit_growth(&first, format, 0, 2, "first").unwrap();
+        let created = snapshot(&location);
+        let result = commit_growth(&second, format, 0, 2, "second");
+        if !matches!(location, StoreLocation::S3 { .. }) {
+            result.unwrap();
+            commit_growth(&ZarrStore::open_at(&location).unwrap(), format, 2, 3, "x").unwrap();
+            continue;
+        }
+        assert_refused(&what, result, consolidated);
+        assert_eq!(
+            snapshot(&location),
+            created,
+            "{what}: the stale writer wrote"
+        );
+        // Two writers open the store; the newer grows it and changes its title, the
+        // stale one grows it less and keeps the title.
+        let newer = ZarrStore::open_at(&location).unwrap();
+        let stale = ZarrStore::open_at(&location).unwrap();
+        commit_growth(&newer, format, 2, 4, "newer").unwrap();
+        let grown = snapshot(&location);
+        assert_refused(
+            &what,
+            commit_growth(&stale, format, 2, 3, "first"),
+            consolidated,
+        );
+        assert_eq!(snapshot(&location), grown, "{what}: the stale writer wrote");
+        assert!(
+            ZarrStore::recover_at(&location).unwrap().is_none(),
+            "{what}"
+        );
+        // Opened again, the writer commits on the newer state.
+        let again = ZarrStore::open_at(&location).unwrap();
+        commit_growth(&again, format, 4, 5, "again").unwrap();
+        let reopened = ZarrStore::open_at(&location).unwrap();
+        assert_eq!(reopened.arrays, as_map(docs(format, 5)), "{what}");
+        assert_eq!(reopened.root_attrs.get("title"), Some(&json!("again")));
+        assert_eq!(
+            reopened.read("v", &[0, 0], &[5, 3]).unwrap(),
+            values(0, 5, 3),
+            "{what}"
+        );
+        if format == ZarrFormat::V2 {
+            a_changed_zattrs_is_not_overwritten(&what, &location);
+        }
+    }
+}
+
+/// Zarr 2: another writer replaced `.zattrs` alone (the batch's check before writing
+/// looks at `.zmetadata` only): the batch's conditional write of `.zattrs` is refused
+/// and the other writer's bytes stay.
+fn a_changed_zattrs_is_not_overwritten(what: &str, location: &StoreLocation) {
+    let stale = ZarrStore::open_at(location).unwrap();
+    let theirs = Bytes::from_static(br#"{"title": "theirs"}"#);
+    let storage = location.storage().unwrap();
+    storage.set(&key(".zattrs"), theirs.clone()).unwrap();
+    let result = commit_growth(&stale, ZarrFormat::V2, 5, 6, "stale");
+    assert_refused(what, result, ".zattrs");
+    assert_eq!(
+        storage.get(&key(".zattrs")).unwrap(),
+        Some(theirs),
+        "{what}"
+    );
+}
+
+fn assert_refused(what: &str, result: Result<(), StoreError>, object: &str) {
+    use zru::store::fenced::FencedError;
+    let error = result.expect_err(&format!("{what}: the stale commit went through"));
+    assert!(
+        matches!(
+            error,
+            StoreError::Fenced {
+                source: FencedError::Conflict { .. },
+                ..
+            }
+        ),
+        "{what}: {error}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!("/{object}:")) && message.contains("another writer"),
+        "{what}: {message}"
+    );
+}
+
+fn as_map(docs: Vec<ArrayDoc>) -> BTreeMap<String, ArrayDoc> {
+    docs.into_iter().map(|d| (d.name.clone(), d)).collect()
 }
 
 /// `v` (`time` x `x`, chunks 2 x 2) and `time`, `len` slots long.

@@ -199,6 +199,34 @@ def place(src: Path, raw_root: Path, key: str) -> Path:
     return dst
 
 
+class DecodePathStore:
+    """One sst store, its config and raw root under ``tmp_path/decode``, written
+    through one decode path (``ZRU_DECODE``): tests compare the paths' stores."""
+
+    def __init__(self, tmp_path: Path, decode: str, zarr_format: int, chunks: dict,
+                 compressor: dict | None = None):
+        self.decode = decode
+        self.root = tmp_path / decode
+        self.raw = self.root / "raw"
+        self.store = self.root / "sst.zarr"
+        self.config = self.root / "config"
+        extra = {} if compressor is None else {"compressor": compressor}
+        write_config(self.config, "sst", store=self.store, chunks=chunks,
+                     zarr_format=zarr_format, **extra)
+
+    def ingest(self, monkeypatch, files) -> ZruResult:
+        monkeypatch.setenv("ZRU_DECODE", self.decode)
+        placed = [place(f, self.raw, f"sst/{f.name}") for f in files]
+        return ingest(self.config, self.raw, placed, cwd=self.root)
+
+    def remove(self, monkeypatch, files) -> ZruResult:
+        monkeypatch.setenv("ZRU_DECODE", self.decode)
+        keys = [f"sst/{f.name}" for f in files]
+        for key in keys:
+            (self.raw / key).unlink()
+        return remove(self.config, self.raw, keys, cwd=self.root)
+
+
 def tree_hash(root: Path) -> dict[str, str]:
     """sha256 of every file under ``root`` (and a marker for every directory),
     keyed by relative path. Compare two calls to prove a store is untouched."""

@@ -15,6 +15,7 @@ import subprocess
 import icechunk as ic
 import numpy as np
 import xarray as xr
+import zarr
 
 from conftest import (
     PROVENANCE,
@@ -207,3 +208,35 @@ def test_readers_see_whole_batches_only(tmp_path):
     for i, commit in enumerate(zru_commits(open_repo(store)), start=1):
         assert read_snapshot(open_repo(store), commit.id).sizes["time"] == i
     assert np.isfinite(read_tip(open_repo(store))["sea_surface_temperature"].values).any()
+
+
+def test_compressed_chunks_pass_through_into_a_repository(tmp_path, monkeypatch):
+    # The layout `zru config suggest` prints for the sample files (their chunks, shuffle +
+    # zlib): their compressed chunks are copied into the batch's session undecoded.
+    monkeypatch.delenv("ZRU_DECODE", raising=False)
+    gen = sample(tmp_path / "gen", days=2, lat=LAT, lon=LON, start="2024-01-01")
+    rev = sample(tmp_path / "rev", days=2, lat=LAT, lon=LON, start="2024-01-01", revision=1)
+    suggested = json.loads(
+        run_zru("config", "suggest", gen[0], "--name", "sst", expect_ok=True).stdout)
+    raw, store, cfg = tmp_path / "raw", tmp_path / "sst.icechunk", tmp_path / "config"
+    write_config(cfg, "sst", store=store, chunks=suggested["chunks"],
+                 compressor=suggested["compressor"], format="icechunk")
+    placed = [place(f, raw, f"sst/{f.name}") for f in gen]
+    res = ingest(cfg, raw, placed, cwd=tmp_path)
+    copied = [r["stats"]["chunks_passed_through"] for r in res.records]
+    assert len(copied) == 2 and all(n > 0 for n in copied), res.describe()
+    key = key_of(placed[1], raw)
+    place(rev[1], raw, key)
+    res = ingest(cfg, raw, [placed[1]], cwd=tmp_path)
+    assert_event(res, key, "overwrote", region=(1, 2))
+    assert res.records[0]["stats"]["chunks_passed_through"] == copied[1], res.describe()
+
+    repo = open_repo(store)
+    first, revised = zru_commits(repo)
+    assert_dataset_values(read_snapshot(repo, first.id).drop_vars(PROVENANCE), open_sources(gen))
+    assert_dataset_values(read_tip(repo).drop_vars(PROVENANCE), open_sources([gen[0], rev[1]]))
+    # The arrays' codecs in the repository are the files' filters.
+    session = repo.readonly_session(branch="main")
+    array = zarr.open_array(session.store, path="sea_surface_temperature", mode="r")
+    codecs = json.dumps(array.metadata.to_dict()["codecs"], default=str)
+    assert "shuffle" in codecs and "zlib" in codecs, codecs

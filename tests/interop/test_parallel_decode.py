@@ -11,6 +11,7 @@ import xarray as xr
 
 from conftest import (
     PROVENANCE,
+    DecodePathStore,
     assert_dataset_values,
     ingest,
     open_sources,
@@ -56,14 +57,9 @@ def checked_files(out, days=2, lat=130, lon=71):
 
 
 def build(tmp_path, monkeypatch, files, decode, zarr_format):
-    monkeypatch.setenv("ZRU_DECODE", decode)
-    raw = tmp_path / f"raw-{decode}"
-    store = tmp_path / f"{decode}.zarr"
-    config = tmp_path / f"config-{decode}"
-    write_config(config, "sst", store=store, chunks=CHUNKS, zarr_format=zarr_format)
-    placed = [place(f, raw, f"sst/{f.name}") for f in files]
-    ingest(config, raw, placed, cwd=tmp_path)
-    return store
+    store = DecodePathStore(tmp_path, decode, zarr_format, CHUNKS)
+    store.ingest(monkeypatch, files)
+    return store.store
 
 
 @pytest.mark.parametrize("zarr_format", [3, 2])
@@ -93,5 +89,5 @@ def test_an_unknown_decode_path_is_an_error_naming_the_choices(tmp_path, monkeyp
     res = ingest(config, raw, [place(files[0], raw, f"sst/{files[0].name}")], cwd=tmp_path,
                  expect_ok=False)
     reasons = [r.get("reason") or "" for r in res.records]
-    assert any('ZRU_DECODE="fast" is not a decode path; use `parallel` (the default) or '
-               '`netcdf-c`' in r for r in reasons), res.describe()
+    assert any('ZRU_DECODE="fast" is not a decode path; use `passthrough` (the default), '
+               '`parallel` or `netcdf-c`' in r for r in reasons), res.describe()

@@ -5,6 +5,7 @@
 //! reads the file, checks its grid against the store's and stages the writes.
 
 mod options;
+mod passthrough;
 mod time_axis;
 
 use std::path::Path;
@@ -20,6 +21,7 @@ pub use options::{
     MIN_TIME_STEP_SECONDS,
 };
 
+use self::passthrough::Plan;
 use self::time_axis::StoreTimeAxis;
 use super::rows::{
     append_arrays, blank_slots, blank_slots_of_key, check_same_layout, check_static, create_array,
@@ -29,7 +31,7 @@ use super::rows::{
 use super::time_like::{check_same_calendar, TimeLikeVariables};
 use super::{Batch, Collection, FamilyOptions};
 use crate::config::{Dataset, DatasetConfig, Problem};
-use crate::source::{Band, SourceFile, SourceVariable};
+use crate::source::{Band, RawChunk, SourceFile, SourceVariable};
 use crate::store::{ArrayDoc, Transaction};
 use crate::update::{Action, Applied, UpdateError};
 use crate::values::{from_f64_values, CfEncoding, ElementType, Values};
@@ -576,7 +578,9 @@ fn time_values(
 /// Reading and encoding overlap: a reader thread reads the next variable from the
 /// NetCDF file (netCDF-C is single-threaded) while this thread converts the current
 /// one and zarrs encodes its chunks on the rayon pool. At most two variables' values
-/// are in memory at once; encoded chunks are staged, not written.
+/// are in memory at once; encoded chunks are staged, not written. A variable whose
+/// chunks can be copied compressed ([`passthrough`]) is read as its stored chunks
+/// instead, and they are staged as they are.
 fn write_variables(
     cx: &Context<'_>,
     tx: &Transaction<'_>,
@@ -591,7 +595,11 @@ fn write_variables(
         .iter()
         .copied()
         .filter(|v| v.has_dim(append_dim) || created.contains(&v.name))
-        .map(|var| Ok((var, store_chunks(cx, tx, &var.name)?)))
+        .map(|var| {
+            let chunks = store_chunks(cx, tx, &var.name)?;
+            let plan = passthrough_plan(cx, tx, var, &chunks, placement, times)?;
+            Ok((var, chunks, plan))
+        })
         .collect::<Result<Vec<_>, UpdateError>>()?;
     // netCDF-C reads on one thread (HDF5 serialises reads) while this one converts and
     // encodes (zarrs spreads a band's chunks over the other cores): band k + 1 is
@@ -599,10 +607,19 @@ fn write_variables(
     std::thread::scope(|scope| {
         let (sender, receiver) = std::sync::mpsc::sync_channel(2);
         scope.spawn(move || {
-            for (var, chunks) in to_write {
+            for (var, chunks, plan) in to_write {
+                let raw = plan
+                    .as_ref()
+                    .and_then(|p| source.raw_chunks(&var.name, &p.chunk, &p.codecs));
+                if let (Some(raw), Some(plan)) = (raw, plan) {
+                    if sender.send((var, Ok(Piece::Raw(raw, plan)))).is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 let mut open = true;
                 let read = source.read_bands(&var.name, &chunks, |band| {
-                    open = sender.send((var, Ok(band))).is_ok();
+                    open = sender.send((var, Ok(Piece::Band(band)))).is_ok();
                     open
                 });
                 if let Err(e) = read {
@@ -615,12 +632,62 @@ fn write_variables(
                 }
             }
         });
-        for (var, band) in receiver {
-            let band = band.map_err(|e| cx.source_error(e))?;
-            write_band(cx, tx, var, band, placement, times)?;
+        for (var, piece) in receiver {
+            match piece.map_err(|e| cx.source_error(e))? {
+                Piece::Band(band) => write_band(cx, tx, var, band, placement, times)?,
+                Piece::Raw(raw, plan) => write_raw(cx, tx, var, raw, &plan)?,
+            }
         }
         Ok(())
     })
+}
+
+/// What the reader thread hands the writer: a band of values, or a variable's chunks
+/// still compressed, with where they go.
+enum Piece {
+    Band(Band),
+    Raw(Vec<RawChunk>, Plan),
+}
+
+/// How `var`'s chunks could be copied compressed into its store array (chunks
+/// `chunks`), if its values need no conversion; the file's side is checked when its
+/// chunks are read.
+fn passthrough_plan(
+    cx: &Context<'_>,
+    tx: &Transaction<'_>,
+    var: &SourceVariable,
+    chunks: &[u64],
+    placement: &Placement,
+    times: &TimeLikeVariables,
+) -> Result<Option<Plan>, UpdateError> {
+    if times.converts(&var.name) {
+        return Ok(None);
+    }
+    let (doc, _) = cx.prepared_array(tx, &var.name)?;
+    let axis = var.dims.iter().position(|d| d == cx.append_dim());
+    Ok(Plan::new(var, doc, chunks, axis, &placement.indices))
+}
+
+/// Stages a variable's compressed chunks as its store array's chunks.
+fn write_raw(
+    cx: &Context<'_>,
+    tx: &Transaction<'_>,
+    var: &SourceVariable,
+    raw: Vec<RawChunk>,
+    plan: &Plan,
+) -> Result<(), UpdateError> {
+    for chunk in raw {
+        let index = plan.store_chunk(&chunk.grid).ok_or_else(|| {
+            cx.schema(
+                &var.name,
+                format!("file chunk {:?} has no place in the store", chunk.grid),
+            )
+        })?;
+        tx.put_encoded_chunk(&var.name, &index, chunk.bytes)
+            .map_err(|e| cx.store_error(e))?;
+    }
+    crate::fault::panic_point(cx.key);
+    Ok(())
 }
 
 /// The store's chunk shape of an array.
