@@ -35,7 +35,7 @@ use super::settings::{Settings, SettingsError};
 use super::sqs::{self, QueueInfo, Received, SqsError};
 use super::sqs_queue::{Fate, SqsBatch};
 use crate::config::Catalog;
-use crate::pipeline::current::CurrentObjects;
+use crate::pipeline::current::{CurrentObject, CurrentObjects};
 use crate::pipeline::queue::{Message, Retry};
 use crate::pipeline::{FlushOptions, Flusher, PipelineError, Report};
 use crate::update::{EventKind, Updater};
@@ -157,17 +157,19 @@ pub(crate) async fn apply_batch(
     let root = scratch.path();
     let mut current = CurrentObjects::default();
     let mut failed_groups: HashSet<String> = HashSet::new();
-    for (group, stage) in stages(&deployment.catalog, &messages) {
-        if failed_groups.contains(&group) {
-            continue;
-        }
-        if let Err(error) = fetch(&deployment.clients.s3, &stage, root, &mut current).await {
-            tracing::warn!(%group, %error, "raw object not read: the group is retried later");
-            let reason = format!("not applied, the batch could not read {error}");
-            queue
-                .fail_group(&group, &reason)
-                .map_err(PipelineError::from)?;
-            failed_groups.insert(group);
+    for (group, fetched) in fetch_all(deployment, &messages, root).await {
+        match fetched {
+            Ok(Some(checked)) => current.record(&checked.key, checked.object),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%group, %error, "raw object not read: the group is retried later");
+                if failed_groups.insert(group.clone()) {
+                    let reason = format!("not applied, the batch could not read {error}");
+                    queue
+                        .fail_group(&group, &reason)
+                        .map_err(PipelineError::from)?;
+                }
+            }
         }
     }
     let updater = Updater::new(deployment.catalog.clone(), scratch.path().to_path_buf());
@@ -223,13 +225,42 @@ pub(crate) async fn apply_batch(
     Ok(result)
 }
 
-/// Reads what `stage` needs from the raw bucket into `root`.
+/// How many raw objects a batch reads from S3 at once. One GET streams at a fraction
+/// of a Lambda's network bandwidth and waits for its first byte, so a batch's objects
+/// (at most ten per SQS batch) are fetched side by side rather than in turn; each key
+/// is fetched once (see [`stages`]), to its own file.
+const CONCURRENT_FETCHES: usize = 8;
+
+/// What a removal's check found: the key's current version, if any.
+struct Checked {
+    key: String,
+    object: Option<CurrentObject>,
+}
+
+/// Reads what each key of the batch needs from the raw bucket into `root`,
+/// [`CONCURRENT_FETCHES`] at a time; per key, its group and what was read.
+async fn fetch_all(
+    deployment: &Deployment,
+    messages: &[Message],
+    root: &std::path::Path,
+) -> Vec<(String, Result<Option<Checked>, RawError>)> {
+    use futures::StreamExt;
+    let s3 = &deployment.clients.s3;
+    let staged = stages(&deployment.catalog, messages);
+    futures::stream::iter(staged)
+        .map(|(group, stage)| async move { (group, fetch(s3, &stage, root).await) })
+        .buffered(CONCURRENT_FETCHES)
+        .collect()
+        .await
+}
+
+/// Reads what `stage` needs from the raw bucket into `root`; for a removal, what its
+/// check found.
 async fn fetch(
     s3: &aws_sdk_s3::Client,
     stage: &Stage,
     root: &std::path::Path,
-    current: &mut CurrentObjects,
-) -> Result<(), RawError> {
+) -> Result<Option<Checked>, RawError> {
     match stage {
         Stage::Fetch {
             bucket,
@@ -238,12 +269,12 @@ async fn fetch(
         } => match raw::download(s3, bucket, key, version_id.as_deref(), root).await {
             // A missing object (or version) is the flush's `skipped(gone)`; a bad
             // key its rejection.
-            Ok(_) | Err(RawError::BadKey { .. }) => Ok(()),
+            Ok(_) | Err(RawError::BadKey { .. }) => Ok(None),
             Err(error) => Err(error),
         },
         Stage::Check { bucket, key } => {
             if raw::local_path(root, key).is_none() {
-                return Ok(());
+                return Ok(None);
             }
             let mut object = raw::head(s3, bucket, key).await?;
             if let Some(found) = &object {
@@ -253,8 +284,10 @@ async fn fetch(
                     object = None;
                 }
             }
-            current.record(key, object);
-            Ok(())
+            Ok(Some(Checked {
+                key: key.clone(),
+                object,
+            }))
         }
     }
 }

@@ -121,7 +121,7 @@ pub async fn download(
     if let Some(dir) = path.parent() {
         tokio::fs::create_dir_all(dir).await.map_err(io)?;
     }
-    let temp = path.with_extension("zru-download");
+    let temp = download_path(&path);
     let mut file = tokio::fs::File::create(&temp).await.map_err(io)?;
     let mut body = response.body;
     while let Some(bytes) = body
@@ -137,9 +137,37 @@ pub async fn download(
     Ok(true)
 }
 
+/// Where the object for `path` is streamed before it is renamed to `path`: beside it,
+/// its whole name plus a suffix, so that keys that differ only in their extension
+/// (`a.nc`, `a.nc4`), fetched at the same time, never share one.
+fn download_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".zru-download");
+    PathBuf::from(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_that_differ_in_their_extension_download_to_different_files() {
+        let root = Path::new("/tmp/raw");
+        let paths: Vec<PathBuf> = ["sst/a.nc", "sst/a.nc4", "sst/a"]
+            .iter()
+            .filter_map(|key| local_path(root, key))
+            .map(|path| download_path(&path))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "/tmp/raw/sst/a.nc.zru-download",
+                "/tmp/raw/sst/a.nc4.zru-download",
+                "/tmp/raw/sst/a.zru-download"
+            ]
+            .map(PathBuf::from)
+        );
+    }
 
     #[test]
     fn keys_stay_under_the_raw_root() {

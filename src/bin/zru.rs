@@ -269,6 +269,9 @@ enum ConfigAction {
         /// The dimension files are appended along.
         #[arg(long, default_value = "time")]
         append_dim: String,
+        /// The store's Zarr format: 3, or 2 for readers that only read Zarr V2.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=3))]
+        zarr_format: u8,
     },
 }
 
@@ -520,9 +523,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     file,
                     name,
                     append_dim,
+                    zarr_format,
                 },
         } => {
-            let suggestion = zru::config::suggest::suggest(&file, &name, &append_dim)?;
+            let suggestion = zru::config::suggest::suggest(&file, &name, &append_dim, zarr_format)?;
             say(serde_json::to_string_pretty(&suggestion.config)?);
             for var in &suggestion.passed {
                 eprintln!("passthrough\t{var}");

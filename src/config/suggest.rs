@@ -55,8 +55,14 @@ pub struct Suggestion {
 type Choice = (BTreeMap<String, u64>, Vec<ChunkCodec>);
 
 /// Suggests a config for dataset `name` of files like `path`, appended along
-/// `append_dim`.
-pub fn suggest(path: &Path, name: &str, append_dim: &str) -> Result<Suggestion, SuggestError> {
+/// `append_dim`, for a store of Zarr format `zarr_format` (2 or 3: both take the
+/// file's chunks as they are).
+pub fn suggest(
+    path: &Path,
+    name: &str,
+    append_dim: &str,
+    zarr_format: u8,
+) -> Result<Suggestion, SuggestError> {
     let source = SourceFile::open(path)?;
     if source.dim_len(append_dim).is_none() {
         return Err(SuggestError::NoAppendDim {
@@ -117,7 +123,7 @@ pub fn suggest(path: &Path, name: &str, append_dim: &str) -> Result<Suggestion, 
         "store": format!("data/zarr/{name}.zarr"),
         "append_dim": append_dim,
         "chunks": chunks,
-        "zarr_format": 3,
+        "zarr_format": zarr_format,
         "compressor": compressor(&codecs, level),
     });
     Ok(Suggestion {

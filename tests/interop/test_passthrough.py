@@ -143,12 +143,15 @@ def test_the_event_line_says_how_many_chunks_were_copied(tmp_path, monkeypatch):
     assert f"(passthrough: {PASSED_PER_FILE} chunks)" in res.stdout, res.describe()
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3])
 def test_config_suggest_prints_a_valid_config_under_which_chunks_pass_through(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, zarr_format):
     files = daily_files(tmp_path / "gen", days=2)
     monkeypatch.delenv("ZRU_DECODE", raising=False)
-    res = run_zru("config", "suggest", files[0], "--name", "sst", expect_ok=True)
+    res = run_zru("config", "suggest", files[0], "--name", "sst",
+                  "--zarr-format", str(zarr_format), expect_ok=True)
     config = json.loads(res.stdout)
+    assert config["zarr_format"] == zarr_format, res.describe()
     assert config["chunks"] == CHUNKS, res.describe()
     assert config["compressor"] == COMPRESSOR, res.describe()
     assert "passthrough\tsea_surface_temperature" in res.stderr, res.describe()
@@ -166,7 +169,14 @@ def test_config_suggest_prints_a_valid_config_under_which_chunks_pass_through(
     res = ingest(root / "config", raw, placed, cwd=root)
     assert passed(res) == [PASSED_PER_FILE] * 2, res.describe()
     store = root / config["store"]
+    assert (store / ("zarr.json" if zarr_format == 3 else ".zgroup")).exists()
     assert_dataset_values(open_store(store).drop_vars(PROVENANCE), open_sources(files))
+
+
+def test_config_suggest_refuses_a_zarr_format_it_does_not_write(tmp_path):
+    files = daily_files(tmp_path / "gen", days=1)
+    res = run_zru("config", "suggest", files[0], "--zarr-format", "4", expect_ok=False)
+    assert "--zarr-format" in res.stderr and "2..=3" in res.stderr, res.describe()
 
 
 def test_config_suggest_explains_a_file_with_nothing_to_pass(tmp_path):
