@@ -35,5 +35,9 @@ if [ "${target[0]}" = --arm64 ] && ! rustup target list --installed 2>/dev/null 
 fi
 export PATH="$venv/bin:$PATH"
 export CMAKE="$venv/bin/cmake"
-cargo lambda build --profile lambda "${target[@]}" --features static-netcdf \
+# Without the `icechunk` feature (~40 more crates, minutes of a cold static build):
+# the Lambdas refuse "format": "icechunk" datasets with "built without Icechunk support"
+# (docs/icechunk.md).
+cargo lambda build --profile lambda "${target[@]}" --no-default-features \
+  --features static-netcdf,sample \
   --bin watcher --bin updater ${args[@]+"${args[@]}"}

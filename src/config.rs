@@ -13,7 +13,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::collection::{Collection, FamilyOptions};
-use crate::store::StoreLocation;
+use crate::store::{Backend, StoreLocation};
 
 pub mod checks;
 pub mod schema;
@@ -100,6 +100,15 @@ pub struct DatasetConfig {
     /// Compressor of arrays zru creates (default zstd).
     #[serde(default)]
     pub compressor: Option<CompressorConfig>,
+    /// The kind of store: `zarr` (default) or `icechunk` (docs/icechunk.md).
+    #[serde(default)]
+    pub format: StoreFormat,
+    /// Icechunk only: the branch batches are committed to (default `main`).
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// Icechunk only: tag every batch's commit (default false).
+    #[serde(default)]
+    pub tag_batches: bool,
     /// Variables never copied into the store.
     #[serde(default)]
     pub drop_variables: Vec<String>,
@@ -114,6 +123,20 @@ pub struct DatasetConfig {
     #[serde(flatten)]
     pub options: serde_json::Map<String, serde_json::Value>,
 }
+
+/// A dataset's `format`: a plain Zarr store or an Icechunk repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreFormat {
+    /// A Zarr store (V2 or V3).
+    #[default]
+    Zarr,
+    /// An Icechunk repository (Zarr V3, one commit per batch).
+    Icechunk,
+}
+
+/// The branch of an Icechunk dataset whose configuration names none.
+pub const DEFAULT_BRANCH: &str = "main";
 
 /// A validated dataset: configuration plus compiled patterns and parsed durations.
 #[derive(Debug, Clone)]
@@ -162,6 +185,21 @@ impl Dataset {
     /// one, else 3.
     pub(crate) fn zarr_format(&self) -> u8 {
         self.config.zarr_format.unwrap_or(3)
+    }
+
+    /// The kind of store the dataset writes, with its Icechunk settings.
+    pub fn backend(&self) -> Backend {
+        match self.config.format {
+            StoreFormat::Zarr => Backend::Zarr,
+            StoreFormat::Icechunk => Backend::Icechunk {
+                branch: self
+                    .config
+                    .branch
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_BRANCH.to_string()),
+                tag_batches: self.config.tag_batches,
+            },
+        }
     }
 
     /// Whether a file variable is copied into the store (coordinates always are).

@@ -50,6 +50,9 @@ pub struct StoreSummary {
     pub blank_slots: Vec<[u64; 2]>,
     /// Slot ranges per source object key, in slot order.
     pub provenance: ProvenanceRanges,
+    /// For an Icechunk repository: the snapshot described (the tip of `main`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
 }
 
 /// Describes a store. The append dimension is the dimension of its provenance array.
@@ -59,7 +62,7 @@ pub fn inspect(location: &Path) -> Result<StoreSummary, StoreError> {
 
 /// Describes a store, local or on S3.
 pub fn inspect_at(location: &StoreLocation) -> Result<StoreSummary, StoreError> {
-    let store = ZarrStore::open_at(location)?;
+    let (store, snapshot) = open_for_inspect(location)?;
     let mut dims = BTreeMap::new();
     let mut arrays = Vec::new();
     for doc in store.arrays.values() {
@@ -97,6 +100,7 @@ pub fn inspect_at(location: &StoreLocation) -> Result<StoreSummary, StoreError> 
         time_range: None,
         blank_slots: Vec::new(),
         provenance: Vec::new(),
+        snapshot,
     };
     if let (Some(dim), Some(doc)) = (append_dim, provenance_doc) {
         summary.time_range = time_range(&store, &dim)?;
@@ -112,6 +116,25 @@ pub fn inspect_at(location: &StoreLocation) -> Result<StoreSummary, StoreError> 
         }
     }
     Ok(summary)
+}
+
+/// Opens a plain store, or the tip of `main` of an Icechunk repository (with its
+/// snapshot id).
+#[cfg(feature = "icechunk")]
+fn open_for_inspect(location: &StoreLocation) -> Result<(ZarrStore, Option<String>), StoreError> {
+    use crate::store::icechunk::Repo;
+    if !Repo::exists(location)? {
+        return Ok((ZarrStore::open_at(location)?, None));
+    }
+    let repo = Repo::open(location, crate::config::DEFAULT_BRANCH)?;
+    let tip = repo.tip()?;
+    let store = ZarrStore::open_snapshot(location, &repo, &tip)?;
+    Ok((store, Some(tip)))
+}
+
+#[cfg(not(feature = "icechunk"))]
+fn open_for_inspect(location: &StoreLocation) -> Result<(ZarrStore, Option<String>), StoreError> {
+    Ok((ZarrStore::open_at(location)?, None))
 }
 
 /// Slot ranges per source key.
@@ -188,6 +211,9 @@ impl std::fmt::Display for StoreSummary {
             "store        {} (Zarr V{})",
             self.store, self.zarr_format
         )?;
+        if let Some(snapshot) = &self.snapshot {
+            writeln!(f, "snapshot     {snapshot} (Icechunk, tip of main)")?;
+        }
         let dims: Vec<String> = self.dims.iter().map(|(d, n)| format!("{d}={n}")).collect();
         writeln!(f, "dimensions   {}", dims.join(" "))?;
         if let Some([a, b]) = &self.time_range {

@@ -12,8 +12,7 @@ use common::{copy_tree, dump, sample_key, stderr, store_files, Work};
 
 /// Phase A applied cleanly (days 1-3); phase B queued: day 2 revised, days 4 and 5
 /// appended, day 3 removed, day 1 ingested again; batches of two.
-fn prepared() -> Work {
-    let work = Work::new(true);
+fn prepared(work: Work) -> Work {
     work.samples("data/raw/sst", 3, 0);
     let ingest = work.zru(&["ingest", "data/raw/sst/"]);
     assert!(!ingest.status.success(), "a directory is not a file");
@@ -73,7 +72,11 @@ const FLUSH: &[&str] = &["flush", "--batch-size", "2"];
 /// Ledger entries without what legitimately differs after a replay (the action:
 /// `appended` becomes `overwrote` when a crashed batch is applied again).
 fn ledger_orders(work: &Path) -> Vec<(String, String)> {
-    let path = work.join("data/zarr/sst.zarr.zru-ledger.json");
+    ledger_orders_at(&work.join("data/zarr/sst.zarr.zru-ledger.json"))
+}
+
+/// [`ledger_orders`] of the ledger file at `path`.
+fn ledger_orders_at(path: &Path) -> Vec<(String, String)> {
     let ledger: serde_json::Value =
         serde_json::from_slice(&std::fs::read(path).expect("ledger")).expect("ledger json");
     ledger["entries"]
@@ -154,7 +157,7 @@ fn flush_killed_at(base: &Work, k: u32) -> Option<Work> {
 
 #[test]
 fn a_flush_killed_after_any_write_and_restarted_matches_a_clean_run() {
-    let base = prepared();
+    let base = prepared(Work::new(true));
     let clean = copy_of(&base);
     let out = clean.zru(FLUSH);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -343,4 +346,129 @@ fn an_interrupted_overwrite_is_undone_before_the_new_key_is_withdrawn() {
         queue_is_empty(&work);
     }
     assert!(undone >= 3 && kept >= 1, "{undone} undone, {kept} kept");
+}
+
+/// What a commit of an Icechunk repository records of each event, as it must be the same
+/// after a crash and restart as in a clean run: key, kind, action and order.
+#[cfg(feature = "icechunk")]
+fn commit_events(history: &[zru::store::icechunk::Commit]) -> Vec<Vec<String>> {
+    history
+        .iter()
+        .map(|c| {
+            c.events
+                .iter()
+                .map(|e| format!("{} {} {} {}", e["key"], e["kind"], e["action"], e["order"]))
+                .collect()
+        })
+        .collect()
+}
+
+/// Every event committed (key, kind, order), whatever commit holds it, sorted.
+#[cfg(feature = "icechunk")]
+fn events_committed(history: &[zru::store::icechunk::Commit]) -> Vec<String> {
+    let mut events: Vec<String> = history
+        .iter()
+        .flat_map(|c| &c.events)
+        .map(|e| format!("{} {} {}", e["key"], e["kind"], e["order"]))
+        .collect();
+    events.sort();
+    events
+}
+
+/// The same flushes on an Icechunk repository, killed after each durable write (a write
+/// to the batch's session, its commit, the ledger, the acknowledgement): the branch is
+/// then always at a commit of the clean run, holding exactly that commit's state (a
+/// killed batch leaves nothing), the cached ledger names a commit of the branch, and the
+/// restart ends with the clean run's events (each committed once), store and ledger (the
+/// ledger file naming the tip).
+#[cfg(feature = "icechunk")]
+#[test]
+fn an_icechunk_flush_killed_after_any_write_leaves_whole_batches_and_restarts_cleanly() {
+    let base = prepared(Work::icechunk());
+    let before = common::icechunk_history(&base.repo()).len();
+    let clean = copy_of(&base);
+    let out = clean.zru(FLUSH);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let expected = common::icechunk_history(&clean.repo());
+    assert!(expected.len() >= before + 2, "{} commits", expected.len());
+    let expected_events = commit_events(&expected);
+    // The repository's first snapshot (before zru's first commit) holds no group.
+    let states: Vec<_> = expected
+        .iter()
+        .map(|c| match c.parent {
+            Some(_) => common::dump_snapshot(&clean.repo(), &c.id),
+            None => BTreeMap::new(),
+        })
+        .collect();
+    let ledger_path = |work: &Work| work.path().join("data/zarr/sst.icechunk.zru-ledger.json");
+    let expected_ledger = ledger_orders_at(&ledger_path(&clean));
+    assert!(!clean.repo().join("zarr.json").exists() && !clean.store().exists());
+
+    let mut killed = 0;
+    for k in 1..500 {
+        let Some(work) = flush_killed_at(&base, k) else {
+            break;
+        };
+        killed += 1;
+        let history = common::icechunk_history(&work.repo());
+        let tip = history.len() - 1;
+        assert!(tip < expected.len(), "k={k}: {} commits", history.len());
+        assert_eq!(
+            commit_events(&history),
+            expected_events[..history.len()],
+            "k={k}"
+        );
+        assert_eq!(
+            differing(
+                &common::dump_snapshot(&work.repo(), &history[tip].id),
+                &states[tip]
+            ),
+            Vec::<String>::new(),
+            "k={k}"
+        );
+        let ledger: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(ledger_path(&work)).expect("ledger"))
+                .expect("ledger json");
+        assert!(
+            history.iter().any(|c| ledger["snapshot"] == c.id.as_str()),
+            "k={k}: the ledger names {} off the branch",
+            ledger["snapshot"]
+        );
+
+        let restart = work.zru(FLUSH);
+        assert!(restart.status.success(), "k={k}: {}", stderr(&restart));
+        // The restart may batch the redelivered events differently, but every event is
+        // committed once, as in the clean run.
+        let history = common::icechunk_history(&work.repo());
+        assert_eq!(
+            events_committed(&history),
+            events_committed(&expected),
+            "k={k}"
+        );
+        assert_eq!(
+            differing(
+                &common::dump_snapshot(&work.repo(), &history[history.len() - 1].id),
+                &states[states.len() - 1]
+            ),
+            Vec::<String>::new(),
+            "k={k}"
+        );
+        // The ledger beside the repository reflects the tip, even when the restart found
+        // only duplicates of the commit the killed run made before saving its ledger.
+        let ledger: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(ledger_path(&work)).expect("ledger"))
+                .expect("ledger json");
+        assert_eq!(
+            ledger["snapshot"],
+            history[history.len() - 1].id.as_str(),
+            "k={k}"
+        );
+        assert_eq!(
+            ledger_orders_at(&ledger_path(&work)),
+            expected_ledger,
+            "k={k}"
+        );
+        queue_is_empty(&work);
+    }
+    assert!(killed >= 10, "only {killed} crash points were exercised");
 }

@@ -1,5 +1,6 @@
 //! The `zru` command line: ingest, remove, adopt, enqueue, flush, watch, queue, inspect,
-//! status, sample, demo, doctor, aws (sweep, replay-failed-notifications), config check.
+//! status, log, rollback, sample, demo, doctor, aws (sweep, replay-failed-notifications),
+//! config check.
 
 // The command line is where zru prints: its errors and warnings go to stderr.
 #![allow(clippy::print_stderr, clippy::print_stdout)]
@@ -8,6 +9,9 @@
 mod aws_cli;
 #[path = "zru/demo.rs"]
 mod demo;
+#[cfg(feature = "icechunk")]
+#[path = "zru/history_cli.rs"]
+mod history_cli;
 #[path = "zru/pipeline_cli.rs"]
 mod pipeline_cli;
 
@@ -147,6 +151,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the commits of an Icechunk dataset's branch, newest first: id, time, events.
+    #[cfg(feature = "icechunk")]
+    Log(history_cli::LogArgs),
+    /// Reset an Icechunk dataset's branch to an earlier commit or tag (and rebuild its
+    /// ledger), so the events of the commits taken off can be applied again.
+    #[cfg(feature = "icechunk")]
+    Rollback(history_cli::RollbackArgs),
     /// Write generated sample files.
     Sample {
         #[command(subcommand)]
@@ -268,7 +279,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ZRU_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(QUIET_BY_DEFAULT)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -285,6 +296,11 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// The log filter without `ZRU_LOG`: warnings, but not Icechunk's notes on every open
+/// of a local repository (not safe for concurrent commits: zru's store lock makes one
+/// writer; conditional PUTs without write-id metadata).
+const QUIET_BY_DEFAULT: &str = "warn,icechunk_arrow_object_store=error,icechunk_storage=error";
 
 /// What a shell reports for a process killed by SIGPIPE (128 + 13).
 const BROKEN_PIPE_EXIT: u8 = 141;
@@ -469,6 +485,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor(args) => doctor(args),
+        #[cfg(feature = "icechunk")]
+        Command::Log(args) => history_cli::run_log(args),
+        #[cfg(feature = "icechunk")]
+        Command::Rollback(args) => history_cli::run_rollback(args),
         Command::Aws(command) => aws_cli::run_aws(command),
         Command::Config {
             action: ConfigAction::Check { config, raw_root },

@@ -707,7 +707,8 @@ const EVERY_KEY: &str = r#"{
   "chunks": {"N_PROF": 10}, "time_step": "1 day", "time_tolerance": "1 second",
   "zarr_format": 2, "compressor": {"name": "zlib", "level": 5, "shuffle": true},
   "drop_variables": ["a"], "keep_variables": ["b"], "provenance_variable": "src",
-  "identity": ["PLATFORM_NUMBER"], "level_dim": "N_LEVELS", "other_dims": "drop"
+  "identity": ["PLATFORM_NUMBER"], "level_dim": "N_LEVELS", "other_dims": "drop",
+  "format": "icechunk", "branch": "b", "tag_batches": true
 }"#;
 
 /// The field names serde expects, from its "unknown field" message.

@@ -50,6 +50,7 @@ pub(super) fn check_keys(
             "use smaller chunk lengths (e.g. 1 along the time axis and a few hundred to a few thousand elsewhere)",
         ));
     }
+    problems.extend(check_format(config));
     if config.keep_variables.is_some() && !config.drop_variables.is_empty() {
         problems.push(Problem::new(
             "keep_variables",
@@ -101,6 +102,31 @@ pub(super) fn check_keys(
 }
 
 /// The provenance variable's name: a plain array name no data variable can have.
+/// Icechunk repositories hold Zarr V3 only; `branch` and `tag_batches` need one.
+fn check_format(config: &DatasetConfig) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let icechunk = config.format == super::StoreFormat::Icechunk;
+    if icechunk && config.zarr_format == Some(2) {
+        problems.push(Problem::new(
+            "zarr_format",
+            "is 2, but an Icechunk repository holds Zarr 3 only",
+            "remove zarr_format (or write 3), or use \"format\": \"zarr\"",
+        ));
+    }
+    if !icechunk && (config.branch.is_some() || config.tag_batches) {
+        problems.push(Problem::new(
+            if config.branch.is_some() {
+                "branch"
+            } else {
+                "tag_batches"
+            },
+            "applies to Icechunk repositories only",
+            "add \"format\": \"icechunk\" or remove the key",
+        ));
+    }
+    problems
+}
+
 fn check_provenance(config: &DatasetConfig, data_names: &[(&'static str, String)]) -> Vec<Problem> {
     let name = config
         .provenance_variable

@@ -33,7 +33,7 @@ pub fn adopt(
             continue;
         }
         let _lock = StoreLock::acquire(&options.lock_dir, &dataset.location, options.lock_timeout)?;
-        let mut ledger = Ledger::load_at(&dataset.location)?;
+        let mut ledger = Ledger::load_for(dataset)?;
         let batch: Vec<Event> = mine.iter().map(|&i| events[i].update_event()).collect();
         for (&i, outcome) in mine.iter().zip(updater.adopt_batch(&batch)) {
             let report = Report::from_outcome(outcome);

@@ -91,7 +91,7 @@ pub(crate) fn applied_entries(
 ) -> Result<BTreeMap<String, LedgerEntry>, LedgerError> {
     let mut applied = BTreeMap::new();
     for dataset in &catalog.datasets {
-        let ledger = Ledger::load_at(&dataset.location)?;
+        let ledger = Ledger::load_for(dataset)?;
         applied.extend(
             ledger
                 .entries()

@@ -141,7 +141,13 @@ impl Flusher<'_> {
             self.options.lock_timeout,
         )?;
         self.queue.recover(group)?;
-        let mut ledger = Ledger::load_at(&dataset.location)?;
+        let mut ledger = Ledger::load_for(dataset)?;
+        // An Icechunk commit whose ledger save a killed process missed: the file beside
+        // the repository is brought up to date now, even if every event of this flush
+        // turns out a duplicate of that commit's (no batch would save it then).
+        if ledger.is_stale() {
+            ledger.save()?;
+        }
         let mut attempts = Attempts::load_at(&dataset.location)?;
         let mut reports = Vec::new();
         loop {
@@ -333,7 +339,9 @@ impl Flusher<'_> {
         }
         let ordered = order_for_store(dataset, &self.updater.raw_root, present);
         let events: Vec<_> = ordered.iter().map(|m| m.event.update_event()).collect();
-        let outcomes = self.updater.apply_batch(&events);
+        // An Icechunk commit records each event's ordering fields: its ledger entries.
+        let notes: Vec<_> = ordered.iter().map(commit_note).collect();
+        let outcomes = self.updater.apply_batch_noted(&events, &notes);
         let mut recorded = reports
             .iter()
             .any(|r| matches!(r.action, ReportAction::Applied(_)));
@@ -400,7 +408,7 @@ impl Flusher<'_> {
     ) -> (Vec<Message>, Vec<Message>) {
         // An S3 store that cannot be checked is taken as existing: applying the
         // removals then reports the storage error.
-        if ZarrStore::exists_at(&dataset.location).unwrap_or(true) {
+        if ZarrStore::exists_backend(&dataset.location, &dataset.backend()).unwrap_or(true) {
             return (Vec::new(), messages);
         }
         messages
@@ -475,6 +483,16 @@ fn restore(mut message: Message, object: CurrentObject) -> Message {
     message.event.etag = object.etag;
     message.event.size = None;
     message
+}
+
+/// What an Icechunk commit records of a message beyond the outcome (key, kind, action,
+/// region): the fields of its ledger entry.
+fn commit_note(message: &Message) -> serde_json::Value {
+    serde_json::json!({
+        "order": message.event.order(message.id),
+        "etag": message.event.etag,
+        "version_id": message.event.version_id,
+    })
 }
 
 fn ledger_entry(message: &Message, report: &Report) -> LedgerEntry {

@@ -8,18 +8,31 @@
 //! refused when it is read, and replaced (its target untouched) if it is written. An event older than the ledger's entry for its key is stale;
 //! an equal one is a duplicate. A store on S3 has its ledger beside it on S3
 //! (`s3://b/sst.zarr` has `s3://b/sst.zarr.zru-ledger.json`), replaced by one PUT.
+//!
+//! For an Icechunk repository the commits are the ledger: each batch's commit records
+//! its events with their order, etag and version (see `store::icechunk`), and the file
+//! beside the repository is a cache that names the snapshot it reflects. Loading it
+//! (`Ledger::load_for`) replays the commits made after that snapshot (a process
+//! killed between a commit and the ledger's save), or rebuilds it from the whole
+//! history when that snapshot is no longer on the branch (a rollback). The two can
+//! therefore never disagree. A flush saves a ledger so brought up to date before its
+//! first batch (`Ledger::is_stale`), so the file beside the repository reflects the
+//! branch's tip after every flush, even one whose events were all duplicates of the
+//! commit a killed process made.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use thiserror::Error;
 
 use super::event::EventOrder;
+use crate::config::Dataset;
 use crate::store::atomic_fs::{read_regular_nofollow, replace_file};
 use crate::store::fenced::Fence;
 use crate::store::location::Sibling;
-use crate::store::StoreLocation;
+use crate::store::{Backend, StoreLocation};
 use crate::update::EventKind;
 
 /// Why a store's ledger could not be read or saved.
@@ -41,6 +54,15 @@ pub enum LedgerError {
         path: PathBuf,
         /// The parse error.
         reason: String,
+    },
+    /// The Icechunk repository the ledger reflects could not be read.
+    #[error("ledger {path}: {source}")]
+    Store {
+        /// The ledger file (or its S3 URL).
+        path: PathBuf,
+        /// The repository's error.
+        #[source]
+        source: Box<crate::store::StoreError>,
     },
     /// The ledger of an S3 store was changed by another writer since this batch read
     /// it (S3 conditional write refused): it was not overwritten.
@@ -82,6 +104,9 @@ pub struct LedgerEntry {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct LedgerFile {
     version: u32,
+    /// For an Icechunk repository: the branch tip (snapshot id) the entries reflect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    snapshot: Option<String>,
     entries: BTreeMap<String, LedgerEntry>,
 }
 
@@ -95,6 +120,13 @@ pub struct Ledger {
     /// still that object (fencing against a stale writer).
     fence: Option<Fence>,
     entries: BTreeMap<String, LedgerEntry>,
+    /// For an Icechunk repository: the snapshot the entries reflect.
+    snapshot: Option<String>,
+    /// For an Icechunk repository: where it is and the branch (its tip is recorded
+    /// when the ledger is saved).
+    versioned: Option<(StoreLocation, String)>,
+    /// True when loading replayed commits the saved copy did not reflect.
+    stale: bool,
 }
 
 /// The suffix of a ledger's name after its store's.
@@ -121,16 +153,19 @@ impl Ledger {
                         path: path.clone(),
                         reason: e.to_string(),
                     })?;
-                file.entries
+                (file.entries, file.snapshot)
             }
-            Ok(None) => BTreeMap::new(),
+            Ok(None) => (BTreeMap::new(), None),
             Err(source) => return Err(LedgerError::Io { path, source }),
         };
         Ok(Self {
             path,
             remote: None,
             fence: None,
-            entries,
+            entries: entries.0,
+            snapshot: entries.1,
+            versioned: None,
+            stale: false,
         })
     }
 
@@ -154,16 +189,113 @@ impl Ledger {
                         path: path.clone(),
                         reason: e.to_string(),
                     })?;
-                file.entries
+                (file.entries, file.snapshot)
             }
-            None => BTreeMap::new(),
+            None => (BTreeMap::new(), None),
         };
         Ok(Self {
             path,
             remote: Some(remote),
             fence,
-            entries,
+            entries: entries.0,
+            snapshot: entries.1,
+            versioned: None,
+            stale: false,
         })
+    }
+
+    /// Loads the ledger of a dataset's store; for an Icechunk repository, brought up to
+    /// date with the branch's commits (see the module's documentation).
+    pub(crate) fn load_for(dataset: &Dataset) -> Result<Self, LedgerError> {
+        let mut ledger = Self::load_at(&dataset.location)?;
+        if let Backend::Icechunk { branch, .. } = dataset.backend() {
+            ledger.versioned = Some((dataset.location.clone(), branch));
+            ledger.catch_up()?;
+        }
+        Ok(ledger)
+    }
+
+    /// The snapshot an Icechunk repository's ledger reflects.
+    pub fn snapshot(&self) -> Option<&str> {
+        self.snapshot.as_deref()
+    }
+
+    /// True if loading brought an Icechunk repository's ledger up to date with commits
+    /// its saved copy did not reflect (a process killed between a commit and the
+    /// ledger's save, or a rollback): the saved copy is behind until the next save.
+    pub(crate) fn is_stale(&self) -> bool {
+        self.stale
+    }
+
+    #[cfg(not(feature = "icechunk"))]
+    fn catch_up(&mut self) -> Result<(), LedgerError> {
+        Ok(())
+    }
+
+    /// Replays the commits the ledger does not reflect yet (all of them if its
+    /// snapshot left the branch's history).
+    #[cfg(feature = "icechunk")]
+    fn catch_up(&mut self) -> Result<(), LedgerError> {
+        use crate::store::icechunk::Repo;
+        let Some((location, branch)) = &self.versioned else {
+            return Ok(());
+        };
+        let error = |source| LedgerError::Store {
+            path: self.path.clone(),
+            source: Box::new(source),
+        };
+        if !Repo::exists(location).map_err(error)? {
+            return Ok(());
+        }
+        let repo = Repo::open(location, branch).map_err(error)?;
+        let history = repo.history().map_err(error)?;
+        let tip = history.first().map(|c| c.id.clone());
+        if tip.is_none() || tip == self.snapshot {
+            return Ok(());
+        }
+        let known = self
+            .snapshot
+            .as_ref()
+            .and_then(|id| history.iter().position(|c| &c.id == id));
+        let newer = match known {
+            Some(position) => &history[..position],
+            None => {
+                self.entries.clear();
+                &history[..]
+            }
+        };
+        for commit in newer.iter().rev() {
+            for event in &commit.events {
+                let key = event.get("key").and_then(Value::as_str);
+                let entry = serde_json::from_value::<LedgerEntry>(event.clone());
+                // Events without an order (applied outside the queue) are not recorded.
+                if let (Some(key), Ok(entry)) = (key, entry) {
+                    self.entries.insert(key.to_string(), entry);
+                }
+            }
+        }
+        self.snapshot = tip;
+        self.stale = true;
+        Ok(())
+    }
+
+    /// The branch tip of an Icechunk repository's ledger, read now.
+    #[cfg(feature = "icechunk")]
+    fn current_tip(&self) -> Result<Option<String>, LedgerError> {
+        let Some((location, branch)) = &self.versioned else {
+            return Ok(self.snapshot.clone());
+        };
+        let error = |source| LedgerError::Store {
+            path: self.path.clone(),
+            source: Box::new(source),
+        };
+        let repo = crate::store::icechunk::Repo::open(location, branch).map_err(error)?;
+        Ok(Some(repo.tip().map_err(error)?))
+    }
+
+    #[cfg(not(feature = "icechunk"))]
+    fn current_tip(&self) -> Result<Option<String>, LedgerError> {
+        Ok(self.snapshot.clone())
     }
 
     /// Where the ledger is kept (beside the store).
@@ -197,6 +329,7 @@ impl Ledger {
         };
         let file = LedgerFile {
             version: 1,
+            snapshot: self.current_tip()?,
             entries: self.entries.clone(),
         };
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| LedgerError::Parse {
@@ -205,10 +338,12 @@ impl Ledger {
         })?;
         if let Some(remote) = &self.remote {
             self.fence = remote.write_fenced(&bytes, self.fence.as_ref())?;
+            self.stale = false;
             crate::fault::point();
             return Ok(());
         }
         replace_file(&self.path, &bytes).map_err(io)?;
+        self.stale = false;
         crate::fault::point();
         Ok(())
     }
@@ -262,6 +397,9 @@ mod tests {
             remote: None,
             fence: None,
             entries: BTreeMap::new(),
+            snapshot: None,
+            versioned: None,
+            stale: false,
         };
         ledger.save().unwrap();
         assert_eq!(

@@ -30,6 +30,8 @@ pub(crate) mod current;
 pub mod enqueue;
 pub mod event;
 pub(crate) mod flush;
+#[cfg(feature = "icechunk")]
+pub mod history;
 pub mod ledger;
 pub mod lock;
 pub(crate) mod plan;

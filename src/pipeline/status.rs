@@ -69,7 +69,7 @@ pub fn status(
     let oldest = queue.oldest_pending()?;
     let mut out: BTreeMap<String, DatasetStatus> = BTreeMap::new();
     for dataset in &catalog.datasets {
-        let ledger = Ledger::load_at(&dataset.location)?;
+        let ledger = Ledger::load_for(dataset)?;
         let newest = ledger
             .entries()
             .values()

@@ -381,7 +381,7 @@ pub(crate) fn s3_endpoint_from_env() -> Option<String> {
 
 /// The runtime that runs S3 requests for the sync storage API. It is never dropped
 /// (dropping a runtime inside an async context panics) and never the caller's.
-fn runtime() -> Result<&'static tokio::runtime::Runtime, StorageError> {
+pub(crate) fn runtime() -> Result<&'static tokio::runtime::Runtime, StorageError> {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     if let Some(runtime) = RUNTIME.get() {
         return Ok(runtime);
@@ -395,7 +395,15 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime, StorageError> {
     Ok(RUNTIME.get_or_init(|| runtime))
 }
 
-struct BlockOn(tokio::runtime::Handle);
+/// Runs futures to completion on the store I/O runtime (see [`runtime`]).
+pub(crate) struct BlockOn(pub(crate) tokio::runtime::Handle);
+
+/// Runs `future` on the store I/O runtime and waits for it (never from inside an async
+/// context).
+#[cfg(feature = "icechunk")]
+pub(crate) fn block_on<F: core::future::Future>(future: F) -> Result<F::Output, StorageError> {
+    Ok(runtime()?.block_on(future))
+}
 
 impl AsyncToSyncBlockOn for BlockOn {
     fn block_on<F: core::future::Future>(&self, future: F) -> F::Output {

@@ -11,6 +11,8 @@
 //! - `recovery`: the intent record of a batch in progress, and the recovery pass
 //!   that undoes a batch interrupted before its metadata commit.
 //! - `undo`: before-images of the keys a batch overwrites, for that recovery pass.
+//! - [`icechunk`] (feature `icechunk`): Icechunk repositories, where a batch is one
+//!   commit (no intent record, no recovery pass).
 //!
 //! zru reads and writes metadata itself (so xarray's own metadata survives untouched)
 //! and lets zarrs encode and decode chunks.
@@ -19,6 +21,8 @@ pub(crate) mod array_doc;
 pub(crate) mod atomic_fs;
 mod fault_points;
 pub mod fenced;
+#[cfg(feature = "icechunk")]
+pub mod icechunk;
 pub mod location;
 pub(crate) mod raw_keys;
 pub(crate) mod recovery;
@@ -100,6 +104,31 @@ pub enum StoreError {
         #[source]
         source: ArrayDocError,
     },
+    /// An Icechunk repository could not be opened, read, reset or committed, or this
+    /// build has no Icechunk support.
+    #[error("store {store} (Icechunk): {reason}")]
+    Versioned {
+        /// The repository (its path, or its URL for S3).
+        store: PathBuf,
+        /// What failed and why.
+        reason: String,
+    },
+    /// Another writer committed to the branch since the batch began: nothing of the
+    /// batch was committed (zru never rebases); the batch is retried from the queue.
+    #[error(
+        "store {store} (Icechunk): branch {branch} moved while this batch was written \
+         (another writer committed to it: {reason}); nothing of the batch was committed, \
+         it is retried from the queue. Only one writer may update a branch: stop the other \
+         writer or give it another branch"
+    )]
+    Conflict {
+        /// The repository (its path, or its URL for S3).
+        store: PathBuf,
+        /// The branch.
+        branch: String,
+        /// Icechunk's description of the conflict.
+        reason: String,
+    },
     /// The root group's metadata of an S3 store was changed by another writer since
     /// this batch read it (S3 conditional write refused), or the conditional write
     /// failed otherwise: it was not overwritten.
@@ -143,6 +172,44 @@ pub struct ZarrStore {
     root: Option<PathBuf>,
     /// What was read of the root group's metadata: the conditions of its writes.
     fences: RootFences,
+    /// For an Icechunk repository: the batch's session, committed by
+    /// [`Transaction::commit`].
+    #[cfg(feature = "icechunk")]
+    versioned: Option<Versioned>,
+}
+
+/// The kind of store a dataset writes (its `format`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// A plain Zarr store (V2 or V3): batches are made all-or-nothing by the intent
+    /// record and the recovery pass.
+    #[default]
+    Zarr,
+    /// An Icechunk repository (Zarr V3): each batch is one commit on `branch`.
+    Icechunk {
+        /// The branch batches are committed to.
+        branch: String,
+        /// Tag every batch's commit (`zru-<time>-<id>`).
+        tag_batches: bool,
+    },
+}
+
+/// The Icechunk side of an opened store.
+#[cfg(feature = "icechunk")]
+struct Versioned {
+    repo: icechunk::Repo,
+    session: icechunk::BatchSession,
+    tag_batches: bool,
+}
+
+/// What a batch's commit on an Icechunk repository records: its message and zru's
+/// record of its events (see [`icechunk::ZRU_PROPERTY`]). Ignored by plain stores.
+#[derive(Debug, Clone, Default)]
+pub struct CommitNote {
+    /// The commit message.
+    pub message: String,
+    /// zru's record (`{"events": [...]}`).
+    pub record: Map<String, Value>,
 }
 
 impl std::fmt::Debug for ZarrStore {
@@ -284,7 +351,138 @@ impl ZarrStore {
             exists: false,
             root: location.local_path().map(Path::to_path_buf),
             fences,
+            #[cfg(feature = "icechunk")]
+            versioned: None,
         })
+    }
+
+    /// Opens (or prepares) the store of a dataset whose backend is `backend`. An
+    /// Icechunk repository is created if missing; its batch session starts here.
+    pub fn open_or_new_backend(
+        location: &StoreLocation,
+        backend: &Backend,
+        new_format: ZarrFormat,
+    ) -> Result<Self, StoreError> {
+        match backend {
+            Backend::Zarr => Self::open_or_new_at(location, new_format),
+            Backend::Icechunk {
+                branch,
+                tag_batches,
+            } => Self::open_icechunk(location, branch, *tag_batches),
+        }
+    }
+
+    #[cfg(not(feature = "icechunk"))]
+    fn open_icechunk(location: &StoreLocation, _: &str, _: bool) -> Result<Self, StoreError> {
+        Err(no_icechunk(location))
+    }
+
+    #[cfg(feature = "icechunk")]
+    fn open_icechunk(
+        location: &StoreLocation,
+        branch: &str,
+        tag_batches: bool,
+    ) -> Result<Self, StoreError> {
+        let repo = icechunk::Repo::open_or_create(location, branch)?;
+        let session = repo.session()?;
+        let storage = session.storage()?;
+        // zarrs_icechunk reports a missing root node as an error, not as a missing key.
+        let has_root = match storage.get(&key("zarr.json")) {
+            Ok(root) => root.is_some(),
+            Err(StorageError::Other(reason)) if reason.contains("node not found") => false,
+            Err(source) => {
+                return Err(StoreError::Storage {
+                    store: location.display_path(),
+                    source,
+                })
+            }
+        };
+        // The commit is the repository's fence; its keys are no objects of the bucket.
+        let fences = RootFences::unfenced(location);
+        let mut store = if has_root {
+            Self::open_fenced(location, storage, fences)?
+        } else {
+            // A new repository has no root node, which listing and reading keys under it
+            // need: an empty root group, in the session only (the commit rewrites it).
+            let root = json!({"zarr_format": 3, "node_type": "group"}).to_string();
+            storage
+                .set(&key("zarr.json"), Bytes::from(root))
+                .map_err(|source| StoreError::Storage {
+                    store: location.display_path(),
+                    source,
+                })?;
+            Self {
+                location: location.display_path(),
+                storage,
+                format: ZarrFormat::V3,
+                group_meta: Map::new(),
+                root_attrs: Map::new(),
+                arrays: BTreeMap::new(),
+                exists: false,
+                root: None,
+                fences,
+                versioned: None,
+            }
+        };
+        // Before-images are never kept (no recovery pass): `root` only names them.
+        store.root = None;
+        store.versioned = Some(Versioned {
+            repo,
+            session,
+            tag_batches,
+        });
+        Ok(store)
+    }
+
+    /// True if a dataset's store holds a Zarr group: for an Icechunk repository, if
+    /// the branch's tip has root group metadata.
+    pub fn exists_backend(location: &StoreLocation, backend: &Backend) -> Result<bool, StoreError> {
+        match backend {
+            Backend::Zarr => Self::exists_at(location),
+            Backend::Icechunk { branch, .. } => Self::icechunk_exists(location, branch),
+        }
+    }
+
+    #[cfg(not(feature = "icechunk"))]
+    fn icechunk_exists(location: &StoreLocation, _: &str) -> Result<bool, StoreError> {
+        Err(no_icechunk(location))
+    }
+
+    #[cfg(feature = "icechunk")]
+    fn icechunk_exists(location: &StoreLocation, branch: &str) -> Result<bool, StoreError> {
+        if !icechunk::Repo::exists(location)? {
+            return Ok(false);
+        }
+        let repo = icechunk::Repo::open(location, branch)?;
+        let storage = repo.read_only(&repo.tip()?)?;
+        let root = storage
+            .get(&key("zarr.json"))
+            .map_err(|source| StoreError::Storage {
+                store: location.display_path(),
+                source,
+            })?;
+        Ok(root.is_some())
+    }
+
+    /// Opens a snapshot (a snapshot id or a tag) of an Icechunk repository, read-only.
+    #[cfg(feature = "icechunk")]
+    pub fn open_snapshot(
+        location: &StoreLocation,
+        repo: &icechunk::Repo,
+        version: &str,
+    ) -> Result<Self, StoreError> {
+        let storage = repo.read_only(version)?;
+        let mut store = Self::open_fenced(location, storage, RootFences::unfenced(location))?;
+        store.root = None;
+        Ok(store)
+    }
+
+    /// Whether this store is an Icechunk repository (no intent record, no sidecars).
+    fn is_versioned(&self) -> bool {
+        #[cfg(feature = "icechunk")]
+        return self.versioned.is_some();
+        #[cfg(not(feature = "icechunk"))]
+        false
     }
 
     fn storage(location: &StoreLocation) -> Result<Arc<Storage>, StoreError> {
@@ -313,6 +511,15 @@ impl ZarrStore {
     }
 
     fn open_with(location: &StoreLocation, storage: Arc<Storage>) -> Result<Self, StoreError> {
+        Self::open_fenced(location, storage, RootFences::new(location))
+    }
+
+    /// Opens the store `storage` holds, reading its root keys through `fences`.
+    fn open_fenced(
+        location: &StoreLocation,
+        storage: Arc<Storage>,
+        fences: RootFences,
+    ) -> Result<Self, StoreError> {
         let mut store = Self {
             location: location.display_path(),
             storage,
@@ -322,7 +529,9 @@ impl ZarrStore {
             arrays: BTreeMap::new(),
             exists: true,
             root: location.local_path().map(Path::to_path_buf),
-            fences: RootFences::new(location),
+            fences,
+            #[cfg(feature = "icechunk")]
+            versioned: None,
         };
         if let Some(mut root) = store.read_root_json("zarr.json")? {
             root.remove("consolidated_metadata");
@@ -468,6 +677,8 @@ impl ZarrStore {
             stats: CommitStats::default(),
             written_last: Vec::new(),
             intent: None,
+            note: None,
+            session_metadata: None,
             passed_through: Default::default(),
         }
     }
@@ -635,6 +846,11 @@ pub struct Transaction<'s> {
     written_last: Vec<String>,
     /// The intent record as written to the store, once the transaction has written.
     intent: Option<Intent>,
+    /// What an Icechunk commit records (see [`Self::set_note`]).
+    note: Option<CommitNote>,
+    /// The metadata documents last written to an Icechunk session (see
+    /// [`Self::write_session_metadata`]).
+    session_metadata: Option<Vec<(String, Value)>>,
     /// Chunks staged by [`Self::put_encoded_chunk`] since the last flush.
     passed_through: std::sync::atomic::AtomicU64,
 }
@@ -746,6 +962,16 @@ impl Transaction<'_> {
     /// [`Self::commit`] with array metadata, after every chunk and before the root
     /// group's metadata.
     pub(crate) fn write_sidecar(&self, path: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        if self.store.is_versioned() {
+            return Err(StoreError::Versioned {
+                store: self.store.location.clone(),
+                reason: format!(
+                    "an Icechunk repository holds Zarr keys only, not zru's sidecar key \
+                     {SIDECAR_DIR}/{path} (the identity index of profiles and series \
+                     datasets): use \"format\": \"zarr\" for this dataset"
+                ),
+            });
+        }
         let key = self.sidecar_key(path)?;
         zarrs::storage::WritableStorageTraits::set(self.staged.as_ref(), &key, Bytes::from(value))
             .map_err(|e| self.storage_error(e))
@@ -760,6 +986,11 @@ impl Transaction<'_> {
     /// opened ([`StoreError::Fenced`]; see `root_fence`), so a stale writer writes
     /// nothing.
     fn record_intent(&mut self, keys: Vec<StoreKey>) -> Result<(), StoreError> {
+        if self.store.is_versioned() {
+            // The batch's session is its own transaction (and its commit its fence):
+            // nothing to undo.
+            return Ok(());
+        }
         self.store.fences.check(self.store.format)?;
         let mut intent = Intent::new(self.store, &self.arrays, self.intent.as_ref());
         let new: Vec<StoreKey> = keys
@@ -781,6 +1012,32 @@ impl Transaction<'_> {
         Ok(())
     }
 
+    /// An Icechunk session takes a chunk only for an array it holds, within its shape:
+    /// the metadata as it stands is written to the session before chunks (invisible to
+    /// readers until the commit, so the order does not matter to them).
+    fn write_session_metadata(&mut self) -> Result<(), StoreError> {
+        if !self.store.is_versioned() {
+            return Ok(());
+        }
+        let documents = self.metadata_documents();
+        if self.session_metadata.as_ref() == Some(&documents) {
+            return Ok(());
+        }
+        for (key_name, value) in &documents {
+            let bytes = serde_json::to_vec_pretty(value).map_err(|e| StoreError::Json {
+                store: self.store.location.clone(),
+                key: key_name.clone(),
+                reason: e.to_string(),
+            })?;
+            self.store
+                .storage
+                .set(&key(key_name), Bytes::from(bytes))
+                .map_err(|e| self.storage_error(e))?;
+        }
+        self.session_metadata = Some(documents);
+        Ok(())
+    }
+
     /// Writes the chunks staged so far; metadata stays staged until [`Self::commit`].
     pub fn flush_chunks(&mut self) -> Result<CommitStats, StoreError> {
         let chunks = self
@@ -789,6 +1046,7 @@ impl Transaction<'_> {
             .map_err(|e| self.storage_error(e))?;
         if !chunks.is_empty() {
             self.record_intent(chunks)?;
+            self.write_session_metadata()?;
         }
         let mut stats = self
             .staged
@@ -906,6 +1164,11 @@ impl Transaction<'_> {
         Ok(())
     }
 
+    /// Sets what the commit of an Icechunk repository records (its message and events).
+    pub fn set_note(&mut self, note: CommitNote) {
+        self.note = Some(note);
+    }
+
     /// Writes everything still staged. Metadata documents (and the consolidated
     /// metadata) are written only if some array's metadata or the root attributes
     /// changed, so a batch of overwrites, or of rejected files, leaves them untouched.
@@ -934,6 +1197,7 @@ impl Transaction<'_> {
             .map_err(|e| self.storage_error(e))?;
         if metadata_changed || !pending.is_empty() {
             self.record_intent(pending)?;
+            self.write_session_metadata()?;
         }
         let (mut stats, root) = self
             .staged
@@ -958,6 +1222,15 @@ impl Transaction<'_> {
             stats.metadata_written += 1;
         }
         self.stats += stats;
+        #[cfg(feature = "icechunk")]
+        if let Some(versioned) = &self.store.versioned {
+            let note = self.note.take().unwrap_or_default();
+            let id = versioned.session.commit(&note.message, note.record)?;
+            if versioned.tag_batches {
+                let time = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
+                versioned.repo.tag(&format!("zru-{time}-{id}"), &id)?;
+            }
+        }
         if let Some(intent) = &self.intent {
             self.store.erase_intent()?;
             // Before-images are garbage once the record is gone; on S3 only a batch that
@@ -981,6 +1254,15 @@ impl Transaction<'_> {
         }
         documents.extend(self.store.root_documents(&self.arrays, &self.root_attrs));
         documents
+    }
+}
+
+/// The error of a build without Icechunk support.
+#[cfg(not(feature = "icechunk"))]
+pub(crate) fn no_icechunk(location: &StoreLocation) -> StoreError {
+    StoreError::Versioned {
+        store: location.display_path(),
+        reason: "this zru was built without Icechunk support (cargo feature `icechunk`)".into(),
     }
 }
 

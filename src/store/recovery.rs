@@ -352,6 +352,8 @@ impl ZarrStore {
             arrays: BTreeMap::new(),
             exists: intent.store_existed,
             root: location.local_path().map(Path::to_path_buf),
+            #[cfg(feature = "icechunk")]
+            versioned: None,
             // Recovery writes unfenced, under the store's lock, before any batch reads.
             fences: super::RootFences::new(location),
         };

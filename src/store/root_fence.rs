@@ -9,7 +9,9 @@
 //! timed-out invocation still running, a second deployment) whose batch started before
 //! another writer's commit gets [`StoreError::Fenced`] instead of overwriting the newer
 //! root metadata. A local store has no fence: the store lock is its guard, and its
-//! root keys are read and written as before.
+//! root keys are read and written as before. Neither has an Icechunk repository
+//! ([`RootFences::unfenced`]): its keys are not objects of the bucket, and its commit
+//! is its own optimistic fence (a moved branch is [`StoreError::Conflict`]).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -40,6 +42,8 @@ fn consolidated_key(format: ZarrFormat) -> &'static str {
 /// What a writer read of a store's root keys: the conditions of their next writes.
 pub(crate) struct RootFences {
     location: StoreLocation,
+    /// False for a store whose root keys are not objects of `location` (Icechunk).
+    fenced: bool,
     fences: Mutex<HashMap<String, Fence>>,
 }
 
@@ -48,7 +52,26 @@ impl RootFences {
     pub(crate) fn new(location: &StoreLocation) -> Self {
         Self {
             location: location.clone(),
+            fenced: true,
             fences: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// No fence ever: every root key is read and written through the store's storage,
+    /// as locally. For an Icechunk repository, whose commit fences the whole batch.
+    pub(crate) fn unfenced(location: &StoreLocation) -> Self {
+        Self {
+            fenced: false,
+            ..Self::new(location)
+        }
+    }
+
+    /// The S3 object that holds root key `name`, if this store's root keys are fenced.
+    fn object(&self, name: &str) -> Option<super::location::Sibling> {
+        if self.fenced {
+            self.location.object(name)
+        } else {
+            None
         }
     }
 
@@ -70,7 +93,7 @@ impl RootFences {
         storage: &Storage,
         name: &str,
     ) -> Result<Option<Bytes>, StorageError> {
-        let Some(object) = self.location.object(name) else {
+        let Some(object) = self.object(name) else {
             return storage.get(&root_key(name)?);
         };
         let (bytes, fence) = object.read_fenced()?;
@@ -87,7 +110,7 @@ impl RootFences {
             if self.fences().contains_key(*name) {
                 continue;
             }
-            let Some(object) = self.location.object(name) else {
+            let Some(object) = self.object(name) else {
                 return Ok(());
             };
             if let Some(fence) = object.head_fenced()? {
@@ -108,7 +131,7 @@ impl RootFences {
         let Some(fence) = self.fences().get(name).cloned() else {
             return Ok(());
         };
-        let Some(object) = self.location.object(name) else {
+        let Some(object) = self.object(name) else {
             return Ok(());
         };
         let store = self.location.display_path();
@@ -138,7 +161,7 @@ impl RootFences {
     ) -> Result<(), StoreError> {
         let store = self.location.display_path();
         let fence = self.fences().get(key.as_str()).cloned();
-        let (Some(object), Some(fence)) = (self.location.object(key.as_str()), fence) else {
+        let (Some(object), Some(fence)) = (self.object(key.as_str()), fence) else {
             return storage
                 .set(key, bytes)
                 .map_err(|source| StoreError::Storage { store, source });
@@ -199,6 +222,36 @@ mod tests {
                 .unwrap()
                 .as_deref(),
             Some(&b"{ }"[..])
+        );
+    }
+
+    #[test]
+    fn an_unfenced_s3_store_reads_and_writes_its_root_keys_through_its_storage() {
+        // An Icechunk repository on S3: its root keys live in the session, not in the
+        // bucket, so nothing may be read or written beside it (no S3 call is made).
+        let dir = tempfile::tempdir().unwrap();
+        let session = StoreLocation::Local(dir.path().join("session"))
+            .storage()
+            .unwrap();
+        let location = StoreLocation::S3 {
+            bucket: "bucket".to_string(),
+            prefix: "repo".to_string(),
+        };
+        let fences = RootFences::unfenced(&location);
+        assert_eq!(fences.read(session.as_ref(), "zarr.json").unwrap(), None);
+        fences.observe(ZarrFormat::V3).unwrap();
+        fences.check(ZarrFormat::V3).unwrap();
+        let key = StoreKey::new("zarr.json").unwrap();
+        fences
+            .write(session.as_ref(), &key, Bytes::from_static(b"{}"))
+            .unwrap();
+        assert_eq!(fences.fence("zarr.json"), None);
+        assert_eq!(
+            fences
+                .read(session.as_ref(), "zarr.json")
+                .unwrap()
+                .as_deref(),
+            Some(&b"{}"[..])
         );
     }
 }

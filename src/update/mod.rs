@@ -12,13 +12,14 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
 
 pub use error::UpdateError;
 pub use region::Region;
 
 use crate::collection::Batch;
 use crate::config::{Catalog, Dataset};
-use crate::store::{CommitStats, Transaction, ZarrFormat, ZarrStore};
+use crate::store::{Backend, CommitNote, CommitStats, Transaction, ZarrFormat, ZarrStore};
 
 fn rejected(event: &Event, dataset: Option<String>, error: Rejection) -> Outcome {
     Outcome {
@@ -237,7 +238,14 @@ impl Updater {
     /// as it succeeded, and array and consolidated metadata are written once at the end.
     /// Stores are independent, so events of different datasets keep their own order.
     pub fn apply_batch(&self, events: &[Event]) -> Vec<Outcome> {
-        self.batch(events, Mode::Apply)
+        self.batch(events, &[], Mode::Apply)
+    }
+
+    /// [`Self::apply_batch`], with a note per event (same order; JSON objects) that an
+    /// Icechunk commit records beside the event's key, kind, action and region: the
+    /// queue's ordering fields, from which the ledger is rebuilt.
+    pub fn apply_batch_noted(&self, events: &[Event], notes: &[Value]) -> Vec<Outcome> {
+        self.batch(events, notes, Mode::Apply)
     }
 
     /// Adopts created events' files into gridded stores written before zru managed
@@ -245,10 +253,10 @@ impl Updater {
     /// later removal or revision finds them; no data is written. Same transaction and
     /// outcomes as [`Self::apply_batch`].
     pub fn adopt_batch(&self, events: &[Event]) -> Vec<Outcome> {
-        self.batch(events, Mode::Adopt)
+        self.batch(events, &[], Mode::Adopt)
     }
 
-    fn batch(&self, events: &[Event], mode: Mode) -> Vec<Outcome> {
+    fn batch(&self, events: &[Event], notes: &[Value], mode: Mode) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
         let mut groups: Vec<(&Dataset, Vec<usize>)> = Vec::new();
         for (i, event) in events.iter().enumerate() {
@@ -262,9 +270,11 @@ impl Updater {
         }
         for (dataset, indices) in groups {
             let batch: Vec<&Event> = indices.iter().map(|&i| &events[i]).collect();
-            for (i, outcome) in indices
-                .into_iter()
-                .zip(self.apply_to_store(dataset, &batch, mode))
+            let batch_notes: Vec<Option<&Value>> = indices.iter().map(|&i| notes.get(i)).collect();
+            for (i, outcome) in
+                indices
+                    .into_iter()
+                    .zip(self.apply_to_store(dataset, &batch, &batch_notes, mode))
             {
                 outcomes[i] = Some(outcome);
             }
@@ -279,15 +289,27 @@ impl Updater {
     }
 
     /// Applies a dataset's events in one transaction on its store.
-    fn apply_to_store(&self, dataset: &Dataset, events: &[&Event], mode: Mode) -> Vec<Outcome> {
+    fn apply_to_store(
+        &self,
+        dataset: &Dataset,
+        events: &[&Event],
+        notes: &[Option<&Value>],
+        mode: Mode,
+    ) -> Vec<Outcome> {
         let name = Some(dataset.name().to_string());
         let format = if dataset.zarr_format() == 2 {
             ZarrFormat::V2
         } else {
             ZarrFormat::V3
         };
-        // A batch that stopped between its first write and its commit is undone first.
-        let store = ZarrStore::recover_at(&dataset.location)
+        let backend = dataset.backend();
+        // A batch that stopped between its first write and its commit is undone first
+        // (an Icechunk repository needs no recovery: its uncommitted session is gone).
+        let recovered = match backend {
+            Backend::Zarr => ZarrStore::recover_at(&dataset.location),
+            Backend::Icechunk { .. } => Ok(None),
+        };
+        let store = recovered
             .map(|recovered| {
                 if let Some(recovered) = recovered {
                     tracing::warn!(
@@ -296,7 +318,7 @@ impl Updater {
                     );
                 }
             })
-            .and_then(|()| ZarrStore::open_or_new_at(&dataset.location, format));
+            .and_then(|()| ZarrStore::open_or_new_backend(&dataset.location, &backend, format));
         let store = match store {
             Ok(store) => store,
             Err(error) => {
@@ -331,6 +353,9 @@ impl Updater {
                 Err(error) => rejected(event, name.clone(), error.into()),
             };
             outcomes.push(outcome);
+        }
+        if let Some(note) = commit_note(dataset, &outcomes, notes) {
+            tx.set_note(note);
         }
         if let Err(error) = tx.commit() {
             for outcome in outcomes.iter_mut().filter(|o| !o.is_rejected()) {
@@ -460,6 +485,58 @@ impl Updater {
         check_key(&key)?;
         Ok(key)
     }
+}
+
+/// What the commit of a batch records: a message and every applied event (key, kind,
+/// action, region, plus its note), or `None` if no event was applied.
+fn commit_note(
+    dataset: &Dataset,
+    outcomes: &[Outcome],
+    notes: &[Option<&Value>],
+) -> Option<CommitNote> {
+    let mut events = Vec::new();
+    for (outcome, note) in outcomes
+        .iter()
+        .zip(notes.iter().chain(std::iter::repeat(&None)))
+    {
+        if outcome.is_rejected() {
+            continue;
+        }
+        let mut event = Map::new();
+        event.insert("key".into(), json!(outcome.key));
+        event.insert("kind".into(), json!(outcome.event));
+        event.insert("action".into(), json!(outcome.action));
+        if let Some(region) = &outcome.region {
+            event.insert("region".into(), json!(region));
+        }
+        if let Some(Value::Object(note)) = note {
+            for (k, v) in note {
+                event.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        events.push(Value::Object(event));
+    }
+    if events.is_empty() {
+        return None;
+    }
+    let keys: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| !o.is_rejected())
+        .map(|o| o.key.as_str())
+        .collect();
+    let message = match keys.as_slice() {
+        [one] => format!("zru {}: {one}", dataset.name()),
+        [first, ..] => format!(
+            "zru {}: {} events ({first}, ...)",
+            dataset.name(),
+            keys.len()
+        ),
+        [] => format!("zru {}", dataset.name()),
+    };
+    let mut record = Map::new();
+    record.insert("dataset".into(), json!(dataset.name()));
+    record.insert("events".into(), Value::Array(events));
+    Some(CommitNote { message, record })
 }
 
 /// A regular file's size and modification time (`None`: not a regular file, or gone).

@@ -50,6 +50,25 @@ impl Work {
         Self { dir }
     }
 
+    /// A work directory whose dataset is an Icechunk repository (`"format": "icechunk"`,
+    /// at [`Self::repo`]), with a `time_step`.
+    pub fn icechunk() -> Self {
+        let work = Self::new(true);
+        let config = work.path().join("config/sst.json");
+        let json = std::fs::read_to_string(&config).expect("config");
+        let json = json.replace(
+            r#""store": "data/zarr/sst.zarr","#,
+            r#""store": "data/zarr/sst.icechunk", "format": "icechunk","#,
+        );
+        std::fs::write(config, json).expect("config");
+        work
+    }
+
+    /// The Icechunk repository of a work directory made by [`Self::icechunk`].
+    pub fn repo(&self) -> PathBuf {
+        self.path().join("data/zarr/sst.icechunk")
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -114,7 +133,6 @@ pub fn lines_with_action(out: &Output, action: &str) -> Vec<String> {
 /// the key order in the JSON documents).
 pub fn dump(store_path: &Path) -> BTreeMap<String, String> {
     let store = ZarrStore::open(store_path).expect("open store");
-    let mut out = BTreeMap::new();
     let read_json = |name: &str| -> Option<serde_json::Value> {
         let bytes = std::fs::read(store_path.join(name)).ok()?;
         serde_json::from_slice(&bytes).ok()
@@ -123,10 +141,36 @@ pub fn dump(store_path: &Path) -> BTreeMap<String, String> {
         .map(|root| root["consolidated_metadata"].clone())
         .filter(|c| !c.is_null())
         .or_else(|| read_json(".zmetadata"));
+    let mut out = dump_opened(&store);
     out.insert(
         "/consolidated".to_string(),
         format!("{:?}", consolidated.as_ref().map(sorted)),
     );
+    out
+}
+
+/// The commits of an Icechunk repository's branch `main`, oldest first.
+#[cfg(feature = "icechunk")]
+pub fn icechunk_history(repo_path: &Path) -> Vec<zru::store::icechunk::Commit> {
+    let location = zru::store::StoreLocation::Local(repo_path.to_path_buf());
+    let repo = zru::store::icechunk::Repo::open(&location, "main").expect("open repository");
+    let mut history = repo.history().expect("history");
+    history.reverse();
+    history
+}
+
+/// [`dump`] of a snapshot of an Icechunk repository (no consolidated metadata there).
+#[cfg(feature = "icechunk")]
+pub fn dump_snapshot(repo_path: &Path, snapshot: &str) -> BTreeMap<String, String> {
+    let location = zru::store::StoreLocation::Local(repo_path.to_path_buf());
+    let repo = zru::store::icechunk::Repo::open(&location, "main").expect("open repository");
+    let store = ZarrStore::open_snapshot(&location, &repo, snapshot).expect("open snapshot");
+    dump_opened(&store)
+}
+
+/// The root attributes and every array's metadata and values of an opened store.
+fn dump_opened(store: &ZarrStore) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
     out.insert(
         "/attrs".to_string(),
         format!(

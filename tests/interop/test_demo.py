@@ -5,11 +5,13 @@ that read in xarray as their source files do."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 import xarray as xr
 
 from conftest import (
@@ -26,12 +28,19 @@ from conftest import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_demo_runs_the_pipeline_and_leaves_stores_xarray_reads(tmp_path):
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """One run of the demo (small grid): its directory and its output."""
+    tmp_path = tmp_path_factory.mktemp("demo")
     shutil.copytree(ROOT / "config", tmp_path / "config")
     shared = GSLA_DIR.parent.parent
     res = run_zru("demo", "--shared-data", shared, "--lat", 40, "--lon", 60,
                   cwd=tmp_path, expect_ok=True)
-    out = res.stdout
+    return tmp_path, res.stdout
+
+
+def test_demo_runs_the_pipeline_and_leaves_stores_xarray_reads(demo):
+    tmp_path, out = demo
     assert "skipped(duplicate)" in out and "-> dead letters" in out, out
     assert "replayed 1 dead letter(s)" in out, out
 
@@ -65,3 +74,37 @@ def test_demo_runs_the_pipeline_and_leaves_stores_xarray_reads(tmp_path):
     queue = subprocess.run([zru_path(), "queue", "--state-dir", "data/state/demo", "--json"],
                            cwd=tmp_path, capture_output=True, text=True, check=True)
     assert json.loads(queue.stdout) == {"groups": [], "dead_letters": []}, queue.stdout
+
+
+def versioned_section(out: str) -> str:
+    """The demo's output from the Icechunk dataset's first step on."""
+    start = out.index("SST in an Icechunk repository")
+    return out[start:out.index("demo finished")]
+
+
+def test_demo_commits_a_batch_rolls_a_bad_file_back_and_prints_the_history(demo):
+    tmp_path, out = demo
+    section = versioned_section(out)
+    bad = re.search(r"bad file.*?slot 1: (\d+) pixels changed", section, re.S)
+    assert bad and int(bad.group(1)) > 0, section
+    rolled = re.search(r"rolled back (\S+) -> (\S+)", section)
+    assert rolled and rolled.group(1) != rolled.group(2), section
+    undone = [l for l in section.splitlines() if l.strip().startswith("undone")]
+    assert len(undone) == 1 and "sst-versioned/20240202" in undone[0], section
+    assert "slot 1: 0 pixels differ from the first batch" in section, section
+
+    # The history: the first batch's commit (both days) is the tip, the bad file's
+    # commit is gone from the branch; the log the demo printed is `zru log`'s.
+    log = run_zru("log", "--config", "config", "sst_versioned", "--json",
+                  cwd=tmp_path, expect_ok=True).stdout
+    commits = [json.loads(line) for line in log.splitlines()]
+    assert commits[0]["id"] == rolled.group(2), commits
+    assert sorted(e["key"].split("/")[1][:8] for e in commits[0]["events"]) == \
+        ["20240201", "20240202"], commits
+    assert all(e["kind"] == "created" for e in commits[0]["events"]), commits
+    assert not any(c["id"] == rolled.group(1) for c in commits), commits
+    text = run_zru("log", "--config", "config", "sst_versioned",
+                   cwd=tmp_path, expect_ok=True).stdout
+    history = section[section.index("zru log sst_versioned"):]
+    for line in text.splitlines():
+        assert line in history, (line, history)

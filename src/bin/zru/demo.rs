@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use chrono::NaiveDate;
 
-use zru::config::Catalog;
+use zru::config::{Catalog, Dataset};
 use zru::inspect::inspect;
 use zru::pipeline::enqueue::enqueue;
 use zru::pipeline::ledger::Ledger;
@@ -32,9 +32,14 @@ pub struct DemoOptions {
 const SST_DATASET: &str = "sst";
 const GSLA_DATASET: &str = "gsla";
 const ARGO_DATASET: &str = "argo";
+/// The SST dataset kept in an Icechunk repository (config/sst_versioned.json).
+const VERSIONED_DATASET: &str = "sst_versioned";
 const SST_PREFIX: &str = "sst";
+const VERSIONED_PREFIX: &str = "sst-versioned";
 const GSLA_PREFIX: &str = "IMOS/OceanCurrent/GSLA";
 const ARGO_PREFIX: &str = "argo";
+/// The bad file's revision: its SST is off by at least `0.05 * BAD_REVISION` K.
+const BAD_REVISION: u32 = 40;
 /// Profiles of the revised Argo file whose temperatures the demo changes.
 const REVISED_PROFILES: usize = 5;
 /// Receives of a bad file before it lands in the dead letters (as `zru flush`).
@@ -133,13 +138,14 @@ impl Demo<'_> {
     }
 
     fn store_path(&self, dataset: &str) -> Result<PathBuf> {
-        Ok(self
-            .updater
+        Ok(self.dataset(dataset)?.store_path.clone())
+    }
+
+    fn dataset(&self, name: &str) -> Result<&Dataset> {
+        self.updater
             .catalog
-            .dataset(dataset)
-            .with_context(|| format!("the config directory has no dataset named {dataset:?}"))?
-            .store_path
-            .clone())
+            .dataset(name)
+            .with_context(|| format!("the config directory has no dataset named {name:?}"))
     }
 }
 
@@ -179,6 +185,7 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<()> {
     gridded_sst(&mut demo, options)?;
     real_gsla(&mut demo, options)?;
     real_argo(&mut demo, options)?;
+    versioned_sst(&mut demo, options)?;
     let left = demo.queue.dead_letters()?.len();
     if demo.dead_lettered != 1 || left != 0 {
         bail!(
@@ -205,7 +212,7 @@ fn reset_state(state_dir: &Path) -> Result<()> {
 
 /// Removes what an earlier demo run left: the demo's stores and raw prefixes.
 fn reset(demo: &Demo<'_>, options: &DemoOptions) -> Result<()> {
-    for dataset in [SST_DATASET, GSLA_DATASET, ARGO_DATASET] {
+    for dataset in [SST_DATASET, GSLA_DATASET, ARGO_DATASET, VERSIONED_DATASET] {
         let store = demo.store_path(dataset)?;
         if store.exists() {
             std::fs::remove_dir_all(&store)
@@ -217,7 +224,7 @@ fn reset(demo: &Demo<'_>, options: &DemoOptions) -> Result<()> {
                 .with_context(|| format!("removing {}", ledger.display()))?;
         }
     }
-    for prefix in [SST_PREFIX, GSLA_PREFIX, ARGO_PREFIX] {
+    for prefix in [SST_PREFIX, GSLA_PREFIX, ARGO_PREFIX, VERSIONED_PREFIX] {
         let dir = options.raw_root.join(prefix);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
@@ -230,18 +237,31 @@ fn sample_key(day: NaiveDate) -> String {
     format!("{SST_PREFIX}/{}", zru::sample::gridded_sample_name(day))
 }
 
-fn gridded_sst(demo: &mut Demo<'_>, options: &DemoOptions) -> Result<()> {
-    let start = NaiveDate::from_ymd_opt(2024, 1, 1).context("demo start date")?;
+/// Writes `days` GHRSST-like daily files from `start` (revision 0) into the raw
+/// bucket under `prefix`; returns their options and directory.
+fn generated_days(
+    options: &DemoOptions,
+    prefix: &str,
+    start: NaiveDate,
+    days: usize,
+    seed: u64,
+) -> Result<(GriddedSampleOptions, PathBuf)> {
     let sample = GriddedSampleOptions {
-        days: 5,
+        days,
         lat: options.lat,
         lon: options.lon,
         start,
         revision: 0,
-        seed: 1,
+        seed,
     };
-    let raw_dir = options.raw_root.join(SST_PREFIX);
+    let raw_dir = options.raw_root.join(prefix);
     write_gridded_samples(&raw_dir, &sample)?;
+    Ok((sample, raw_dir))
+}
+
+fn gridded_sst(demo: &mut Demo<'_>, options: &DemoOptions) -> Result<()> {
+    let start = NaiveDate::from_ymd_opt(2024, 1, 1).context("demo start date")?;
+    let (sample, raw_dir) = generated_days(options, SST_PREFIX, start, 5, 1)?;
     let day = |i: u64| start + chrono::Days::new(i);
 
     let key = |i: u64| sample_key(day(i));
@@ -255,7 +275,7 @@ fn gridded_sst(demo: &mut Demo<'_>, options: &DemoOptions) -> Result<()> {
 
     demo.step("day 2 is revised (same key, new values): its slot is overwritten")?;
     let store = demo.store_path(SST_DATASET)?;
-    let before = read_slot_kelvin(&store, 1)?;
+    let before = read_slot_kelvin(&zru::store::ZarrStore::open(&store)?, 1)?;
     let revised = GriddedSampleOptions {
         revision: 1,
         ..sample.clone()
@@ -266,7 +286,7 @@ fn gridded_sst(demo: &mut Demo<'_>, options: &DemoOptions) -> Result<()> {
         &revised,
     )?;
     demo.apply(&[&key(1)], EventKind::Created)?;
-    let after = read_slot_kelvin(&store, 1)?;
+    let after = read_slot_kelvin(&zru::store::ZarrStore::open(&store)?, 1)?;
     let (changed, mean) = mean_change(&before, &after);
     writeln!(
         demo.out,
@@ -281,8 +301,7 @@ fn gridded_sst(demo: &mut Demo<'_>, options: &DemoOptions) -> Result<()> {
 }
 
 /// Decoded SST (kelvin, NaN where missing) of one slot.
-fn read_slot_kelvin(store: &Path, slot: u64) -> Result<Vec<f64>> {
-    let zarr = zru::store::ZarrStore::open(store)?;
+fn read_slot_kelvin(zarr: &zru::store::ZarrStore, slot: u64) -> Result<Vec<f64>> {
     let doc = zarr
         .array("sea_surface_temperature")
         .context("store has no sea_surface_temperature")?;
@@ -321,6 +340,84 @@ fn mean_change(before: &[f64], after: &[f64]) -> (usize, f64) {
         diffs.iter().sum::<f64>() / diffs.len() as f64
     };
     (diffs.len(), mean)
+}
+
+/// The same GHRSST-like days into an Icechunk repository: one batch is one commit; a
+/// bad file is committed, then rolled back; the branch's history is printed.
+#[cfg(feature = "icechunk")]
+fn versioned_sst(demo: &mut Demo<'_>, options: &DemoOptions) -> Result<()> {
+    use zru::pipeline::history::{log, log_line, rollback};
+
+    let start = NaiveDate::from_ymd_opt(2024, 2, 1).context("demo start date")?;
+    let (sample, raw_dir) = generated_days(options, VERSIONED_PREFIX, start, 2, 2)?;
+    let day = |i: u64| start + chrono::Days::new(i);
+    let name = |i: u64| zru::sample::gridded_sample_name(day(i));
+    let key = |i: u64| format!("{VERSIONED_PREFIX}/{}", name(i));
+    let dataset = demo.dataset(VERSIONED_DATASET)?.clone();
+
+    demo.step("SST in an Icechunk repository (\"format\": \"icechunk\"): days 1 and 2 in one batch, committed as one snapshot that readers see whole")?;
+    demo.apply(&[&key(0), &key(1)], EventKind::Created)?;
+    let good = log(&dataset, None)?
+        .first()
+        .map(|c| c.id.clone())
+        .context("the repository has no commit after the first batch")?;
+    let before = versioned_slot_kelvin(&dataset, 1)?;
+
+    demo.step("a bad file: day 2 is re-uploaded with a broken calibration and committed")?;
+    let bad = GriddedSampleOptions {
+        revision: BAD_REVISION,
+        ..sample.clone()
+    };
+    write_gridded_sample_file(&raw_dir.join(name(1)), day(1), &bad)?;
+    demo.apply(&[&key(1)], EventKind::Created)?;
+    let (changed, mean) = mean_change(&before, &versioned_slot_kelvin(&dataset, 1)?);
+    writeln!(
+        demo.out,
+        "  sea_surface_temperature at slot 1: {changed} pixels changed, mean change {mean:+.3} K"
+    )?;
+
+    demo.step(&format!("zru rollback {VERSIONED_DATASET} --to {good}: the branch (and the ledger) go back to the first batch's commit"))?;
+    let done = rollback(
+        &dataset,
+        &good,
+        &demo.flush.lock_dir,
+        demo.flush.lock_timeout,
+    )?;
+    writeln!(demo.out, "  rolled back {} -> {}", done.from, done.to)?;
+    for commit in &done.undone {
+        writeln!(demo.out, "  undone {}", log_line(commit))?;
+    }
+    let (changed, _) = mean_change(&before, &versioned_slot_kelvin(&dataset, 1)?);
+    writeln!(
+        demo.out,
+        "  sea_surface_temperature at slot 1: {changed} pixels differ from the first batch"
+    )?;
+    write_gridded_sample_file(&raw_dir.join(name(1)), day(1), &sample)?;
+
+    demo.step(&format!(
+        "zru log {VERSIONED_DATASET}: the branch's commits, newest first"
+    ))?;
+    for commit in log(&dataset, None)? {
+        writeln!(demo.out, "  {}", log_line(&commit))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "icechunk"))]
+fn versioned_sst(demo: &mut Demo<'_>, _: &DemoOptions) -> Result<()> {
+    demo.step("SST in an Icechunk repository: skipped, zru was built without the icechunk feature")
+}
+
+/// Decoded SST of one slot at the tip of an Icechunk dataset's branch.
+#[cfg(feature = "icechunk")]
+fn versioned_slot_kelvin(dataset: &Dataset, slot: u64) -> Result<Vec<f64>> {
+    use zru::store::{icechunk::Repo, Backend, ZarrStore};
+    let Backend::Icechunk { branch, .. } = dataset.backend() else {
+        bail!("dataset {} is not an Icechunk dataset", dataset.name());
+    };
+    let repo = Repo::open(&dataset.location, &branch)?;
+    let store = ZarrStore::open_snapshot(&dataset.location, &repo, &repo.tip()?)?;
+    read_slot_kelvin(&store, slot)
 }
 
 /// Copies files into the raw bucket under `prefix`; returns their keys.
