@@ -13,12 +13,9 @@ from conftest import (
     PROVENANCE,
     DecodePathStore,
     assert_dataset_values,
-    ingest,
     open_sources,
     open_store,
-    place,
     sample,
-    write_config,
 )
 
 CHUNKS = {"time": 1, "lat": 300, "lon": 40}
@@ -79,15 +76,3 @@ def test_both_decode_paths_write_the_same_store(tmp_path, monkeypatch, kind, zar
         xr.testing.assert_identical(ours, c_side)
     assert_dataset_values(open_store(stores["parallel"]).drop_vars(PROVENANCE),
                           open_sources(files))
-
-
-def test_an_unknown_decode_path_is_an_error_naming_the_choices(tmp_path, monkeypatch):
-    files = sample(tmp_path / "gen", days=1, lat=20, lon=30)
-    monkeypatch.setenv("ZRU_DECODE", "fast")
-    raw, config = tmp_path / "raw", tmp_path / "config"
-    write_config(config, "sst", store=tmp_path / "s.zarr", chunks=CHUNKS)
-    res = ingest(config, raw, [place(files[0], raw, f"sst/{files[0].name}")], cwd=tmp_path,
-                 expect_ok=False)
-    reasons = [r.get("reason") or "" for r in res.records]
-    assert any('ZRU_DECODE="fast" is not a decode path; use `passthrough` (the default), '
-               '`parallel` or `netcdf-c`' in r for r in reasons), res.describe()
