@@ -341,19 +341,31 @@ impl ZarrStore {
                 store: location.display_path(),
                 source,
             })?;
-        Ok(Self {
+        Ok(Self::unread(location, storage, new_format, false, fences))
+    }
+
+    /// A store at `location` whose root keys are not read yet: no group metadata,
+    /// attributes or arrays; `exists` says whether its root metadata is there.
+    fn unread(
+        location: &StoreLocation,
+        storage: Arc<Storage>,
+        format: ZarrFormat,
+        exists: bool,
+        fences: RootFences,
+    ) -> Self {
+        Self {
             location: location.display_path(),
             storage,
-            format: new_format,
+            format,
             group_meta: Map::new(),
             root_attrs: Map::new(),
             arrays: BTreeMap::new(),
-            exists: false,
+            exists,
             root: location.local_path().map(Path::to_path_buf),
             fences,
             #[cfg(feature = "icechunk")]
             versioned: None,
-        })
+        }
     }
 
     /// Opens (or prepares) the store of a dataset whose backend is `backend`. An
@@ -411,18 +423,7 @@ impl ZarrStore {
                     store: location.display_path(),
                     source,
                 })?;
-            Self {
-                location: location.display_path(),
-                storage,
-                format: ZarrFormat::V3,
-                group_meta: Map::new(),
-                root_attrs: Map::new(),
-                arrays: BTreeMap::new(),
-                exists: false,
-                root: None,
-                fences,
-                versioned: None,
-            }
+            Self::unread(location, storage, ZarrFormat::V3, false, fences)
         };
         // Before-images are never kept (no recovery pass): `root` only names them.
         store.root = None;
@@ -520,19 +521,7 @@ impl ZarrStore {
         storage: Arc<Storage>,
         fences: RootFences,
     ) -> Result<Self, StoreError> {
-        let mut store = Self {
-            location: location.display_path(),
-            storage,
-            format: ZarrFormat::V3,
-            group_meta: Map::new(),
-            root_attrs: Map::new(),
-            arrays: BTreeMap::new(),
-            exists: true,
-            root: location.local_path().map(Path::to_path_buf),
-            fences,
-            #[cfg(feature = "icechunk")]
-            versioned: None,
-        };
+        let mut store = Self::unread(location, storage, ZarrFormat::V3, true, fences);
         if let Some(mut root) = store.read_root_json("zarr.json")? {
             root.remove("consolidated_metadata");
             store.root_attrs = root.remove("attributes").map(into_map).unwrap_or_default();
